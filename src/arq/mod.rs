@@ -1,0 +1,1 @@
+//! arq (being written)

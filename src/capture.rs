@@ -1,0 +1,1 @@
+//! Frame capture files (being written)

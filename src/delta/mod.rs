@@ -1,0 +1,177 @@
+//! Record changes and the merge rules. Pure: no SQL, no I/O, no clock.
+//!
+//! A change is named by where it was made and a counter there: a [`Tag`]
+//! `(origin station, origin seq)`. Each station keeps, per origin, the highest
+//! sequence it holds (a [`VersionVector`]); "what does peer P lack" is every row
+//! whose current tag P's vector does not cover. Only the latest version of a row
+//! travels; the merge rule decides which version a store keeps.
+
+pub mod merge;
+pub mod time;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A station's identity: the 16 bytes of its UUID. Never changes once made.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StationId(pub [u8; 16]);
+
+impl StationId {
+    pub fn new_random() -> Self {
+        StationId(*uuid::Uuid::new_v4().as_bytes())
+    }
+
+    pub fn parse(text: &str) -> Result<Self, uuid::Error> {
+        Ok(StationId(*uuid::Uuid::parse_str(text)?.as_bytes()))
+    }
+}
+
+impl fmt::Display for StationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        uuid::Uuid::from_bytes(self.0).hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for StationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StationId({self})")
+    }
+}
+
+/// The name of one change: the station where it was made and that station's
+/// local sequence number for it. A change forwarded A -> B -> C keeps its tag.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Tag {
+    pub origin: StationId,
+    pub seq: u64,
+}
+
+/// Per origin station, the highest change sequence held.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct VersionVector(pub BTreeMap<StationId, u64>);
+
+impl VersionVector {
+    pub fn get(&self, origin: &StationId) -> u64 {
+        self.0.get(origin).copied().unwrap_or(0)
+    }
+
+    pub fn covers(&self, tag: &Tag) -> bool {
+        self.get(&tag.origin) >= tag.seq
+    }
+
+    /// Raise entries to at least `seq`; never lowers one.
+    pub fn raise(&mut self, origin: StationId, seq: u64) {
+        let entry = self.0.entry(origin).or_insert(0);
+        if seq > *entry {
+            *entry = seq;
+        }
+    }
+
+    /// Pointwise maximum.
+    pub fn merge(&mut self, other: &VersionVector) {
+        for (origin, seq) in &other.0 {
+            self.raise(*origin, *seq);
+        }
+    }
+}
+
+/// One SQLite value, exactly: its storage class and its bits.
+#[derive(Clone, Debug)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl PartialEq for Value {
+    /// Bitwise for reals, so that a value that travelled compares equal to itself
+    /// (NaN included) and -0.0 differs from 0.0.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Integer(a), Value::Integer(b)) => a == b,
+            (Value::Real(a), Value::Real(b)) => a.to_bits() == b.to_bits(),
+            (Value::Text(a), Value::Text(b)) => a == b,
+            (Value::Blob(a), Value::Blob(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The body of a row version as it travels.
+#[derive(Clone, PartialEq, Debug)]
+pub enum RowBody {
+    /// Every payload column, in the table's payload order.
+    Full(Vec<Value>),
+    /// Only the payload columns that changed since `base`, a version the receiver
+    /// was known to have seen. Bit `i` of `mask` set = payload column `i` is in
+    /// `values` (ascending column order). The receiver applies it only if its
+    /// current version of the row is exactly `base`; otherwise it asks for the
+    /// full row.
+    Delta {
+        base: Tag,
+        mask: u64,
+        values: Vec<Value>,
+    },
+}
+
+/// One version of one row, as it travels between stations.
+#[derive(Clone, PartialEq, Debug)]
+pub struct RowVersion {
+    /// The row's identity, exactly as the application wrote it.
+    pub uuid: String,
+    /// The name of the change that produced this version.
+    pub tag: Tag,
+    /// The station whose write produced this content: breaks ties of equal
+    /// `modified_on` deterministically.
+    pub writer: StationId,
+    /// Exactly as the application wrote it.
+    pub modified_on: String,
+    pub body: RowBody,
+}
+
+/// The changes of one table inside a bundle. `table` indexes the sorted list of
+/// tracked tables that the schema fingerprint covers.
+#[derive(Clone, PartialEq, Debug)]
+pub struct TableChanges {
+    pub table: u16,
+    pub rows: Vec<RowVersion>,
+}
+
+/// A row the sender of a bundle needs in full (a delta it got could not apply).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Want {
+    pub table: u16,
+    pub uuid: String,
+}
+
+/// What a bundle is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BundleKind {
+    /// Everything the receiver lacks; `sender_vector` confirms what the sender holds.
+    Delta,
+    /// A manual export of rows by age (`export --since`): applied by the merge
+    /// rules, but it claims nothing about what the sender holds.
+    Slice,
+}
+
+/// The decoded content of a bundle. Its byte layout lives in `codec`.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Bundle {
+    pub kind: BundleKind,
+    pub sender: StationId,
+    /// `None` only for a `Slice`, which any station may import.
+    pub receiver: Option<StationId>,
+    pub schema: SchemaFingerprint,
+    /// What the sender holds, per origin: its confirmation to the receiver.
+    pub sender_vector: VersionVector,
+    pub wants: Vec<Want>,
+    pub tables: Vec<TableChanges>,
+}
+
+/// A hash over the tracked tables and their synced columns (names and declared
+/// types), so two stations with different shapes refuse each other's bundles.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct SchemaFingerprint(pub u32);

@@ -1,0 +1,16 @@
+//! radiosync: keep SQLite databases in step between field stations over
+//! HF/VHF radio modems, or as files on a USB stick.
+//!
+//! The data flow is the module tree:
+//! `store -> delta -> codec -> sync -> arq -> frame -> transport`.
+
+pub mod arq;
+pub mod capture;
+pub mod codec;
+pub mod daemon;
+pub mod delta;
+pub mod frame;
+pub mod profile;
+pub mod store;
+pub mod sync;
+pub mod transport;

@@ -1,0 +1,1 @@
+//! Modem profiles (being written)
