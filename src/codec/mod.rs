@@ -1,5 +1,5 @@
 //! Bundle encoding: a small header read without decompressing, then the rows
-//! (postcard primitives, column-major per table), zstd-compressed with a
+//! (postcard primitives; values row by row, identities per column), zstd-compressed with a
 //! trimmed frame and an optional shared dictionary, or raw when that is
 //! smaller. Pure: no I/O. Byte tables: `docs/wire-format.md`.
 
@@ -341,7 +341,8 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
     let stored = u32::from_le_bytes(r.raw(HASH_LEN, "hash")?.try_into().expect("4 bytes"));
     // Check the hash before believing any other field.
     let computed = hash_of(bytes);
-    if stored != computed {
+    // Fuzzing builds skip the check so the fuzzer reaches the fields behind it.
+    if stored != computed && !cfg!(fuzzing) {
         return Err(CodecError::HashMismatch { stored, computed });
     }
 
