@@ -19,9 +19,10 @@ fn dict_size() -> usize {
     std::env::var("DICT_KIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(32)
+        .unwrap_or(64)
         * 1024
 }
+
 /// Columns that are not payload: identity, version and the site-local id.
 const NOT_PAYLOAD: [&str; 3] = ["id", "uuid", "modified_on"];
 
