@@ -45,7 +45,7 @@ impl FecParams {
     /// Checks the limits under which the `reed-solomon` crate cannot panic.
     pub fn validate(&self) -> Result<(), FecError> {
         let p = self.parity_bytes_per_block;
-        if p < 2 || p > MAX_PARITY {
+        if !(2..=MAX_PARITY).contains(&p) {
             return Err(FecError::BadParams("parity_bytes_per_block must be 2..=64"));
         }
         if p % 2 != 0 {

@@ -12,6 +12,7 @@
 pub mod ax25;
 pub mod fec;
 pub mod kiss;
+pub mod link;
 pub mod transparent;
 pub mod wire;
 

@@ -112,6 +112,12 @@ impl TransparentDeframer {
         self.buf.len()
     }
 
+    /// Forgets buffered bytes (e.g. after the port was reopened).
+    pub fn reset(&mut self) {
+        self.stats.skipped_bytes += self.buf.len() as u64;
+        self.buf.clear();
+    }
+
     fn skip(&mut self, n: usize) {
         self.buf.drain(..n);
         self.stats.skipped_bytes += n as u64;
@@ -210,6 +216,21 @@ mod tests {
             }
         }
         (frames, errors)
+    }
+
+    /// The figures docs/wire-format-frames.md gives for byte-shifted self-overlap.
+    #[test]
+    fn sync_word_shifted_overlap() {
+        let d: Vec<u32> = (1..4)
+            .map(|s| {
+                SYNC_WORD[s..]
+                    .iter()
+                    .zip(&SYNC_WORD[..4 - s])
+                    .map(|(a, b)| (a ^ b).count_ones())
+                    .sum()
+            })
+            .collect();
+        assert_eq!(d, [13, 9, 3]);
     }
 
     #[test]
