@@ -249,6 +249,13 @@ mod tests {
         );
     }
 
+    #[test]
+    fn hdlc_bits_literal() {
+        // 100 bytes + 2 FCS = 816 bits, +17 stuffing (1/50, rounded up), +8 flag.
+        assert_eq!(hdlc_bits(100), 841);
+        assert_eq!(hdlc_bits(0), 16 + 1 + 8);
+    }
+
     /// Every single-bit flip is corrected with FEC and refused by the CRC without it;
     /// never is a wrong frame accepted.
     #[test]
