@@ -112,6 +112,21 @@ impl TransparentDeframer {
         self.buf.len()
     }
 
+    /// The shell saw the channel go quiet. A frame still waiting for its body lost bytes
+    /// (or its sync word was false) and will not complete: give it up now, so the next
+    /// frame is not held back until enough bytes arrive to fill the stale length.
+    /// Returns whether a pending frame was dropped; call `next()` afterwards.
+    pub fn channel_idle(&mut self) -> bool {
+        let sl = SYNC_WORD.len();
+        let head = self.buf.make_contiguous();
+        let pending = head.len() >= sl && sync_distance(&head[..sl]) <= SYNC_MAX_BIT_ERRORS;
+        if pending {
+            self.stats.bad_frames += 1;
+            self.skip(1);
+        }
+        pending
+    }
+
     /// Forgets buffered bytes (e.g. after the port was reopened).
     pub fn reset(&mut self) {
         self.stats.skipped_bytes += self.buf.len() as u64;
@@ -326,6 +341,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn idle_gives_up_a_frame_that_lost_bytes() {
+        let mut a = encode(&frame(1, 50), Some(&FEC)).unwrap();
+        a.remove(30);
+        let mut d = TransparentDeframer::new(Some(FEC));
+        d.push(&a);
+        assert_eq!(d.next(), None);
+        assert!(d.channel_idle());
+        assert_eq!(d.next(), None);
+        assert!(d.buffered() <= 3, "{}", d.buffered());
+        assert!(!d.channel_idle());
+        // The next frame decodes at once, without feeding the stale one.
+        let b = encode(&frame(2, 50), Some(&FEC)).unwrap();
+        d.push(&b);
+        assert_eq!(d.next().unwrap().unwrap().0, frame(2, 50));
+        assert_eq!(d.stats().bad_frames, 1);
+        assert_eq!(d.stats().frames, 1);
     }
 
     #[test]
