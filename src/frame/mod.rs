@@ -33,7 +33,7 @@ pub enum FrameError {
     BadCrc { stored: u32, computed: u32 },
     #[error("reserved frame flags set: {0:#04x}")]
     ReservedFlags(u8),
-    #[error("authentication tag length {0} outside 1..=32")]
+    #[error("authentication tag length {0} outside 1..=64")]
     AuthTagLength(usize),
     #[error("payload of {0} bytes exceeds the 4096-byte limit")]
     PayloadTooLong(usize),
@@ -49,7 +49,7 @@ pub struct Frame {
     pub session: u16,
     pub seq: u16,
     pub payload: Vec<u8>,
-    /// Room for a short signature (1..=32 bytes); the signer is another module.
+    /// Room for a short signature (1..=64 bytes); the signer is another module.
     pub auth_tag: Option<Vec<u8>>,
 }
 
@@ -219,8 +219,10 @@ mod tests {
         let mut f = sample();
         f.auth_tag = Some(vec![]);
         assert_eq!(f.encode(None), Err(FrameError::AuthTagLength(0)));
-        f.auth_tag = Some(vec![0; 33]);
-        assert_eq!(f.encode(None), Err(FrameError::AuthTagLength(33)));
+        f.auth_tag = Some(vec![0; 64]);
+        assert!(f.encode(None).is_ok());
+        f.auth_tag = Some(vec![0; 65]);
+        assert_eq!(f.encode(None), Err(FrameError::AuthTagLength(65)));
         let bad = FecParams {
             parity_bytes_per_block: 5,
             ..FEC
@@ -338,7 +340,7 @@ mod tests {
             let fec = fecs[round % fecs.len()];
             let frame = Frame {
                 payload: (0..rng.gen_range(0..80)).map(|_| rng.gen()).collect(),
-                auth_tag: rng.gen_bool(0.3).then(|| vec![1; rng.gen_range(1..=32)]),
+                auth_tag: rng.gen_bool(0.3).then(|| vec![1; rng.gen_range(1..=64)]),
                 ..sample()
             };
             let mut b = transparent::encode(&frame, fec.as_ref()).unwrap();
@@ -390,7 +392,7 @@ mod tests {
             any::<u16>(),
             any::<u16>(),
             proptest::collection::vec(any::<u8>(), 0..600),
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 1..=32)),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 1..=64)),
         )
             .prop_map(|(kind, session, seq, payload, auth_tag)| Frame {
                 kind,

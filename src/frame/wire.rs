@@ -6,7 +6,7 @@
 //! 2..4   session     u16 big-endian
 //! 4..6   seq         u16 big-endian
 //! 6..8   payload_len u16 big-endian
-//! [8     tag_len     1..=32, only if flags bit 0]
+//! [8     tag_len     1..=64, only if flags bit 0]
 //! [9..   tag         tag_len bytes]
 //! ..     payload     payload_len bytes
 //! ..+4   crc         CRC-32C (Castagnoli) over every byte before it, big-endian
@@ -22,9 +22,9 @@ pub const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 /// Header bytes before the optional tag.
 pub const HEADER_LEN: usize = 8;
 pub const CRC_LEN: usize = 4;
-/// Longest authentication tag (e.g. a truncated HMAC or Ed25519 is too long at 64;
-/// a 16-byte truncated MAC fits with room).
-pub const MAX_AUTH_TAG_LEN: usize = 32;
+/// Longest authentication tag: room for a truncated or full HMAC-SHA256 (16/32 bytes)
+/// or an Ed25519 signature (64). What to sign with is the signing module's choice.
+pub const MAX_AUTH_TAG_LEN: usize = 64;
 /// Longest payload we build or accept; bounds memory on garbage input.
 pub const MAX_PAYLOAD_LEN: usize = 4096;
 /// Longest frame before FEC.
