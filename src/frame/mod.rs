@@ -290,6 +290,39 @@ mod tests {
         }
     }
 
+    /// An RS miscorrection: the damage puts the bytes within t of another codeword, so RS
+    /// "repairs" them into a different frame. Only the CRC stands between it and the database.
+    #[test]
+    fn crc_refuses_rs_miscorrection() {
+        let fec = FecParams {
+            parity_bytes_per_block: 4,
+            block_data_len: 30,
+            interleave: false,
+        };
+        let inner = sample().to_bytes().unwrap();
+        let c = fec::encode(&inner, &fec).unwrap();
+        let mut other = inner.clone();
+        other[10] ^= 0x5A;
+        let c2 = fec::encode(&other, &fec).unwrap();
+        let diff: Vec<usize> = (0..c.len()).filter(|&i| c[i] != c2[i]).collect();
+        assert_eq!(
+            diff.len(),
+            5,
+            "RS(24,20) codewords differ in at least 5 places"
+        );
+        // 3 errors (> t = 2) towards c2 leave the word 2 symbols from c2.
+        let mut r = c.clone();
+        for &i in &diff[..3] {
+            r[i] = c2[i];
+        }
+        let (decoded, fixed) = fec::decode(&r, &fec).unwrap();
+        assert_eq!((decoded, fixed), (other, 2));
+        assert!(matches!(
+            Frame::decode(&r, Some(&fec)),
+            Err(FrameError::BadCrc { .. })
+        ));
+    }
+
     /// Too many errors: RS gives up or miscorrects, and the CRC refuses; never a wrong frame.
     #[test]
     fn heavy_corruption_never_accepted_wrong() {
