@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
         interleave: sel & 0x80 != 0,
     });
     if let Ok((frame, _)) = Frame::decode(bytes, fec.as_ref()) {
-        let again = frame.encode(fec.as_ref()).expect("decoded frame re-encodes");
+        let again = frame
+            .encode(fec.as_ref())
+            .expect("decoded frame re-encodes");
         let (back, info) = Frame::decode(&again, fec.as_ref()).expect("re-encoded frame decodes");
         assert_eq!(back, frame);
         assert_eq!(info.corrected_symbols, 0);
