@@ -251,6 +251,26 @@ mod tests {
         );
     }
 
+    /// The overhead figures quoted in docs/wire-format-frames.md.
+    #[test]
+    fn documented_overheads() {
+        let rs = FecParams {
+            parity_bytes_per_block: 16,
+            block_data_len: 239,
+            interleave: true,
+        };
+        for (payload, plain, coded, framed) in [(250, 262, 294, 304), (1000, 1012, 1092, 1102)] {
+            let f = Frame {
+                payload: vec![0; payload],
+                ..sample()
+            };
+            assert_eq!(f.encoded_len(None), plain);
+            assert_eq!(f.encoded_len(Some(&rs)), coded);
+            assert_eq!(transparent::encode(&f, Some(&rs)).unwrap().len(), framed);
+            assert_eq!(link::kiss_payload_len(&f, None, true), plain + 16);
+        }
+    }
+
     #[test]
     fn hdlc_bits_literal() {
         // 100 bytes + 2 FCS = 816 bits, +17 stuffing (1/50, rounded up), +8 flag.
