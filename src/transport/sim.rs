@@ -77,7 +77,9 @@ pub struct Burst {
 /// A scheduled link cut, relative to the channel's time zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Outage {
+    #[serde(serialize_with = "as_secs")]
     pub start: Duration,
+    #[serde(serialize_with = "as_secs")]
     pub duration: Duration,
 }
 
@@ -87,11 +89,14 @@ pub struct ChannelConfig {
     /// Air bitrate in bit/s.
     pub bitrate: u32,
     /// Key-up delay paid once per transmission.
+    #[serde(serialize_with = "as_secs")]
     pub txdelay: Duration,
     /// Kiss mode: flags sent after the last frame before unkeying.
+    #[serde(serialize_with = "as_secs")]
     pub txtail: Duration,
     /// Transparent mode: how long the radio stays keyed after its buffer runs empty; a write
     /// within it continues the transmission without a new TXDELAY.
+    #[serde(serialize_with = "as_secs")]
     pub hang: Duration,
     /// Independent bit error rate (good state).
     pub ber: f64,
@@ -100,9 +105,11 @@ pub struct ChannelConfig {
     pub frame_loss: f64,
     /// Kiss mode: p-persistence, transmit when a random byte <= persist.
     pub persist: u8,
+    #[serde(serialize_with = "as_secs")]
     pub slottime: Duration,
     /// Kiss mode: frames queued this long after key-up join the transmission (Dire Wolf
     /// sleeps 10 ms after PTT for that).
+    #[serde(serialize_with = "as_secs")]
     pub bundle_window: Duration,
     pub seed: u64,
     pub outages: Vec<Outage>,
@@ -180,6 +187,10 @@ impl ChannelConfig {
         let bits: u64 = frames.into_iter().map(hdlc_bits).sum();
         self.txdelay + self.bits_time(bits) + self.txtail
     }
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 const FCS: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_IBM_SDLC);
