@@ -163,8 +163,7 @@ impl ChannelConfig {
         if let Some(b) = &self.burst {
             check_prob("burst enter probability", b.enter_prob)?;
             check_prob("burst ber", b.ber)?;
-            // Also rejects NaN.
-            if !(b.mean_len_bits >= 1.0) {
+            if b.mean_len_bits.is_nan() || b.mean_len_bits < 1.0 {
                 return Err(SimError::BurstTooShort(b.mean_len_bits));
             }
         }
@@ -268,8 +267,14 @@ impl ErrorProcess {
             to_error: 0,
             to_switch: 0,
         };
-        p.to_error = { let q = p.ber(); geometric(&mut p.rng, q) };
-        p.to_switch = { let q = p.switch_prob(); geometric(&mut p.rng, q) };
+        p.to_error = {
+            let q = p.ber();
+            geometric(&mut p.rng, q)
+        };
+        p.to_switch = {
+            let q = p.switch_prob();
+            geometric(&mut p.rng, q)
+        };
         p
     }
 
@@ -302,7 +307,10 @@ impl ErrorProcess {
                 pos += self.to_error;
                 out.push(pos - 1);
                 self.to_switch = dec(self.to_switch, self.to_error);
-                self.to_error = { let q = self.ber(); geometric(&mut self.rng, q) };
+                self.to_error = {
+                    let q = self.ber();
+                    geometric(&mut self.rng, q)
+                };
             } else {
                 self.to_error = dec(self.to_error, span);
                 self.to_switch = dec(self.to_switch, span);
@@ -310,8 +318,14 @@ impl ErrorProcess {
             }
             if self.to_switch == 0 {
                 self.bad = !self.bad;
-                self.to_switch = { let q = self.switch_prob(); geometric(&mut self.rng, q) };
-                self.to_error = { let q = self.ber(); geometric(&mut self.rng, q) };
+                self.to_switch = {
+                    let q = self.switch_prob();
+                    geometric(&mut self.rng, q)
+                };
+                self.to_error = {
+                    let q = self.ber();
+                    geometric(&mut self.rng, q)
+                };
             }
         }
         out
@@ -946,7 +960,9 @@ mod tests {
         let mut ch = Channel::new(cfg).unwrap();
         let data: Vec<u8> = (0..100).collect();
         ch.send(Duration::ZERO, Side::A, &data);
-        assert!(ch.poll_delivery(ms(966)).is_some_and(|d| d.data.len() == 99));
+        assert!(ch
+            .poll_delivery(ms(966))
+            .is_some_and(|d| d.data.len() == 99));
         let last = ch.poll_delivery(ms(967)).unwrap();
         assert_eq!(last.data, vec![99]);
         assert_eq!(last.at, Duration::from_nanos(966_666_666));
@@ -1047,7 +1063,9 @@ mod tests {
 
     #[test]
     fn zero_ber_never_flips_and_one_always_does() {
-        assert!(ErrorProcess::new(1, 0, 0.0, None).advance(1 << 20).is_empty());
+        assert!(ErrorProcess::new(1, 0, 0.0, None)
+            .advance(1 << 20)
+            .is_empty());
         assert_eq!(ErrorProcess::new(1, 0, 1.0, None).advance(100).len(), 100);
     }
 
@@ -1167,7 +1185,7 @@ mod tests {
     fn hdlc_overhead_counts_fcs_flag_and_stuffing() {
         let zeros = hdlc_bits(&[0u8; 20]);
         let ones = hdlc_bits(&[0xFF; 20]);
-        assert!(zeros >= 22 * 8 + 8 && zeros <= 22 * 8 + 8 + 3);
+        assert!((22 * 8 + 8..=22 * 8 + 8 + 3).contains(&zeros));
         // 160 ones get 32 stuffed zeros.
         assert!(ones >= zeros + 32 - 3);
     }

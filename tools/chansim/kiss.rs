@@ -19,7 +19,10 @@ pub struct Deframer {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item {
-    Frame { command: u8, data: Vec<u8> },
+    Frame {
+        command: u8,
+        data: Vec<u8>,
+    },
     /// Too long or with a bad escape: what a TNC silently drops.
     Rejected,
 }
@@ -140,7 +143,10 @@ mod tests {
 
     #[test]
     fn oversized_and_badly_escaped_frames_are_rejected() {
-        let got = items(3, &[&[FEND, 0, 1, 2, 3, 4, FEND, 0, FESC, 1, FEND, 0, 5, FEND]]);
+        let got = items(
+            3,
+            &[&[FEND, 0, 1, 2, 3, 4, FEND, 0, FESC, 1, FEND, 0, 5, FEND]],
+        );
         assert_eq!(
             got,
             vec![

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use radiosync::transport::sim::{
-    Burst, Channel, ChannelConfig, ChannelStats, Mode, Outage, Side,
-};
+use radiosync::transport::sim::{Burst, Channel, ChannelConfig, ChannelStats, Mode, Outage, Side};
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -207,7 +205,11 @@ impl Sim {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.min_frame > args.max_frame {
-        bail!("--min-frame {} is above --max-frame {}", args.min_frame, args.max_frame);
+        bail!(
+            "--min-frame {} is above --max-frame {}",
+            args.min_frame,
+            args.max_frame
+        );
     }
     let cfg = ChannelConfig {
         mode: match args.mode {
@@ -219,7 +221,7 @@ fn main() -> anyhow::Result<()> {
         txtail: Duration::from_millis(args.txtail_ms),
         hang: Duration::from_millis(args.gap_ms),
         ber: args.ber,
-        burst: (args.burst_prob > 0.0).then(|| Burst {
+        burst: (args.burst_prob > 0.0).then_some(Burst {
             enter_prob: args.burst_prob,
             mean_len_bits: args.burst_len,
             ber: args.burst_ber,
