@@ -378,3 +378,31 @@ fn bad_options_are_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("START_S:DURATION_S"));
 }
+
+#[tokio::test]
+async fn serial_transport_opens_the_simulator_links_and_reopens_them() {
+    use radiosync::transport::{open, LinkSpec, SerialSettings};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let sim = Chansim::start(FAST);
+    let spec = LinkSpec::Serial {
+        path: sim.a.clone(),
+        settings: SerialSettings::default(),
+    };
+    let mut b = port(&sim.b);
+    for round in 0..2u8 {
+        // A station that exits (or is killed) and starts again finds its port usable.
+        let mut link = open(&spec).await.unwrap();
+        let msg = [round; 64];
+        link.write_all(&msg).await.unwrap();
+        assert_eq!(read_n(&mut b, 64), msg);
+        write_all(&mut b, b"reply");
+        let mut got = [0u8; 5];
+        tokio::time::timeout(WAIT, link.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, b"reply");
+    }
+    sim.stop();
+}

@@ -1310,4 +1310,124 @@ mod tests {
             SimError::BurstTooShort(_)
         ));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn is_subsequence(sub: &[Vec<u8>], of: &[Vec<u8>]) -> bool {
+            let mut it = of.iter();
+            sub.iter().all(|x| it.any(|y| y == x))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever both sides send and whenever, KISS frames arrive intact, in order, at
+            /// most once, and every frame is accounted for.
+            #[test]
+            fn kiss_frames_arrive_in_order_or_are_counted_lost(
+                sends in proptest::collection::vec(
+                    (0u64..3_000, any::<bool>(), proptest::collection::vec(any::<u8>(), 1..80)),
+                    1..40,
+                ),
+                loss in 0.0f64..0.5,
+                ber in prop_oneof![Just(0.0), Just(1e-4), Just(1e-3)],
+                persist in prop_oneof![Just(63u8), Just(255u8)],
+                seed in any::<u64>(),
+            ) {
+                let mut sends = sends;
+                sends.sort_by_key(|s| s.0);
+                let mut ch = kiss(ChannelConfig {
+                    bitrate: 9600,
+                    txdelay: ms(50),
+                    frame_loss: loss,
+                    ber,
+                    persist,
+                    seed,
+                    ..Default::default()
+                });
+                let mut sent: [Vec<Vec<u8>>; 2] = Default::default();
+                let mut got: [Vec<Vec<u8>>; 2] = Default::default();
+                for (t, from_a, frame) in &sends {
+                    let t = ms(*t);
+                    while let Some(next) = ch.poll_timeout() {
+                        if next > t {
+                            break;
+                        }
+                        while let Some(d) = ch.poll_delivery(next) {
+                            got[d.to.other().idx()].push(d.data);
+                        }
+                    }
+                    let from = if *from_a { Side::A } else { Side::B };
+                    ch.send(t, from, frame);
+                    sent[from.idx()].push(frame.clone());
+                }
+                for d in drain(&mut ch, Duration::from_secs(3_600)) {
+                    got[d.to.other().idx()].push(d.data);
+                }
+                prop_assert!(ch.is_idle());
+                for side in [Side::A, Side::B] {
+                    let i = side.idx();
+                    prop_assert!(is_subsequence(&got[i], &sent[i]));
+                    let st = ch.stats().dir(side);
+                    prop_assert_eq!(st.frames_sent as usize, sent[i].len());
+                    prop_assert_eq!(st.frames_delivered as usize, got[i].len());
+                    prop_assert_eq!(
+                        st.frames_sent,
+                        st.frames_delivered + st.frames_lost_random + st.frames_lost_bit_errors
+                            + st.frames_lost_collision + st.frames_lost_outage
+                    );
+                }
+            }
+
+            /// Transparent mode: every byte is delivered or counted lost, and on a clean channel
+            /// without overlapping transmissions everything arrives in order.
+            #[test]
+            fn transparent_bytes_are_conserved(
+                sends in proptest::collection::vec(
+                    (0u64..5_000, any::<bool>(), proptest::collection::vec(any::<u8>(), 1..200)),
+                    1..30,
+                ),
+                seed in any::<u64>(),
+            ) {
+                let mut sends = sends;
+                sends.sort_by_key(|s| s.0);
+                let mut ch = Channel::new(ChannelConfig {
+                    bitrate: 9600,
+                    txdelay: ms(20),
+                    seed,
+                    ..Default::default()
+                }).unwrap();
+                let mut sent: [Vec<u8>; 2] = Default::default();
+                let mut got: [Vec<u8>; 2] = Default::default();
+                for (t, from_a, data) in &sends {
+                    let t = ms(*t);
+                    while let Some(d) = ch.poll_delivery(t) {
+                        got[d.to.other().idx()].extend(d.data);
+                    }
+                    let from = if *from_a { Side::A } else { Side::B };
+                    ch.send(t, from, data);
+                    sent[from.idx()].extend(data);
+                }
+                for d in drain(&mut ch, Duration::from_secs(3_600)) {
+                    got[d.to.other().idx()].extend(d.data);
+                }
+                let st = ch.stats().clone();
+                for side in [Side::A, Side::B] {
+                    let i = side.idx();
+                    let d = st.dir(side);
+                    prop_assert_eq!(d.bytes_sent as usize, sent[i].len());
+                    prop_assert_eq!(d.bytes_delivered as usize, got[i].len());
+                    prop_assert_eq!(
+                        d.bytes_sent,
+                        d.bytes_delivered + d.bytes_lost_collision + d.bytes_lost_outage
+                    );
+                    if st.a_to_b.collisions + st.b_to_a.collisions == 0 {
+                        prop_assert_eq!(&got[i], &sent[i]);
+                    }
+                }
+            }
+        }
+    }
 }
