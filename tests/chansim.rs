@@ -331,7 +331,7 @@ fn kiss_airtime_in_stats_follows_the_model() {
 #[test]
 fn scheduled_outage_cuts_then_restores_the_link() {
     let mut args = FAST.to_vec();
-    args.extend(["--outage", "0:0.5"]);
+    args.extend(["--outage", "0:2"]);
     let sim = Chansim::start(&args);
     let (mut a, mut b) = (port(&sim.a), port(&sim.b));
     write_all(&mut a, &[1u8; 100]);
