@@ -3,6 +3,7 @@
 //! through events. `docs/sync-protocol.md` describes messages, states and resume.
 
 pub mod message;
+pub mod persist;
 pub mod session;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 
+use super::persist;
 use super::*;
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 
@@ -81,19 +82,41 @@ impl FakeStore {
     }
 }
 
-/// What the shell persists outside the database, per peer.
+/// What the shell persists outside the database, per peer, as the file bytes
+/// of `persist`.
 #[derive(Debug, Default, Clone)]
 struct Disk {
-    kept: BTreeMap<StationId, KeptOutgoing>,
-    partial: BTreeMap<StationId, PartialIncoming>,
+    kept: BTreeMap<StationId, Vec<u8>>,
+    partial: BTreeMap<StationId, Vec<u8>>,
 }
 
 impl Disk {
-    fn state_for(&self, peer: StationId) -> PeerState {
+    /// Loads what is kept for `peer`, cutting a torn chunk record off the
+    /// partial file as the shell does before appending again.
+    fn state_for(&mut self, peer: StationId) -> PeerState {
         PeerState {
-            outgoing: self.kept.get(&peer).cloned(),
-            incoming: self.partial.get(&peer).cloned(),
+            outgoing: self.kept.get(&peer).map(|f| {
+                let (p, k) = persist::kept_from_bytes(f).unwrap();
+                assert_eq!(p, peer);
+                k
+            }),
+            incoming: self.partial.get_mut(&peer).map(|f| {
+                let l = persist::partial_from_bytes(f).unwrap();
+                assert_eq!(l.peer, peer);
+                f.truncate(l.valid_len);
+                l.partial
+            }),
         }
+    }
+
+    fn any_kept(&self) -> Option<KeptOutgoing> {
+        let f = self.kept.values().next()?;
+        Some(persist::kept_from_bytes(f).unwrap().1)
+    }
+
+    fn any_partial(&self) -> Option<PartialIncoming> {
+        let f = self.partial.values().next()?;
+        Some(persist::partial_from_bytes(f).unwrap().partial)
     }
 }
 
@@ -153,24 +176,20 @@ impl Station {
                         .unwrap();
                 }
                 SessionEvent::KeepOutgoing { peer, id, bytes } => {
-                    self.disk.kept.insert(peer, KeptOutgoing { id, bytes });
+                    let file = persist::kept_to_bytes(peer, &KeptOutgoing { id, bytes });
+                    self.disk.kept.insert(peer, file);
                 }
                 SessionEvent::DropOutgoing { peer, id } => {
-                    assert_eq!(self.disk.kept.remove(&peer).map(|k| k.id), Some(id));
+                    let file = self.disk.kept.remove(&peer).unwrap();
+                    assert_eq!(persist::kept_from_bytes(&file).unwrap().1.id, id);
                 }
                 SessionEvent::BeginPartial {
                     peer,
                     id,
                     total_len,
                 } => {
-                    self.disk.partial.insert(
-                        peer,
-                        PartialIncoming {
-                            id,
-                            total_len,
-                            bytes: Vec::new(),
-                        },
-                    );
+                    let file = persist::partial_header(peer, id, total_len);
+                    self.disk.partial.insert(peer, file);
                 }
                 SessionEvent::SaveChunk {
                     peer,
@@ -178,12 +197,15 @@ impl Station {
                     offset,
                     bytes,
                 } => {
-                    let p = self.disk.partial.get_mut(&peer).unwrap();
+                    let file = self.disk.partial.get_mut(&peer).unwrap();
+                    let p = persist::partial_from_bytes(file).unwrap().partial;
                     assert_eq!((p.id, p.bytes.len() as u64), (id, offset));
-                    p.bytes.extend_from_slice(&bytes);
+                    file.extend(persist::partial_chunk(&bytes));
                 }
                 SessionEvent::DiscardPartial { peer, id } => {
-                    if self.disk.partial.get(&peer).map(|p| p.id) == Some(id) {
+                    let current = self.disk.partial.get(&peer);
+                    let current = current.map(|f| persist::partial_from_bytes(f).unwrap());
+                    if current.map(|l| l.partial.id) == Some(id) {
                         self.disk.partial.remove(&peer);
                     }
                 }
@@ -295,9 +317,16 @@ impl Net {
                     if let Message::Chunk { bytes, .. } = &msg {
                         self.tally.unsaved += bytes.len() as u64;
                     }
-                    // The process died: its shell never saw these.
-                    let s = self.st[to].session.as_mut().unwrap();
-                    while s.poll_event().is_some() {}
+                    // The process died: its shell never saw these, except
+                    // that it got half way through appending a chunk.
+                    let st = &mut self.st[to];
+                    while let Some(ev) = st.session.as_mut().unwrap().poll_event() {
+                        if let SessionEvent::SaveChunk { peer, bytes, .. } = ev {
+                            let record = persist::partial_chunk(&bytes);
+                            let file = st.disk.partial.get_mut(&peer).unwrap();
+                            file.extend_from_slice(&record[..record.len() / 2]);
+                        }
+                    }
                 } else {
                     self.st[to].pump_events();
                 }
@@ -500,20 +529,8 @@ fn interrupted_resumes(from: usize, lose_events: bool) {
         receiver.outcome,
         Some(Err(SessionError::LinkLost))
     ));
-    let partial = receiver
-        .disk
-        .partial
-        .values()
-        .next()
-        .expect("partial kept")
-        .clone();
-    let kept = sender
-        .disk
-        .kept
-        .values()
-        .next()
-        .expect("bundle kept")
-        .clone();
+    let partial = receiver.disk.any_partial().expect("partial kept");
+    let kept = sender.disk.any_kept().expect("bundle kept");
     assert_eq!(partial.id, kept.id);
     let stored = partial.bytes.len() as u64;
     assert!(stored > 0 && stored < kept.bytes.len() as u64);
@@ -580,7 +597,7 @@ fn restarted_sender_resumes_kept_bytes_then_sends_what_is_new() {
         after: cut_at,
         lose_events: false
     })));
-    let kept = net.st[1].disk.kept.values().next().unwrap().clone();
+    let kept = net.st[1].disk.any_kept().unwrap();
     // While the link was down the responder's application wrote more rows.
     net.st[1].store.write(3);
     assert!(!net.session(None));
