@@ -227,7 +227,7 @@ mod tests {
                 continue;
             }
             let got = got.unwrap();
-            let whole = *ends.iter().filter(|&&e| e <= cut).next_back().unwrap();
+            let whole = *ends.iter().rfind(|&&e| e <= cut).unwrap();
             assert_eq!(got.valid_len, whole, "cut at {cut}");
             let want: &[u8] = match ends.iter().position(|&e| e == whole).unwrap() {
                 0 => b"",
