@@ -21,6 +21,10 @@ pub const TYPE_NO_BUNDLE: u8 = 0x04;
 pub const TYPE_APPLIED: u8 = 0x05;
 pub const TYPE_ERROR: u8 = 0x06;
 pub const TYPE_DONE: u8 = 0x07;
+pub const TYPE_FRAGMENT: u8 = 0x08;
+pub const TYPE_LAST_FRAGMENT: u8 = 0x09;
+/// Largest message that may be sent in fragments.
+pub const MAX_REASSEMBLY: usize = 64 << 10;
 
 /// A bundle's identity on the session: CRC-64/XZ of its exact bytes. Both ends
 /// compute it, so a resumed transfer is checked end to end after reassembly.
@@ -174,6 +178,13 @@ pub enum Message {
     },
     /// The responder's last word: both directions are complete.
     Done,
+    /// A piece of a message larger than the ARQ's message size (a Hello or
+    /// Applied with a long vector): the pieces, concatenated up to the one
+    /// with `last`, are the bytes of that message.
+    Fragment {
+        last: bool,
+        bytes: Vec<u8>,
+    },
     /// A type this build does not know.
     Unknown(u8),
 }
@@ -196,7 +207,7 @@ pub enum MessageError {
     VectorOrder,
     #[error("unknown flags {0:#04x}")]
     BadFlags(u8),
-    #[error("chunk carries no bytes")]
+    #[error("chunk or fragment carries no bytes")]
     EmptyChunk,
 }
 
@@ -210,6 +221,8 @@ impl Message {
             Message::Applied { .. } => TYPE_APPLIED,
             Message::Error { .. } => TYPE_ERROR,
             Message::Done => TYPE_DONE,
+            Message::Fragment { last: false, .. } => TYPE_FRAGMENT,
+            Message::Fragment { last: true, .. } => TYPE_LAST_FRAGMENT,
             Message::Unknown(k) => *k,
         }
     }
@@ -224,6 +237,7 @@ impl Message {
             Message::Applied { .. } => "Applied",
             Message::Error { .. } => "Error",
             Message::Done => "Done",
+            Message::Fragment { .. } => "Fragment",
             Message::Unknown(_) => "Unknown",
         }
     }
@@ -245,6 +259,7 @@ impl Message {
                 total_len, offset, ..
             } => 1 + 8 + varint_len(*total_len) + varint_len(*offset),
             Message::Chunk { offset, bytes } => varint_len(*offset) + bytes.len(),
+            Message::Fragment { bytes, .. } => bytes.len(),
             Message::NoBundle | Message::Done | Message::Unknown(_) => 0,
             Message::Applied { vector, .. } => 8 + vector_len(vector),
             Message::Error { text, .. } => {
@@ -290,6 +305,7 @@ impl Message {
                 put_varint(buf, *offset);
                 buf.extend_from_slice(bytes);
             }
+            Message::Fragment { bytes, .. } => buf.extend_from_slice(bytes),
             Message::NoBundle | Message::Done | Message::Unknown(_) => {}
             Message::Applied { id, vector } => {
                 buf.extend_from_slice(&id.0.to_le_bytes());
@@ -371,6 +387,16 @@ impl Message {
                     return Err(MessageError::EmptyChunk);
                 }
                 Message::Chunk { offset, bytes }
+            }
+            TYPE_FRAGMENT | TYPE_LAST_FRAGMENT => {
+                let bytes = r.rest().to_vec();
+                if bytes.is_empty() {
+                    return Err(MessageError::EmptyChunk);
+                }
+                Message::Fragment {
+                    last: kind == TYPE_LAST_FRAGMENT,
+                    bytes,
+                }
             }
             TYPE_NO_BUNDLE => Message::NoBundle,
             TYPE_APPLIED => {
@@ -646,6 +672,17 @@ mod tests {
         };
         assert_eq!(round_trip(&chunk), [0x03, 0xc8, 0x01, 0xde, 0xad]);
         assert_eq!(round_trip(&Message::NoBundle), [0x04]);
+        let frag = Message::Fragment {
+            last: false,
+            bytes: vec![0x01, 0x01],
+        };
+        assert_eq!(round_trip(&frag), [0x08, 0x01, 0x01]);
+        let last = Message::Fragment {
+            last: true,
+            bytes: vec![0xff],
+        };
+        assert_eq!(round_trip(&last), [0x09, 0xff]);
+        assert_eq!(Message::parse(&[0x09]), Err(MessageError::EmptyChunk));
         assert_eq!(round_trip(&Message::Done), [0x07]);
         let applied = Message::Applied {
             id: BundleId(1),
@@ -780,7 +817,7 @@ mod tests {
             let len = rng.gen_range(0..80);
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             if let Some(b) = bytes.first_mut() {
-                *b = rng.gen_range(0..9);
+                *b = rng.gen_range(0..11);
             }
             if let Ok(m) = Message::parse(&bytes) {
                 if !matches!(m, Message::Unknown(_)) {

@@ -4,7 +4,9 @@
 
 use std::collections::VecDeque;
 
-use super::message::{BundleId, ErrorCode, Hello, Message, MessageError, Resume, PROTOCOL_VERSION};
+use super::message::{
+    BundleId, ErrorCode, Hello, Message, MessageError, Resume, MAX_REASSEMBLY, PROTOCOL_VERSION,
+};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 
 /// Smallest ARQ message the session can work with: room for an `Error` and
@@ -287,7 +289,10 @@ pub struct Session {
     kept: Option<KeptOutgoing>,
     partial: Option<PartialIncoming>,
     state: State,
-    outbox: VecDeque<Message>,
+    /// Encoded messages (or fragments) ready for the ARQ.
+    outbox: VecDeque<Vec<u8>>,
+    /// Fragments of an incoming message so far.
+    reassembly: Vec<u8>,
     events: VecDeque<SessionEvent>,
     summary: Summary,
 }
@@ -341,6 +346,7 @@ impl Session {
             partial: None,
             state: State::AwaitHello,
             outbox: VecDeque::new(),
+            reassembly: Vec::new(),
             events: VecDeque::new(),
             summary: Summary::default(),
         })
@@ -396,11 +402,10 @@ impl Session {
     /// The next message for the ARQ, control messages first, then chunks of
     /// the bundle being sent, cut to the ARQ's message size.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let msg = match self.outbox.pop_front() {
-            Some(m) => m,
-            None => self.next_chunk()?,
+        let bytes = match self.outbox.pop_front() {
+            Some(b) => b,
+            None => self.next_chunk()?.to_bytes(),
         };
-        let bytes = msg.to_bytes();
         self.summary.message_bytes_sent += bytes.len() as u64;
         Some(bytes)
     }
@@ -580,6 +585,38 @@ impl Session {
         }
         self.summary.message_bytes_received += bytes.len() as u64;
         let msg = match Message::parse(bytes) {
+            Ok(Message::Fragment { last, bytes }) => {
+                if self.reassembly.len() + bytes.len() > MAX_REASSEMBLY {
+                    let text = format!("fragmented message over {MAX_REASSEMBLY} bytes");
+                    return self.fail(
+                        SessionError::Protocol(text.clone()),
+                        Some((ErrorCode::Protocol, text)),
+                    );
+                }
+                self.reassembly.extend_from_slice(&bytes);
+                if !last {
+                    return;
+                }
+                let whole = std::mem::take(&mut self.reassembly);
+                Message::parse(&whole)
+            }
+            _ if !self.reassembly.is_empty() => {
+                let text = "message inside a fragmented message".to_string();
+                return self.fail(
+                    SessionError::Protocol(text.clone()),
+                    Some((ErrorCode::Protocol, text)),
+                );
+            }
+            other => other,
+        };
+        let msg = match msg {
+            Ok(Message::Fragment { .. }) => {
+                let text = "fragment inside a fragmented message".to_string();
+                return self.fail(
+                    SessionError::Protocol(text.clone()),
+                    Some((ErrorCode::Protocol, text)),
+                );
+            }
             Ok(m) => m,
             Err(e) => {
                 let text = e.to_string();
@@ -970,21 +1007,34 @@ impl Session {
         }
     }
 
+    /// Queues a control message, in fragments if it exceeds the ARQ's size.
     fn queue(&mut self, msg: Message) {
         let len = msg.buffer_len();
-        if len > self.config.max_message {
-            let max = self.config.max_message;
-            let text = format!(
-                "{} of {len} bytes exceeds the link's message size",
-                msg.name()
-            );
+        let max = self.config.max_message;
+        if len <= max {
+            self.outbox.push_back(msg.to_bytes());
+            return;
+        }
+        if len > MAX_REASSEMBLY {
+            let text = format!("{} of {len} bytes is too large to send", msg.name());
             self.fail(
-                SessionError::MessageTooLarge { len, max },
+                SessionError::MessageTooLarge {
+                    len,
+                    max: MAX_REASSEMBLY,
+                },
                 Some((ErrorCode::Local, text)),
             );
             return;
         }
-        self.outbox.push_back(msg);
+        let bytes = msg.to_bytes();
+        let mut pieces = bytes.chunks(max - 1).peekable();
+        while let Some(piece) = pieces.next() {
+            let frag = Message::Fragment {
+                last: pieces.peek().is_none(),
+                bytes: piece.to_vec(),
+            };
+            self.outbox.push_back(frag.to_bytes());
+        }
     }
 
     /// Fails for good, once; `tell` becomes an `Error` to the peer.
@@ -1002,7 +1052,8 @@ impl Session {
                 }
                 text.truncate(end);
             }
-            self.outbox.push_back(Message::Error { code, text });
+            self.outbox
+                .push_back(Message::Error { code, text }.to_bytes());
         }
         self.state = State::Failed(err.clone());
         self.events.push_back(SessionEvent::Failed(err));

@@ -1041,17 +1041,76 @@ fn oversized_bundle_offer_is_refused() {
 }
 
 #[test]
-fn hello_too_large_for_the_link_fails_locally() {
+fn long_vectors_travel_in_fragments() {
+    let mut net = pair(12, 9);
+    // Thirty stations the two have heard of: Hellos and Applieds of ~600 bytes.
+    for st in &mut net.st {
+        for b in 0..30 {
+            st.store.vector.raise(sid(0x10 + b), 1000 + u64::from(b));
+        }
+    }
+    net.config = Config::new(64);
+    assert!(!net.session(None));
+    assert!(net.converged());
+    assert!(net.st.iter().all(|s| s.outcome.as_ref().unwrap().is_ok()));
+    let frags = net
+        .tally
+        .delivered
+        .iter()
+        .filter(|(_, m)| m.name() == "Fragment")
+        .count();
+    // Two Hellos and two Applieds of ~600 bytes, 63 bytes a piece.
+    assert!(frags >= 4 * 9, "{frags} fragments");
+    assert_eq!(net.st[0].store.vector, net.st[1].store.vector);
+    assert_eq!(
+        net.st[0].store.peer_vectors[&sid(0xb2)],
+        net.st[1].store.vector
+    );
+    // Only a message beyond the reassembly limit is refused.
     let mut a = Station::new(1);
-    for b in 10..20 {
-        a.store.vector.raise(sid(b), 5);
+    for b in 0..4000u32 {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&b.to_le_bytes());
+        a.store.vector.raise(StationId(id), 5);
     }
     let s = Session::initiate(Config::new(64), a.local(), sid(2), PeerState::default()).unwrap();
     assert!(matches!(
         s.error(),
-        Some(SessionError::MessageTooLarge { max: 64, .. })
+        Some(SessionError::MessageTooLarge { .. })
     ));
     assert!(Session::respond(Config::new(8), a.local()).is_err());
+}
+
+#[test]
+fn bad_fragment_sequences_are_protocol_violations() {
+    let net = pair(0, 0);
+    let frag = |last, bytes: &[u8]| {
+        Message::Fragment {
+            last,
+            bytes: bytes.to_vec(),
+        }
+        .to_bytes()
+    };
+    // A whole message between fragments.
+    let mut b = Session::respond(net.config.clone(), net.st[1].local()).unwrap();
+    b.handle_message(&frag(false, &[0x01, 0x01]));
+    b.handle_message(&[0x07]);
+    assert!(matches!(b.error(), Some(SessionError::Protocol(t)) if t.contains("inside")));
+    // A fragment wrapping a fragment.
+    let mut b = Session::respond(net.config.clone(), net.st[1].local()).unwrap();
+    b.handle_message(&frag(true, &frag(true, &[0x07])));
+    assert!(matches!(b.error(), Some(SessionError::Protocol(_))));
+    // Fragments that add up to garbage.
+    let mut b = Session::respond(net.config.clone(), net.st[1].local()).unwrap();
+    b.handle_message(&frag(false, &[0x02]));
+    b.handle_message(&frag(true, &[0x00, 0x01]));
+    assert!(matches!(b.error(), Some(SessionError::Malformed(_))));
+    // Endless fragments stop at the reassembly limit.
+    let mut b = Session::respond(net.config.clone(), net.st[1].local()).unwrap();
+    for _ in 0..(super::message::MAX_REASSEMBLY / 100 + 1) {
+        b.handle_message(&frag(false, &[0x55; 100]));
+    }
+    assert!(matches!(b.error(), Some(SessionError::Protocol(t)) if t.contains("over")));
 }
 
 #[test]
