@@ -366,4 +366,234 @@ fn main() {
         };
         print_row(&label, &sum, (n * draws) as f64);
     }
+
+    mixed_direct(&tables, &w, &mut rng);
+}
+
+/// Indexes (into a table row) of the payload columns, in payload order.
+fn payload_columns(t: &Table) -> Vec<usize> {
+    (0..t.columns.len())
+        .filter(|c| !NOT_PAYLOAD.contains(&t.columns[*c].as_str()))
+        .collect()
+}
+
+/// One site's edits: a few hundred inserts (rows the peer and the dictionary
+/// never saw), updates of 1-3 columns of existing rows, soft-deletes.
+/// Bodies are built directly as Full / Delta row versions.
+fn mixed_direct(tables: &[Table], w: &World, rng: &mut ChaCha8Rng) {
+    const INSERTS: usize = 300;
+    const UPDATES: usize = 200;
+    const DELETES: usize = 40;
+    println!("\n## Mixed workload, one site's bundle (Delta bodies built directly)\n");
+    println!(
+        "Per site: {INSERTS} inserts, {UPDATES} updates of 1-3 columns, {DELETES} soft-deletes, as one bundle; \
+         JSON carries whole rows (as getdata does). Dictionary trained on the rows both sites held before.\n"
+    );
+    let every: Vec<RowRef> = tables
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| (0..t.rows.len()).map(move |ri| (ti, ri)))
+        .collect();
+    print_header("site");
+    let mut total = zero();
+    let mut changed = 0usize;
+    for site in 0..2 {
+        let mut pool = every.clone();
+        pool.shuffle(rng);
+        let inserts: Vec<RowRef> = pool[..INSERTS].to_vec();
+        let updates: Vec<RowRef> = pool[INSERTS..INSERTS + UPDATES].to_vec();
+        let deletes: Vec<RowRef> = pool[INSERTS + UPDATES..INSERTS + UPDATES + DELETES].to_vec();
+        // Inserted rows are new: neither the peer nor the dictionary has them.
+        let d = dictionary(tables, w, &inserts);
+
+        let mut json_rows: Vec<(usize, Vec<Value>)> = Vec::new();
+        let mut versions: Vec<(usize, RowVersion)> = Vec::new();
+        let mut seq = 19_000u64;
+        let mut ms = 1_736_496_000_000i64 + site * 86_400_000;
+        let mut next_time = |rng: &mut ChaCha8Rng| {
+            ms += rng.gen_range(1_000..600_000);
+            radiosync::delta::time::canonical_text(ms).expect("in range")
+        };
+        for (ti, ri) in &inserts {
+            seq += 1;
+            let t = &tables[*ti];
+            // A row inserted at the site carries the site's clock.
+            let mut row = t.rows[*ri].clone();
+            let mo = t.columns.iter().position(|c| c == "modified_on").unwrap();
+            row[mo] = Value::Text(next_time(rng));
+            versions.push((*ti, row_version(t, &row, w.sender, seq)));
+            json_rows.push((*ti, row));
+        }
+        let edits = updates
+            .iter()
+            .map(|r| (r, false))
+            .chain(deletes.iter().map(|r| (r, true)));
+        for ((ti, ri), delete) in edits {
+            seq += 1;
+            let t = &tables[*ti];
+            let cols = payload_columns(t);
+            let deleted_at = cols
+                .iter()
+                .position(|c| t.columns[*c] == "deleted")
+                .expect("deleted column");
+            let mut row = t.rows[*ri].clone();
+            let mut changed_cols: Vec<usize> = if delete {
+                row[cols[deleted_at]] = Value::Integer(1);
+                vec![deleted_at]
+            } else {
+                let k = rng.gen_range(1..=3usize).min(cols.len() - 1);
+                let mut picks: Vec<usize> = (0..cols.len()).filter(|p| *p != deleted_at).collect();
+                picks.shuffle(rng);
+                picks.truncate(k);
+                for p in &picks {
+                    // A value this column holds in another row.
+                    let other = &t.rows[rng.gen_range(0..t.rows.len())];
+                    row[cols[*p]] = other[cols[*p]].clone();
+                }
+                picks
+            };
+            changed_cols.sort_unstable();
+            let modified_on = next_time(rng);
+            let mo = t.columns.iter().position(|c| c == "modified_on").unwrap();
+            row[mo] = Value::Text(modified_on.clone());
+            let uuid = match &row[t.columns.iter().position(|c| c == "uuid").unwrap()] {
+                Value::Text(u) => u.clone(),
+                _ => unreachable!("uuid is text"),
+            };
+            let mask = changed_cols.iter().fold(0u64, |m, p| m | 1 << p);
+            let values = changed_cols.iter().map(|p| row[cols[*p]].clone()).collect();
+            versions.push((
+                *ti,
+                RowVersion {
+                    uuid,
+                    tag: Tag {
+                        origin: w.sender,
+                        seq,
+                    },
+                    writer: w.sender,
+                    modified_on,
+                    body: RowBody::Delta {
+                        // The version both sites got when the data was first shared.
+                        base: Tag {
+                            origin: w.receiver,
+                            seq: 1 + *ri as u64,
+                        },
+                        mask,
+                        values,
+                    },
+                },
+            ));
+            json_rows.push((*ti, row));
+        }
+        let n = versions.len();
+        let mut tcs: Vec<TableChanges> = Vec::new();
+        for ti in 0..tables.len() {
+            let rows: Vec<RowVersion> = versions
+                .iter()
+                .filter(|(x, _)| *x == ti)
+                .map(|(_, r)| r.clone())
+                .collect();
+            if !rows.is_empty() {
+                tcs.push(TableChanges {
+                    table: ti as u16,
+                    rows,
+                });
+            }
+        }
+        let json = nicedbdump_rows(tables, &json_rows);
+        let b = bundle(w, tcs);
+        let plain = codec::encode(&b, None, false).unwrap();
+        let with = codec::encode(&b, Some(&d), true).unwrap();
+        assert_eq!(codec::decode(&with, Some(&d)).unwrap(), b);
+        let s = Sizes {
+            json: json.len(),
+            gzip: gzip9(&json),
+            xz: xz9(&json),
+            ours: plain.len(),
+            ours_dict: with.len(),
+        };
+        print_row(&format!("site {} ({n} changes)", site + 1), &s, n as f64);
+        if site == 0 {
+            // Proposal, not what the store sends: a delta row addressed by its
+            // base tag alone (empty uuid), since the receiver holds that version.
+            let mut by_base = b.clone();
+            for t in &mut by_base.tables {
+                for r in &mut t.rows {
+                    if matches!(r.body, RowBody::Delta { .. }) {
+                        r.uuid.clear();
+                    }
+                }
+            }
+            let e = codec::encode(&by_base, Some(&d), true).unwrap();
+            println!(
+                "| site 1, deltas addressed by base tag (proposal) | | | | | {:.1} | | {:.2} | {:.2} |",
+                e.len() as f64 / n as f64,
+                e.len() as f64 / s.gzip as f64,
+                e.len() as f64 / s.xz as f64
+            );
+            // Where the bytes go: the inserts alone, the edits alone.
+            for (label, want_delta) in [("  inserts only", false), ("  edits only", true)] {
+                let part: Vec<TableChanges> = b
+                    .tables
+                    .iter()
+                    .map(|t| TableChanges {
+                        table: t.table,
+                        rows: t
+                            .rows
+                            .iter()
+                            .filter(|r| matches!(r.body, RowBody::Delta { .. }) == want_delta)
+                            .cloned()
+                            .collect(),
+                    })
+                    .filter(|t| !t.rows.is_empty())
+                    .collect();
+                let k: usize = part.iter().map(|t| t.rows.len()).sum();
+                let uuids: std::collections::HashSet<&str> = part
+                    .iter()
+                    .flat_map(|t| t.rows.iter().map(|r| r.uuid.as_str()))
+                    .collect();
+                let jr: Vec<(usize, Vec<Value>)> = json_rows
+                    .iter()
+                    .filter(|(ti, r)| {
+                        let u = tables[*ti]
+                            .columns
+                            .iter()
+                            .position(|c| c == "uuid")
+                            .unwrap();
+                        matches!(&r[u], Value::Text(x) if uuids.contains(x.as_str()))
+                    })
+                    .cloned()
+                    .collect();
+                let pj = nicedbdump_rows(tables, &jr);
+                let pb = bundle(w, part);
+                let ps = Sizes {
+                    json: pj.len(),
+                    gzip: gzip9(&pj),
+                    xz: xz9(&pj),
+                    ours: codec::encode(&pb, None, false).unwrap().len(),
+                    ours_dict: codec::encode(&pb, Some(&d), true).unwrap().len(),
+                };
+                print_row(&format!("{label} ({k})"), &ps, k as f64);
+            }
+        }
+        add(&mut total, &s);
+        changed += n;
+    }
+    print_row("**both sites**", &total, changed as f64);
+}
+
+/// nicedbdump of explicit row values (edited rows carry their new values).
+fn nicedbdump_rows(tables: &[Table], rows: &[(usize, Vec<Value>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (ti, t) in tables.iter().enumerate() {
+        let mine: Vec<serde_json::Value> = rows
+            .iter()
+            .filter(|(x, _)| *x == ti)
+            .map(|(_, r)| r.iter().map(json_value).collect())
+            .collect();
+        if !mine.is_empty() {
+            out.push(serde_json::json!([t.name, t.columns, mine]));
+        }
+    }
+    serde_json::to_vec(&out).unwrap()
 }
