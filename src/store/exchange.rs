@@ -257,6 +257,8 @@ impl Store {
         }
         let wanted: BTreeSet<(u16, String)> =
             p.wants.iter().map(|w| (w.table, w.uuid.clone())).collect();
+        let lost: BTreeSet<(u16, String)> =
+            p.lost.iter().map(|w| (w.table, w.uuid.clone())).collect();
         let mut tables = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
             let ti = i as u16;
@@ -268,7 +270,8 @@ impl Store {
                         || (tag.origin != *peer && !p.confirmed.covers(&tag))
                 },
                 |uuid, tag, values| {
-                    if wanted.contains(&(ti, uuid.to_string())) {
+                    let key = (ti, uuid.to_string());
+                    if wanted.contains(&key) || lost.contains(&key) {
                         return Ok(RowBody::Full(values));
                     }
                     let hist = history(&self.conn, &info.name, uuid)?;
@@ -556,6 +559,9 @@ impl Store {
                 wanted_from_sender.insert(w?);
             }
         }
+        // Rows whose version here beat the sender's: the sender gets them in full.
+        let mut lost_at_sender: Vec<(String, String)> = Vec::new();
+        let peer_before = dump_peer_state(&tx, &sender_key)?;
         let mut clock: i64 = tx.query_row("SELECT seq FROM rs_clock", [], |r| r.get(0))?;
         let now = now_text();
         for tc in &b.tables {
@@ -579,6 +585,7 @@ impl Store {
                     }
                     Outcome::Kept { conflict, reannounce } => {
                         rep.kept_local += 1;
+                        lost_at_sender.push((info.name.clone(), row.uuid.clone()));
                         conflicts += conflict as u64;
                         rep.conflicts += conflict as u64;
                         if reannounce && b.kind == BundleKind::Delta {
@@ -586,7 +593,8 @@ impl Store {
                             clock += 1;
                             let tag = Tag { origin: me, seq: clock as u64 };
                             set_row_tag(&tx, &info.name, &row.uuid, tag, l.writer)?;
-                            push_history(&tx, &info.name, &row.uuid, tag, 0)?;
+                            // All-ones: the sender holds another version, so it gets the row in full.
+                            push_history(&tx, &info.name, &row.uuid, tag, u64::MAX)?;
                             rep.reannounced += 1;
                         }
                     }
@@ -626,23 +634,64 @@ impl Store {
             }
             drop(stmt);
             raise_peer_vector(&tx, &b.sender, &b.sender_vector)?;
-            tx.execute("DELETE FROM rs_peer_want WHERE peer = ?1", [&sender_key])?;
+            // The bundle's wants are the sender's whole current list.
+            tx.execute(
+                "DELETE FROM rs_peer_want WHERE peer = ?1 AND kind = 'asked'",
+                [&sender_key],
+            )?;
             for w in &b.wants {
                 let name = &self.tables[w.table as usize].name;
                 tx.execute(
-                    "INSERT OR IGNORE INTO rs_peer_want (peer, tbl, uuid) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO rs_peer_want (peer, tbl, uuid, kind) VALUES (?1, ?2, ?3, 'asked')",
                     params![sender_key, name, w.uuid],
                 )?;
             }
+            // A lost version is moot once the peer confirms our current one.
+            let confirmed = super::read_vector(
+                &tx,
+                "SELECT origin, seq FROM rs_peer_vector WHERE peer = ?1",
+                Some(&sender_key),
+            )?;
+            let lost: Vec<(String, String, Vec<u8>, i64)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT w.tbl, w.uuid, r.origin, r.seq FROM rs_peer_want w
+                     JOIN rs_row r ON r.tbl = w.tbl AND r.uuid = w.uuid
+                     WHERE w.peer = ?1 AND w.kind = 'lost'",
+                )?;
+                let v = stmt
+                    .query_map([&sender_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                v
+            };
+            for (t, u, o, s) in lost {
+                let tag = Tag { origin: station_id_from(o)?, seq: s.max(0) as u64 };
+                if confirmed.covers(&tag) {
+                    tx.execute(
+                        "DELETE FROM rs_peer_want WHERE peer = ?1 AND tbl = ?2 AND uuid = ?3 AND kind = 'lost'",
+                        params![sender_key, t, u],
+                    )?;
+                }
+            }
         }
-        tx.execute(
-            "UPDATE rs_peer SET last_sync = ?1, sync_count = sync_count + 1 WHERE uuid = ?2",
-            params![now, sender_key],
-        )?;
+        for (t, u) in &lost_at_sender {
+            tx.execute(
+                "INSERT OR IGNORE INTO rs_peer_want (peer, tbl, uuid, kind) VALUES (?1, ?2, ?3, 'lost')",
+                params![sender_key, t, u],
+            )?;
+        }
         if let Some(d) = dict_id {
             tx.execute(
                 "UPDATE rs_peer SET dict_id = ?1 WHERE uuid = ?2",
                 params![d as i64, sender_key],
+            )?;
+        }
+        // A bundle that brings nothing new (e.g. the same one twice) changes nothing.
+        let news = rep.applied + rep.kept_local + rep.wanted > 0
+            || dump_peer_state(&tx, &sender_key)? != peer_before;
+        if news {
+            tx.execute(
+                "UPDATE rs_peer SET last_sync = ?1, sync_count = sync_count + 1 WHERE uuid = ?2",
+                params![now, sender_key],
             )?;
         }
         let kind = match b.kind {
@@ -672,6 +721,20 @@ impl Store {
         tx.commit()?;
         Ok(rep)
     }
+}
+
+/// What we know of a peer, to tell whether an import brought anything new.
+fn dump_peer_state(tx: &Connection, peer: &[u8]) -> Result<String, StoreError> {
+    let s: String = tx.query_row(
+        "SELECT coalesce((SELECT group_concat(hex(origin) || ':' || seq, ',') FROM
+            (SELECT origin, seq FROM rs_peer_vector WHERE peer = ?1 ORDER BY origin)), '')
+         || '|' || coalesce((SELECT group_concat(tbl || ':' || uuid || ':' || kind, ',') FROM
+            (SELECT tbl, uuid, kind FROM rs_peer_want WHERE peer = ?1 ORDER BY tbl, uuid)), '')
+         || '|' || coalesce((SELECT dict_id FROM rs_peer WHERE uuid = ?1), '')",
+        [peer],
+        |r| r.get(0),
+    )?;
+    Ok(s)
 }
 
 enum Outcome {
@@ -750,7 +813,7 @@ fn apply_row(
             let new_values: Vec<Value> = match &row.body {
                 RowBody::Full(v) => v.clone(),
                 RowBody::Delta { base, mask, values } => {
-                    if l.tag != Some(*base) {
+                    if !delta_applies(tx, info, &row.uuid, l.tag, *base, *mask)? {
                         return Ok(Outcome::Want);
                     }
                     let mut out = l.values.clone();
@@ -822,6 +885,30 @@ fn apply_row(
         }
         Verdict::Same => Ok(Outcome::Same),
     }
+}
+
+/// A delta applies when our row is exactly its base, or when every change we
+/// hold since the base touched only columns the delta carries (then all other
+/// columns still equal the base's, and the result is the sender's version).
+fn delta_applies(
+    tx: &Connection,
+    info: &TableInfo,
+    uuid: &str,
+    current: Option<Tag>,
+    base: Tag,
+    mask: u64,
+) -> Result<bool, StoreError> {
+    if current == Some(base) {
+        return Ok(true);
+    }
+    let hist = history(tx, &info.name, uuid)?;
+    if hist.last().map(|h| h.0) != current {
+        return Ok(false);
+    }
+    Ok(match hist.iter().rposition(|(t, _)| *t == base) {
+        Some(j) => hist[j + 1..].iter().all(|(_, m)| m & !mask == 0),
+        None => false,
+    })
 }
 
 fn update_row(

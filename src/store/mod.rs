@@ -94,6 +94,9 @@ pub struct PeerInfo {
     pub dict_id: u32,
     /// Rows the peer asked us for in full.
     pub wants: Vec<Want>,
+    /// Rows where the peer's version lost here: it gets ours in full (a delta
+    /// against its base would not apply) until it confirms ours.
+    pub lost: Vec<Want>,
 }
 
 /// One line of `rs_log`.
@@ -423,6 +426,7 @@ impl Store {
             confirmed: VersionVector::default(),
             dict_id: r.get::<_, i64>(5)? as u32,
             wants: Vec::new(),
+            lost: Vec::new(),
         })
     }
 
@@ -433,18 +437,28 @@ impl Store {
             "SELECT origin, seq FROM rs_peer_vector WHERE peer = ?1",
             Some(&key),
         )?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT tbl, uuid FROM rs_peer_want WHERE peer = ?1 ORDER BY tbl, uuid")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT tbl, uuid, kind FROM rs_peer_want WHERE peer = ?1 ORDER BY tbl, uuid",
+        )?;
         let wants = stmt
-            .query_map([&key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .query_map([&key], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
-        p.wants = wants
-            .into_iter()
-            .filter_map(|(t, uuid)| {
-                self.table_index(&t).map(|table| Want { table, uuid })
-            })
-            .collect();
+        for (t, uuid, kind) in wants {
+            if let Some(table) = self.table_index(&t) {
+                let w = Want { table, uuid };
+                if kind == "lost" {
+                    p.lost.push(w);
+                } else {
+                    p.wants.push(w);
+                }
+            }
+        }
         Ok(p)
     }
 
