@@ -33,6 +33,8 @@ pub struct ImportReport {
     pub wanted: u64,
     /// Local winners given a new tag so they travel back to a sender that holds a loser.
     pub reannounced: u64,
+    /// Rows held in the same version under another tag, which we took.
+    pub retagged: u64,
     /// Per table: (name, rows in the bundle, applied, conflicts).
     pub per_table: Vec<(String, u64, u64, u64)>,
 }
@@ -542,7 +544,10 @@ impl Store {
         let peer = self
             .peer_by_id(&b.sender)?
             .ok_or(StoreError::UnknownPeer(b.sender))?;
-        let our_vector = self.vector()?;
+        // Skip what we processed before. The raw vector (not lowered by wants) is
+        // right here: a wanted row from this sender is never skipped, and a
+        // change we only lack in full comes from the peer we asked.
+        let our_vector = self.raw_vector()?;
         let me = self.station.id;
         let sender_key = b.sender.0.to_vec();
         let tx = self.conn.unchecked_transaction()?;
@@ -598,16 +603,25 @@ impl Store {
                             rep.reannounced += 1;
                         }
                     }
-                    Outcome::Same => {}
+                    Outcome::Same => {
+                        // The same version under another tag: a re-announcement. Take its tag,
+                        // so our exports carry it to stations that hold a loser yet would
+                        // claim this tag through our vector.
+                        let l = local.as_ref().expect("same implies a local row");
+                        if b.kind == BundleKind::Delta && l.tag != Some(row.tag) {
+                            set_row_tag(&tx, &info.name, &row.uuid, row.tag, l.writer)?;
+                            push_history(&tx, &info.name, &row.uuid, row.tag, u64::MAX)?;
+                            rep.retagged += 1;
+                        }
+                    }
                     Outcome::Want => {
                         // Record the need; the vector cap keeps this change unclaimed.
-                        tx.execute(
-                            "INSERT INTO rs_want (peer, tbl, uuid, origin, seq) VALUES (?1, ?2, ?3, ?4, ?5)
-                             ON CONFLICT (peer, tbl, uuid) DO UPDATE SET
-                               origin = excluded.origin, seq = excluded.seq",
+                        // Keep the first want: its cap is the one that matters.
+                        let added = tx.execute(
+                            "INSERT OR IGNORE INTO rs_want (peer, tbl, uuid, origin, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
                             params![sender_key, info.name, row.uuid, row.tag.origin.0.to_vec(), row.tag.seq as i64],
                         )?;
-                        rep.wanted += 1;
+                        rep.wanted += added as u64;
                         continue;
                     }
                 }
@@ -686,7 +700,7 @@ impl Store {
             )?;
         }
         // A bundle that brings nothing new (e.g. the same one twice) changes nothing.
-        let news = rep.applied + rep.kept_local + rep.wanted > 0
+        let news = rep.applied + rep.kept_local + rep.wanted + rep.retagged > 0
             || dump_peer_state(&tx, &sender_key)? != peer_before;
         if news {
             tx.execute(
@@ -755,6 +769,17 @@ fn record_conflict(
     loser: (&str, StationId, Vec<(usize, &Value)>),
     winner: (&str, StationId),
 ) -> Result<(), StoreError> {
+    let dup: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM rs_conflict WHERE tbl = ?1 AND uuid = ?2 AND loser_side = ?3
+               AND loser_modified_on = ?4 AND loser_writer = ?5",
+            params![info.name, uuid, loser_side, loser.0, loser.1 .0.to_vec()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if dup.is_some() {
+        return Ok(());
+    }
     let mut obj = serde_json::Map::new();
     for (i, v) in loser.2 {
         obj.insert(info.payload[i].name.clone(), value_json(v));

@@ -357,7 +357,7 @@ impl Store {
     }
 
     /// Per origin, the highest sequence held, before caps from pending wants.
-    fn raw_vector(&self) -> Result<VersionVector, StoreError> {
+    pub(crate) fn raw_vector(&self) -> Result<VersionVector, StoreError> {
         let mut v = read_vector(&self.conn, "SELECT origin, seq FROM rs_vector", None)?;
         v.0.remove(&self.station.id);
         let clock = self.clock()?;
