@@ -377,7 +377,7 @@ impl Store {
         let p = self.peer_by_id(peer)?.ok_or(StoreError::UnknownPeer(*peer))?;
         let dict = self.dictionary()?;
         let use_dict = matches!(&dict, Some(d) if d.id != 0 && d.id == p.dict_id);
-        let bytes = codec::encode(&bundle, dict.as_ref(), use_dict)?;
+        let bytes = codec::encode(&bundle, dict.as_ref(), use_dict).map_err(StoreError::Encode)?;
         let rows: u64 = bundle.tables.iter().map(|t| t.rows.len() as u64).sum();
         self.log_event(&LogEntry {
             peer: Some(p.name),

@@ -61,7 +61,9 @@ pub enum StoreError {
     #[error("the bundle is malformed ({0}): ask the sender for a fresh export")]
     Malformed(String),
     #[error("the bundle is unreadable ({0}): it is truncated or corrupted; copy it again or ask for a fresh export")]
-    Codec(#[from] CodecError),
+    Codec(CodecError),
+    #[error("cannot encode the bundle: {0}")]
+    Encode(CodecError),
     #[error("the bundle was compressed with dictionary {theirs:08x}, this station holds {ours:08x}: ask the sender for a fresh export (it will then send without a dictionary)")]
     DictMismatch { theirs: u32, ours: u32 },
     #[error("{0} already exists: choose a new file for the clone")]
@@ -70,6 +72,13 @@ pub enum StoreError {
     BadUuid(String),
     #[error("cannot train a compression dictionary: {0}")]
     Dictionary(String),
+}
+
+// By hand, not #[from]: the message already carries the codec's reason.
+impl From<CodecError> for StoreError {
+    fn from(e: CodecError) -> Self {
+        StoreError::Codec(e)
+    }
 }
 
 /// This station.
