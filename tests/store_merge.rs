@@ -57,29 +57,44 @@ fn insert_gets_a_fresh_local_id_and_keeps_its_text() {
     let dir = tempfile::tempdir().unwrap();
     let (a, mut b) = pair(dir.path());
     exec(&b, "INSERT INTO item (id, uuid, modified_on, name) VALUES (6, 'b-new', '2024-06-01T00:00:00Z', 'b thing')");
-    exec(&a, "INSERT INTO item (id, uuid, modified_on, name, qty, price, photo)
-              VALUES (6, 'a-new', '2024-06-01 00:00:00', 'a thing', 7, 0.1 + 0.2, x'00ff')");
+    exec(
+        &a,
+        "INSERT INTO item (id, uuid, modified_on, name, qty, price, photo)
+              VALUES (6, 'a-new', '2024-06-01 00:00:00', 'a thing', 7, 0.1 + 0.2, x'00ff')",
+    );
     let clock_b = b.clock().unwrap();
     let bundle = send(&a, &mut b);
     assert_eq!(rows_in(&bundle), 1);
-    assert_eq!(b.clock().unwrap(), clock_b, "applying must not look like a local change");
+    assert_eq!(
+        b.clock().unwrap(),
+        clock_b,
+        "applying must not look like a local change"
+    );
     let (id, m, price): (i64, String, f64) = b
         .connection()
-        .query_row("SELECT id, modified_on, price FROM item WHERE uuid = 'a-new'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT id, modified_on, price FROM item WHERE uuid = 'a-new'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     assert_eq!(id, 7);
     assert_eq!(m, "2024-06-01 00:00:00");
     assert_eq!(price.to_bits(), (0.1f64 + 0.2).to_bits());
-    assert_eq!(b.row_tag("item", "a-new").unwrap().unwrap().1, a.station().id);
+    assert_eq!(
+        b.row_tag("item", "a-new").unwrap().unwrap().1,
+        a.station().id
+    );
 }
 
 #[test]
 fn an_update_of_one_column_travels_as_a_delta() {
     let dir = tempfile::tempdir().unwrap();
     let (a, mut b) = pair(dir.path());
-    exec(&a, "UPDATE item SET qty = 99, modified_on = '2024-07-01T00:00:00.000Z' WHERE uuid = 'item-2'");
+    exec(
+        &a,
+        "UPDATE item SET qty = 99, modified_on = '2024-07-01T00:00:00.000Z' WHERE uuid = 'item-2'",
+    );
     let bundle = send(&a, &mut b);
     let row = &bundle.tables[0].rows[0];
     match &row.body {
@@ -115,11 +130,17 @@ fn concurrent_edits_newest_wins_and_loser_is_kept() {
     exec(&a, "UPDATE item SET name = 'from a', modified_on = '2024-08-01T00:00:00.000Z' WHERE uuid = 'item-0'");
     exec(&b, "UPDATE item SET name = 'from b', modified_on = '2024-08-02T00:00:00.000Z' WHERE uuid = 'item-0'");
     // Delete rule: b soft-deletes after a's update of the same row.
-    exec(&a, "UPDATE item SET qty = 1, modified_on = '2024-08-01T00:00:00.000Z' WHERE uuid = 'item-3'");
+    exec(
+        &a,
+        "UPDATE item SET qty = 1, modified_on = '2024-08-01T00:00:00.000Z' WHERE uuid = 'item-3'",
+    );
     exec(&b, "UPDATE item SET deleted = 1, modified_on = '2024-08-03T00:00:00.000Z' WHERE uuid = 'item-3'");
     // A delete older than the other side's update does not apply.
     exec(&a, "UPDATE item SET deleted = 1, modified_on = '2024-08-01T00:00:00.000Z' WHERE uuid = 'item-4'");
-    exec(&b, "UPDATE item SET qty = 44, modified_on = '2024-08-05T00:00:00.000Z' WHERE uuid = 'item-4'");
+    exec(
+        &b,
+        "UPDATE item SET qty = 44, modified_on = '2024-08-05T00:00:00.000Z' WHERE uuid = 'item-4'",
+    );
     send(&a, &mut b);
     send(&b, &mut a);
     for (k, v) in content(&a) {
@@ -127,9 +148,11 @@ fn concurrent_edits_newest_wins_and_loser_is_kept() {
     }
     let get = |s: &Store, u: &str| -> (String, i64, Option<i64>) {
         s.connection()
-            .query_row("SELECT name, deleted, qty FROM item WHERE uuid = ?1", [u], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT name, deleted, qty FROM item WHERE uuid = ?1",
+                [u],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap()
     };
     assert_eq!(get(&a, "item-0").0, "from b");
@@ -140,7 +163,9 @@ fn concurrent_edits_newest_wins_and_loser_is_kept() {
     let mut lost = a.conflicts().unwrap();
     lost.extend(b.conflicts().unwrap());
     assert_eq!(lost.len(), 3, "{lost:?}");
-    assert!(lost.iter().any(|c| c.uuid == "item-0" && c.loser_values.contains("from a")));
+    assert!(lost
+        .iter()
+        .any(|c| c.uuid == "item-0" && c.loser_values.contains("from a")));
     // Once a confirms what it got, nothing is left to send either way.
     send(&a, &mut b);
     let left = a.export_for(&b.station().id).unwrap();
@@ -174,7 +199,9 @@ fn a_write_with_a_wrong_clock_is_not_skipped_and_the_winner_travels_back() {
     assert_eq!(content(&a), content(&b));
     let note: String = b
         .connection()
-        .query_row("SELECT note FROM item WHERE uuid = 'item-1'", [], |r| r.get(0))
+        .query_row("SELECT note FROM item WHERE uuid = 'item-1'", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(note, "good");
 }
@@ -183,18 +210,37 @@ fn a_write_with_a_wrong_clock_is_not_skipped_and_the_winner_travels_back() {
 fn a_b_c_change_reaches_c_through_b_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let a = first_station(dir.path(), "a", 3);
-    let mut b = Store::clone_station(path_of(dir.path(), "a"), path_of(dir.path(), "b"), "b", None).unwrap();
-    let mut c = Store::clone_station(path_of(dir.path(), "b"), path_of(dir.path(), "c"), "c", None).unwrap();
+    let mut b = Store::clone_station(
+        path_of(dir.path(), "a"),
+        path_of(dir.path(), "b"),
+        "b",
+        None,
+    )
+    .unwrap();
+    let mut c = Store::clone_station(
+        path_of(dir.path(), "b"),
+        path_of(dir.path(), "c"),
+        "c",
+        None,
+    )
+    .unwrap();
     let mut a = Store::open(a.path()).unwrap();
     // a and c are peers too.
     a.add_peer("c", c.station().id, None).unwrap();
     c.add_peer("a", a.station().id, None).unwrap();
-    a.note_peer_vector(&c.station().id, &c.vector().unwrap()).unwrap();
-    c.note_peer_vector(&a.station().id, &a.vector().unwrap()).unwrap();
+    a.note_peer_vector(&c.station().id, &c.vector().unwrap())
+        .unwrap();
+    c.note_peer_vector(&a.station().id, &a.vector().unwrap())
+        .unwrap();
     exec(&a, "INSERT INTO item (id, uuid, modified_on, name) VALUES (10, 'from-a', '2024-11-01T00:00:00.000Z', 'hello')");
     let tag = a.row_tag("item", "from-a").unwrap().unwrap().0;
     let carries = |bundle: &radiosync::delta::Bundle| {
-        bundle.tables.iter().flat_map(|t| &t.rows).filter(|r| r.tag == tag).count()
+        bundle
+            .tables
+            .iter()
+            .flat_map(|t| &t.rows)
+            .filter(|r| r.tag == tag)
+            .count()
     };
     let mut to_c = 0;
     send(&a, &mut b);
@@ -215,7 +261,10 @@ fn a_b_c_change_reaches_c_through_b_exactly_once() {
 fn refused_bundles_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, mut b) = pair(dir.path());
-    exec(&a, "UPDATE item SET qty = 5, modified_on = '2024-12-01T00:00:00.000Z' WHERE uuid = 'item-0'");
+    exec(
+        &a,
+        "UPDATE item SET qty = 5, modified_on = '2024-12-01T00:00:00.000Z' WHERE uuid = 'item-0'",
+    );
     let good = a.export_for(&b.station().id).unwrap();
     let before = dump(b.path());
     let mut cases = Vec::new();
@@ -261,7 +310,10 @@ fn refused_bundles_change_nothing() {
 fn slice_carries_rows_by_age_and_claims_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (a, mut b) = pair(dir.path());
-    exec(&a, "UPDATE item SET qty = 1, modified_on = '2025-01-01T00:00:00.000Z' WHERE uuid = 'item-0'");
+    exec(
+        &a,
+        "UPDATE item SET qty = 1, modified_on = '2025-01-01T00:00:00.000Z' WHERE uuid = 'item-0'",
+    );
     let slice = a.export_since("2025-01-01T00:00:00Z").unwrap();
     assert_eq!(slice.kind, BundleKind::Slice);
     assert_eq!(rows_in(&slice), 1);
@@ -278,14 +330,25 @@ fn stale_base_asks_for_the_full_row() {
     // b's own later edit of another column makes a's delta inapplicable there... unless it is
     // newer: then a's delta loses anyway. Make b's edit older so a's delta wins.
     exec(&b, "UPDATE item SET note = 'b note', modified_on = '2024-01-01T00:00:00.000Z' WHERE uuid = 'item-2'");
-    exec(&a, "UPDATE item SET qty = 77, modified_on = '2024-12-31T00:00:00.000Z' WHERE uuid = 'item-2'");
-    let rep = b.import_bundle(&a.export_for(&b.station().id).unwrap()).unwrap();
+    exec(
+        &a,
+        "UPDATE item SET qty = 77, modified_on = '2024-12-31T00:00:00.000Z' WHERE uuid = 'item-2'",
+    );
+    let rep = b
+        .import_bundle(&a.export_for(&b.station().id).unwrap())
+        .unwrap();
     assert_eq!(rep.wanted, 1);
-    assert!(!b.vector().unwrap().covers(&a.row_tag("item", "item-2").unwrap().unwrap().0));
+    assert!(!b
+        .vector()
+        .unwrap()
+        .covers(&a.row_tag("item", "item-2").unwrap().unwrap().0));
     send(&b, &mut a);
     let full = send(&a, &mut b);
     assert!(matches!(full.tables[0].rows[0].body, RowBody::Full(_)));
     send(&b, &mut a);
     assert_eq!(content(&a), content(&b));
-    assert!(b.vector().unwrap().covers(&a.row_tag("item", "item-2").unwrap().unwrap().0));
+    assert!(b
+        .vector()
+        .unwrap()
+        .covers(&a.row_tag("item", "item-2").unwrap().unwrap().0));
 }

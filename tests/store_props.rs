@@ -15,8 +15,18 @@ use store_util::*;
 #[derive(Clone, Debug)]
 enum Op {
     /// Station `st` writes row `row`: inserts it if absent, else sets one column.
-    Write { st: usize, row: u8, col: u8, val: u8, time: u32 },
-    Sync { from: usize, to: usize, fate: Fate },
+    Write {
+        st: usize,
+        row: u8,
+        col: u8,
+        val: u8,
+        time: u32,
+    },
+    Sync {
+        from: usize,
+        to: usize,
+        fate: Fate,
+    },
     /// Deliver the oldest bundle held back.
     Late,
 }
@@ -44,7 +54,9 @@ fn op() -> impl Strategy<Value = Op> {
 type Version = (String, StationId, Vec<Value>);
 
 fn row_content(s: &Store, uuid: &str) -> Option<(String, Vec<Value>)> {
-    content(s).get(&("item".to_string(), uuid.to_string())).cloned()
+    content(s)
+        .get(&("item".to_string(), uuid.to_string()))
+        .cloned()
 }
 
 fn write(s: &Store, uuid: &str, col: u8, val: u8, when: &str) {
@@ -59,10 +71,22 @@ fn write(s: &Store, uuid: &str, col: u8, val: u8, when: &str) {
         return;
     }
     let (sql, v): (&str, rusqlite::types::Value) = match col {
-        0 => ("UPDATE item SET name = ?1, modified_on = ?2 WHERE uuid = ?3", format!("n{val}").into()),
-        1 => ("UPDATE item SET qty = ?1, modified_on = ?2 WHERE uuid = ?3", (val as i64).into()),
-        2 => ("UPDATE item SET price = ?1, modified_on = ?2 WHERE uuid = ?3", (val as f64 / 4.0).into()),
-        _ => ("UPDATE item SET deleted = ?1, modified_on = ?2 WHERE uuid = ?3", ((val % 2) as i64).into()),
+        0 => (
+            "UPDATE item SET name = ?1, modified_on = ?2 WHERE uuid = ?3",
+            format!("n{val}").into(),
+        ),
+        1 => (
+            "UPDATE item SET qty = ?1, modified_on = ?2 WHERE uuid = ?3",
+            (val as i64).into(),
+        ),
+        2 => (
+            "UPDATE item SET price = ?1, modified_on = ?2 WHERE uuid = ?3",
+            (val as f64 / 4.0).into(),
+        ),
+        _ => (
+            "UPDATE item SET deleted = ?1, modified_on = ?2 WHERE uuid = ?3",
+            ((val % 2) as i64).into(),
+        ),
     };
     c.execute(sql, rusqlite::params![v, when, uuid]).unwrap();
 }
@@ -88,16 +112,27 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for i in 0..2 {
         let u = format!("item-{i}");
         let (m, v) = row_content(&st[0], &u).unwrap();
-        versions.entry(u).or_default().push((m, st[0].station().id, v));
+        versions
+            .entry(u)
+            .or_default()
+            .push((m, st[0].station().id, v));
     }
     let mut late: Vec<(usize, Bundle)> = Vec::new();
     for op in ops {
         match op {
-            Op::Write { st: i, row, col, val, time: t } => {
+            Op::Write {
+                st: i,
+                row,
+                col,
+                val,
+                time: t,
+            } => {
                 let uuid = format!("item-{row}");
                 let when = time(t * 7);
                 let me = st[i].station().id;
-                let known = versions.get(&uuid).is_some_and(|vs| vs.iter().any(|(m, w, _)| *m == when && *w == me));
+                let known = versions
+                    .get(&uuid)
+                    .is_some_and(|vs| vs.iter().any(|(m, w, _)| *m == when && *w == me));
                 if known {
                     continue; // same row, same writer, same time: the rules cannot tell them apart
                 }
@@ -125,8 +160,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         let before = dump(st[to].path());
                         st[to].import_bundle(&bundle).unwrap();
                         let after = dump(st[to].path());
-                        let diff: Vec<_> = after.iter().filter(|l| !before.contains(l)).chain(before.iter().filter(|l| !after.contains(l))).collect();
-                        prop_assert!(diff.is_empty(), "second import changed the database: {:?}", diff);
+                        let diff: Vec<_> = after
+                            .iter()
+                            .filter(|l| !before.contains(l))
+                            .chain(before.iter().filter(|l| !after.contains(l)))
+                            .collect();
+                        prop_assert!(
+                            diff.is_empty(),
+                            "second import changed the database: {:?}",
+                            diff
+                        );
                     }
                     Fate::HoldBack => late.push((to, bundle)),
                 }
@@ -176,8 +219,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .iter()
             .max_by(|x, y| {
                 compare(
-                    VersionKey { modified_on: &x.0, writer: x.1 },
-                    VersionKey { modified_on: &y.0, writer: y.1 },
+                    VersionKey {
+                        modified_on: &x.0,
+                        writer: x.1,
+                    },
+                    VersionKey {
+                        modified_on: &y.0,
+                        writer: y.1,
+                    },
                 )
             })
             .unwrap();
@@ -190,7 +239,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 
 /// Fixed for reproducible runs; STORE_PROP_SEED explores others.
 fn prop_seed() -> u64 {
-    std::env::var("STORE_PROP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261122)
+    std::env::var("STORE_PROP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261122)
 }
 
 proptest! {
@@ -208,7 +260,25 @@ proptest! {
 
 #[test]
 fn regression_wrong_clock_three_stations() {
-    let w = |st, row, time| Op::Write { st, row, col: 0, val: 0, time };
-    let s = |from, to| Op::Sync { from, to, fate: Fate::Deliver };
-    run(vec![w(0, 2, 0), w(0, 2, 0), w(0, 1, 0), s(1, 0), s(0, 2), s(2, 1)]).unwrap();
+    let w = |st, row, time| Op::Write {
+        st,
+        row,
+        col: 0,
+        val: 0,
+        time,
+    };
+    let s = |from, to| Op::Sync {
+        from,
+        to,
+        fate: Fate::Deliver,
+    };
+    run(vec![
+        w(0, 2, 0),
+        w(0, 2, 0),
+        w(0, 1, 0),
+        s(1, 0),
+        s(0, 2),
+        s(2, 1),
+    ])
+    .unwrap();
 }

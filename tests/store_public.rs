@@ -55,8 +55,14 @@ fn expected(a: &Store, ca: &Content, b: &Store, cb: &Content) -> Content {
                 let wa = a.row_tag(&k.0, &k.1).unwrap().unwrap().1;
                 let wb = b.row_tag(&k.0, &k.1).unwrap().unwrap().1;
                 let b_wins = compare(
-                    VersionKey { modified_on: &vb.0, writer: wb },
-                    VersionKey { modified_on: &va.0, writer: wa },
+                    VersionKey {
+                        modified_on: &vb.0,
+                        writer: wb,
+                    },
+                    VersionKey {
+                        modified_on: &va.0,
+                        writer: wa,
+                    },
                 )
                 .is_gt();
                 if b_wins {
@@ -110,24 +116,36 @@ fn diverged_copies_of_the_public_dataset_converge_by_the_rules() {
     // Spot checks of the rules.
     let person = |s: &Store, id: i64| -> String {
         s.connection()
-            .query_row("SELECT job_title FROM pr_person WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT job_title FROM pr_person WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .unwrap()
     };
     assert_eq!(person(&b, 2), "a title");
     assert_eq!(person(&a, 3), "b title");
     let hosp = |s: &Store, id: i64| -> (i64, Option<i64>) {
         s.connection()
-            .query_row("SELECT deleted, beds_total FROM hms_hospital WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT deleted, beds_total FROM hms_hospital WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap()
     };
-    assert_eq!(hosp(&a, 50), (0, Some(99)), "an update after the delete wins");
+    assert_eq!(
+        hosp(&a, 50),
+        (0, Some(99)),
+        "an update after the delete wins"
+    );
     assert_eq!(hosp(&b, 56).0, 1, "a delete after the update wins");
     // Inserted rows got fresh local ids at the other station.
     let max_id: i64 = a
         .connection()
-        .query_row("SELECT max(id) FROM pr_person WHERE uuid LIKE 'b-%'", [], |r| r.get(0))
+        .query_row(
+            "SELECT max(id) FROM pr_person WHERE uuid LIKE 'b-%'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(max_id <= 1184 + 150);
     let conflicts = a.conflicts().unwrap().len() + b.conflicts().unwrap().len();

@@ -65,7 +65,9 @@ fn synced_content(s: &Store) -> anyhow::Result<Vec<Vec<Value>>> {
         let mut stmt = s.connection().prepare(&sql)?;
         let n = cols.len() + 2;
         let rows = stmt.query_map([], |r| {
-            (0..n).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>()
+            (0..n)
+                .map(|i| r.get::<_, Value>(i))
+                .collect::<Result<Vec<_>, _>>()
         })?;
         for r in rows {
             let mut r = r?;
@@ -162,7 +164,9 @@ fn demo_in(dir: &Path) -> anyhow::Result<()> {
     rusqlite::Connection::open(&a_path)?.execute_batch(EDITS_A)?;
     rusqlite::Connection::open(&b_path)?.execute_batch(EDITS_B)?;
     println!("alpha: 2 inserts, 4 updates, 1 soft-delete, 2 hospital edits");
-    println!("bravo: 1 insert, 3 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)");
+    println!(
+        "bravo: 1 insert, 3 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)"
+    );
 
     println!("bundles, as files on a USB stick:");
     let (mut total_rows, mut total_bytes, mut step) = (0, 0, 0);

@@ -151,7 +151,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             let names = if all {
                 let names = s.syncable_tables()?;
                 if names.is_empty() {
-                    bail!("no table in {} has uuid, modified_on and deleted columns", db.display());
+                    bail!(
+                        "no table in {} has uuid, modified_on and deleted columns",
+                        db.display()
+                    );
                 }
                 names
             } else {
@@ -226,14 +229,19 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 (None, None) => bail!("give --peer NAME or --since TIME"),
             };
             std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote {rows} rows in {} bytes to {}", bytes.len(), out.display());
+            println!(
+                "wrote {rows} rows in {} bytes to {}",
+                bytes.len(),
+                out.display()
+            );
         }
         StoreCommand::Import { db, bundle } => {
             let mut s = open(&db)?;
-            let bytes = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-            let r = s
-                .import_bundle_bytes(&bytes)
-                .with_context(|| format!("bundle {} refused, database unchanged", bundle.display()))?;
+            let bytes =
+                std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+            let r = s.import_bundle_bytes(&bytes).with_context(|| {
+                format!("bundle {} refused, database unchanged", bundle.display())
+            })?;
             print_report(&r);
         }
         StoreCommand::Status { db, json } => status(&db, json)?,
@@ -343,7 +351,14 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
     println!("station   {} ({})", st.name, st.id);
     println!("callsign  {}", st.callsign.as_deref().unwrap_or("-"));
     println!("schema    {:08x}", s.schema_fingerprint().0);
-    println!("tables    {}", if tables.is_empty() { "none tracked" } else { "" });
+    println!(
+        "tables    {}",
+        if tables.is_empty() {
+            "none tracked"
+        } else {
+            ""
+        }
+    );
     for (n, r) in &tables {
         println!("  {n:<24} {r:>8} rows");
     }

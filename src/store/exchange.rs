@@ -135,9 +135,23 @@ fn history(conn: &Connection, table: &str, uuid: &str) -> Result<Vec<(Tag, u64)>
     Ok(rows)
 }
 
-fn push_history(conn: &Connection, table: &str, uuid: &str, tag: Tag, mask: u64) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO rs_hist (tbl, uuid, origin, seq, mask) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![table, uuid, tag.origin.0.to_vec(), tag.seq as i64, mask as i64])?;
+fn push_history(
+    conn: &Connection,
+    table: &str,
+    uuid: &str,
+    tag: Tag,
+    mask: u64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO rs_hist (tbl, uuid, origin, seq, mask) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        table,
+        uuid,
+        tag.origin.0.to_vec(),
+        tag.seq as i64,
+        mask as i64
+    ])?;
     conn.prepare_cached(&format!(
         "DELETE FROM rs_hist WHERE tbl = ?1 AND uuid = ?2 AND id NOT IN
            (SELECT id FROM rs_hist WHERE tbl = ?1 AND uuid = ?2 ORDER BY id DESC LIMIT {})",
@@ -147,7 +161,13 @@ fn push_history(conn: &Connection, table: &str, uuid: &str, tag: Tag, mask: u64)
     Ok(())
 }
 
-fn set_row_tag(conn: &Connection, table: &str, uuid: &str, tag: Tag, writer: StationId) -> Result<(), StoreError> {
+fn set_row_tag(
+    conn: &Connection,
+    table: &str,
+    uuid: &str,
+    tag: Tag,
+    writer: StationId,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO rs_row (tbl, uuid, origin, seq, writer) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -167,7 +187,11 @@ fn diff_mask(a: &[Value], b: &[Value]) -> u64 {
         .fold(0, |m, (i, _)| m | (1u64 << i))
 }
 
-pub(crate) fn raise_peer_vector(conn: &Connection, peer: &StationId, v: &VersionVector) -> Result<(), StoreError> {
+pub(crate) fn raise_peer_vector(
+    conn: &Connection,
+    peer: &StationId,
+    v: &VersionVector,
+) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO rs_peer_vector (peer, origin, seq) VALUES (?1, ?2, ?3)
          ON CONFLICT (peer, origin) DO UPDATE SET seq = max(seq, excluded.seq)",
@@ -253,7 +277,9 @@ impl Store {
     /// Everything `peer` lacks: rows whose tag its confirmed vector does not
     /// cover, except its own changes (no echo), plus rows it asked for in full.
     pub fn export_for(&self, peer: &StationId) -> Result<Bundle, StoreError> {
-        let p = self.peer_by_id(peer)?.ok_or(StoreError::UnknownPeer(*peer))?;
+        let p = self
+            .peer_by_id(peer)?
+            .ok_or(StoreError::UnknownPeer(*peer))?;
         if self.tables.is_empty() {
             return Err(StoreError::NothingTracked);
         }
@@ -321,11 +347,8 @@ impl Store {
         };
         let mut tables = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
-            let rows = self.table_rows(
-                info,
-                |_, _, m| recent(m),
-                |_, _, v| Ok(RowBody::Full(v)),
-            )?;
+            let rows =
+                self.table_rows(info, |_, _, m| recent(m), |_, _, v| Ok(RowBody::Full(v)))?;
             if !rows.is_empty() {
                 tables.push(TableChanges {
                     table: i as u16,
@@ -374,7 +397,9 @@ impl Store {
     /// the same one. Logs the export.
     pub fn export_bundle_bytes(&self, peer: &StationId) -> Result<Vec<u8>, StoreError> {
         let bundle = self.export_for(peer)?;
-        let p = self.peer_by_id(peer)?.ok_or(StoreError::UnknownPeer(*peer))?;
+        let p = self
+            .peer_by_id(peer)?
+            .ok_or(StoreError::UnknownPeer(*peer))?;
         let dict = self.dictionary()?;
         let use_dict = matches!(&dict, Some(d) if d.id != 0 && d.id == p.dict_id);
         let bytes = codec::encode(&bundle, dict.as_ref(), use_dict).map_err(StoreError::Encode)?;
@@ -492,16 +517,19 @@ impl Store {
         self.check_addressing(b.sender, b.receiver, b.schema)?;
         match (b.kind, b.receiver) {
             (BundleKind::Delta, None) => {
-                return Err(StoreError::Malformed("a delta bundle without a receiver".into()))
+                return Err(StoreError::Malformed(
+                    "a delta bundle without a receiver".into(),
+                ))
             }
-            (BundleKind::Slice, Some(_)) | (BundleKind::Slice, None) | (BundleKind::Delta, Some(_)) => {}
+            (BundleKind::Slice, Some(_))
+            | (BundleKind::Slice, None)
+            | (BundleKind::Delta, Some(_)) => {}
         }
         let mut seen = BTreeSet::new();
         for t in &b.tables {
-            let info = self
-                .tables
-                .get(t.table as usize)
-                .ok_or_else(|| StoreError::Malformed(format!("table index {} out of range", t.table)))?;
+            let info = self.tables.get(t.table as usize).ok_or_else(|| {
+                StoreError::Malformed(format!("table index {} out of range", t.table))
+            })?;
             let n = info.payload.len();
             for r in &t.rows {
                 if !seen.insert((t.table, r.uuid.as_str())) {
@@ -533,13 +561,20 @@ impl Store {
         }
         for w in &b.wants {
             if self.tables.get(w.table as usize).is_none() {
-                return Err(StoreError::Malformed(format!("want for table index {}", w.table)));
+                return Err(StoreError::Malformed(format!(
+                    "want for table index {}",
+                    w.table
+                )));
             }
         }
         Ok(())
     }
 
-    fn import_checked(&mut self, b: &Bundle, dict_id: Option<u32>) -> Result<ImportReport, StoreError> {
+    fn import_checked(
+        &mut self,
+        b: &Bundle,
+        dict_id: Option<u32>,
+    ) -> Result<ImportReport, StoreError> {
         self.validate(b)?;
         let peer = self
             .peer_by_id(&b.sender)?
@@ -588,7 +623,10 @@ impl Store {
                         conflicts += conflict as u64;
                         rep.conflicts += conflict as u64;
                     }
-                    Outcome::Kept { conflict, reannounce } => {
+                    Outcome::Kept {
+                        conflict,
+                        reannounce,
+                    } => {
                         rep.kept_local += 1;
                         lost_at_sender.push((info.name.clone(), row.uuid.clone()));
                         conflicts += conflict as u64;
@@ -596,7 +634,10 @@ impl Store {
                         if reannounce && b.kind == BundleKind::Delta {
                             let l = local.as_ref().expect("kept implies a local row");
                             clock += 1;
-                            let tag = Tag { origin: me, seq: clock as u64 };
+                            let tag = Tag {
+                                origin: me,
+                                seq: clock as u64,
+                            };
                             set_row_tag(&tx, &info.name, &row.uuid, tag, l.writer)?;
                             // All-ones: the sender holds another version, so it gets the row in full.
                             push_history(&tx, &info.name, &row.uuid, tag, u64::MAX)?;
@@ -673,12 +714,17 @@ impl Store {
                      WHERE w.peer = ?1 AND w.kind = 'lost'",
                 )?;
                 let v = stmt
-                    .query_map([&sender_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .query_map([&sender_key], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
                     .collect::<Result<Vec<_>, _>>()?;
                 v
             };
             for (t, u, o, s) in lost {
-                let tag = Tag { origin: station_id_from(o)?, seq: s.max(0) as u64 };
+                let tag = Tag {
+                    origin: station_id_from(o)?,
+                    seq: s.max(0) as u64,
+                };
                 if confirmed.covers(&tag) {
                     tx.execute(
                         "DELETE FROM rs_peer_want WHERE peer = ?1 AND tbl = ?2 AND uuid = ?3 AND kind = 'lost'",
@@ -717,7 +763,14 @@ impl Store {
              VALUES (?1, ?2, ?3, 'in', ?4, 0, ?5, 'ok', ?6)",
         )?;
         for (t, n, applied, c) in &rep.per_table {
-            log.execute(params![now, peer.name, t, *n as i64, *c as i64, format!("{kind}: {applied} applied")])?;
+            log.execute(params![
+                now,
+                peer.name,
+                t,
+                *n as i64,
+                *c as i64,
+                format!("{kind}: {applied} applied")
+            ])?;
         }
         log.execute(params![
             now,
@@ -864,7 +917,11 @@ fn apply_row(
                     peer,
                     now,
                     "local",
-                    (&l.modified_on, l.writer, l.values.iter().enumerate().collect()),
+                    (
+                        &l.modified_on,
+                        l.writer,
+                        l.values.iter().enumerate().collect(),
+                    ),
                     (&row.modified_on, row.writer),
                 )?;
             }
@@ -964,7 +1021,12 @@ fn update_row(
     Ok(())
 }
 
-fn insert_row(tx: &Connection, info: &TableInfo, row: &RowVersion, values: &[Value]) -> Result<(), StoreError> {
+fn insert_row(
+    tx: &Connection,
+    info: &TableInfo,
+    row: &RowVersion,
+    values: &[Value],
+) -> Result<(), StoreError> {
     let qt = quote_ident(&info.name);
     let mut cols = vec!["uuid".to_string(), "modified_on".to_string()];
     let mut args: Vec<rusqlite::types::Value> =
@@ -978,7 +1040,10 @@ fn insert_row(tx: &Connection, info: &TableInfo, row: &RowVersion, values: &[Val
         let rowid_alias = c.pk && c.decl_type.eq_ignore_ascii_case("INTEGER");
         if c.notnull && !c.has_default && !rowid_alias {
             let next: i64 = tx.query_row(
-                &format!("SELECT coalesce(max({}), 0) + 1 FROM {qt}", quote_ident(&c.name)),
+                &format!(
+                    "SELECT coalesce(max({}), 0) + 1 FROM {qt}",
+                    quote_ident(&c.name)
+                ),
                 [],
                 |r| r.get(0),
             )?;
@@ -987,7 +1052,53 @@ fn insert_row(tx: &Connection, info: &TableInfo, row: &RowVersion, values: &[Val
         }
     }
     let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
-    let sql = format!("INSERT INTO {qt} ({}) VALUES ({})", cols.join(", "), marks.join(", "));
+    let sql = format!(
+        "INSERT INTO {qt} ({}) VALUES ({})",
+        cols.join(", "),
+        marks.join(", ")
+    );
     tx.execute(&sql, rusqlite::params_from_iter(args))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(seq: u64) -> Tag {
+        Tag {
+            origin: StationId([1; 16]),
+            seq,
+        }
+    }
+
+    #[test]
+    fn diff_mask_compares_types_and_bits() {
+        let a = vec![Value::Integer(1), Value::Real(0.5), Value::Text("x".into())];
+        let b = vec![Value::Real(1.0), Value::Real(0.5), Value::Text("y".into())];
+        assert_eq!(diff_mask(&a, &b), 0b101);
+        assert_eq!(diff_mask(&a, &a), 0);
+    }
+
+    #[test]
+    fn delta_only_when_it_pays() {
+        let vals = vec![
+            Value::Integer(1),
+            Value::Integer(2),
+            Value::Integer(3),
+            Value::Integer(4),
+        ];
+        match body_for(vals.clone(), Some((tag(1), 0b0100)), 4) {
+            RowBody::Delta { values, mask, .. } => {
+                assert_eq!(mask, 0b0100);
+                assert_eq!(values, vec![Value::Integer(3)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            body_for(vals.clone(), Some((tag(1), 0b0111)), 4),
+            RowBody::Full(_)
+        ));
+        assert!(matches!(body_for(vals, None, 4), RowBody::Full(_)));
+    }
 }

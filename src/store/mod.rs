@@ -54,7 +54,9 @@ pub enum StoreError {
     SelfAsPeer(StationId),
     #[error("this bundle is addressed to station {to}, but this is {us}: import it at the station it was made for")]
     WrongReceiver { to: StationId, us: StationId },
-    #[error("this bundle was made by this station itself ({0}): import it at the peer it was made for")]
+    #[error(
+        "this bundle was made by this station itself ({0}): import it at the peer it was made for"
+    )]
     FromSelf(StationId),
     #[error("schema mismatch: the bundle's tables/columns hash to {theirs:08x}, ours to {ours:08x}; both stations must track the same tables with the same columns")]
     SchemaMismatch { ours: u32, theirs: u32 },
@@ -218,7 +220,9 @@ pub(crate) fn value_json(v: &Value) -> serde_json::Value {
         Value::Real(f) if f.is_finite() => json!(f),
         Value::Real(f) => json!({ "real": f.to_string() }),
         Value::Text(t) => json!(t),
-        Value::Blob(b) => json!({ "blob_hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
+        Value::Blob(b) => {
+            json!({ "blob_hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
+        }
     }
 }
 
@@ -324,7 +328,11 @@ impl Store {
 
     /// Put tables under sync (or re-create their triggers). Rows already
     /// present get local tags so a new peer receives them. Returns rows tagged.
-    pub fn track(&mut self, tables: &[String], local_columns: &[String]) -> Result<usize, StoreError> {
+    pub fn track(
+        &mut self,
+        tables: &[String],
+        local_columns: &[String],
+    ) -> Result<usize, StoreError> {
         let names = if tables.is_empty() {
             schema::user_tables(&self.conn)?
         } else {
@@ -384,7 +392,9 @@ impl Store {
             .conn
             .prepare("SELECT origin, min(seq) FROM rs_want GROUP BY origin")?;
         let caps = stmt
-            .query_map([], |r| Ok((station_id_from(r.get(0)?)?, r.get::<_, i64>(1)?)))?
+            .query_map([], |r| {
+                Ok((station_id_from(r.get(0)?)?, r.get::<_, i64>(1)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         for (origin, seq) in caps {
             let cap = (seq.max(1) - 1) as u64;

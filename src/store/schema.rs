@@ -75,7 +75,8 @@ pub fn quote_text(text: &str) -> String {
 }
 
 pub fn table_columns(conn: &Connection, table: &str) -> Result<Vec<Column>, StoreError> {
-    let mut stmt = conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
+    let mut stmt =
+        conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
     let cols = stmt
         .query_map([table], |r| {
             Ok(Column {
@@ -248,12 +249,18 @@ fn triggers_sql(info: &TableInfo) -> String {
             .enumerate()
             .map(|(i, c)| {
                 let q = quote_ident(&c.name);
-                format!("((typeof(OLD.{q}) IS NOT typeof(NEW.{q}) OR OLD.{q} IS NOT NEW.{q}) << {i})")
+                format!(
+                    "((typeof(OLD.{q}) IS NOT typeof(NEW.{q}) OR OLD.{q} IS NOT NEW.{q}) << {i})"
+                )
             })
             .collect::<Vec<_>>()
             .join(" | ")
     };
-    let mask = if mask.is_empty() { "0".to_string() } else { mask };
+    let mask = if mask.is_empty() {
+        "0".to_string()
+    } else {
+        mask
+    };
     let record = |mask: &str| {
         format!(
             "UPDATE rs_clock SET seq = seq + 1;
@@ -328,4 +335,96 @@ pub fn is_initialised(conn: &Connection) -> Result<bool, StoreError> {
     }
     let rows: i64 = conn.query_row("SELECT count(*) FROM rs_station", [], |r| r.get(0))?;
     Ok(rows == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(DDL).unwrap();
+        c.execute(
+            "INSERT INTO rs_station (one, uuid, name, created_on) VALUES (1, ?1, 's', 'now')",
+            [vec![7u8; 16]],
+        )
+        .unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER NOT NULL UNIQUE, uuid TEXT PRIMARY KEY, modified_on TEXT,
+               deleted INTEGER, a TEXT, b REAL, \"odd \"\"name\" INTEGER)",
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn payload_is_sorted_and_excludes_identity_and_local_columns() {
+        let c = conn();
+        let info = describe(&c, "t", &["id".into()]).unwrap();
+        let names: Vec<_> = info.payload.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "deleted", "odd \"name"]);
+        assert_eq!(info.local.len(), 1);
+        assert!(matches!(
+            describe(&c, "t", &["uuid".into()]),
+            Err(StoreError::BadLocalColumn { .. })
+        ));
+        assert!(matches!(
+            describe(&c, "nope", &[]),
+            Err(StoreError::NoSuchTable(_))
+        ));
+    }
+
+    #[test]
+    fn fingerprint_sees_types_columns_and_local_lists() {
+        let c = conn();
+        let base = fingerprint(&[describe(&c, "t", &["id".into()]).unwrap()]);
+        assert_eq!(
+            base,
+            fingerprint(&[describe(&c, "t", &["id".into()]).unwrap()])
+        );
+        let no_local = fingerprint(&[describe(&c, "t", &[]).unwrap()]);
+        assert_ne!(base, no_local);
+        let mut other_type = describe(&c, "t", &["id".into()]).unwrap();
+        other_type.payload[0].decl_type = "BLOB".into();
+        assert_ne!(base, fingerprint(&[other_type]));
+    }
+
+    #[test]
+    fn triggers_capture_local_writes_with_column_masks_and_skip_applies() {
+        let c = conn();
+        let info = describe(&c, "t", &["id".into()]).unwrap();
+        install(&c, &info).unwrap();
+        c.execute_batch("INSERT INTO t VALUES (1, 'u', 'm', 0, 'x', 1.0, 5)")
+            .unwrap();
+        // b is REAL: 1 is stored as 1.0, so only the last column changed.
+        c.execute_batch("UPDATE t SET b = 1, \"odd \"\"name\" = 6 WHERE uuid = 'u'")
+            .unwrap();
+        let masks: Vec<i64> = c
+            .prepare("SELECT mask FROM rs_hist ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(masks, [-1, 0b1000]);
+        let seq: i64 = c
+            .query_row("SELECT seq FROM rs_row", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seq, 2);
+        c.execute_batch(
+            "UPDATE rs_ctl SET applying = 1; UPDATE t SET a = 'y'; UPDATE rs_ctl SET applying = 0;",
+        )
+        .unwrap();
+        let clock: i64 = c
+            .query_row("SELECT seq FROM rs_clock", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(clock, 2, "an apply is not a local change");
+        for i in 0..6 {
+            c.execute("UPDATE t SET a = ?1", [i]).unwrap();
+        }
+        let kept: i64 = c
+            .query_row("SELECT count(*) FROM rs_hist", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, HISTORY_PER_ROW as i64);
+    }
 }

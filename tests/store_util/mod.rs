@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use radiosync::delta::{Bundle, Value};
 use radiosync::store::Store;
 
-pub const ITEM_SCHEMA: &str = "CREATE TABLE item (id INTEGER NOT NULL UNIQUE, uuid TEXT PRIMARY KEY NOT NULL,
+pub const ITEM_SCHEMA: &str =
+    "CREATE TABLE item (id INTEGER NOT NULL UNIQUE, uuid TEXT PRIMARY KEY NOT NULL,
     modified_on TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
     name TEXT, qty INTEGER, price REAL, note TEXT, photo BLOB);
   CREATE TABLE place (id INTEGER NOT NULL UNIQUE, uuid TEXT PRIMARY KEY NOT NULL,
@@ -60,8 +61,16 @@ pub fn rows_in(b: &Bundle) -> usize {
 pub fn content(s: &Store) -> BTreeMap<(String, String), (String, Vec<Value>)> {
     let mut out = BTreeMap::new();
     for t in s.tables() {
-        let cols: Vec<String> = t.payload.iter().map(|c| format!("\"{}\"", c.name)).collect();
-        let sql = format!("SELECT uuid, modified_on, {} FROM \"{}\"", cols.join(", "), t.name);
+        let cols: Vec<String> = t
+            .payload
+            .iter()
+            .map(|c| format!("\"{}\"", c.name))
+            .collect();
+        let sql = format!(
+            "SELECT uuid, modified_on, {} FROM \"{}\"",
+            cols.join(", "),
+            t.name
+        );
         let conn = s.connection();
         let mut stmt = conn.prepare(&sql).unwrap();
         let mut rows = stmt.query([]).unwrap();
@@ -69,7 +78,10 @@ pub fn content(s: &Store) -> BTreeMap<(String, String), (String, Vec<Value>)> {
             let vals = (0..cols.len())
                 .map(|i| value_of(r.get_ref(2 + i).unwrap()))
                 .collect();
-            out.insert((t.name.clone(), r.get(0).unwrap()), (r.get(1).unwrap(), vals));
+            out.insert(
+                (t.name.clone(), r.get(0).unwrap()),
+                (r.get(1).unwrap(), vals),
+            );
         }
     }
     out
@@ -103,7 +115,9 @@ pub fn dump(path: &Path) -> Vec<String> {
         let mut rows = stmt.query([]).unwrap();
         let mut lines = Vec::new();
         while let Some(r) = rows.next().unwrap() {
-            let vals: Vec<String> = (0..n).map(|i| format!("{:?}", value_of(r.get_ref(i).unwrap()))).collect();
+            let vals: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", value_of(r.get_ref(i).unwrap())))
+                .collect();
             lines.push(format!("{t}: {}", vals.join("|")));
         }
         lines.sort();
