@@ -19,7 +19,7 @@ fn pair(dir: &std::path::Path) -> (Store, Store) {
 
 #[test]
 fn init_is_idempotent_and_keeps_the_uuid() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let p = dir.path().join("s.db");
     let id = Store::init(&p, Some("alpha"), None).unwrap().station().id;
     let again = Store::init(&p, None, None).unwrap().station();
@@ -29,7 +29,7 @@ fn init_is_idempotent_and_keeps_the_uuid() {
 
 #[test]
 fn track_names_missing_columns() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let p = dir.path().join("s.db");
     rusqlite::Connection::open(&p)
         .unwrap()
@@ -44,7 +44,7 @@ fn track_names_missing_columns() {
 
 #[test]
 fn clone_shares_everything_and_sends_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (a, b) = pair(dir.path());
     assert_eq!(rows_in(&a.export_for(&b.station().id).unwrap()), 0);
     assert_eq!(rows_in(&b.export_for(&a.station().id).unwrap()), 0);
@@ -54,7 +54,7 @@ fn clone_shares_everything_and_sends_nothing() {
 
 #[test]
 fn insert_gets_a_fresh_local_id_and_keeps_its_text() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (a, mut b) = pair(dir.path());
     exec(&b, "INSERT INTO item (id, uuid, modified_on, name) VALUES (6, 'b-new', '2024-06-01T00:00:00Z', 'b thing')");
     exec(
@@ -89,7 +89,7 @@ fn insert_gets_a_fresh_local_id_and_keeps_its_text() {
 
 #[test]
 fn an_update_of_one_column_travels_as_a_delta() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (a, mut b) = pair(dir.path());
     exec(
         &a,
@@ -106,7 +106,7 @@ fn an_update_of_one_column_travels_as_a_delta() {
 
 #[test]
 fn unconfirmed_changes_repeat_and_are_skipped_when_held() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (mut a, mut b) = pair(dir.path());
     exec(&a, "UPDATE item SET note = 'x', modified_on = '2024-07-01T00:00:00.000Z' WHERE uuid = 'item-1'");
     let first = send(&a, &mut b);
@@ -125,7 +125,7 @@ fn unconfirmed_changes_repeat_and_are_skipped_when_held() {
 
 #[test]
 fn concurrent_edits_newest_wins_and_loser_is_kept() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (mut a, mut b) = pair(dir.path());
     exec(&a, "UPDATE item SET name = 'from a', modified_on = '2024-08-01T00:00:00.000Z' WHERE uuid = 'item-0'");
     exec(&b, "UPDATE item SET name = 'from b', modified_on = '2024-08-02T00:00:00.000Z' WHERE uuid = 'item-0'");
@@ -175,7 +175,7 @@ fn concurrent_edits_newest_wins_and_loser_is_kept() {
 
 #[test]
 fn equal_times_break_the_same_way_on_both_sides() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (mut a, mut b) = pair(dir.path());
     exec(&a, "UPDATE place SET l1 = 'A', modified_on = '2024-09-01T00:00:00.000Z' WHERE uuid = 'place-1'");
     exec(&b, "UPDATE place SET l1 = 'B', modified_on = '2024-09-01T00:00:00.000Z' WHERE uuid = 'place-1'");
@@ -187,7 +187,7 @@ fn equal_times_break_the_same_way_on_both_sides() {
 
 #[test]
 fn a_write_with_a_wrong_clock_is_not_skipped_and_the_winner_travels_back() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (mut a, mut b) = pair(dir.path());
     exec(&a, "UPDATE item SET note = 'good', modified_on = '2024-10-01T00:00:00.000Z' WHERE uuid = 'item-1'");
     send(&a, &mut b);
@@ -208,7 +208,7 @@ fn a_write_with_a_wrong_clock_is_not_skipped_and_the_winner_travels_back() {
 
 #[test]
 fn a_b_c_change_reaches_c_through_b_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let a = first_station(dir.path(), "a", 3);
     let mut b = Store::clone_station(
         path_of(dir.path(), "a"),
@@ -259,7 +259,7 @@ fn a_b_c_change_reaches_c_through_b_exactly_once() {
 
 #[test]
 fn refused_bundles_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (mut a, mut b) = pair(dir.path());
     exec(
         &a,
@@ -308,7 +308,7 @@ fn refused_bundles_change_nothing() {
 
 #[test]
 fn slice_carries_rows_by_age_and_claims_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (a, mut b) = pair(dir.path());
     exec(
         &a,
@@ -325,7 +325,7 @@ fn slice_carries_rows_by_age_and_claims_nothing() {
 
 #[test]
 fn stale_base_asks_for_the_full_row() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let (mut a, mut b) = pair(dir.path());
     // b's own later edit of another column makes a's delta inapplicable there... unless it is
     // newer: then a's delta loses anyway. Make b's edit older so a's delta wins.

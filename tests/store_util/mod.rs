@@ -125,3 +125,15 @@ pub fn dump(path: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A scratch directory, in memory where the OS offers one: these tests open,
+/// commit and copy hundreds of small databases, and fsyncs would dominate.
+pub fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
