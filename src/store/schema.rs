@@ -237,6 +237,7 @@ pub fn install(conn: &Connection, info: &TableInfo) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Rows without a uuid cannot sync; their writes are not captured (and never fail).
 fn triggers_sql(info: &TableInfo) -> String {
     let t = &info.name;
     let qt = quote_ident(t);
@@ -278,9 +279,11 @@ fn triggers_sql(info: &TableInfo) -> String {
     let del = quote_ident(&format!("rs_del_{t}"));
     format!(
         "DROP TRIGGER IF EXISTS {ins}; DROP TRIGGER IF EXISTS {upd}; DROP TRIGGER IF EXISTS {del};
-         CREATE TRIGGER {ins} AFTER INSERT ON {qt} WHEN (SELECT applying FROM rs_ctl) = 0
+         CREATE TRIGGER {ins} AFTER INSERT ON {qt}
+           WHEN (SELECT applying FROM rs_ctl) = 0 AND NEW.uuid IS NOT NULL
          BEGIN {} END;
-         CREATE TRIGGER {upd} AFTER UPDATE ON {qt} WHEN (SELECT applying FROM rs_ctl) = 0
+         CREATE TRIGGER {upd} AFTER UPDATE ON {qt}
+           WHEN (SELECT applying FROM rs_ctl) = 0 AND NEW.uuid IS NOT NULL
          BEGIN {} END;
          CREATE TRIGGER {del} AFTER DELETE ON {qt} WHEN (SELECT applying FROM rs_ctl) = 0
          BEGIN DELETE FROM rs_row WHERE tbl = {lit} AND uuid = OLD.uuid;
@@ -296,7 +299,7 @@ pub fn tag_existing_rows(conn: &Connection, info: &TableInfo) -> Result<usize, S
     let uuids: Vec<String> = {
         let mut stmt = conn.prepare(&format!(
             "SELECT t.uuid FROM {qt} t WHERE NOT EXISTS
-               (SELECT 1 FROM rs_row r WHERE r.tbl = ?1 AND r.uuid = t.uuid) ORDER BY t.rowid"
+               (SELECT 1 FROM rs_row r WHERE r.tbl = ?1 AND r.uuid = t.uuid) AND t.uuid IS NOT NULL ORDER BY t.uuid"
         ))?;
         let v = stmt
             .query_map([&info.name], |r| r.get(0))?
