@@ -1,7 +1,43 @@
-//! Bundle encoding (being written). The signatures below are the agreed API.
-#![allow(unused_variables)]
+//! Bundle encoding: a small header read without decompressing, then the rows
+//! (postcard primitives, column-major per table), zstd-compressed with a
+//! trimmed frame and an optional shared dictionary, or raw when that is
+//! smaller. Pure: no I/O. Byte tables: `docs/wire-format.md`.
 
-use crate::delta::{Bundle, SchemaFingerprint, StationId};
+mod body;
+mod value;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use crate::delta::{Bundle, BundleKind, SchemaFingerprint, StationId, VersionVector};
+use body::Stations;
+use wire::{Reader, Writer};
+
+pub const MAGIC: [u8; 2] = *b"RS";
+pub const VERSION: u8 = 1;
+/// Largest uncompressed body we accept: bounds what a hostile length makes us allocate.
+pub const MAX_BODY_LEN: u64 = 64 << 20;
+/// zstd level: bundles are small and CPU is cheap next to airtime.
+pub const ZSTD_LEVEL: i32 = 19;
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// Offset and length of the bundle hash inside the header.
+const HASH_AT: usize = 4;
+const HASH_LEN: usize = 4;
+/// CRC-32C (Castagnoli) over every byte of the bundle except the hash field
+/// itself. 32 bits, not 64: see docs/wire-format.md for the trade.
+const HASH: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+const DICT_ID: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+// Flag bits (byte 3).
+const F_SLICE: u8 = 0x01;
+const F_COMP_SHIFT: u8 = 1;
+const F_COMP_MASK: u8 = 0x06;
+const F_RECEIVER: u8 = 0x08;
+const F_DICT_ID: u8 = 0x10;
+const F_STATIONS: u8 = 0x20;
+const F_RESERVED: u8 = 0xc0;
 
 /// A zstd dictionary both ends hold. `id` = CRC-32 of `bytes` (0 = none).
 #[derive(Clone, Debug, PartialEq)]
@@ -10,7 +46,26 @@ pub struct Dictionary {
     pub bytes: Vec<u8>,
 }
 
+impl Dictionary {
+    /// Wrap dictionary bytes, naming them by their CRC-32.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Dictionary {
+            id: DICT_ID.checksum(&bytes),
+            bytes,
+        }
+    }
+}
+
+/// How the body travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Zstd,
+    ZstdDict,
+}
+
 /// What can be read before decompressing: enough to refuse a bundle early.
+/// `peek_header` has already checked the whole bundle's hash.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {
     pub sender: StationId,
@@ -19,12 +74,149 @@ pub struct Header {
     /// The sender's dictionary (0 = none); whether the body uses it is in `uses_dict`.
     pub dict_id: u32,
     pub uses_dict: bool,
+    pub kind: BundleKind,
+    pub compression: Compression,
+    /// What the sender holds, per origin.
+    pub sender_vector: VersionVector,
+    /// Uncompressed body length.
+    pub body_len: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
-    #[error("not written yet")]
-    Todo,
+    #[error("not a radiosync bundle (wrong magic bytes)")]
+    BadMagic,
+    #[error("bundle format version {0} is not supported (this build reads version {VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("bundle flags {0:#04x} use reserved bits or an unknown compression")]
+    BadFlags(u8),
+    #[error("bundle is truncated: it ends inside the {0}")]
+    Truncated(&'static str),
+    #[error("bundle is corrupted: hash {stored:#010x} stored, {computed:#010x} computed")]
+    HashMismatch { stored: u32, computed: u32 },
+    #[error("bundle is corrupted: bad varint in the {0}")]
+    BadVarint(&'static str),
+    #[error("bundle is corrupted: invalid UTF-8 in the {0}")]
+    BadUtf8(&'static str),
+    #[error("bundle is corrupted: {what} of {len} is impossible here")]
+    AbsurdLength { what: &'static str, len: u64 },
+    #[error("bundle is corrupted: {0} bytes follow its end")]
+    TrailingBytes(usize),
+    #[error("bundle is corrupted: station index {0} is not in its station table")]
+    BadStationIndex(u64),
+    #[error("bundle is corrupted: {0}")]
+    Malformed(&'static str),
+    #[error(
+        "bundle body is compressed with dictionary {0:#010x}, which this station does not hold"
+    )]
+    DictionaryMissing(u32),
+    #[error(
+        "bundle body needs dictionary {expected:#010x} but dictionary {given:#010x} was given"
+    )]
+    DictionaryMismatch { expected: u32, given: u32 },
+    #[error("bundle body does not decompress: {0}")]
+    Decompress(String),
+    #[error("bundle body is {actual} bytes long but its header says {declared}")]
+    BodyLength { declared: u64, actual: u64 },
+    #[error("cannot encode this bundle: {0}")]
+    InvalidBundle(&'static str),
+    #[error("zstd compression failed: {0}")]
+    Compress(String),
+    #[error("dictionary training failed: {0}")]
+    Training(String),
+}
+
+fn flags_of(bundle: &Bundle, comp: Compression, dict: bool, extra: bool) -> u8 {
+    let mut f = match bundle.kind {
+        BundleKind::Delta => 0,
+        BundleKind::Slice => F_SLICE,
+    };
+    f |= match comp {
+        Compression::None => 0,
+        Compression::Zstd => 1,
+        Compression::ZstdDict => 2,
+    } << F_COMP_SHIFT;
+    if bundle.receiver.is_some() {
+        f |= F_RECEIVER;
+    }
+    if dict {
+        f |= F_DICT_ID;
+    }
+    if extra {
+        f |= F_STATIONS;
+    }
+    f
+}
+
+fn start_seqs(v: &VersionVector) -> body::LastSeq {
+    v.0.iter().map(|(s, q)| (*s, *q)).collect()
+}
+
+/// zstd at our level with every optional frame field off, then the frame
+/// header (magic, descriptor, window) stripped: only the blocks travel.
+fn compress(body: &[u8], dict: Option<&Dictionary>) -> Result<Vec<u8>, CodecError> {
+    use zstd::zstd_safe::CParameter;
+    let err = |e: std::io::Error| CodecError::Compress(e.to_string());
+    let mut c = match dict {
+        Some(d) => zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, &d.bytes),
+        None => zstd::bulk::Compressor::new(ZSTD_LEVEL),
+    }
+    .map_err(err)?;
+    for p in [
+        CParameter::ChecksumFlag(false),
+        CParameter::ContentSizeFlag(false),
+        CParameter::DictIdFlag(false),
+    ] {
+        c.set_parameter(p).map_err(err)?;
+    }
+    let frame = c.compress(body).map_err(err)?;
+    // Magic, then descriptor 0x00 (no content size, no dict id, no checksum,
+    // not single-segment), then one window byte.
+    match frame.split_at_checked(6) {
+        Some((head, blocks)) if head[..4] == ZSTD_MAGIC && head[4] == 0 => Ok(blocks.to_vec()),
+        _ => Err(CodecError::Compress("unexpected zstd frame header".into())),
+    }
+}
+
+/// The frame header we stripped, rebuilt from the body length we carry: a
+/// single-segment frame whose window is the content itself.
+fn frame_header(body_len: u64) -> Vec<u8> {
+    let mut h = ZSTD_MAGIC.to_vec();
+    if body_len < 256 {
+        h.push(0x20);
+        h.push(body_len as u8);
+    } else if body_len < 65536 + 256 {
+        h.push(0x60);
+        h.extend_from_slice(&((body_len - 256) as u16).to_le_bytes());
+    } else {
+        h.push(0xa0);
+        h.extend_from_slice(&(body_len as u32).to_le_bytes());
+    }
+    h
+}
+
+fn decompress(
+    blocks: &[u8],
+    dict: Option<&Dictionary>,
+    body_len: u64,
+) -> Result<Vec<u8>, CodecError> {
+    let err = |e: std::io::Error| CodecError::Decompress(e.to_string());
+    let mut frame = frame_header(body_len);
+    frame.extend_from_slice(blocks);
+    let mut d = match dict {
+        Some(d) => zstd::bulk::Decompressor::with_dictionary(&d.bytes),
+        None => zstd::bulk::Decompressor::new(),
+    }
+    .map_err(err)?;
+    // The frame declares body_len, so zstd itself refuses a longer body.
+    let out = d.decompress(&frame, body_len as usize).map_err(err)?;
+    if out.len() as u64 != body_len {
+        return Err(CodecError::BodyLength {
+            declared: body_len,
+            actual: out.len() as u64,
+        });
+    }
+    Ok(out)
 }
 
 /// `own_dict`: the sender's dictionary (its id is advertised); `use_dict`: compress with it
@@ -34,22 +226,280 @@ pub fn encode(
     own_dict: Option<&Dictionary>,
     use_dict: bool,
 ) -> Result<Vec<u8>, CodecError> {
-    Err(CodecError::Todo)
+    if use_dict && own_dict.is_none() {
+        return Err(CodecError::InvalidBundle("use_dict without a dictionary"));
+    }
+    body::check_bundle_rows(&bundle.tables)?;
+
+    let mut st = Stations::default();
+    st.push(bundle.sender);
+    if let Some(r) = bundle.receiver {
+        st.push(r);
+    }
+    let fixed = st.list.len();
+    for origin in bundle.sender_vector.0.keys() {
+        st.add(*origin);
+    }
+    st.collect_rows(&bundle.tables);
+
+    let mut b = Writer::default();
+    body::put_body(
+        &mut b,
+        &bundle.wants,
+        &bundle.tables,
+        &st,
+        start_seqs(&bundle.sender_vector),
+    );
+    let raw_body = b.buf;
+    let (comp, payload) = {
+        let dict = own_dict.filter(|_| use_dict);
+        let z = compress(&raw_body, dict)?;
+        if z.len() < raw_body.len() {
+            let c = if dict.is_some() {
+                Compression::ZstdDict
+            } else {
+                Compression::Zstd
+            };
+            (c, z)
+        } else {
+            (Compression::None, raw_body.clone())
+        }
+    };
+    if raw_body.len() as u64 > MAX_BODY_LEN {
+        return Err(CodecError::InvalidBundle("body larger than MAX_BODY_LEN"));
+    }
+
+    let mut w = Writer::default();
+    w.raw(&MAGIC);
+    let extra = &st.list[fixed..];
+    w.raw(&[
+        VERSION,
+        flags_of(bundle, comp, own_dict.is_some(), !extra.is_empty()),
+    ]);
+    w.raw(&[0; HASH_LEN]);
+    w.raw(&bundle.sender.0);
+    if let Some(r) = bundle.receiver {
+        w.raw(&r.0);
+    }
+    w.raw(&bundle.schema.0.to_le_bytes());
+    if let Some(d) = own_dict {
+        w.raw(&d.id.to_le_bytes());
+    }
+    if !extra.is_empty() {
+        w.varint(extra.len() as u64);
+        for s in extra {
+            w.raw(&s.0);
+        }
+    }
+    w.varint(bundle.sender_vector.0.len() as u64);
+    for (origin, seq) in &bundle.sender_vector.0 {
+        w.varint(st.idx(origin));
+        w.varint(*seq);
+    }
+    w.varint(raw_body.len() as u64);
+    w.raw(&payload);
+
+    let mut out = w.buf;
+    let h = hash_of(&out);
+    out[HASH_AT..HASH_AT + HASH_LEN].copy_from_slice(&h.to_le_bytes());
+    Ok(out)
 }
 
+fn hash_of(bytes: &[u8]) -> u32 {
+    let mut d = HASH.digest();
+    d.update(&bytes[..HASH_AT]);
+    d.update(&bytes[HASH_AT + HASH_LEN..]);
+    d.finalize()
+}
+
+/// The header plus the station table and where the body starts.
+struct Parsed<'a> {
+    header: Header,
+    stations: Stations,
+    body: &'a [u8],
+}
+
+fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
+    let mut r = Reader::new(bytes);
+    if r.raw(2, "magic")? != MAGIC {
+        return Err(CodecError::BadMagic);
+    }
+    let version = r.byte("version")?;
+    if version != VERSION {
+        return Err(CodecError::UnsupportedVersion(version));
+    }
+    let flags = r.byte("flags")?;
+    let comp = match (flags & F_COMP_MASK) >> F_COMP_SHIFT {
+        0 => Compression::None,
+        1 => Compression::Zstd,
+        2 => Compression::ZstdDict,
+        _ => return Err(CodecError::BadFlags(flags)),
+    };
+    if flags & F_RESERVED != 0 || (comp == Compression::ZstdDict && flags & F_DICT_ID == 0) {
+        return Err(CodecError::BadFlags(flags));
+    }
+    let stored = u32::from_le_bytes(r.raw(HASH_LEN, "hash")?.try_into().expect("4 bytes"));
+    // Check the hash before believing any other field.
+    let computed = hash_of(bytes);
+    if stored != computed {
+        return Err(CodecError::HashMismatch { stored, computed });
+    }
+
+    let mut st = Stations::default();
+    let sender = StationId(r.array16("sender")?);
+    st.push(sender);
+    let receiver = if flags & F_RECEIVER != 0 {
+        let s = StationId(r.array16("receiver")?);
+        st.push(s);
+        Some(s)
+    } else {
+        None
+    };
+    let schema = SchemaFingerprint(u32::from_le_bytes(
+        r.raw(4, "schema fingerprint")?.try_into().expect("4 bytes"),
+    ));
+    let dict_id = if flags & F_DICT_ID != 0 {
+        u32::from_le_bytes(r.raw(4, "dictionary id")?.try_into().expect("4 bytes"))
+    } else {
+        0
+    };
+    let extra = if flags & F_STATIONS != 0 {
+        let n = r.count(r.remaining() / 16, "station count")?;
+        if n == 0 {
+            return Err(CodecError::Malformed("empty station table flagged"));
+        }
+        n
+    } else {
+        0
+    };
+    for _ in 0..extra {
+        let s = StationId(r.array16("station table")?);
+        if st.list.contains(&s) {
+            return Err(CodecError::Malformed("a station is listed twice"));
+        }
+        st.push(s);
+    }
+    let nv = r.count(r.remaining() / 2, "version vector length")?;
+    let mut vector = VersionVector::default();
+    for _ in 0..nv {
+        let origin = st.get(r.varint("version vector")?)?;
+        let seq = r.varint("version vector")?;
+        if vector.0.insert(origin, seq).is_some() {
+            return Err(CodecError::Malformed(
+                "version vector names a station twice",
+            ));
+        }
+    }
+    let body_len = r.varint("body length")?;
+    if body_len > MAX_BODY_LEN {
+        return Err(CodecError::AbsurdLength {
+            what: "body length",
+            len: body_len,
+        });
+    }
+    let body = r.raw(r.remaining(), "body")?;
+    if comp == Compression::None && body.len() as u64 != body_len {
+        return Err(CodecError::BodyLength {
+            declared: body_len,
+            actual: body.len() as u64,
+        });
+    }
+    let header = Header {
+        sender,
+        receiver,
+        schema,
+        dict_id,
+        uses_dict: comp == Compression::ZstdDict,
+        kind: if flags & F_SLICE != 0 {
+            BundleKind::Slice
+        } else {
+            BundleKind::Delta
+        },
+        compression: comp,
+        sender_vector: vector,
+        body_len,
+    };
+    Ok(Parsed {
+        header,
+        stations: st,
+        body,
+    })
+}
+
+/// Read and check the header (magic, version, flags, hash over the whole bundle)
+/// without decompressing the body.
 pub fn peek_header(bytes: &[u8]) -> Result<Header, CodecError> {
-    Err(CodecError::Todo)
+    parse(bytes).map(|p| p.header)
 }
 
+/// Decode untrusted bytes. `dict` must be the dictionary the header names when the
+/// body uses one.
 pub fn decode(bytes: &[u8], dict: Option<&Dictionary>) -> Result<Bundle, CodecError> {
-    Err(CodecError::Todo)
+    let Parsed {
+        header: h,
+        stations,
+        body: payload,
+    } = parse(bytes)?;
+    let body_bytes;
+    let body = match h.compression {
+        Compression::None => payload,
+        Compression::Zstd => {
+            body_bytes = decompress(payload, None, h.body_len)?;
+            &body_bytes[..]
+        }
+        Compression::ZstdDict => {
+            let d = dict.ok_or(CodecError::DictionaryMissing(h.dict_id))?;
+            if d.id != h.dict_id {
+                return Err(CodecError::DictionaryMismatch {
+                    expected: h.dict_id,
+                    given: d.id,
+                });
+            }
+            body_bytes = decompress(payload, Some(d), h.body_len)?;
+            &body_bytes[..]
+        }
+    };
+    let (wants, tables) = body::get_body(body, &stations, start_seqs(&h.sender_vector))?;
+    Ok(Bundle {
+        kind: h.kind,
+        sender: h.sender,
+        receiver: h.receiver,
+        schema: h.schema,
+        sender_vector: h.sender_vector,
+        wants,
+        tables,
+    })
 }
 
-/// Samples for dictionary training, in exactly the byte form rows take inside bundles.
+/// Samples for dictionary training, in exactly the byte form rows take inside bundles:
+/// each is the body of a bundle carrying that one row, as its origin would send it.
 pub fn training_samples(tables: &[crate::delta::TableChanges]) -> Vec<Vec<u8>> {
-    Vec::new()
+    let mut out = Vec::new();
+    for t in tables {
+        for row in &t.rows {
+            let one = crate::delta::TableChanges {
+                table: t.table,
+                rows: vec![row.clone()],
+            };
+            let mut st = Stations::default();
+            st.push(row.tag.origin);
+            st.collect_rows(std::slice::from_ref(&one));
+            if body::check_bundle_rows(std::slice::from_ref(&one)).is_err() {
+                continue;
+            }
+            let mut w = Writer::default();
+            // As in a bundle whose sender vector ends at this row's change.
+            let seqs = [(row.tag.origin, row.tag.seq)].into_iter().collect();
+            body::put_body(&mut w, &[], std::slice::from_ref(&one), &st, seqs);
+            out.push(w.buf);
+        }
+    }
+    out
 }
 
+/// Train a zstd dictionary of at most `max_size` bytes on `samples`.
 pub fn train_dictionary(samples: &[Vec<u8>], max_size: usize) -> Result<Dictionary, CodecError> {
-    Err(CodecError::Todo)
+    let bytes = zstd::dict::from_samples(samples, max_size)
+        .map_err(|e| CodecError::Training(e.to_string()))?;
+    Ok(Dictionary::new(bytes))
 }

@@ -1,1 +1,16 @@
-//! sync (being written)
+//! The session protocol between two stations, pure: it sits on the ARQ's
+//! in-order, exactly-once message service and asks the shell for store work
+//! through events. `docs/sync-protocol.md` describes messages, states and resume.
+
+pub mod message;
+pub mod persist;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+pub use message::{BundleId, ErrorCode, Hello, Message, MessageError, Resume, PROTOCOL_VERSION};
+pub use session::{
+    Config, KeptOutgoing, LocalInfo, PartialIncoming, PeerState, Progress, Role, Session,
+    SessionError, SessionEvent, Summary, WrongState,
+};

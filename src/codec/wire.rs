@@ -1,0 +1,115 @@
+//! Primitive fields of the bundle, in postcard's encoding (LEB128 varints,
+//! zigzag for signed, length-prefixed bytes). The layout is ours so that no
+//! length is sent twice; every primitive goes through postcard.
+
+use super::CodecError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Default)]
+pub(crate) struct Writer {
+    pub buf: Vec<u8>,
+}
+
+impl Writer {
+    fn put<T: Serialize + ?Sized>(&mut self, v: &T) {
+        let buf = std::mem::take(&mut self.buf);
+        // Serializing into a growable Vec cannot run out of space.
+        self.buf = postcard::to_extend(v, buf).expect("postcard into Vec never fails");
+    }
+
+    pub fn varint(&mut self, v: u64) {
+        self.put(&v);
+    }
+
+    pub fn zigzag(&mut self, v: i64) {
+        self.put(&v);
+    }
+
+    /// Varint length, then the bytes.
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.put(b);
+    }
+
+    /// Bytes without a length (fixed-size fields).
+    pub fn raw(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+}
+
+/// A cursor over untrusted bytes; every read is checked.
+pub(crate) struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+fn map_err(e: postcard::Error, what: &'static str) -> CodecError {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => CodecError::Truncated(what),
+        postcard::Error::DeserializeBadVarint => CodecError::BadVarint(what),
+        postcard::Error::DeserializeBadUtf8 => CodecError::BadUtf8(what),
+        _ => CodecError::Malformed(what),
+    }
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Reader { rest: bytes }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
+    fn take<T: Deserialize<'a>>(&mut self, what: &'static str) -> Result<T, CodecError> {
+        let (v, rest) = postcard::take_from_bytes::<T>(self.rest).map_err(|e| map_err(e, what))?;
+        self.rest = rest;
+        Ok(v)
+    }
+
+    pub fn varint(&mut self, what: &'static str) -> Result<u64, CodecError> {
+        self.take::<u64>(what)
+    }
+
+    /// A varint that must fit `usize` and not exceed `max`.
+    pub fn count(&mut self, max: usize, what: &'static str) -> Result<usize, CodecError> {
+        let v = self.varint(what)?;
+        if v > max as u64 {
+            return Err(CodecError::AbsurdLength { what, len: v });
+        }
+        Ok(v as usize)
+    }
+
+    pub fn zigzag(&mut self, what: &'static str) -> Result<i64, CodecError> {
+        self.take::<i64>(what)
+    }
+
+    pub fn str(&mut self, what: &'static str) -> Result<&'a str, CodecError> {
+        self.take::<&str>(what)
+    }
+
+    pub fn raw(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+        if self.rest.len() < n {
+            return Err(CodecError::Truncated(what));
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    pub fn array16(&mut self, what: &'static str) -> Result<[u8; 16], CodecError> {
+        let mut out = [0u8; 16];
+        out.copy_from_slice(self.raw(16, what)?);
+        Ok(out)
+    }
+
+    pub fn byte(&mut self, what: &'static str) -> Result<u8, CodecError> {
+        Ok(self.raw(1, what)?[0])
+    }
+
+    pub fn finish(self) -> Result<(), CodecError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(CodecError::TrailingBytes(self.rest.len()))
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The radiosync frame as a checked view over bytes (smoltcp wire/ style).
+//!
+//! ```text
+//! 0      kind        0x01 Data, 0x02 Ack, 0x03 Control, others Unknown
+//! 1      flags       bit 0: auth tag present; bits 1-7 reserved (must be 0)
+//! 2..4   session     u16 big-endian
+//! 4..6   seq         u16 big-endian
+//! 6..8   payload_len u16 big-endian
+//! [8     tag_len     1..=64, only if flags bit 0]
+//! [9..   tag         tag_len bytes]
+//! ..     payload     payload_len bytes
+//! ..+4   crc         CRC-32C (Castagnoli) over every byte before it, big-endian
+//! ```
+
+use crc::{Crc, CRC_32_ISCSI};
+
+use super::FrameError;
+
+/// CRC-32C: Hamming distance 6 up to 5243 data bits, which covers our frames.
+pub const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+
+/// Header bytes before the optional tag.
+pub const HEADER_LEN: usize = 8;
+pub const CRC_LEN: usize = 4;
+/// Longest authentication tag: room for a truncated or full HMAC-SHA256 (16/32 bytes)
+/// or an Ed25519 signature (64). What to sign with is the signing module's choice.
+pub const MAX_AUTH_TAG_LEN: usize = 64;
+/// Longest payload we build or accept; bounds memory on garbage input.
+pub const MAX_PAYLOAD_LEN: usize = 4096;
+/// Longest frame before FEC.
+pub const MAX_FRAME_LEN: usize = HEADER_LEN + 1 + MAX_AUTH_TAG_LEN + MAX_PAYLOAD_LEN + CRC_LEN;
+
+pub const FLAG_AUTH: u8 = 0x01;
+const FLAGS_KNOWN: u8 = FLAG_AUTH;
+
+mod field {
+    use core::ops::Range;
+    pub const KIND: usize = 0;
+    pub const FLAGS: usize = 1;
+    pub const SESSION: Range<usize> = 2..4;
+    pub const SEQ: Range<usize> = 4..6;
+    pub const PAYLOAD_LEN: Range<usize> = 6..8;
+    pub const TAG_LEN: usize = 8;
+}
+
+/// Frame kind; unknown values are kept, not rejected, so newer peers can add kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    Data,
+    Ack,
+    Control,
+    Unknown(u8),
+}
+
+impl From<u8> for FrameKind {
+    fn from(v: u8) -> Self {
+        match v {
+            0x01 => FrameKind::Data,
+            0x02 => FrameKind::Ack,
+            0x03 => FrameKind::Control,
+            other => FrameKind::Unknown(other),
+        }
+    }
+}
+
+impl From<FrameKind> for u8 {
+    fn from(k: FrameKind) -> u8 {
+        match k {
+            FrameKind::Data => 0x01,
+            FrameKind::Ack => 0x02,
+            FrameKind::Control => 0x03,
+            FrameKind::Unknown(v) => v,
+        }
+    }
+}
+
+/// A view over the bytes of one frame (after FEC is removed).
+#[derive(Debug, Clone)]
+pub struct FramePacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> FramePacket<T> {
+    pub fn new_unchecked(buffer: T) -> Self {
+        FramePacket { buffer }
+    }
+
+    /// Wraps untrusted bytes; every getter is safe afterwards.
+    pub fn new_checked(buffer: T) -> Result<Self, FrameError> {
+        let p = Self::new_unchecked(buffer);
+        p.check_len()?;
+        Ok(p)
+    }
+
+    /// Checks that the buffer is exactly as long as the header says, and that the
+    /// header's own fields are in range.
+    pub fn check_len(&self) -> Result<(), FrameError> {
+        let data = self.buffer.as_ref();
+        let have = data.len();
+        if have < HEADER_LEN + CRC_LEN {
+            return Err(FrameError::Truncated {
+                need: HEADER_LEN + CRC_LEN,
+                have,
+            });
+        }
+        let flags = self.flags();
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(FrameError::ReservedFlags(flags));
+        }
+        if flags & FLAG_AUTH != 0 {
+            if have < HEADER_LEN + 1 + CRC_LEN {
+                return Err(FrameError::Truncated {
+                    need: HEADER_LEN + 1 + CRC_LEN,
+                    have,
+                });
+            }
+            let t = data[field::TAG_LEN] as usize;
+            if t == 0 || t > MAX_AUTH_TAG_LEN {
+                return Err(FrameError::AuthTagLength(t));
+            }
+        }
+        let pl = self.payload_len();
+        if pl > MAX_PAYLOAD_LEN {
+            return Err(FrameError::PayloadTooLong(pl));
+        }
+        let need = self.total_len();
+        if have != need {
+            return Err(FrameError::LengthMismatch { header: need, have });
+        }
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    pub fn kind(&self) -> FrameKind {
+        self.buffer.as_ref()[field::KIND].into()
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[field::FLAGS]
+    }
+
+    pub fn session(&self) -> u16 {
+        be16(&self.buffer.as_ref()[field::SESSION])
+    }
+
+    pub fn seq(&self) -> u16 {
+        be16(&self.buffer.as_ref()[field::SEQ])
+    }
+
+    pub fn payload_len(&self) -> usize {
+        be16(&self.buffer.as_ref()[field::PAYLOAD_LEN]) as usize
+    }
+
+    fn tag_field_len(&self) -> usize {
+        if self.flags() & FLAG_AUTH != 0 {
+            1 + self.buffer.as_ref()[field::TAG_LEN] as usize
+        } else {
+            0
+        }
+    }
+
+    /// Length of the whole frame as the header describes it.
+    pub fn total_len(&self) -> usize {
+        HEADER_LEN + self.tag_field_len() + self.payload_len() + CRC_LEN
+    }
+
+    pub fn auth_tag(&self) -> Option<&[u8]> {
+        let t = self.tag_field_len();
+        (t > 0).then(|| &self.buffer.as_ref()[HEADER_LEN + 1..HEADER_LEN + t])
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        let start = HEADER_LEN + self.tag_field_len();
+        &self.buffer.as_ref()[start..start + self.payload_len()]
+    }
+
+    pub fn crc(&self) -> u32 {
+        let end = self.total_len();
+        let b = &self.buffer.as_ref()[end - CRC_LEN..end];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    pub fn compute_crc(&self) -> u32 {
+        CRC32C.checksum(&self.buffer.as_ref()[..self.total_len() - CRC_LEN])
+    }
+
+    pub fn verify_crc(&self) -> Result<(), FrameError> {
+        let (stored, computed) = (self.crc(), self.compute_crc());
+        if stored == computed {
+            Ok(())
+        } else {
+            Err(FrameError::BadCrc { stored, computed })
+        }
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> FramePacket<T> {
+    pub fn set_kind(&mut self, kind: FrameKind) {
+        self.buffer.as_mut()[field::KIND] = kind.into();
+    }
+    pub fn set_flags(&mut self, flags: u8) {
+        self.buffer.as_mut()[field::FLAGS] = flags;
+    }
+    pub fn set_session(&mut self, v: u16) {
+        self.buffer.as_mut()[field::SESSION].copy_from_slice(&v.to_be_bytes());
+    }
+    pub fn set_seq(&mut self, v: u16) {
+        self.buffer.as_mut()[field::SEQ].copy_from_slice(&v.to_be_bytes());
+    }
+    pub fn set_payload_len(&mut self, v: u16) {
+        self.buffer.as_mut()[field::PAYLOAD_LEN].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Call after set_flags(FLAG_AUTH).
+    pub fn set_auth_tag(&mut self, tag: &[u8]) {
+        let b = self.buffer.as_mut();
+        b[field::TAG_LEN] = tag.len() as u8;
+        b[HEADER_LEN + 1..HEADER_LEN + 1 + tag.len()].copy_from_slice(tag);
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let start = HEADER_LEN + self.tag_field_len();
+        let end = start + self.payload_len();
+        &mut self.buffer.as_mut()[start..end]
+    }
+    pub fn fill_crc(&mut self) {
+        let end = self.total_len();
+        let crc = self.compute_crc();
+        self.buffer.as_mut()[end - CRC_LEN..end].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// High-level, borrowed representation of a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRepr<'a> {
+    pub kind: FrameKind,
+    pub session: u16,
+    pub seq: u16,
+    pub auth_tag: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+}
+
+impl<'a> FrameRepr<'a> {
+    /// Parses a checked packet and verifies its CRC.
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(
+        packet: &FramePacket<&'a T>,
+    ) -> Result<FrameRepr<'a>, FrameError> {
+        packet.check_len()?;
+        packet.verify_crc()?;
+        let data: &'a [u8] = packet.buffer.as_ref();
+        let tag_len = packet.tag_field_len();
+        let start = HEADER_LEN + tag_len;
+        Ok(FrameRepr {
+            kind: packet.kind(),
+            session: packet.session(),
+            seq: packet.seq(),
+            auth_tag: (tag_len > 0).then(|| &data[HEADER_LEN + 1..start]),
+            payload: &data[start..start + packet.payload_len()],
+        })
+    }
+
+    /// Checks the lengths that emit() relies on.
+    pub fn check(&self) -> Result<(), FrameError> {
+        if self.payload.len() > MAX_PAYLOAD_LEN {
+            return Err(FrameError::PayloadTooLong(self.payload.len()));
+        }
+        if let Some(t) = self.auth_tag {
+            if t.is_empty() || t.len() > MAX_AUTH_TAG_LEN {
+                return Err(FrameError::AuthTagLength(t.len()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.auth_tag.map_or(0, |t| 1 + t.len()) + self.payload.len() + CRC_LEN
+    }
+
+    /// Writes the frame into a buffer of exactly `buffer_len()` bytes; call check() first.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut FramePacket<T>) {
+        packet.set_kind(self.kind);
+        packet.set_session(self.session);
+        packet.set_seq(self.seq);
+        packet.set_payload_len(self.payload.len() as u16);
+        match self.auth_tag {
+            Some(tag) => {
+                packet.set_flags(FLAG_AUTH);
+                packet.set_auth_tag(tag);
+            }
+            None => packet.set_flags(0),
+        }
+        packet.payload_mut().copy_from_slice(self.payload);
+        packet.fill_crc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Data frame, session 0x1234, seq 5, payload "hi", no tag; CRC-32C checked
+    /// against an independent bitwise implementation (poly 0x82F63B78 reflected).
+    const PLAIN: [u8; 14] = [
+        0x01, 0x00, 0x12, 0x34, 0x00, 0x05, 0x00, 0x02, b'h', b'i', 0xA9, 0xA2, 0xE9, 0xFF,
+    ];
+
+    #[test]
+    fn crc32c_check_value() {
+        // The catalogue check value of CRC-32C.
+        assert_eq!(CRC32C.checksum(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn parse_literal() {
+        let p = FramePacket::new_checked(&PLAIN[..]).unwrap();
+        let r = FrameRepr::parse(&p).unwrap();
+        assert_eq!(
+            r,
+            FrameRepr {
+                kind: FrameKind::Data,
+                session: 0x1234,
+                seq: 5,
+                auth_tag: None,
+                payload: b"hi",
+            }
+        );
+    }
+
+    #[test]
+    fn emit_literal() {
+        let r = FrameRepr {
+            kind: FrameKind::Data,
+            session: 0x1234,
+            seq: 5,
+            auth_tag: None,
+            payload: b"hi",
+        };
+        let mut buf = vec![0; r.buffer_len()];
+        r.emit(&mut FramePacket::new_unchecked(&mut buf));
+        assert_eq!(buf, PLAIN);
+    }
+
+    #[test]
+    fn tagged_literal() {
+        let r = FrameRepr {
+            kind: FrameKind::Unknown(0x7F),
+            session: 1,
+            seq: 0xFFFF,
+            auth_tag: Some(&[0xAA, 0xBB]),
+            payload: &[],
+        };
+        let mut buf = vec![0; r.buffer_len()];
+        r.emit(&mut FramePacket::new_unchecked(&mut buf));
+        assert_eq!(
+            &buf[..11],
+            &[0x7F, 0x01, 0x00, 0x01, 0xFF, 0xFF, 0x00, 0x00, 0x02, 0xAA, 0xBB]
+        );
+        let crc = CRC32C.checksum(&buf[..11]).to_be_bytes();
+        assert_eq!(&buf[11..], &crc);
+        let p = FramePacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(FrameRepr::parse(&p).unwrap(), r);
+    }
+
+    #[test]
+    fn impossible_lengths_rejected() {
+        for n in 0..12 {
+            assert!(matches!(
+                FramePacket::new_checked(&PLAIN[..n]),
+                Err(FrameError::Truncated { .. })
+            ));
+        }
+        assert!(matches!(
+            FramePacket::new_checked(&PLAIN[..13]),
+            Err(FrameError::LengthMismatch {
+                header: 14,
+                have: 13
+            })
+        ));
+        let mut long = PLAIN.to_vec();
+        long.push(0);
+        assert!(matches!(
+            FramePacket::new_checked(&long[..]),
+            Err(FrameError::LengthMismatch {
+                header: 14,
+                have: 15
+            })
+        ));
+        let mut huge = PLAIN.to_vec();
+        huge[6..8].copy_from_slice(&0xFFFFu16.to_be_bytes());
+        assert_eq!(
+            FramePacket::new_checked(&huge[..]).unwrap_err(),
+            FrameError::PayloadTooLong(0xFFFF)
+        );
+        let mut tag0 = PLAIN.to_vec();
+        tag0[1] = FLAG_AUTH;
+        tag0[8] = 0;
+        assert_eq!(
+            FramePacket::new_checked(&tag0[..]).unwrap_err(),
+            FrameError::AuthTagLength(0)
+        );
+        let mut reserved = PLAIN.to_vec();
+        reserved[1] = 0x80;
+        assert_eq!(
+            FramePacket::new_checked(&reserved[..]).unwrap_err(),
+            FrameError::ReservedFlags(0x80)
+        );
+    }
+
+    #[test]
+    fn bad_crc_rejected() {
+        let mut b = PLAIN;
+        b[9] ^= 1;
+        let p = FramePacket::new_checked(&b[..]).unwrap();
+        assert!(matches!(
+            FrameRepr::parse(&p),
+            Err(FrameError::BadCrc { .. })
+        ));
+    }
+
+    #[test]
+    fn kind_codes() {
+        for v in 0..=255u8 {
+            assert_eq!(u8::from(FrameKind::from(v)), v);
+        }
+        assert_eq!(FrameKind::from(0), FrameKind::Unknown(0));
+    }
+}

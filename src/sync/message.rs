@@ -1,0 +1,835 @@
+//! Session messages: the bytes one ARQ message carries. Pure.
+//!
+//! Byte 0 is the message type; integers are LEB128 varints except fixed-size
+//! identities. The protocol version travels in `Hello` only: both ends refuse
+//! a version they do not speak before anything else is exchanged.
+//! `docs/sync-protocol.md` has the byte tables.
+
+use crate::delta::{SchemaFingerprint, StationId, VersionVector};
+
+/// The session protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Longest callsign accepted in a `Hello` (AX.25 needs 6 + SSID; room to spare).
+pub const MAX_CALLSIGN: usize = 16;
+/// Longest error text emitted; longer texts are cut at a character boundary.
+pub const MAX_ERROR_TEXT: usize = 200;
+
+pub const TYPE_HELLO: u8 = 0x01;
+pub const TYPE_BUNDLE_START: u8 = 0x02;
+pub const TYPE_CHUNK: u8 = 0x03;
+pub const TYPE_NO_BUNDLE: u8 = 0x04;
+pub const TYPE_APPLIED: u8 = 0x05;
+pub const TYPE_ERROR: u8 = 0x06;
+pub const TYPE_DONE: u8 = 0x07;
+pub const TYPE_FRAGMENT: u8 = 0x08;
+pub const TYPE_LAST_FRAGMENT: u8 = 0x09;
+/// Largest message that may be sent in fragments.
+pub const MAX_REASSEMBLY: usize = 64 << 10;
+
+/// A bundle's identity on the session: CRC-64/XZ of its exact bytes. Both ends
+/// compute it, so a resumed transfer is checked end to end after reassembly.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct BundleId(pub u64);
+
+impl BundleId {
+    pub fn of(bytes: &[u8]) -> Self {
+        const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+        BundleId(CRC64.checksum(bytes))
+    }
+}
+
+impl std::fmt::Display for BundleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Where an interrupted incoming bundle stands: its id and how many of its
+/// bytes the receiver has stored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Resume {
+    pub id: BundleId,
+    pub stored: u64,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Hello {
+    pub version: u8,
+    pub initiator: bool,
+    pub station: StationId,
+    pub callsign: String,
+    pub schema: SchemaFingerprint,
+    /// The sender's zstd dictionary id (0 = none).
+    pub dict_id: u32,
+    /// What the sender holds, per origin.
+    pub vector: VersionVector,
+    /// The bundle from the addressee that the sender holds part of.
+    pub resume: Option<Resume>,
+}
+
+/// Why a session was refused or aborted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ErrorCode {
+    /// The peer speaks another session protocol version.
+    Version,
+    /// The tracked tables differ (schema fingerprints do not match).
+    SchemaMismatch,
+    /// The peer is not registered at this station.
+    UnknownStation,
+    /// The peer is not the station that was called.
+    WrongStation,
+    /// The receiver could not apply the bundle (the text says why).
+    BundleRefused,
+    /// The reassembled bundle does not match its id.
+    BundleCorrupt,
+    /// The bundle is larger than the receiver accepts.
+    BundleTooLarge,
+    /// A message arrived that the protocol does not allow at that point.
+    Protocol,
+    /// The station failed locally (store error, disk full, ...).
+    Local,
+    /// The operator or daemon stopped the session.
+    Cancelled,
+    Unknown(u8),
+}
+
+impl ErrorCode {
+    pub fn to_byte(self) -> u8 {
+        match self {
+            ErrorCode::Version => 1,
+            ErrorCode::SchemaMismatch => 2,
+            ErrorCode::UnknownStation => 3,
+            ErrorCode::WrongStation => 4,
+            ErrorCode::BundleRefused => 5,
+            ErrorCode::BundleCorrupt => 6,
+            ErrorCode::BundleTooLarge => 7,
+            ErrorCode::Protocol => 8,
+            ErrorCode::Local => 9,
+            ErrorCode::Cancelled => 10,
+            ErrorCode::Unknown(b) => b,
+        }
+    }
+
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            1 => ErrorCode::Version,
+            2 => ErrorCode::SchemaMismatch,
+            3 => ErrorCode::UnknownStation,
+            4 => ErrorCode::WrongStation,
+            5 => ErrorCode::BundleRefused,
+            6 => ErrorCode::BundleCorrupt,
+            7 => ErrorCode::BundleTooLarge,
+            8 => ErrorCode::Protocol,
+            9 => ErrorCode::Local,
+            10 => ErrorCode::Cancelled,
+            other => ErrorCode::Unknown(other),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            ErrorCode::Version => "protocol version mismatch",
+            ErrorCode::SchemaMismatch => "schema mismatch",
+            ErrorCode::UnknownStation => "unknown station",
+            ErrorCode::WrongStation => "wrong station",
+            ErrorCode::BundleRefused => "bundle refused",
+            ErrorCode::BundleCorrupt => "bundle corrupt",
+            ErrorCode::BundleTooLarge => "bundle too large",
+            ErrorCode::Protocol => "protocol violation",
+            ErrorCode::Local => "local failure",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::Unknown(b) => return write!(f, "error code {b}"),
+        };
+        f.write_str(name)
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Message {
+    Hello(Hello),
+    /// A bundle follows: `total_len` bytes, sent from `offset` on (the
+    /// receiver's stored count on a resume, else 0). `more`: this is a bundle
+    /// kept from an earlier session; after its `Applied` the sender sends a
+    /// fresh `BundleStart` or `NoBundle` for what is new since.
+    BundleStart {
+        id: BundleId,
+        total_len: u64,
+        offset: u64,
+        more: bool,
+    },
+    /// Bytes of the bundle of the last `BundleStart`. The ARQ delivers in
+    /// order exactly once, so the id is not repeated; `offset` is a check.
+    Chunk {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// The sender has nothing the receiver lacks.
+    NoBundle,
+    /// The receiver committed bundle `id`; `vector` is what it now holds.
+    Applied {
+        id: BundleId,
+        vector: VersionVector,
+    },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
+    /// The responder's last word: both directions are complete.
+    Done,
+    /// A piece of a message larger than the ARQ's message size (a Hello or
+    /// Applied with a long vector): the pieces, concatenated up to the one
+    /// with `last`, are the bytes of that message.
+    Fragment {
+        last: bool,
+        bytes: Vec<u8>,
+    },
+    /// A type this build does not know.
+    Unknown(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("empty message")]
+    Empty,
+    #[error("message type {kind:#04x} ends early")]
+    Truncated { kind: u8 },
+    #[error("message type {kind:#04x} has {extra} bytes past its end")]
+    TrailingBytes { kind: u8, extra: usize },
+    #[error("malformed varint")]
+    BadVarint,
+    #[error("callsign is {0} bytes, at most {MAX_CALLSIGN} allowed")]
+    CallsignTooLong(usize),
+    #[error("text is not UTF-8")]
+    BadText,
+    #[error("version vector entries not in ascending station order")]
+    VectorOrder,
+    #[error("unknown flags {0:#04x}")]
+    BadFlags(u8),
+    #[error("chunk or fragment carries no bytes")]
+    EmptyChunk,
+}
+
+impl Message {
+    pub fn kind(&self) -> u8 {
+        match self {
+            Message::Hello(_) => TYPE_HELLO,
+            Message::BundleStart { .. } => TYPE_BUNDLE_START,
+            Message::Chunk { .. } => TYPE_CHUNK,
+            Message::NoBundle => TYPE_NO_BUNDLE,
+            Message::Applied { .. } => TYPE_APPLIED,
+            Message::Error { .. } => TYPE_ERROR,
+            Message::Done => TYPE_DONE,
+            Message::Fragment { last: false, .. } => TYPE_FRAGMENT,
+            Message::Fragment { last: true, .. } => TYPE_LAST_FRAGMENT,
+            Message::Unknown(k) => *k,
+        }
+    }
+
+    /// Short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "Hello",
+            Message::BundleStart { .. } => "BundleStart",
+            Message::Chunk { .. } => "Chunk",
+            Message::NoBundle => "NoBundle",
+            Message::Applied { .. } => "Applied",
+            Message::Error { .. } => "Error",
+            Message::Done => "Done",
+            Message::Fragment { .. } => "Fragment",
+            Message::Unknown(_) => "Unknown",
+        }
+    }
+
+    /// Exactly the length `emit` appends.
+    pub fn buffer_len(&self) -> usize {
+        1 + match self {
+            Message::Hello(h) => {
+                1 + 1
+                    + 16
+                    + 1
+                    + h.callsign.len()
+                    + 4
+                    + 4
+                    + vector_len(&h.vector)
+                    + h.resume.map_or(0, |r| 8 + varint_len(r.stored))
+            }
+            Message::BundleStart {
+                total_len, offset, ..
+            } => 1 + 8 + varint_len(*total_len) + varint_len(*offset),
+            Message::Chunk { offset, bytes } => varint_len(*offset) + bytes.len(),
+            Message::Fragment { bytes, .. } => bytes.len(),
+            Message::NoBundle | Message::Done | Message::Unknown(_) => 0,
+            Message::Applied { vector, .. } => 8 + vector_len(vector),
+            Message::Error { text, .. } => {
+                let t = clip_text(text);
+                1 + varint_len(t.len() as u64) + t.len()
+            }
+        }
+    }
+
+    /// Appends the message's bytes to `buf`. Callsigns longer than
+    /// [`MAX_CALLSIGN`] are cut (the session checks them up front).
+    pub fn emit(&self, buf: &mut Vec<u8>) {
+        buf.push(self.kind());
+        match self {
+            Message::Hello(h) => {
+                buf.push(h.version);
+                let flags = u8::from(h.initiator) | (u8::from(h.resume.is_some()) << 1);
+                buf.push(flags);
+                buf.extend_from_slice(&h.station.0);
+                let call = &h.callsign.as_bytes()[..h.callsign.len().min(MAX_CALLSIGN)];
+                buf.push(call.len() as u8);
+                buf.extend_from_slice(call);
+                buf.extend_from_slice(&h.schema.0.to_le_bytes());
+                buf.extend_from_slice(&h.dict_id.to_le_bytes());
+                put_vector(buf, &h.vector);
+                if let Some(r) = h.resume {
+                    buf.extend_from_slice(&r.id.0.to_le_bytes());
+                    put_varint(buf, r.stored);
+                }
+            }
+            Message::BundleStart {
+                id,
+                total_len,
+                offset,
+                more,
+            } => {
+                buf.push(u8::from(*more));
+                buf.extend_from_slice(&id.0.to_le_bytes());
+                put_varint(buf, *total_len);
+                put_varint(buf, *offset);
+            }
+            Message::Chunk { offset, bytes } => {
+                put_varint(buf, *offset);
+                buf.extend_from_slice(bytes);
+            }
+            Message::Fragment { bytes, .. } => buf.extend_from_slice(bytes),
+            Message::NoBundle | Message::Done | Message::Unknown(_) => {}
+            Message::Applied { id, vector } => {
+                buf.extend_from_slice(&id.0.to_le_bytes());
+                put_vector(buf, vector);
+            }
+            Message::Error { code, text } => {
+                buf.push(code.to_byte());
+                let t = clip_text(text);
+                put_varint(buf, t.len() as u64);
+                buf.extend_from_slice(t.as_bytes());
+            }
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.buffer_len());
+        self.emit(&mut buf);
+        buf
+    }
+
+    /// Parses one whole message from untrusted bytes. Never panics.
+    pub fn parse(bytes: &[u8]) -> Result<Message, MessageError> {
+        let (&kind, body) = bytes.split_first().ok_or(MessageError::Empty)?;
+        let mut r = Cursor { buf: body, kind };
+        let msg = match kind {
+            TYPE_HELLO => {
+                let version = r.u8()?;
+                let flags = r.u8()?;
+                if flags & !0b11 != 0 {
+                    return Err(MessageError::BadFlags(flags));
+                }
+                let station = StationId(r.array::<16>()?);
+                let call_len = r.u8()? as usize;
+                if call_len > MAX_CALLSIGN {
+                    return Err(MessageError::CallsignTooLong(call_len));
+                }
+                let callsign = String::from_utf8(r.take(call_len)?.to_vec())
+                    .map_err(|_| MessageError::BadText)?;
+                let schema = SchemaFingerprint(u32::from_le_bytes(r.array::<4>()?));
+                let dict_id = u32::from_le_bytes(r.array::<4>()?);
+                let vector = r.vector()?;
+                let resume = if flags & 0b10 != 0 {
+                    let id = BundleId(u64::from_le_bytes(r.array::<8>()?));
+                    let stored = r.varint()?;
+                    Some(Resume { id, stored })
+                } else {
+                    None
+                };
+                Message::Hello(Hello {
+                    version,
+                    initiator: flags & 1 != 0,
+                    station,
+                    callsign,
+                    schema,
+                    dict_id,
+                    vector,
+                    resume,
+                })
+            }
+            TYPE_BUNDLE_START => {
+                let flags = r.u8()?;
+                if flags & !1 != 0 {
+                    return Err(MessageError::BadFlags(flags));
+                }
+                let id = BundleId(u64::from_le_bytes(r.array::<8>()?));
+                let total_len = r.varint()?;
+                let offset = r.varint()?;
+                Message::BundleStart {
+                    id,
+                    total_len,
+                    offset,
+                    more: flags & 1 != 0,
+                }
+            }
+            TYPE_CHUNK => {
+                let offset = r.varint()?;
+                let bytes = r.rest().to_vec();
+                if bytes.is_empty() {
+                    return Err(MessageError::EmptyChunk);
+                }
+                Message::Chunk { offset, bytes }
+            }
+            TYPE_FRAGMENT | TYPE_LAST_FRAGMENT => {
+                let bytes = r.rest().to_vec();
+                if bytes.is_empty() {
+                    return Err(MessageError::EmptyChunk);
+                }
+                Message::Fragment {
+                    last: kind == TYPE_LAST_FRAGMENT,
+                    bytes,
+                }
+            }
+            TYPE_NO_BUNDLE => Message::NoBundle,
+            TYPE_APPLIED => {
+                let id = BundleId(u64::from_le_bytes(r.array::<8>()?));
+                let vector = r.vector()?;
+                Message::Applied { id, vector }
+            }
+            TYPE_ERROR => {
+                let code = ErrorCode::from_byte(r.u8()?);
+                let len = r.varint()?;
+                let len = usize::try_from(len).map_err(|_| MessageError::Truncated { kind })?;
+                let text =
+                    String::from_utf8(r.take(len)?.to_vec()).map_err(|_| MessageError::BadText)?;
+                Message::Error { code, text }
+            }
+            TYPE_DONE => Message::Done,
+            other => return Ok(Message::Unknown(other)),
+        };
+        if !r.buf.is_empty() {
+            return Err(MessageError::TrailingBytes {
+                kind,
+                extra: r.buf.len(),
+            });
+        }
+        Ok(msg)
+    }
+}
+
+fn clip_text(text: &str) -> &str {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text;
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Bytes a LEB128 varint of `v` takes.
+pub fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Reads a minimal LEB128 varint from the front of `buf`: `Ok(None)` if `buf`
+/// ends inside it, `Err` if it is overlong or overflows 64 bits.
+pub fn get_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, MessageError> {
+    let mut v: u64 = 0;
+    for (i, &b) in buf.iter().enumerate() {
+        if i == 9 && b > 1 {
+            return Err(MessageError::BadVarint);
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            // A zero last byte after the first is a non-minimal encoding.
+            if i > 0 && b == 0 {
+                return Err(MessageError::BadVarint);
+            }
+            return Ok(Some((v, i + 1)));
+        }
+    }
+    Ok(None)
+}
+
+fn vector_len(v: &VersionVector) -> usize {
+    varint_len(v.0.len() as u64) + v.0.values().map(|s| 16 + varint_len(*s)).sum::<usize>()
+}
+
+fn put_vector(buf: &mut Vec<u8>, v: &VersionVector) {
+    put_varint(buf, v.0.len() as u64);
+    for (station, seq) in &v.0 {
+        buf.extend_from_slice(&station.0);
+        put_varint(buf, *seq);
+    }
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    kind: u8,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MessageError> {
+        if self.buf.len() < n {
+            return Err(MessageError::Truncated { kind: self.kind });
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, MessageError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], MessageError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn varint(&mut self) -> Result<u64, MessageError> {
+        match get_varint(self.buf)? {
+            Some((v, n)) => {
+                self.buf = &self.buf[n..];
+                Ok(v)
+            }
+            None => Err(MessageError::Truncated { kind: self.kind }),
+        }
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+
+    fn vector(&mut self) -> Result<VersionVector, MessageError> {
+        let count = self.varint()?;
+        // Each entry takes at least 17 bytes: a bad count fails before allocating.
+        if count > (self.buf.len() / 17) as u64 {
+            return Err(MessageError::Truncated { kind: self.kind });
+        }
+        let mut v = VersionVector::default();
+        let mut last: Option<StationId> = None;
+        for _ in 0..count {
+            let station = StationId(self.array::<16>()?);
+            let seq = self.varint()?;
+            if last.is_some_and(|l| l >= station) {
+                return Err(MessageError::VectorOrder);
+            }
+            last = Some(station);
+            v.0.insert(station, seq);
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(b: u8) -> StationId {
+        StationId([b; 16])
+    }
+
+    fn vv(entries: &[(u8, u64)]) -> VersionVector {
+        let mut v = VersionVector::default();
+        for (s, q) in entries {
+            v.0.insert(sid(*s), *q);
+        }
+        v
+    }
+
+    fn round_trip(m: &Message) -> Vec<u8> {
+        let bytes = m.to_bytes();
+        assert_eq!(bytes.len(), m.buffer_len(), "{m:?}");
+        assert_eq!(&Message::parse(&bytes).unwrap(), m);
+        bytes
+    }
+
+    #[test]
+    fn varints_are_minimal_leb128() {
+        for (v, bytes) in [
+            (0u64, vec![0x00]),
+            (127, vec![0x7f]),
+            (128, vec![0x80, 0x01]),
+            (300, vec![0xac, 0x02]),
+            (
+                u64::MAX,
+                vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
+        ] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            assert_eq!(buf, bytes);
+            assert_eq!(varint_len(v), bytes.len());
+            assert_eq!(get_varint(&bytes).unwrap(), Some((v, bytes.len())));
+        }
+        assert_eq!(get_varint(&[0x80]).unwrap(), None);
+        assert_eq!(get_varint(&[0x80, 0x00]), Err(MessageError::BadVarint));
+        let overflow = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
+        assert_eq!(get_varint(&overflow), Err(MessageError::BadVarint));
+    }
+
+    #[test]
+    fn hello_literal_bytes() {
+        let hello = Message::Hello(Hello {
+            version: 1,
+            initiator: true,
+            station: sid(0xaa),
+            callsign: "N0CALL".into(),
+            schema: SchemaFingerprint(0x0403_0201),
+            dict_id: 0x0807_0605,
+            vector: vv(&[(0x11, 5), (0x22, 300)]),
+            resume: Some(Resume {
+                id: BundleId(0x0102_0304_0506_0708),
+                stored: 129,
+            }),
+        });
+        let mut want = vec![0x01, 0x01, 0x03];
+        want.extend([0xaa; 16]);
+        want.push(6);
+        want.extend(b"N0CALL");
+        want.extend([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08]);
+        want.push(2);
+        want.extend([0x11; 16]);
+        want.push(5);
+        want.extend([0x22; 16]);
+        want.extend([0xac, 0x02]);
+        want.extend([0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
+        want.extend([0x81, 0x01]);
+        assert_eq!(round_trip(&hello), want);
+
+        // Responder, no vector entries, no resume: 29 bytes.
+        let plain = Message::Hello(Hello {
+            version: 1,
+            initiator: false,
+            station: sid(0x01),
+            callsign: String::new(),
+            schema: SchemaFingerprint(0),
+            dict_id: 0,
+            vector: VersionVector::default(),
+            resume: None,
+        });
+        let mut want = vec![0x01, 0x01, 0x00];
+        want.extend([0x01; 16]);
+        want.extend([0; 10]);
+        assert_eq!(round_trip(&plain), want);
+        assert_eq!(want.len(), 29);
+    }
+
+    #[test]
+    fn transfer_messages_literal_bytes() {
+        let start = Message::BundleStart {
+            id: BundleId(0x1122_3344_5566_7788),
+            total_len: 1000,
+            offset: 0,
+            more: false,
+        };
+        assert_eq!(
+            round_trip(&start),
+            [0x02, 0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xe8, 0x07, 0x00]
+        );
+        let resumed = Message::BundleStart {
+            id: BundleId(2),
+            total_len: 5,
+            offset: 3,
+            more: true,
+        };
+        assert_eq!(
+            round_trip(&resumed),
+            [0x02, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 0x05, 0x03]
+        );
+        assert_eq!(
+            Message::parse(&[0x02, 0x02, 2, 0, 0, 0, 0, 0, 0, 0, 5, 3]),
+            Err(MessageError::BadFlags(2))
+        );
+        let chunk = Message::Chunk {
+            offset: 200,
+            bytes: vec![0xde, 0xad],
+        };
+        assert_eq!(round_trip(&chunk), [0x03, 0xc8, 0x01, 0xde, 0xad]);
+        assert_eq!(round_trip(&Message::NoBundle), [0x04]);
+        let frag = Message::Fragment {
+            last: false,
+            bytes: vec![0x01, 0x01],
+        };
+        assert_eq!(round_trip(&frag), [0x08, 0x01, 0x01]);
+        let last = Message::Fragment {
+            last: true,
+            bytes: vec![0xff],
+        };
+        assert_eq!(round_trip(&last), [0x09, 0xff]);
+        assert_eq!(Message::parse(&[0x09]), Err(MessageError::EmptyChunk));
+        assert_eq!(round_trip(&Message::Done), [0x07]);
+        let applied = Message::Applied {
+            id: BundleId(1),
+            vector: vv(&[(0x33, 1)]),
+        };
+        let mut want = vec![0x05, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        want.extend([0x33; 16]);
+        want.push(1);
+        assert_eq!(round_trip(&applied), want);
+        let err = Message::Error {
+            code: ErrorCode::SchemaMismatch,
+            text: "no".into(),
+        };
+        assert_eq!(round_trip(&err), [0x06, 0x02, 0x02, b'n', b'o']);
+    }
+
+    #[test]
+    fn unknown_type_and_error_code_are_kept() {
+        assert_eq!(Message::parse(&[0x7e]).unwrap(), Message::Unknown(0x7e));
+        let m = Message::parse(&[0x06, 0xf0, 0x00]).unwrap();
+        assert_eq!(
+            m,
+            Message::Error {
+                code: ErrorCode::Unknown(0xf0),
+                text: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_bytes_are_refused() {
+        assert_eq!(Message::parse(&[]), Err(MessageError::Empty));
+        assert_eq!(
+            Message::parse(&[0x02, 1, 2, 3]),
+            Err(MessageError::Truncated { kind: 0x02 })
+        );
+        assert_eq!(
+            Message::parse(&[0x04, 0x00]),
+            Err(MessageError::TrailingBytes { kind: 4, extra: 1 })
+        );
+        assert_eq!(Message::parse(&[0x03, 0x05]), Err(MessageError::EmptyChunk));
+        // Error text longer than the message.
+        assert_eq!(
+            Message::parse(&[0x06, 0x01, 0x05, b'a']),
+            Err(MessageError::Truncated { kind: 6 })
+        );
+        assert_eq!(
+            Message::parse(&[0x06, 0x01, 0x01, 0xff]),
+            Err(MessageError::BadText)
+        );
+        // A vector count far beyond the bytes present fails without allocating.
+        let mut huge = vec![0x05, 0, 0, 0, 0, 0, 0, 0, 0];
+        huge.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(
+            Message::parse(&huge),
+            Err(MessageError::Truncated { kind: 5 })
+        );
+        // Vector entries out of order.
+        let mut bad = vec![0x05, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        bad.extend([0x22; 16]);
+        bad.push(1);
+        bad.extend([0x11; 16]);
+        bad.push(1);
+        assert_eq!(Message::parse(&bad), Err(MessageError::VectorOrder));
+        // Callsign length over the limit, and unknown flags.
+        let mut hello = vec![0x01, 0x01, 0x00];
+        hello.extend([0; 16]);
+        hello.push(17);
+        assert_eq!(
+            Message::parse(&hello),
+            Err(MessageError::CallsignTooLong(17))
+        );
+        assert_eq!(
+            Message::parse(&[0x01, 0x01, 0x04]),
+            Err(MessageError::BadFlags(4))
+        );
+    }
+
+    #[test]
+    fn every_prefix_of_a_message_is_refused_without_panic() {
+        let msgs = [
+            Message::Hello(Hello {
+                version: 1,
+                initiator: false,
+                station: sid(3),
+                callsign: "DL1ABC-7".into(),
+                schema: SchemaFingerprint(9),
+                dict_id: 77,
+                vector: vv(&[(1, 1), (2, 1 << 40)]),
+                resume: Some(Resume {
+                    id: BundleId(5),
+                    stored: 1 << 20,
+                }),
+            }),
+            Message::Applied {
+                id: BundleId(9),
+                vector: vv(&[(4, 4)]),
+            },
+            Message::Error {
+                code: ErrorCode::Local,
+                text: "disk full".into(),
+            },
+        ];
+        for m in &msgs {
+            let bytes = round_trip(m);
+            for cut in 0..bytes.len() {
+                assert!(Message::parse(&bytes[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_error_text_is_clipped_at_a_char_boundary() {
+        let text = "é".repeat(150); // 300 bytes
+        let m = Message::Error {
+            code: ErrorCode::BundleRefused,
+            text,
+        };
+        let bytes = m.to_bytes();
+        assert_eq!(bytes.len(), m.buffer_len());
+        match Message::parse(&bytes).unwrap() {
+            Message::Error { text, .. } => assert_eq!(text, "é".repeat(100)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..80);
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            if let Some(b) = bytes.first_mut() {
+                *b = rng.gen_range(0..11);
+            }
+            if let Ok(m) = Message::parse(&bytes) {
+                if !matches!(m, Message::Unknown(_)) {
+                    assert_eq!(m.to_bytes(), bytes);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bundle_id_is_crc64_xz() {
+        // The CRC-64/XZ check value.
+        assert_eq!(BundleId::of(b"123456789"), BundleId(0x995d_c9bb_df19_39fa));
+    }
+}

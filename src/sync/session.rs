@@ -1,0 +1,1080 @@
+//! The sync session state machine. Pure: messages in and out as bytes, store
+//! work asked of the shell through events, no clock (the ARQ below keeps time
+//! and reports a lost link).
+
+use std::collections::VecDeque;
+
+use super::message::{
+    BundleId, ErrorCode, Hello, Message, MessageError, Resume, MAX_REASSEMBLY, PROTOCOL_VERSION,
+};
+use crate::delta::{SchemaFingerprint, StationId, VersionVector};
+
+/// Smallest ARQ message the session can work with: room for an `Error` and
+/// for chunks that are not mostly header.
+pub const MIN_MESSAGE: usize = 32;
+/// Default cap on the size of a bundle a receiver accepts (memory and disk).
+pub const DEFAULT_MAX_BUNDLE: u64 = 64 << 20;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Largest message the ARQ carries; chunks fill it.
+    pub max_message: usize,
+    /// Largest incoming bundle accepted.
+    pub max_bundle: u64,
+}
+
+impl Config {
+    pub fn new(max_message: usize) -> Self {
+        Config {
+            max_message,
+            max_bundle: DEFAULT_MAX_BUNDLE,
+        }
+    }
+}
+
+/// This station, as its Hello presents it.
+#[derive(Clone, Debug)]
+pub struct LocalInfo {
+    pub station: StationId,
+    pub callsign: String,
+    pub schema: SchemaFingerprint,
+    pub dict_id: u32,
+    /// What this station holds, per origin.
+    pub vector: VersionVector,
+}
+
+/// Exact bundle bytes being sent to a peer, kept by the shell until the peer
+/// confirms them (`KeepOutgoing` .. `DropOutgoing`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeptOutgoing {
+    pub id: BundleId,
+    pub bytes: Vec<u8>,
+}
+
+/// The stored prefix of a bundle coming from a peer (`BeginPartial`,
+/// `SaveChunk` .. `DiscardPartial`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartialIncoming {
+    pub id: BundleId,
+    pub total_len: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// What the shell kept about one peer from earlier sessions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeerState {
+    pub outgoing: Option<KeptOutgoing>,
+    pub incoming: Option<PartialIncoming>,
+}
+
+/// Work for the shell, and the outcome. Handle events in order, and before
+/// sending what `poll_transmit` returns after them: `KeepOutgoing` must be on
+/// disk before its bytes go on air.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionEvent {
+    /// The peer introduced itself. On a responding session the shell answers
+    /// with `accept_peer` (a registered station) or `refuse_peer`.
+    PeerHello {
+        station: StationId,
+        callsign: String,
+        dict_id: u32,
+    },
+    /// Export what `peer` lacks given `peer_vector` (the peer's own word of
+    /// what it holds) and hand the bytes to `bundle_ready` (empty = nothing).
+    NeedBundleFor {
+        peer: StationId,
+        peer_vector: VersionVector,
+        peer_dict_id: u32,
+    },
+    /// Persist these exact bytes as the bundle in flight to `peer`.
+    KeepOutgoing {
+        peer: StationId,
+        id: BundleId,
+        bytes: Vec<u8>,
+    },
+    /// The bundle in flight to `peer` is settled: forget it.
+    DropOutgoing {
+        peer: StationId,
+        id: BundleId,
+    },
+    /// Start a fresh partial file for a bundle from `peer` (replacing any).
+    BeginPartial {
+        peer: StationId,
+        id: BundleId,
+        total_len: u64,
+    },
+    /// Append to the partial file; `offset` equals its current length.
+    SaveChunk {
+        peer: StationId,
+        id: BundleId,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// Delete the partial file of bundle `id` from `peer`.
+    DiscardPartial {
+        peer: StationId,
+        id: BundleId,
+    },
+    /// A whole bundle arrived: apply it in one transaction, then call
+    /// `bundle_committed` (or `bundle_refused` / `local_failure`).
+    BundleArrived {
+        peer: StationId,
+        id: BundleId,
+        bytes: Vec<u8>,
+    },
+    /// The peer committed a bundle and now holds `vector`: record it.
+    PeerConfirmed {
+        peer: StationId,
+        vector: VersionVector,
+    },
+    Finished(Summary),
+    Failed(SessionError),
+}
+
+/// What a finished session did.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Summary {
+    pub peer: Option<StationId>,
+    /// Bundles this station applied / the peer confirmed.
+    pub bundles_applied: u32,
+    pub bundles_confirmed: u32,
+    /// Bundle bytes carried in chunks, each way.
+    pub bundle_bytes_sent: u64,
+    pub bundle_bytes_received: u64,
+    /// Every message byte handed to the ARQ / taken from it.
+    pub message_bytes_sent: u64,
+    pub message_bytes_received: u64,
+}
+
+/// Transfer progress for a progress bar: (bytes done, bytes total).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub sending: Option<(u64, u64)>,
+    pub receiving: Option<(u64, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    // Bad bytes from the air (past the frame CRC, so likely a peer bug).
+    #[error("unreadable message from peer: {0}")]
+    Malformed(#[from] MessageError),
+    // A misbehaving or refusing peer.
+    #[error("peer stopped the session: {code}: {text}")]
+    PeerError { code: ErrorCode, text: String },
+    #[error("peer broke the protocol: {0}")]
+    Protocol(String),
+    #[error(
+        "peer speaks session protocol version {theirs}, this station {ours}: upgrade one of them"
+    )]
+    Version { ours: u8, theirs: u8 },
+    #[error("schema mismatch: this station {ours:08x}, peer {theirs:08x}: track the same tables with the same columns on both")]
+    SchemaMismatch { ours: u32, theirs: u32 },
+    #[error("called {expected} but {got} answered")]
+    WrongStation { expected: StationId, got: StationId },
+    #[error("station {station} is not a registered peer (add it with `peer add`)")]
+    UnknownStation { station: StationId },
+    #[error("bundle {id} from peer does not match its id after reassembly")]
+    BundleCorrupt { id: BundleId },
+    #[error("peer offers a bundle of {len} bytes, more than the {max} accepted")]
+    BundleTooLarge { len: u64, max: u64 },
+    #[error("this station refused the peer's bundle: {0}")]
+    BundleRefused(String),
+    // Local trouble.
+    #[error("link lost")]
+    LinkLost,
+    #[error("local failure: {0}")]
+    Local(String),
+    #[error("message of {len} bytes exceeds the link's message size {max}")]
+    MessageTooLarge { len: usize, max: usize },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A call that does not fit the session's state (a shell bug, not a peer's).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{call} is not expected while the session is {state}")]
+pub struct WrongState {
+    pub call: &'static str,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Initiator,
+    Responder,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The initiator receives the responder's bundle.
+    Pull,
+    /// The initiator sends its bundle.
+    Push,
+}
+
+#[derive(Debug)]
+enum Sending {
+    /// Waiting for the shell's `bundle_ready`.
+    AwaitBundle,
+    /// Chunks from `next` on are still to go; when `next` reaches the end,
+    /// waiting for `Applied`. `resumed`: a kept bundle, so a fresh one follows.
+    Transfer {
+        id: BundleId,
+        bytes: Vec<u8>,
+        next: u64,
+        resumed: bool,
+    },
+}
+
+#[derive(Debug)]
+enum Receiving {
+    AwaitStart,
+    Transfer {
+        id: BundleId,
+        total: u64,
+        buf: Vec<u8>,
+        resumed: bool,
+    },
+    /// The shell is applying bundle `id`.
+    Applying {
+        id: BundleId,
+        resumed: bool,
+    },
+}
+
+#[derive(Debug)]
+enum State {
+    AwaitHello,
+    /// Responder: the shell decides whether it knows the peer.
+    AwaitAccept,
+    Send(Phase, Sending),
+    Recv(Phase, Receiving),
+    /// Initiator: both directions done, waiting for the responder's `Done`.
+    AwaitDone,
+    Finished,
+    Failed(SessionError),
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::AwaitHello => "awaiting hello",
+            State::AwaitAccept => "awaiting accept",
+            State::Send(_, Sending::AwaitBundle) => "awaiting a bundle from the store",
+            State::Send(_, Sending::Transfer { .. }) => "sending a bundle",
+            State::Recv(_, Receiving::AwaitStart) => "awaiting a bundle",
+            State::Recv(_, Receiving::Transfer { .. }) => "receiving a bundle",
+            State::Recv(_, Receiving::Applying { .. }) => "applying a bundle",
+            State::AwaitDone => "awaiting done",
+            State::Finished => "finished",
+            State::Failed(_) => "failed",
+        }
+    }
+}
+
+/// One sync session with one peer. See `docs/sync-protocol.md`.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    config: Config,
+    local: LocalInfo,
+    peer: Option<StationId>,
+    peer_vector: VersionVector,
+    peer_dict_id: u32,
+    /// What the peer's Hello said it holds of our bundle in flight.
+    peer_resume: Option<Resume>,
+    /// The bundle the shell is applying, remembered past a failure so that a
+    /// commit that lands after it still clears the partial.
+    in_apply: Option<BundleId>,
+    kept: Option<KeptOutgoing>,
+    partial: Option<PartialIncoming>,
+    state: State,
+    /// Encoded messages (or fragments) ready for the ARQ.
+    outbox: VecDeque<Vec<u8>>,
+    /// Fragments of an incoming message so far.
+    reassembly: Vec<u8>,
+    events: VecDeque<SessionEvent>,
+    summary: Summary,
+}
+
+impl Session {
+    /// Calls `peer`; `state` is what the shell kept about it.
+    pub fn initiate(
+        config: Config,
+        local: LocalInfo,
+        peer: StationId,
+        state: PeerState,
+    ) -> Result<Self, SessionError> {
+        let mut s = Session::new(Role::Initiator, config, local)?;
+        s.peer = Some(peer);
+        s.summary.peer = Some(peer);
+        s.kept = state.outgoing;
+        s.partial = state.incoming;
+        s.send_hello();
+        Ok(s)
+    }
+
+    /// Answers whoever calls.
+    pub fn respond(config: Config, local: LocalInfo) -> Result<Self, SessionError> {
+        Session::new(Role::Responder, config, local)
+    }
+
+    fn new(role: Role, config: Config, local: LocalInfo) -> Result<Self, SessionError> {
+        if config.max_message < MIN_MESSAGE {
+            return Err(SessionError::Local(format!(
+                "link message size {} is below the session minimum {MIN_MESSAGE}",
+                config.max_message
+            )));
+        }
+        if local.callsign.len() > super::message::MAX_CALLSIGN {
+            return Err(SessionError::Local(format!(
+                "callsign {:?} is longer than {} bytes",
+                local.callsign,
+                super::message::MAX_CALLSIGN
+            )));
+        }
+        Ok(Session {
+            role,
+            config,
+            local,
+            peer: None,
+            peer_vector: VersionVector::default(),
+            peer_dict_id: 0,
+            peer_resume: None,
+            in_apply: None,
+            kept: None,
+            partial: None,
+            state: State::AwaitHello,
+            outbox: VecDeque::new(),
+            reassembly: Vec::new(),
+            events: VecDeque::new(),
+            summary: Summary::default(),
+        })
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The peer, once known.
+    pub fn peer(&self) -> Option<StationId> {
+        self.peer
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished)
+    }
+
+    pub fn error(&self) -> Option<&SessionError> {
+        match &self.state {
+            State::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Over (finished or failed): nothing more will happen once the outbox is drained.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Finished | State::Failed(_))
+    }
+
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    pub fn progress(&self) -> Progress {
+        let mut p = Progress::default();
+        match &self.state {
+            State::Send(_, Sending::Transfer { bytes, next, .. }) => {
+                p.sending = Some((*next, bytes.len() as u64));
+            }
+            State::Recv(_, Receiving::Transfer { total, buf, .. }) => {
+                p.receiving = Some((buf.len() as u64, *total));
+            }
+            _ => {}
+        }
+        p
+    }
+
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next message for the ARQ, control messages first, then chunks of
+    /// the bundle being sent, cut to the ARQ's message size.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let bytes = match self.outbox.pop_front() {
+            Some(b) => b,
+            None => self.next_chunk()?.to_bytes(),
+        };
+        self.summary.message_bytes_sent += bytes.len() as u64;
+        Some(bytes)
+    }
+
+    fn next_chunk(&mut self) -> Option<Message> {
+        let max = self.config.max_message;
+        let State::Send(_, Sending::Transfer { bytes, next, .. }) = &mut self.state else {
+            return None;
+        };
+        let len = bytes.len() as u64;
+        if *next >= len {
+            return None;
+        }
+        let room = (max - 1 - super::message::varint_len(*next)) as u64;
+        let end = len.min(*next + room);
+        let chunk = bytes[*next as usize..end as usize].to_vec();
+        let msg = Message::Chunk {
+            offset: *next,
+            bytes: chunk,
+        };
+        self.summary.bundle_bytes_sent += end - *next;
+        *next = end;
+        Some(msg)
+    }
+
+    /// The ARQ gave up: the session fails; what was stored stays for resume.
+    pub fn link_lost(&mut self) {
+        if !self.is_closed() {
+            self.fail(SessionError::LinkLost, None);
+        }
+    }
+
+    /// Stop the session and tell the peer.
+    pub fn cancel(&mut self) {
+        if !self.is_closed() {
+            self.fail(
+                SessionError::Cancelled,
+                Some((ErrorCode::Cancelled, "cancelled by operator".into())),
+            );
+        }
+    }
+
+    /// The shell failed at store work (disk full, database locked, ...). Partial
+    /// and kept bundles stay, so a later session resumes.
+    pub fn local_failure(&mut self, text: impl Into<String>) {
+        if !self.is_closed() {
+            let text = text.into();
+            self.fail(
+                SessionError::Local(text.clone()),
+                Some((ErrorCode::Local, text)),
+            );
+        }
+    }
+
+    /// Responder: the peer of the last `PeerHello` is registered; `state` is
+    /// what the shell kept about it.
+    pub fn accept_peer(&mut self, state: PeerState) -> Result<(), WrongState> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        self.expect(matches!(self.state, State::AwaitAccept), "accept_peer")?;
+        self.kept = state.outgoing;
+        self.partial = state.incoming;
+        self.send_hello();
+        if !self.is_closed() {
+            self.start_sending(Phase::Pull);
+        }
+        Ok(())
+    }
+
+    /// Responder: the peer of the last `PeerHello` is not registered.
+    pub fn refuse_peer(&mut self) -> Result<(), WrongState> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        self.expect(matches!(self.state, State::AwaitAccept), "refuse_peer")?;
+        let station = self.peer.unwrap_or_default();
+        self.fail(
+            SessionError::UnknownStation { station },
+            Some((
+                ErrorCode::UnknownStation,
+                format!("station {station} is not registered here"),
+            )),
+        );
+        Ok(())
+    }
+
+    /// The store's bundle for the peer; empty when the peer lacks nothing.
+    pub fn bundle_ready(&mut self, bytes: Vec<u8>) -> Result<(), WrongState> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        let phase = match self.state {
+            State::Send(phase, Sending::AwaitBundle) => phase,
+            _ => return Err(self.wrong("bundle_ready")),
+        };
+        if bytes.is_empty() {
+            self.queue(Message::NoBundle);
+            self.finish_sending(phase);
+            return Ok(());
+        }
+        let id = BundleId::of(&bytes);
+        let peer = self.peer_id();
+        self.events.push_back(SessionEvent::KeepOutgoing {
+            peer,
+            id,
+            bytes: bytes.clone(),
+        });
+        self.queue(Message::BundleStart {
+            id,
+            total_len: bytes.len() as u64,
+            offset: 0,
+            more: false,
+        });
+        if !self.is_closed() {
+            self.state = State::Send(
+                phase,
+                Sending::Transfer {
+                    id,
+                    bytes,
+                    next: 0,
+                    resumed: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The arrived bundle is committed; `vector` is what this station now holds.
+    pub fn bundle_committed(&mut self, vector: VersionVector) -> Result<(), WrongState> {
+        if self.is_closed() {
+            self.discard_applied();
+            return Ok(());
+        }
+        let (phase, id, resumed) = match self.state {
+            State::Recv(phase, Receiving::Applying { id, resumed }) => (phase, id, resumed),
+            _ => return Err(self.wrong("bundle_committed")),
+        };
+        self.discard_applied();
+        self.summary.bundles_applied += 1;
+        self.local.vector = vector.clone();
+        self.queue(Message::Applied { id, vector });
+        if self.is_closed() {
+            return Ok(());
+        }
+        if resumed {
+            self.state = State::Recv(phase, Receiving::AwaitStart);
+        } else {
+            self.finish_receiving(phase);
+        }
+        Ok(())
+    }
+
+    /// The arrived bundle cannot be applied (wrong schema, bad content): the
+    /// partial is dropped, the peer told why, and the session fails.
+    pub fn bundle_refused(&mut self, reason: impl Into<String>) -> Result<(), WrongState> {
+        if self.is_closed() {
+            self.discard_applied();
+            return Ok(());
+        }
+        if !matches!(self.state, State::Recv(_, Receiving::Applying { .. })) {
+            return Err(self.wrong("bundle_refused"));
+        }
+        let reason = reason.into();
+        self.discard_applied();
+        self.fail(
+            SessionError::BundleRefused(reason.clone()),
+            Some((ErrorCode::BundleRefused, reason)),
+        );
+        Ok(())
+    }
+
+    /// One message from the ARQ, delivered in order exactly once.
+    pub fn handle_message(&mut self, bytes: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        self.summary.message_bytes_received += bytes.len() as u64;
+        let msg = match Message::parse(bytes) {
+            Ok(Message::Fragment { last, bytes }) => {
+                if self.reassembly.len() + bytes.len() > MAX_REASSEMBLY {
+                    let text = format!("fragmented message over {MAX_REASSEMBLY} bytes");
+                    return self.fail(
+                        SessionError::Protocol(text.clone()),
+                        Some((ErrorCode::Protocol, text)),
+                    );
+                }
+                self.reassembly.extend_from_slice(&bytes);
+                if !last {
+                    return;
+                }
+                let whole = std::mem::take(&mut self.reassembly);
+                Message::parse(&whole)
+            }
+            _ if !self.reassembly.is_empty() => {
+                let text = "message inside a fragmented message".to_string();
+                return self.fail(
+                    SessionError::Protocol(text.clone()),
+                    Some((ErrorCode::Protocol, text)),
+                );
+            }
+            other => other,
+        };
+        let msg = match msg {
+            Ok(Message::Fragment { .. }) => {
+                let text = "fragment inside a fragmented message".to_string();
+                return self.fail(
+                    SessionError::Protocol(text.clone()),
+                    Some((ErrorCode::Protocol, text)),
+                );
+            }
+            Ok(m) => m,
+            Err(e) => {
+                let text = e.to_string();
+                self.fail(
+                    SessionError::Malformed(e),
+                    Some((ErrorCode::Protocol, text)),
+                );
+                return;
+            }
+        };
+        if let Message::Error { code, text } = msg {
+            self.fail(SessionError::PeerError { code, text }, None);
+            return;
+        }
+        let state = std::mem::replace(&mut self.state, State::AwaitHello);
+        match (state, msg) {
+            (State::AwaitHello, Message::Hello(h)) => self.on_hello(h),
+            (State::Recv(phase, Receiving::AwaitStart), Message::NoBundle) => {
+                if let Some(p) = self.partial.take() {
+                    let peer = self.peer_id();
+                    self.events
+                        .push_back(SessionEvent::DiscardPartial { peer, id: p.id });
+                }
+                self.finish_receiving(phase);
+            }
+            (
+                State::Recv(phase, Receiving::AwaitStart),
+                Message::BundleStart {
+                    id,
+                    total_len,
+                    offset,
+                    more,
+                },
+            ) => self.on_bundle_start(phase, id, total_len, offset, more),
+            (
+                State::Recv(
+                    phase,
+                    Receiving::Transfer {
+                        id,
+                        total,
+                        buf,
+                        resumed,
+                    },
+                ),
+                Message::Chunk { offset, bytes },
+            ) => self.on_chunk(phase, id, total, buf, resumed, offset, bytes),
+            (
+                State::Send(
+                    phase,
+                    Sending::Transfer {
+                        id,
+                        bytes,
+                        next,
+                        resumed,
+                    },
+                ),
+                Message::Applied { id: got, vector },
+            ) if got == id && next == bytes.len() as u64 => {
+                self.on_applied(phase, id, resumed, vector);
+            }
+            (State::AwaitDone, Message::Done) => {
+                self.state = State::Finished;
+                self.events
+                    .push_back(SessionEvent::Finished(self.summary.clone()));
+            }
+            (state, msg) => {
+                let text = format!("unexpected {} while {}", msg.name(), state.name());
+                self.state = state;
+                self.fail(
+                    SessionError::Protocol(text.clone()),
+                    Some((ErrorCode::Protocol, text)),
+                );
+            }
+        }
+    }
+
+    fn on_hello(&mut self, h: Hello) {
+        if h.version != PROTOCOL_VERSION {
+            return self.fail(
+                SessionError::Version {
+                    ours: PROTOCOL_VERSION,
+                    theirs: h.version,
+                },
+                Some((
+                    ErrorCode::Version,
+                    format!("this station speaks session protocol {PROTOCOL_VERSION}"),
+                )),
+            );
+        }
+        let want_initiator = self.role == Role::Responder;
+        if h.initiator != want_initiator {
+            let text = "both ends took the same role".to_string();
+            return self.fail(
+                SessionError::Protocol(text.clone()),
+                Some((ErrorCode::Protocol, text)),
+            );
+        }
+        if h.station == self.local.station {
+            let text = "peer has this station's own id".to_string();
+            return self.fail(
+                SessionError::Protocol(text.clone()),
+                Some((ErrorCode::Protocol, text)),
+            );
+        }
+        if let (Role::Initiator, Some(expected)) = (self.role, self.peer) {
+            if h.station != expected {
+                return self.fail(
+                    SessionError::WrongStation {
+                        expected,
+                        got: h.station,
+                    },
+                    Some((
+                        ErrorCode::WrongStation,
+                        format!("called {expected}, not {}", h.station),
+                    )),
+                );
+            }
+        }
+        if h.schema != self.local.schema {
+            let (ours, theirs) = (self.local.schema.0, h.schema.0);
+            return self.fail(
+                SessionError::SchemaMismatch { ours, theirs },
+                Some((
+                    ErrorCode::SchemaMismatch,
+                    format!("schema fingerprint here {ours:08x}, yours {theirs:08x}"),
+                )),
+            );
+        }
+        self.peer = Some(h.station);
+        self.summary.peer = Some(h.station);
+        self.peer_vector = h.vector;
+        self.peer_dict_id = h.dict_id;
+        self.peer_resume = h.resume;
+        self.events.push_back(SessionEvent::PeerHello {
+            station: h.station,
+            callsign: h.callsign,
+            dict_id: h.dict_id,
+        });
+        match self.role {
+            Role::Responder => self.state = State::AwaitAccept,
+            Role::Initiator => self.state = State::Recv(Phase::Pull, Receiving::AwaitStart),
+        }
+    }
+
+    fn on_bundle_start(&mut self, phase: Phase, id: BundleId, total: u64, offset: u64, more: bool) {
+        if total == 0 || offset > total {
+            let text = format!("bundle start with length {total} at offset {offset}");
+            return self.fail(
+                SessionError::Protocol(text.clone()),
+                Some((ErrorCode::Protocol, text)),
+            );
+        }
+        if total > self.config.max_bundle {
+            let max = self.config.max_bundle;
+            return self.fail(
+                SessionError::BundleTooLarge { len: total, max },
+                Some((
+                    ErrorCode::BundleTooLarge,
+                    format!("{total} bytes offered, at most {max} accepted"),
+                )),
+            );
+        }
+        let peer = self.peer_id();
+        let resumed = more;
+        let buf = match self.partial.take() {
+            Some(p) if p.id == id && p.total_len == total && offset == p.bytes.len() as u64 => {
+                p.bytes
+            }
+            other => {
+                if offset != 0 {
+                    let have = other.as_ref().map_or(0, |p| p.bytes.len());
+                    let text =
+                        format!("bundle {id} resumes at {offset}, but {have} bytes are stored");
+                    return self.fail(
+                        SessionError::Protocol(text.clone()),
+                        Some((ErrorCode::Protocol, text)),
+                    );
+                }
+                if let Some(p) = other {
+                    self.events
+                        .push_back(SessionEvent::DiscardPartial { peer, id: p.id });
+                }
+                self.events.push_back(SessionEvent::BeginPartial {
+                    peer,
+                    id,
+                    total_len: total,
+                });
+                Vec::new()
+            }
+        };
+        if buf.len() as u64 == total {
+            self.complete(phase, id, buf, resumed);
+        } else {
+            self.state = State::Recv(
+                phase,
+                Receiving::Transfer {
+                    id,
+                    total,
+                    buf,
+                    resumed,
+                },
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_chunk(
+        &mut self,
+        phase: Phase,
+        id: BundleId,
+        total: u64,
+        mut buf: Vec<u8>,
+        resumed: bool,
+        offset: u64,
+        bytes: Vec<u8>,
+    ) {
+        let have = buf.len() as u64;
+        if offset != have || have + bytes.len() as u64 > total {
+            self.state = State::Recv(
+                phase,
+                Receiving::Transfer {
+                    id,
+                    total,
+                    buf,
+                    resumed,
+                },
+            );
+            let text = format!(
+                "chunk of {} bytes at {offset}, expected one at {have} within {total}",
+                bytes.len()
+            );
+            return self.fail(
+                SessionError::Protocol(text.clone()),
+                Some((ErrorCode::Protocol, text)),
+            );
+        }
+        buf.extend_from_slice(&bytes);
+        self.summary.bundle_bytes_received += bytes.len() as u64;
+        let peer = self.peer_id();
+        self.events.push_back(SessionEvent::SaveChunk {
+            peer,
+            id,
+            offset,
+            bytes,
+        });
+        if buf.len() as u64 == total {
+            self.complete(phase, id, buf, resumed);
+        } else {
+            self.state = State::Recv(
+                phase,
+                Receiving::Transfer {
+                    id,
+                    total,
+                    buf,
+                    resumed,
+                },
+            );
+        }
+    }
+
+    fn complete(&mut self, phase: Phase, id: BundleId, buf: Vec<u8>, resumed: bool) {
+        let peer = self.peer_id();
+        if BundleId::of(&buf) != id {
+            self.events
+                .push_back(SessionEvent::DiscardPartial { peer, id });
+            return self.fail(
+                SessionError::BundleCorrupt { id },
+                Some((
+                    ErrorCode::BundleCorrupt,
+                    format!("bundle {id} does not match its id"),
+                )),
+            );
+        }
+        self.state = State::Recv(phase, Receiving::Applying { id, resumed });
+        self.in_apply = Some(id);
+        self.events.push_back(SessionEvent::BundleArrived {
+            peer,
+            id,
+            bytes: buf,
+        });
+    }
+
+    fn on_applied(&mut self, phase: Phase, id: BundleId, resumed: bool, vector: VersionVector) {
+        let peer = self.peer_id();
+        self.summary.bundles_confirmed += 1;
+        self.peer_vector = vector.clone();
+        self.events
+            .push_back(SessionEvent::PeerConfirmed { peer, vector });
+        self.events
+            .push_back(SessionEvent::DropOutgoing { peer, id });
+        if resumed {
+            // The kept bundle predates this session: ask for what is new since.
+            self.ask_for_bundle(phase);
+        } else {
+            self.finish_sending(phase);
+        }
+    }
+
+    /// The partial of the bundle just applied (or refused) is of no more use.
+    fn discard_applied(&mut self) {
+        if let Some(id) = self.in_apply.take() {
+            let peer = self.peer_id();
+            self.events
+                .push_back(SessionEvent::DiscardPartial { peer, id });
+        }
+    }
+
+    fn send_hello(&mut self) {
+        let resume = self.partial.as_ref().map(|p| Resume {
+            id: p.id,
+            stored: p.bytes.len() as u64,
+        });
+        self.queue(Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            initiator: self.role == Role::Initiator,
+            station: self.local.station,
+            callsign: self.local.callsign.clone(),
+            schema: self.local.schema,
+            dict_id: self.local.dict_id,
+            vector: self.local.vector.clone(),
+            resume,
+        }));
+    }
+
+    fn start_sending(&mut self, phase: Phase) {
+        let resume = self.peer_resume.take();
+        if let Some(kept) = self.kept.take() {
+            match resume {
+                Some(r) if r.id == kept.id && r.stored <= kept.bytes.len() as u64 => {
+                    self.queue(Message::BundleStart {
+                        id: kept.id,
+                        total_len: kept.bytes.len() as u64,
+                        offset: r.stored,
+                        more: true,
+                    });
+                    if !self.is_closed() {
+                        self.state = State::Send(
+                            phase,
+                            Sending::Transfer {
+                                id: kept.id,
+                                bytes: kept.bytes,
+                                next: r.stored,
+                                resumed: true,
+                            },
+                        );
+                    }
+                    return;
+                }
+                // The peer holds none of it: it either applied it (its vector
+                // says so) or lost it; a fresh export covers both.
+                _ => {
+                    let peer = self.peer_id();
+                    self.events
+                        .push_back(SessionEvent::DropOutgoing { peer, id: kept.id });
+                }
+            }
+        }
+        self.ask_for_bundle(phase);
+    }
+
+    fn ask_for_bundle(&mut self, phase: Phase) {
+        self.state = State::Send(phase, Sending::AwaitBundle);
+        self.events.push_back(SessionEvent::NeedBundleFor {
+            peer: self.peer_id(),
+            peer_vector: self.peer_vector.clone(),
+            peer_dict_id: self.peer_dict_id,
+        });
+    }
+
+    fn finish_sending(&mut self, phase: Phase) {
+        match phase {
+            Phase::Pull => self.state = State::Recv(Phase::Push, Receiving::AwaitStart),
+            Phase::Push => self.state = State::AwaitDone,
+        }
+    }
+
+    fn finish_receiving(&mut self, phase: Phase) {
+        match phase {
+            Phase::Pull => self.start_sending(Phase::Push),
+            Phase::Push => {
+                self.queue(Message::Done);
+                if !self.is_closed() {
+                    self.state = State::Finished;
+                    self.events
+                        .push_back(SessionEvent::Finished(self.summary.clone()));
+                }
+            }
+        }
+    }
+
+    /// Queues a control message, in fragments if it exceeds the ARQ's size.
+    fn queue(&mut self, msg: Message) {
+        let len = msg.buffer_len();
+        let max = self.config.max_message;
+        if len <= max {
+            self.outbox.push_back(msg.to_bytes());
+            return;
+        }
+        if len > MAX_REASSEMBLY {
+            let text = format!("{} of {len} bytes is too large to send", msg.name());
+            self.fail(
+                SessionError::MessageTooLarge {
+                    len,
+                    max: MAX_REASSEMBLY,
+                },
+                Some((ErrorCode::Local, text)),
+            );
+            return;
+        }
+        let bytes = msg.to_bytes();
+        let mut pieces = bytes.chunks(max - 1).peekable();
+        while let Some(piece) = pieces.next() {
+            let frag = Message::Fragment {
+                last: pieces.peek().is_none(),
+                bytes: piece.to_vec(),
+            };
+            self.outbox.push_back(frag.to_bytes());
+        }
+    }
+
+    /// Fails for good, once; `tell` becomes an `Error` to the peer.
+    fn fail(&mut self, err: SessionError, tell: Option<(ErrorCode, String)>) {
+        if self.is_closed() {
+            return;
+        }
+        if let Some((code, mut text)) = tell {
+            // Fit the link: 1 type + 1 code + up to 2 length bytes.
+            let room = self.config.max_message - 4;
+            if text.len() > room {
+                let mut end = room;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            self.outbox
+                .push_back(Message::Error { code, text }.to_bytes());
+        }
+        self.state = State::Failed(err.clone());
+        self.events.push_back(SessionEvent::Failed(err));
+    }
+
+    fn expect(&self, ok: bool, call: &'static str) -> Result<(), WrongState> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.wrong(call))
+        }
+    }
+
+    fn wrong(&self, call: &'static str) -> WrongState {
+        WrongState {
+            call,
+            state: self.state.name(),
+        }
+    }
+
+    fn peer_id(&self) -> StationId {
+        self.peer.unwrap_or_default()
+    }
+}
