@@ -39,6 +39,14 @@ pub struct ImportReport {
     pub per_table: Vec<(String, u64, u64, u64)>,
 }
 
+/// An encoded export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exported {
+    pub bytes: Vec<u8>,
+    pub rows: u64,
+    pub wants: u64,
+}
+
 /// A row as it is now in this store.
 struct LocalRow {
     tag: Option<Tag>,
@@ -396,6 +404,12 @@ impl Store {
     /// `export_for`, encoded: with our dictionary only when the peer advertised
     /// the same one. Logs the export.
     pub fn export_bundle_bytes(&self, peer: &StationId) -> Result<Vec<u8>, StoreError> {
+        Ok(self.export_encoded(peer)?.bytes)
+    }
+
+    /// As `export_bundle_bytes`, also saying how many rows and wants it carries
+    /// (a session sends "nothing" instead of a bundle without either).
+    pub fn export_encoded(&self, peer: &StationId) -> Result<Exported, StoreError> {
         let bundle = self.export_for(peer)?;
         let p = self
             .peer_by_id(peer)?
@@ -416,7 +430,11 @@ impl Store {
             ),
             ..Default::default()
         })?;
-        Ok(bytes)
+        Ok(Exported {
+            bytes,
+            rows,
+            wants: bundle.wants.len() as u64,
+        })
     }
 
     /// Decode with the right dictionary and import. A refused bundle changes

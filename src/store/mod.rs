@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::codec::{CodecError, Dictionary};
 use crate::delta::{SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
-pub use exchange::ImportReport;
+pub use exchange::{Exported, ImportReport};
 pub use schema::{Column, TableInfo};
 
 /// Dictionary size trained after `track`.
@@ -74,6 +74,23 @@ pub enum StoreError {
     BadUuid(String),
     #[error("cannot train a compression dictionary: {0}")]
     Dictionary(String),
+}
+
+impl StoreError {
+    /// The bundle itself is unacceptable (bad bytes, wrong addressee, unknown
+    /// sender, other schema): refuse it. Everything else is a local failure.
+    pub fn is_bundle_fault(&self) -> bool {
+        matches!(
+            self,
+            StoreError::WrongReceiver { .. }
+                | StoreError::FromSelf(_)
+                | StoreError::UnknownPeer(_)
+                | StoreError::SchemaMismatch { .. }
+                | StoreError::Malformed(_)
+                | StoreError::Codec(_)
+                | StoreError::DictMismatch { .. }
+        )
+    }
 }
 
 // By hand, not #[from]: the message already carries the codec's reason.
@@ -700,7 +717,9 @@ impl Store {
         Ok(b)
     }
 
-    fn set_peer_dict(&self, peer: &StationId, dict_id: u32) -> Result<(), StoreError> {
+    /// The dictionary id a peer advertised (a hello, a bundle header): bundles for
+    /// it use our dictionary only when the ids match.
+    pub fn set_peer_dict(&self, peer: &StationId, dict_id: u32) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE rs_peer SET dict_id = ?1 WHERE uuid = ?2",
             params![dict_id as i64, peer.0.to_vec()],
