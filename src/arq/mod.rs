@@ -1,1 +1,499 @@
-//! arq (being written)
+//! Stop-and-wait ARQ for a half-duplex radio channel, sans-IO.
+//!
+//! The two stations take turns. A turn is one transmission: an ack of what
+//! the peer sent last (if anything), then up to `max_frames` data frames
+//! (retransmissions first). The last frame passes the turn (`rem_ms == 0`).
+//! The peer answers with one ack for the whole batch (cumulative + bitmap)
+//! and its own data in the same transmission, so a two-way sync pays one
+//! turnaround per batch each way. See `docs/arq.md` for the design and the
+//! measurements behind the profile defaults.
+//!
+//! No clock is read here: time comes in as `now`, work goes out through
+//! `poll_transmit`, `poll_timeout` and `poll_event` (the quinn-proto style).
+//! One `Arq` serves one session; a restarted process starts a new session
+//! (sequence numbers restart at 0).
+
+mod config;
+mod seq;
+mod wire;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+pub use config::{
+    ArqConfig, FecShape, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD, TRANSPARENT_LINK_OVERHEAD, WINDOW,
+};
+pub use seq::Seq;
+pub use wire::{
+    AckRepr, ArqFrame, ArqKind, DataRepr, WireError, ACK_HEADER, ACK_MAX, BITMAP_BYTES,
+    DATA_HEADER,
+};
+
+/// Which side opened the session. Retries of the responder wait one
+/// exchange longer, so two stations that start talking at once do not
+/// collide again on every retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Initiator,
+    Responder,
+}
+
+/// Why the link was given up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkLost {
+    #[error("peer silent: no answer to {tries} transmissions in a row")]
+    PeerSilent { tries: u32 },
+    #[error("frame {seq} sent {sends} times without being acknowledged")]
+    FrameUndeliverable { seq: u16, sends: u32 },
+}
+
+/// Errors returned to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArqError {
+    #[error("link lost: {0}")]
+    LinkLost(LinkLost),
+    #[error("message of {len} bytes exceeds the {max}-byte limit of one frame")]
+    MessageTooLarge { len: usize, max: usize },
+    /// A frame from the peer that breaks the protocol (dropped).
+    #[error("bad frame from peer: {0}")]
+    Wire(#[from] WireError),
+    #[error("peer acknowledged frame {ack} which was never sent (next is {next})")]
+    AckOfUnsent { ack: u16, next: u16 },
+    #[error("peer sent frame {seq} outside the window starting at {expected}")]
+    OutOfWindow { seq: u16, expected: u16 },
+}
+
+/// Something for the layer above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArqEvent {
+    /// A message from the peer, in order, exactly once.
+    Delivered(Vec<u8>),
+    /// Everything queued with `send` has been acknowledged.
+    AllAcked,
+    /// The link was given up; the same error is returned from then on.
+    LinkLost(LinkLost),
+}
+
+/// Frames to send in one key-up, in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmission {
+    pub frames: Vec<ArqFrame>,
+    /// Estimated time on air of the frames (without TXDELAY).
+    pub airtime: Duration,
+}
+
+/// What we expect after a transmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// We sent data or a poll: the peer must answer.
+    Answer,
+    /// We only acknowledged: the peer may speak, need not.
+    Nothing,
+}
+
+/// Where the exchange stands. Timers live in the variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Nobody holds the turn; we start a transmission once we have data.
+    Idle,
+    /// We hold the turn and transmit at the next `poll_transmit`.
+    /// `attempt` counts our transmissions in a row that got no answer;
+    /// `reply` is true when the peer just passed us the turn.
+    Ready { attempt: u32, reply: bool },
+    /// We transmitted and passed the turn.
+    AwaitingReply {
+        deadline: Instant,
+        expect: Expect,
+        attempt: u32,
+    },
+    /// The peer is transmitting; its transmission ends by `ends_by`.
+    Hearing { ends_by: Instant },
+    /// Given up; kept so the error is reported again.
+    Failed(LinkLost),
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    seq: Seq,
+    message: Vec<u8>,
+    sends: u32,
+    acked: bool,
+}
+
+/// One ARQ endpoint.
+#[derive(Debug)]
+pub struct Arq {
+    cfg: ArqConfig,
+    role: Role,
+    state: State,
+    max_message: usize,
+    // Sending side.
+    queue: VecDeque<Vec<u8>>,
+    in_flight: VecDeque<InFlight>,
+    next_seq: Seq,
+    /// An ack arrived since our last data transmission.
+    ack_fresh: bool,
+    // Receiving side.
+    next_expected: Seq,
+    out_of_order: BTreeMap<u16, Vec<u8>>,
+    /// Data or a poll arrived that we have not acknowledged yet.
+    ack_owed: bool,
+    events: VecDeque<ArqEvent>,
+}
+
+impl Arq {
+    pub fn new(cfg: ArqConfig, role: Role) -> Arq {
+        let max_message = cfg.max_message();
+        Arq {
+            cfg,
+            role,
+            state: State::Idle,
+            max_message,
+            queue: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            next_seq: Seq(0),
+            ack_fresh: true,
+            next_expected: Seq(0),
+            out_of_order: BTreeMap::new(),
+            ack_owed: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ArqConfig {
+        &self.cfg
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Largest message `send` accepts.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The error the link failed with, if it did.
+    pub fn error(&self) -> Option<&LinkLost> {
+        match &self.state {
+            State::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Messages queued or in flight, not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.queue.len() + self.in_flight.iter().filter(|f| !f.acked).count()
+    }
+
+    /// Queue one message; it is delivered to the peer in order, exactly once.
+    pub fn send(&mut self, message: Vec<u8>) -> Result<(), ArqError> {
+        self.check_failed()?;
+        if message.len() > self.max_message {
+            return Err(ArqError::MessageTooLarge {
+                len: message.len(),
+                max: self.max_message,
+            });
+        }
+        self.queue.push_back(message);
+        Ok(())
+    }
+
+    fn check_failed(&self) -> Result<(), ArqError> {
+        match &self.state {
+            State::Failed(e) => Err(ArqError::LinkLost(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// A frame arrived (its CRC already checked by the frame layer).
+    pub fn handle_input(&mut self, now: Instant, frame: ArqFrame) -> Result<(), ArqError> {
+        self.check_failed()?;
+        let rem_ms = match frame.kind {
+            ArqKind::Data => {
+                let d = DataRepr::parse(frame.seq, &frame.payload)?;
+                let rem = d.rem_ms;
+                self.on_data(d.seq, d.message)?;
+                rem
+            }
+            ArqKind::Ack => {
+                let a = AckRepr::parse(frame.seq, &frame.payload)?;
+                self.on_ack(&a)?;
+                if a.poll {
+                    self.ack_owed = true;
+                }
+                a.rem_ms
+            }
+        };
+        if self.error().is_some() {
+            return Ok(());
+        }
+        // The peer is alive: whatever we were waiting for, we now follow its turn.
+        self.state = if rem_ms == 0 {
+            State::Ready {
+                attempt: 0,
+                reply: true,
+            }
+        } else {
+            State::Hearing {
+                ends_by: now + Duration::from_millis(rem_ms.into()) + self.cfg.rx_slack(),
+            }
+        };
+        Ok(())
+    }
+
+    fn on_data(&mut self, seq: Seq, message: &[u8]) -> Result<(), ArqError> {
+        let d = seq.distance(self.next_expected);
+        if d < 0 {
+            // Already delivered: the ack was lost. Ack again, deliver nothing.
+            self.ack_owed = true;
+            return Ok(());
+        }
+        if d >= i32::from(WINDOW) {
+            return Err(ArqError::OutOfWindow {
+                seq: seq.0,
+                expected: self.next_expected.0,
+            });
+        }
+        self.ack_owed = true;
+        if d > 0 {
+            self.out_of_order
+                .entry(seq.0)
+                .or_insert_with(|| message.to_vec());
+            return Ok(());
+        }
+        self.events.push_back(ArqEvent::Delivered(message.to_vec()));
+        self.next_expected = self.next_expected.add(1);
+        while let Some(m) = self.out_of_order.remove(&self.next_expected.0) {
+            self.events.push_back(ArqEvent::Delivered(m));
+            self.next_expected = self.next_expected.add(1);
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, a: &AckRepr) -> Result<(), ArqError> {
+        let first = self.in_flight.front().map_or(self.next_seq, |f| f.seq);
+        if a.next_expected.distance(self.next_seq) > 0 {
+            return Err(ArqError::AckOfUnsent {
+                ack: a.next_expected.0,
+                next: self.next_seq.0,
+            });
+        }
+        // An ack older than what is already acknowledged tells nothing new
+        // (cannot happen on a turn-taking channel, but a peer may misbehave).
+        if a.next_expected.before(first) {
+            return Ok(());
+        }
+        let had_unacked = self.unacked() > 0;
+        for f in self.in_flight.iter_mut() {
+            let d = f.seq.distance(a.next_expected);
+            if d < 0 || (d >= 1 && d <= 63 && a.received & (1u64 << (d - 1)) != 0) {
+                f.acked = true;
+            }
+        }
+        while self.in_flight.front().is_some_and(|f| f.acked) {
+            self.in_flight.pop_front();
+        }
+        self.ack_fresh = true;
+        if had_unacked && self.unacked() == 0 {
+            self.events.push_back(ArqEvent::AllAcked);
+        }
+        Ok(())
+    }
+
+    /// A deadline from `poll_timeout` may have passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::AwaitingReply {
+                deadline,
+                expect,
+                attempt,
+            } if now >= deadline => match expect {
+                Expect::Nothing => self.state = State::Idle,
+                Expect::Answer => {
+                    let attempt = attempt + 1;
+                    if attempt >= self.cfg.max_tries {
+                        self.fail(LinkLost::PeerSilent { tries: attempt });
+                    } else {
+                        self.state = State::Ready {
+                            attempt,
+                            reply: false,
+                        };
+                    }
+                }
+            },
+            // The peer's last frame got lost: its carrier is down by now.
+            State::Hearing { ends_by } if now >= ends_by => {
+                self.state = State::Ready {
+                    attempt: 0,
+                    reply: true,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    fn fail(&mut self, reason: LinkLost) {
+        self.events.push_back(ArqEvent::LinkLost(reason.clone()));
+        self.state = State::Failed(reason);
+    }
+
+    /// The next deadline to call `handle_timeout` at.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::AwaitingReply { deadline, .. } => Some(deadline),
+            State::Hearing { ends_by } => Some(ends_by),
+            _ => None,
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<ArqEvent> {
+        self.events.pop_front()
+    }
+
+    /// Frames to send now, in one transmission, if it is our turn.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmission> {
+        let (attempt, reply) = match self.state {
+            State::Ready { attempt, reply } => (attempt, reply),
+            State::Idle if !self.queue.is_empty() || self.unacked() > 0 => (0, false),
+            _ => return None,
+        };
+        let (frames, expect) = match self.build() {
+            Ok(Some(built)) => built,
+            Ok(None) => {
+                self.state = State::Idle;
+                return None;
+            }
+            Err(lost) => {
+                self.fail(lost);
+                return None;
+            }
+        };
+        let airtime: Duration = frames
+            .iter()
+            .map(|f| self.cfg.frame_airtime(f.payload.len()))
+            .sum();
+        let tx_end = now + self.cfg.key_up() + airtime;
+        let mut deadline = tx_end + self.cfg.reply_wait();
+        if expect == Expect::Answer {
+            deadline += self.cfg.backoff(attempt);
+            // Only a transmission that did not answer a turn can collide.
+            if self.role == Role::Responder && !reply {
+                deadline += self.cfg.exchange_overhead() + self.cfg.reply_wait();
+            }
+        }
+        self.state = State::AwaitingReply {
+            deadline,
+            expect,
+            attempt,
+        };
+        Some(Transmission { frames, airtime })
+    }
+
+    /// Choose the frames of one transmission; `None` if there is nothing to say.
+    #[allow(clippy::type_complexity)]
+    fn build(&mut self) -> Result<Option<(Vec<ArqFrame>, Expect)>, LinkLost> {
+        let mut data: Vec<usize> = Vec::new(); // indexes into in_flight
+        let mut poll = false;
+        let unacked: Vec<usize> = (0..self.in_flight.len())
+            .filter(|&i| !self.in_flight[i].acked)
+            .collect();
+        if !self.ack_fresh && !unacked.is_empty() {
+            // No news since we sent them: most likely the ack was lost.
+            // Resend them if that is cheaper than an extra exchange, else poll.
+            let air: Duration = unacked
+                .iter()
+                .map(|&i| {
+                    self.cfg
+                        .frame_airtime(DATA_HEADER + self.in_flight[i].message.len())
+                })
+                .sum();
+            if air <= self.cfg.exchange_overhead() && unacked.len() <= self.cfg.max_frames {
+                data = unacked;
+            } else {
+                poll = true;
+            }
+        } else {
+            data.extend(unacked.iter().take(self.cfg.max_frames));
+            let window_start = self.in_flight.front().map_or(self.next_seq, |f| f.seq);
+            while data.len() < self.cfg.max_frames
+                && self.next_seq.distance(window_start) < i32::from(WINDOW)
+            {
+                let Some(message) = self.queue.pop_front() else {
+                    break;
+                };
+                self.in_flight.push_back(InFlight {
+                    seq: self.next_seq,
+                    message,
+                    sends: 0,
+                    acked: false,
+                });
+                self.next_seq = self.next_seq.add(1);
+                data.push(self.in_flight.len() - 1);
+            }
+        }
+        let limit = (self.cfg.max_tries * 2).max(4);
+        let mut frames = Vec::with_capacity(data.len() + 1);
+        if self.ack_owed || poll {
+            frames.push(self.ack_frame(poll));
+            self.ack_owed = false;
+        }
+        for &i in &data {
+            let f = &mut self.in_flight[i];
+            if f.sends >= limit {
+                return Err(LinkLost::FrameUndeliverable {
+                    seq: f.seq.0,
+                    sends: f.sends,
+                });
+            }
+            f.sends += 1;
+            frames.push(
+                DataRepr {
+                    seq: f.seq,
+                    rem_ms: 0,
+                    message: &f.message,
+                }
+                .emit(),
+            );
+        }
+        if frames.is_empty() {
+            return Ok(None);
+        }
+        if !data.is_empty() {
+            self.ack_fresh = false;
+        }
+        // Each frame announces the airtime still to come after it.
+        let mut rem = Duration::ZERO;
+        for f in frames.iter_mut().rev() {
+            let ms = rem.as_micros().div_ceil(1000).min(u128::from(u16::MAX)) as u16;
+            wire::set_rem_ms(f, ms);
+            rem += self.cfg.frame_airtime(f.payload.len());
+        }
+        let expect = if data.is_empty() && !poll {
+            Expect::Nothing
+        } else {
+            Expect::Answer
+        };
+        Ok(Some((frames, expect)))
+    }
+
+    fn ack_frame(&self, poll: bool) -> ArqFrame {
+        let mut received = 0u64;
+        for &seq in self.out_of_order.keys() {
+            let d = Seq(seq).distance(self.next_expected);
+            if (1..=63).contains(&d) {
+                received |= 1 << (d - 1);
+            }
+        }
+        AckRepr {
+            next_expected: self.next_expected,
+            rem_ms: 0,
+            poll,
+            received,
+        }
+        .emit()
+    }
+}
+
+#[cfg(test)]
+mod tests;

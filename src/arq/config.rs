@@ -1,0 +1,222 @@
+//! ARQ parameters and the airtime model the timeouts are computed from.
+//!
+//! Timing model of one transmission handed to the modem at `t`:
+//! the channel is free after `turnaround` (the other side's radio switches
+//! back to receive, squelch and PTT tail), the modem then waits for channel
+//! access (p-persistence), keys up for `txdelay`, and sends the frames back
+//! to back. The peer answers as soon as the last frame arrives.
+
+use std::time::Duration;
+
+use super::wire::{ACK_MAX, DATA_HEADER};
+use crate::profile::{Framing, Profile, AX25_UI_HEADER};
+
+/// Bytes the frame layer adds around an ARQ payload before FEC: kind,
+/// session, seq, length and CRC-32 (the frame layer owns the exact layout;
+/// this estimate only feeds airtime and MTU arithmetic).
+pub const FRAME_OVERHEAD_ESTIMATE: usize = 12;
+/// Bytes a transparent link adds per frame: sync word and protected length.
+pub const TRANSPARENT_LINK_OVERHEAD: usize = 6;
+/// Bytes HDLC adds per AX.25 frame on air besides the header: FCS and a flag.
+pub const HDLC_OVERHEAD: usize = 3;
+/// Frames the receiver keeps track of beyond the first missing one (bitmap 63 + 1).
+pub const WINDOW: u16 = 64;
+
+/// Reed-Solomon geometry: `parity` bytes per `block` data bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FecShape {
+    pub parity: usize,
+    pub block: usize,
+}
+
+/// Everything the ARQ needs to know about the channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArqConfig {
+    pub bitrate: u32,
+    pub txdelay: Duration,
+    pub turnaround: Duration,
+    /// Allowance for p-persistent channel access before keying up.
+    pub channel_access: Duration,
+    /// Frame-layer bytes per frame before FEC.
+    pub frame_overhead: usize,
+    pub fec: Option<FecShape>,
+    /// Link framing bytes per frame on air after FEC.
+    pub link_overhead: usize,
+    /// HDLC bit stuffing (KISS/AX.25 links) adds about one bit in 62 on random data.
+    pub bit_stuffing: bool,
+    /// Largest frame on air after FEC, before link framing.
+    pub mtu: usize,
+    /// Data frames per transmission.
+    pub max_frames: usize,
+    /// Consecutive unanswered transmissions before the link is declared lost.
+    pub max_tries: u32,
+    pub backoff_cap: Duration,
+    /// Slack added to every computed wait (latency of serial ports, TNC decode).
+    pub margin: Duration,
+}
+
+impl ArqConfig {
+    pub fn from_profile(p: &Profile) -> ArqConfig {
+        let (link_overhead, bit_stuffing) = match p.framing {
+            Framing::Kiss => (
+                HDLC_OVERHEAD + if p.amateur { AX25_UI_HEADER } else { 0 },
+                true,
+            ),
+            Framing::Transparent => (TRANSPARENT_LINK_OVERHEAD, false),
+        };
+        // With p-persistence the modem waits (255 - p) / (p + 1) slots on
+        // average; allow three times that.
+        let persist = u64::from(p.persist.min(255));
+        let mean_slots_x100 = (255 - persist) * 100 / (persist + 1);
+        let channel_access =
+            Duration::from_millis(u64::from(p.slottime_ms) * mean_slots_x100 * 3 / 100);
+        ArqConfig {
+            bitrate: p.bitrate,
+            txdelay: Duration::from_millis(p.txdelay_ms.into()),
+            turnaround: Duration::from_millis(p.turnaround_ms.into()),
+            channel_access,
+            frame_overhead: FRAME_OVERHEAD_ESTIMATE,
+            fec: p.fec.map(|f| FecShape {
+                parity: f.parity as usize,
+                block: f.block as usize,
+            }),
+            link_overhead,
+            bit_stuffing,
+            mtu: p.mtu,
+            max_frames: p.max_frames_per_transmission as usize,
+            max_tries: p.retry.max_tries,
+            backoff_cap: Duration::from_millis(p.retry.backoff_cap_ms.into()),
+            margin: Duration::from_millis(100),
+        }
+    }
+
+    /// Frame bytes after FEC for an ARQ payload of `payload_len` bytes.
+    pub fn frame_bytes(&self, payload_len: usize) -> usize {
+        let n = self.frame_overhead + payload_len;
+        match self.fec {
+            Some(f) => n + f.parity * n.div_ceil(f.block),
+            None => n,
+        }
+    }
+
+    /// Bytes on air (link framing included) for an ARQ payload of `payload_len` bytes.
+    pub fn air_bytes(&self, payload_len: usize) -> usize {
+        let b = self.frame_bytes(payload_len) + self.link_overhead;
+        if self.bit_stuffing {
+            b + b.div_ceil(62)
+        } else {
+            b
+        }
+    }
+
+    /// Time on air of `bytes` bytes.
+    pub fn bytes_airtime(&self, bytes: usize) -> Duration {
+        let bits = bytes as u64 * 8;
+        let rate = u64::from(self.bitrate.max(1));
+        Duration::from_micros((bits * 1_000_000).div_ceil(rate))
+    }
+
+    /// Time on air of one frame carrying an ARQ payload of `payload_len` bytes.
+    pub fn frame_airtime(&self, payload_len: usize) -> Duration {
+        self.bytes_airtime(self.air_bytes(payload_len))
+    }
+
+    /// Largest message one data frame carries within the MTU.
+    pub fn max_message(&self) -> usize {
+        let mut lo = 0usize;
+        let mut hi = self.mtu;
+        // frame_bytes is monotone: binary search the largest fitting message.
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if self.frame_bytes(DATA_HEADER + mid) <= self.mtu {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
+    /// From handing a transmission to the modem until the peer can hear its
+    /// first bit: turnaround, channel access, TXDELAY.
+    pub fn key_up(&self) -> Duration {
+        self.turnaround + self.channel_access + self.txdelay
+    }
+
+    /// Slack a receiver waits past the announced end of a transmission whose
+    /// last frame it missed, before it answers.
+    pub fn rx_slack(&self) -> Duration {
+        self.margin / 2
+    }
+
+    /// How long after the end of our transmission the peer's answer must
+    /// have started to arrive: its fallback slack, key-up, an ack, and the
+    /// first data frame in case the ack itself was lost (answering then
+    /// would collide with the peer's data).
+    pub fn reply_wait(&self) -> Duration {
+        self.rx_slack()
+            + self.key_up()
+            + self.frame_airtime(ACK_MAX)
+            + self.frame_airtime(DATA_HEADER + self.max_message())
+            + self.margin
+    }
+
+    /// Cost of one extra exchange without data: two key-ups and an ack.
+    pub fn exchange_overhead(&self) -> Duration {
+        self.key_up() * 2 + self.frame_airtime(ACK_MAX)
+    }
+
+    /// Extra wait before retry number `attempt` (1 = first retry): doubles
+    /// from one exchange overhead, capped. Pure function of the attempt.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        if attempt == 0 {
+            return Duration::ZERO;
+        }
+        let unit = self.exchange_overhead();
+        let factor = 1u32 << (attempt - 1).min(20);
+        unit.saturating_mul(factor).min(self.backoff_cap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(name: &str) -> ArqConfig {
+        ArqConfig::from_profile(&Profile::load(name).unwrap())
+    }
+
+    #[test]
+    fn sizes_and_airtime() {
+        let k = cfg("sim-kiss-1200");
+        // 12 + 100 = 112 frame bytes, +3 HDLC = 115, +2 stuffing = 117 bytes.
+        assert_eq!(k.frame_bytes(100), 112);
+        assert_eq!(k.air_bytes(100), 117);
+        assert_eq!(k.frame_airtime(100), Duration::from_micros(780_000));
+        assert_eq!(k.channel_access, Duration::ZERO);
+        assert_eq!(k.frame_bytes(DATA_HEADER + k.max_message()), k.mtu);
+
+        let t = cfg("sim-transparent-9600");
+        // 12 + 239 = 251 bytes -> 2 RS blocks -> +32 parity.
+        assert_eq!(t.frame_bytes(239), 283);
+        assert_eq!(t.frame_bytes(227), 255);
+        assert!(t.frame_bytes(DATA_HEADER + t.max_message()) <= t.mtu);
+        assert!(t.frame_bytes(DATA_HEADER + t.max_message() + 1) > t.mtu);
+
+        // Dire Wolf's PERSIST 63, SLOTTIME 100 ms: 3 slots on average, allow 9.
+        let dw = cfg("direwolf-1200");
+        assert_eq!(dw.channel_access, Duration::from_millis(900));
+        assert_eq!(dw.link_overhead, HDLC_OVERHEAD + AX25_UI_HEADER);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let k = cfg("sim-kiss-1200");
+        let unit = k.exchange_overhead();
+        assert_eq!(k.backoff(0), Duration::ZERO);
+        assert_eq!(k.backoff(1), unit);
+        assert_eq!(k.backoff(2), unit * 2);
+        assert_eq!(k.backoff(3), unit * 4);
+        assert_eq!(k.backoff(40), k.backoff_cap);
+    }
+}
