@@ -1,1 +1,389 @@
-#[test] fn x(){}
+//! Scenario tests on simulated time with exact timing.
+
+use super::*;
+
+/// Round numbers so the expected times can be written down by hand.
+fn cfg() -> ArqConfig {
+    ArqConfig {
+        bitrate: 1200,
+        txdelay: Duration::from_millis(300),
+        turnaround: Duration::from_millis(20),
+        channel_access: Duration::ZERO,
+        frame_overhead: 12,
+        fec: None,
+        link_overhead: 3,
+        bit_stuffing: false,
+        mtu: 256,
+        max_frames: 4,
+        max_tries: 5,
+        backoff_cap: Duration::from_secs(10),
+        margin: Duration::from_millis(100),
+    }
+}
+
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+/// A 13-byte message: 12 + 2 + 13 + 3 = 30 bytes on air = 200 ms at 1200 bit/s.
+fn msg(n: u8) -> Vec<u8> {
+    vec![n; 13]
+}
+
+fn events(a: &mut Arq) -> Vec<ArqEvent> {
+    std::iter::from_fn(|| a.poll_event()).collect()
+}
+
+/// Hand every frame of `tx` except those in `drop` to `to`, the last one at `at`.
+fn hear(to: &mut Arq, at: Instant, tx: &Transmission, drop: &[usize]) {
+    for (i, f) in tx.frames.iter().enumerate() {
+        if !drop.contains(&i) {
+            to.handle_input(at, f.clone()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn hand_computed_timing() {
+    let c = cfg();
+    assert_eq!(c.max_message(), 242);
+    assert_eq!(c.frame_airtime(DATA_HEADER + 13), us(200_000));
+    assert_eq!(c.frame_airtime(ACK_MAX), us(173_334));
+    assert_eq!(c.frame_airtime(DATA_HEADER + 242), us(1_726_667));
+    // 50 slack + 320 key-up + 173.334 ack + 1726.667 data + 100 margin.
+    assert_eq!(c.reply_wait(), us(2_370_001));
+    assert_eq!(c.exchange_overhead(), us(813_334));
+}
+
+#[test]
+fn no_resend_before_rto_and_a_resend_at_rto() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    a.send(msg(1)).unwrap();
+    let tx = a.poll_transmit(t0).unwrap();
+    assert_eq!(tx.frames.len(), 1);
+    assert_eq!(tx.airtime, us(200_000));
+    // 320 key-up + 200 air + 2370.001 reply wait.
+    let rto = us(2_890_001);
+    assert_eq!(a.poll_timeout(), Some(t0 + rto));
+
+    a.handle_timeout(t0 + rto - us(1));
+    assert!(a.poll_transmit(t0 + rto - us(1)).is_none());
+    assert_eq!(a.poll_timeout(), Some(t0 + rto));
+
+    a.handle_timeout(t0 + rto);
+    let again = a.poll_transmit(t0 + rto).unwrap();
+    // A short frame is cheaper to resend than to poll for.
+    assert_eq!(again.frames, tx.frames);
+}
+
+#[test]
+fn backoff_grows_then_is_capped_and_the_link_is_given_up() {
+    let mut c = cfg();
+    c.backoff_cap = Duration::from_millis(2000);
+    c.max_tries = 6;
+    let mut a = Arq::new(c, Role::Initiator);
+    let t0 = Instant::now();
+    a.send(msg(1)).unwrap();
+    let mut now = t0;
+    let mut waits = Vec::new();
+    let mut sends = 0;
+    loop {
+        if a.poll_transmit(now).is_some() {
+            sends += 1;
+        }
+        let Some(deadline) = a.poll_timeout() else {
+            break;
+        };
+        waits.push(deadline - now);
+        now = deadline;
+        a.handle_timeout(now);
+    }
+    let base = us(2_890_001);
+    assert_eq!(
+        waits,
+        vec![
+            base,
+            base + us(813_334),
+            base + us(1_626_668),
+            base + us(2_000_000),
+            base + us(2_000_000),
+            base + us(2_000_000),
+        ]
+    );
+    assert_eq!(sends, 6);
+    let lost = LinkLost::PeerSilent { tries: 6 };
+    assert_eq!(events(&mut a), vec![ArqEvent::LinkLost(lost.clone())]);
+    // The error is kept and returned again.
+    assert_eq!(a.error(), Some(&lost));
+    assert_eq!(a.send(msg(2)), Err(ArqError::LinkLost(lost.clone())));
+    let ack = AckRepr {
+        next_expected: Seq(1),
+        rem_ms: 0,
+        poll: false,
+        received: 0,
+    }
+    .emit();
+    assert_eq!(
+        a.handle_input(now, ack),
+        Err(ArqError::LinkLost(lost.clone()))
+    );
+    assert!(a.poll_transmit(now).is_none());
+    assert_eq!(a.poll_timeout(), None);
+}
+
+#[test]
+fn duplicate_is_delivered_once_and_acked_again() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    let mut b = Arq::new(cfg(), Role::Responder);
+    a.send(msg(1)).unwrap();
+    let tx = a.poll_transmit(t0).unwrap();
+    hear(&mut b, t0, &tx, &[]);
+    hear(&mut b, t0, &tx, &[]);
+    assert_eq!(events(&mut b), vec![ArqEvent::Delivered(msg(1))]);
+    let reply = b.poll_transmit(t0).unwrap();
+    assert_eq!(reply.frames.len(), 1);
+    let ack = AckRepr::parse(reply.frames[0].seq, &reply.frames[0].payload).unwrap();
+    assert_eq!(ack.next_expected, Seq(1));
+    // An ack alone asks for nothing.
+    assert!(matches!(
+        b.state(),
+        State::AwaitingReply {
+            expect: Expect::Nothing,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn lost_ack_resend_and_duplicate_suppressed() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    let mut b = Arq::new(cfg(), Role::Responder);
+    a.send(msg(1)).unwrap();
+    let tx = a.poll_transmit(t0).unwrap();
+    let t1 = t0 + us(520_000);
+    hear(&mut b, t1, &tx, &[]);
+    assert_eq!(events(&mut b), vec![ArqEvent::Delivered(msg(1))]);
+    let ack = b.poll_transmit(t1).unwrap();
+    assert_eq!(ack.frames[0].kind, ArqKind::Ack);
+    // The ack is lost. A resends at its deadline.
+    let rto = a.poll_timeout().unwrap();
+    a.handle_timeout(rto);
+    let again = a.poll_transmit(rto).unwrap();
+    assert_eq!(again.frames, tx.frames);
+    b.handle_timeout(rto);
+    hear(&mut b, rto, &again, &[]);
+    assert_eq!(events(&mut b), vec![]);
+    let ack2 = b.poll_transmit(rto).unwrap();
+    hear(&mut a, rto, &ack2, &[]);
+    assert_eq!(events(&mut a), vec![ArqEvent::AllAcked]);
+    assert_eq!(a.unacked(), 0);
+    // Nothing more to say.
+    assert!(a.poll_transmit(rto).is_none());
+    assert_eq!(a.state(), &State::Idle);
+}
+
+#[test]
+fn piggyback_carries_the_ack_and_data_in_one_transmission() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    let mut b = Arq::new(cfg(), Role::Responder);
+    a.send(msg(1)).unwrap();
+    a.send(msg(2)).unwrap();
+    b.send(msg(10)).unwrap();
+    let tx = a.poll_transmit(t0).unwrap();
+    assert_eq!(tx.frames.len(), 2);
+    // The first frame announces the second one's airtime.
+    assert_eq!(DataRepr::parse(0, &tx.frames[0].payload).unwrap().rem_ms, 200);
+    assert_eq!(DataRepr::parse(1, &tx.frames[1].payload).unwrap().rem_ms, 0);
+    hear(&mut b, t0, &tx, &[]);
+    let reply = b.poll_transmit(t0).unwrap();
+    let kinds: Vec<_> = reply.frames.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, vec![ArqKind::Ack, ArqKind::Data]);
+    hear(&mut a, t0, &reply, &[]);
+    assert_eq!(
+        events(&mut a),
+        vec![ArqEvent::AllAcked, ArqEvent::Delivered(msg(10))]
+    );
+    let last = a.poll_transmit(t0).unwrap();
+    assert_eq!(last.frames.len(), 1);
+    assert_eq!(last.frames[0].kind, ArqKind::Ack);
+    hear(&mut b, t0, &last, &[]);
+    assert_eq!(
+        events(&mut b),
+        vec![
+            ArqEvent::Delivered(msg(1)),
+            ArqEvent::Delivered(msg(2)),
+            ArqEvent::AllAcked
+        ]
+    );
+    assert!(b.poll_transmit(t0).is_none());
+}
+
+#[test]
+fn only_the_missing_frame_is_resent() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    let mut b = Arq::new(cfg(), Role::Responder);
+    for n in 0..6 {
+        a.send(msg(n)).unwrap();
+    }
+    let tx = a.poll_transmit(t0).unwrap();
+    assert_eq!(tx.frames.len(), 4);
+    hear(&mut b, t0, &tx, &[1]);
+    assert_eq!(events(&mut b), vec![ArqEvent::Delivered(msg(0))]);
+    let ack = b.poll_transmit(t0).unwrap();
+    let repr = AckRepr::parse(ack.frames[0].seq, &ack.frames[0].payload).unwrap();
+    assert_eq!((repr.next_expected, repr.received), (Seq(1), 0b11));
+    assert_eq!(ack.frames[0].payload, [0, 0, 0, 0b11]);
+    hear(&mut a, t0, &ack, &[]);
+    let tx2 = a.poll_transmit(t0).unwrap();
+    let seqs: Vec<_> = tx2.frames.iter().map(|f| f.seq).collect();
+    // Seq 1 again, then the two new ones.
+    assert_eq!(seqs, vec![1, 4, 5]);
+    hear(&mut b, t0, &tx2, &[]);
+    let got: Vec<_> = events(&mut b);
+    assert_eq!(
+        got,
+        (1..6).map(|n| ArqEvent::Delivered(msg(n))).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn missing_last_frame_receiver_answers_when_the_carrier_is_down() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    let mut b = Arq::new(cfg(), Role::Responder);
+    for n in 0..3 {
+        a.send(msg(n)).unwrap();
+    }
+    let tx = a.poll_transmit(t0).unwrap();
+    // Frame 1 arrives at t1; 200 ms of frame 2 are still to come.
+    let t1 = t0 + us(720_000);
+    b.handle_input(t1, tx.frames[0].clone()).unwrap();
+    b.handle_input(t1, tx.frames[1].clone()).unwrap();
+    let ends_by = t1 + us(200_000) + cfg().rx_slack();
+    assert_eq!(b.poll_timeout(), Some(ends_by));
+    assert!(b.poll_transmit(t1).is_none());
+    b.handle_timeout(ends_by - us(1));
+    assert!(b.poll_transmit(ends_by - us(1)).is_none());
+    b.handle_timeout(ends_by);
+    let ack = b.poll_transmit(ends_by).unwrap();
+    // The answer arrives before A's deadline.
+    assert!(ends_by + cfg().key_up() + ack.airtime < a.poll_timeout().unwrap());
+    hear(&mut a, ends_by, &ack, &[]);
+    let tx2 = a.poll_transmit(ends_by).unwrap();
+    assert_eq!(tx2.frames.len(), 1);
+    assert_eq!(tx2.frames[0].seq, 2);
+}
+
+#[test]
+fn a_lost_ack_for_a_long_batch_is_polled_for_not_resent() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    for _ in 0..4 {
+        a.send(vec![7; 242]).unwrap();
+    }
+    let tx = a.poll_transmit(t0).unwrap();
+    assert_eq!(tx.frames.len(), 4);
+    let rto = a.poll_timeout().unwrap();
+    a.handle_timeout(rto);
+    let probe = a.poll_transmit(rto).unwrap();
+    assert_eq!(probe.frames.len(), 1);
+    let ack = AckRepr::parse(probe.frames[0].seq, &probe.frames[0].payload).unwrap();
+    assert!(ack.poll);
+    // The peer that got everything answers the poll; nothing is resent.
+    let mut b = Arq::new(cfg(), Role::Responder);
+    hear(&mut b, rto, &tx, &[]);
+    hear(&mut b, rto, &probe, &[]);
+    let answer = b.poll_transmit(rto).unwrap();
+    hear(&mut a, rto, &answer, &[]);
+    assert_eq!(events(&mut a), vec![ArqEvent::AllAcked]);
+    assert!(a.poll_transmit(rto).is_none());
+}
+
+#[test]
+fn responder_waits_longer_when_it_spoke_first() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    let mut b = Arq::new(cfg(), Role::Responder);
+    a.send(msg(1)).unwrap();
+    b.send(msg(1)).unwrap();
+    a.poll_transmit(t0).unwrap();
+    b.poll_transmit(t0).unwrap();
+    let extra = cfg().exchange_overhead() + cfg().reply_wait();
+    assert_eq!(b.poll_timeout().unwrap() - a.poll_timeout().unwrap(), extra);
+}
+
+#[test]
+fn misbehaving_peer_frames_are_refused() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    let bad_ack = AckRepr {
+        next_expected: Seq(5),
+        rem_ms: 0,
+        poll: false,
+        received: 0,
+    }
+    .emit();
+    assert_eq!(
+        a.handle_input(t0, bad_ack),
+        Err(ArqError::AckOfUnsent { ack: 5, next: 0 })
+    );
+    let far = DataRepr {
+        seq: Seq(64),
+        rem_ms: 0,
+        message: b"x",
+    }
+    .emit();
+    assert_eq!(
+        a.handle_input(t0, far),
+        Err(ArqError::OutOfWindow {
+            seq: 64,
+            expected: 0
+        })
+    );
+    let short = ArqFrame {
+        kind: ArqKind::Data,
+        seq: 0,
+        payload: vec![1],
+    };
+    assert_eq!(
+        a.handle_input(t0, short),
+        Err(ArqError::Wire(WireError::DataTooShort(1)))
+    );
+    assert_eq!(
+        a.send(vec![0; 243]),
+        Err(ArqError::MessageTooLarge { len: 243, max: 242 })
+    );
+    assert!(events(&mut a).is_empty());
+}
+
+#[test]
+fn sequence_numbers_wrap() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    let mut b = Arq::new(cfg(), Role::Responder);
+    let mut delivered = 0u32;
+    for round in 0..(70_000 / 4) {
+        for n in 0..4u8 {
+            a.send(vec![n, (round % 251) as u8]).unwrap();
+        }
+        let tx = a.poll_transmit(t0).unwrap();
+        hear(&mut b, t0, &tx, &[]);
+        let ack = b.poll_transmit(t0).unwrap();
+        hear(&mut a, t0, &ack, &[]);
+        assert!(a.poll_transmit(t0).is_none());
+        for e in events(&mut b) {
+            let ArqEvent::Delivered(m) = e else {
+                panic!("{e:?}")
+            };
+            assert_eq!(m, vec![(delivered % 4) as u8, (round % 251) as u8]);
+            delivered += 1;
+        }
+        events(&mut a);
+    }
+    assert_eq!(delivered, 70_000 / 4 * 4);
+}
