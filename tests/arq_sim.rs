@@ -337,14 +337,17 @@ fn one_way_clean_transfer_takes_the_computed_time() {
     let out = converge(cfg.clone(), Loss::Frame(0.0), 1, [10_000, 0]);
     let frames = workload(&cfg, 10_000, 0xA);
     let batches = frames.len().div_ceil(cfg.max_frames);
-    // Each batch: key-up + data airtime, then key-up + one ack, each plus
-    // at most 10 ms of latency.
+    assert_eq!(frames[0].len(), cfg.max_message());
+    // Each batch: key-up + data airtime, then key-up + the acks, each plus
+    // at most 10 ms of latency; the sender is done at the first ack copy
+    // of the last batch.
     let data: Duration = frames
         .iter()
         .map(|m| cfg.frame_airtime(DATA_HEADER + m.len()))
         .sum();
     let ack = cfg.frame_airtime(3);
-    let expected = data + (cfg.key_up() * 2 + ack) * batches as u32;
+    let expected = data + (cfg.key_up() * 2 + ack * cfg.ack_copies as u32) * batches as u32
+        - ack * (cfg.ack_copies as u32 - 1);
     assert!(out.time >= expected, "{:?} < {expected:?}", out.time);
     assert!(
         out.time <= expected + Duration::from_millis(20) * batches as u32,
@@ -425,20 +428,27 @@ fn with_shape(base: &ArqConfig, mtu: usize, frames: usize) -> ArqConfig {
 fn measure() {
     let frames_grid = [1usize, 2, 4, 8, 16];
     let kiss = profile_cfg("sim-kiss-1200");
+    let kiss_losses = [
+        Loss::Frame(0.0),
+        Loss::Frame(0.1),
+        Loss::Frame(0.3),
+        Loss::Ber(1e-5),
+        Loss::Ber(1e-4),
+    ];
     println!("\nKISS 1200 bit/s, TXDELAY 300 ms, turnaround 20 ms: payload bytes/s (efficiency)");
-    println!("| mtu | frames/tx | tx airtime s | loss 0 | loss 10% | loss 30% |");
-    println!("|---|---|---|---|---|---|");
+    println!("| mtu | frames/tx | tx airtime s | loss 0 | loss 10% | loss 30% | BER 1e-5 | BER 1e-4 |");
+    println!("|---|---|---|---|---|---|---|---|");
     for mtu in [128usize, 256, 512, 1024, 2048] {
         for &n in &frames_grid {
             let cfg = with_shape(&kiss, mtu, n);
-            let tx = cfg.frame_airtime(DATA_HEADER + cfg.max_message()) * n as u32;
+            let tx = cfg.transmission_budget();
             if tx > Duration::from_secs(30) {
                 continue;
             }
-            let cells: Vec<String> = [0.0, 0.1, 0.3]
+            let cells: Vec<String> = kiss_losses
                 .iter()
-                .map(|&p| {
-                    let e = efficiency(&cfg, Loss::Frame(p), 30_000, 3);
+                .map(|&l| {
+                    let e = efficiency(&cfg, l, 30_000, 4);
                     format!("{:.0} ({:.2})", e * 150.0, e)
                 })
                 .collect();
@@ -450,31 +460,48 @@ fn measure() {
         }
     }
     let tr = profile_cfg("sim-transparent-9600");
-    println!("\nTransparent 9600 bit/s, TXDELAY 100 ms, RS(255,239): efficiency");
+    let tr_losses = [
+        Loss::Ber(0.0),
+        Loss::Ber(1e-4),
+        Loss::Ber(1e-3),
+        Loss::Frame(0.1),
+        Loss::Frame(0.3),
+    ];
+    println!("\nTransparent 9600 bit/s, TXDELAY 100 ms, turnaround 20 ms, RS(255,239): efficiency");
     println!("| mtu | frames/tx | tx airtime s | BER 0 | BER 1e-4 | BER 1e-3 | loss 10% | loss 30% |");
     println!("|---|---|---|---|---|---|---|---|");
     for mtu in [255usize, 510, 1020, 2040, 4080] {
         for &n in &frames_grid {
             let cfg = with_shape(&tr, mtu, n);
-            let tx = cfg.frame_airtime(DATA_HEADER + cfg.max_message()) * n as u32;
+            let tx = cfg.transmission_budget();
             if tx > Duration::from_secs(30) {
                 continue;
             }
-            let cells: Vec<String> = [
-                Loss::Ber(0.0),
-                Loss::Ber(1e-4),
-                Loss::Ber(1e-3),
-                Loss::Frame(0.1),
-                Loss::Frame(0.3),
-            ]
-            .iter()
-            .map(|&l| format!("{:.2}", efficiency(&cfg, l, 100_000, 2)))
-            .collect();
+            let cells: Vec<String> = tr_losses
+                .iter()
+                .map(|&l| format!("{:.2}", efficiency(&cfg, l, 100_000, 3)))
+                .collect();
             println!(
                 "| {mtu} | {n} | {:.1} | {} |",
                 tx.as_secs_f64(),
                 cells.join(" | ")
             );
+        }
+    }
+    println!("\nOne ack copy vs two, at the profile shapes (efficiency)");
+    println!("| profile | acks | clean | loss 10% | loss 30% |");
+    println!("|---|---|---|---|---|");
+    for (name, bytes) in [("sim-kiss-1200", 30_000), ("sim-transparent-9600", 100_000)] {
+        for copies in [1, 2] {
+            let cfg = ArqConfig {
+                ack_copies: copies,
+                ..profile_cfg(name)
+            };
+            let cells: Vec<String> = [0.0, 0.1, 0.3]
+                .iter()
+                .map(|&p| format!("{:.3}", efficiency(&cfg, Loss::Frame(p), bytes, 6)))
+                .collect();
+            println!("| {name} | {copies} | {} |", cells.join(" | "));
         }
     }
 }

@@ -22,6 +22,9 @@ pub const HDLC_OVERHEAD: usize = 3;
 /// Frames the receiver keeps track of beyond the first missing one (bitmap 63 + 1).
 pub const WINDOW: u16 = 64;
 
+/// Acks sent per transmission; chosen by the measurements in docs/arq.md.
+pub const ACK_COPIES: usize = 2;
+
 /// Reed-Solomon geometry: `parity` bytes per `block` data bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FecShape {
@@ -46,8 +49,11 @@ pub struct ArqConfig {
     pub bit_stuffing: bool,
     /// Largest frame on air after FEC, before link framing.
     pub mtu: usize,
-    /// Data frames per transmission.
+    /// Airtime budget of one transmission, in full-size data frames
+    /// (smaller frames: more of them, up to the window).
     pub max_frames: usize,
+    /// Copies of the ack in a transmission (1 or 2; the second goes last).
+    pub ack_copies: usize,
     /// Consecutive unanswered transmissions before the link is declared lost.
     pub max_tries: u32,
     pub backoff_cap: Duration,
@@ -84,6 +90,7 @@ impl ArqConfig {
             bit_stuffing,
             mtu: p.mtu,
             max_frames: p.max_frames_per_transmission as usize,
+            ack_copies: ACK_COPIES,
             max_tries: p.retry.max_tries,
             backoff_cap: Duration::from_millis(p.retry.backoff_cap_ms.into()),
             margin: Duration::from_millis(100),
@@ -135,6 +142,11 @@ impl ArqConfig {
             }
         }
         lo
+    }
+
+    /// Data airtime one transmission may carry.
+    pub fn transmission_budget(&self) -> Duration {
+        self.frame_airtime(DATA_HEADER + self.max_message()) * self.max_frames as u32
     }
 
     /// From handing a transmission to the modem until the peer can hear its

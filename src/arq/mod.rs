@@ -1,8 +1,8 @@
 //! Stop-and-wait ARQ for a half-duplex radio channel, sans-IO.
 //!
 //! The two stations take turns. A turn is one transmission: an ack of what
-//! the peer sent last (if anything), then up to `max_frames` data frames
-//! (retransmissions first). The last frame passes the turn (`rem_ms == 0`).
+//! the peer sent last (if anything), then data frames (retransmissions
+//! first) worth up to `max_frames` full frames of airtime. The last frame passes the turn (`rem_ms == 0`).
 //! The peer answers with one ack for the whole batch (cumulative + bitmap)
 //! and its own data in the same transmission, so a two-way sync pays one
 //! turnaround per batch each way. See `docs/arq.md` for the design and the
@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use config::{
-    ArqConfig, FecShape, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD, TRANSPARENT_LINK_OVERHEAD, WINDOW,
+    ArqConfig, FecShape, ACK_COPIES, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD, TRANSPARENT_LINK_OVERHEAD, WINDOW,
 };
 pub use seq::Seq;
 pub use wire::{
@@ -398,30 +398,43 @@ impl Arq {
         let unacked: Vec<usize> = (0..self.in_flight.len())
             .filter(|&i| !self.in_flight[i].acked)
             .collect();
+        let air_of = |cfg: &ArqConfig, m: &[u8]| cfg.frame_airtime(DATA_HEADER + m.len());
+        let budget = self.cfg.transmission_budget();
         if !self.ack_fresh && !unacked.is_empty() {
             // No news since we sent them: most likely the ack was lost.
             // Resend them if that is cheaper than an extra exchange, else poll.
             let air: Duration = unacked
                 .iter()
-                .map(|&i| {
-                    self.cfg
-                        .frame_airtime(DATA_HEADER + self.in_flight[i].message.len())
-                })
+                .map(|&i| air_of(&self.cfg, &self.in_flight[i].message))
                 .sum();
-            if air <= self.cfg.exchange_overhead() && unacked.len() <= self.cfg.max_frames {
+            if air <= self.cfg.exchange_overhead() {
                 data = unacked;
             } else {
                 poll = true;
             }
         } else {
-            data.extend(unacked.iter().take(self.cfg.max_frames));
+            // Retransmissions first, then new messages, within the airtime
+            // budget (always at least one frame) and the window.
+            let mut used = Duration::ZERO;
+            for i in unacked {
+                let air = air_of(&self.cfg, &self.in_flight[i].message);
+                if !data.is_empty() && used + air > budget {
+                    break;
+                }
+                used += air;
+                data.push(i);
+            }
             let window_start = self.in_flight.front().map_or(self.next_seq, |f| f.seq);
-            while data.len() < self.cfg.max_frames
-                && self.next_seq.distance(window_start) < i32::from(WINDOW)
-            {
-                let Some(message) = self.queue.pop_front() else {
+            while self.next_seq.distance(window_start) < i32::from(WINDOW) {
+                let Some(next) = self.queue.front() else {
                     break;
                 };
+                let air = air_of(&self.cfg, next);
+                if !data.is_empty() && used + air > budget {
+                    break;
+                }
+                used += air;
+                let message = self.queue.pop_front().unwrap_or_default();
                 self.in_flight.push_back(InFlight {
                     seq: self.next_seq,
                     message,
@@ -434,9 +447,10 @@ impl Arq {
         }
         let limit = (self.cfg.max_tries * 2).max(4);
         let mut frames = Vec::with_capacity(data.len() + 1);
-        if self.ack_owed || poll {
-            frames.push(self.ack_frame(poll));
-            self.ack_owed = false;
+        let ack = (self.ack_owed || poll).then(|| self.ack_frame(poll));
+        self.ack_owed = false;
+        if let Some(ack) = &ack {
+            frames.push(ack.clone());
         }
         for &i in &data {
             let f = &mut self.in_flight[i];
@@ -455,6 +469,13 @@ impl Arq {
                 }
                 .emit(),
             );
+        }
+        // A second copy of the ack at the end: losing the only copy costs a
+        // timeout and an extra exchange, far more than the copy's airtime.
+        if let Some(ack) = ack {
+            if self.cfg.ack_copies > 1 {
+                frames.push(ack);
+            }
         }
         if frames.is_empty() {
             return Ok(None);

@@ -15,6 +15,7 @@ fn cfg() -> ArqConfig {
         bit_stuffing: false,
         mtu: 256,
         max_frames: 4,
+        ack_copies: 1,
         max_tries: 5,
         backoff_cap: Duration::from_secs(10),
         margin: Duration::from_millis(100),
@@ -28,6 +29,11 @@ fn us(n: u64) -> Duration {
 /// A 13-byte message: 12 + 2 + 13 + 3 = 30 bytes on air = 200 ms at 1200 bit/s.
 fn msg(n: u8) -> Vec<u8> {
     vec![n; 13]
+}
+
+/// A message that fills a frame (256-byte MTU).
+fn big(n: u8) -> Vec<u8> {
+    vec![n; 242]
 }
 
 fn events(a: &mut Arq) -> Vec<ArqEvent> {
@@ -228,12 +234,12 @@ fn only_the_missing_frame_is_resent() {
     let mut a = Arq::new(cfg(), Role::Initiator);
     let mut b = Arq::new(cfg(), Role::Responder);
     for n in 0..6 {
-        a.send(msg(n)).unwrap();
+        a.send(big(n)).unwrap();
     }
     let tx = a.poll_transmit(t0).unwrap();
     assert_eq!(tx.frames.len(), 4);
     hear(&mut b, t0, &tx, &[1]);
-    assert_eq!(events(&mut b), vec![ArqEvent::Delivered(msg(0))]);
+    assert_eq!(events(&mut b), vec![ArqEvent::Delivered(big(0))]);
     let ack = b.poll_transmit(t0).unwrap();
     let repr = AckRepr::parse(ack.frames[0].seq, &ack.frames[0].payload).unwrap();
     assert_eq!((repr.next_expected, repr.received), (Seq(1), 0b11));
@@ -247,7 +253,7 @@ fn only_the_missing_frame_is_resent() {
     let got: Vec<_> = events(&mut b);
     assert_eq!(
         got,
-        (1..6).map(|n| ArqEvent::Delivered(msg(n))).collect::<Vec<_>>()
+        (1..6).map(|n| ArqEvent::Delivered(big(n))).collect::<Vec<_>>()
     );
 }
 
@@ -386,4 +392,45 @@ fn sequence_numbers_wrap() {
         events(&mut a);
     }
     assert_eq!(delivered, 70_000 / 4 * 4);
+}
+
+#[test]
+fn a_second_ack_copy_closes_the_transmission() {
+    let c = ArqConfig {
+        ack_copies: 2,
+        ..cfg()
+    };
+    let t0 = Instant::now();
+    let mut a = Arq::new(c.clone(), Role::Initiator);
+    let mut b = Arq::new(c, Role::Responder);
+    a.send(msg(1)).unwrap();
+    b.send(msg(2)).unwrap();
+    let tx = a.poll_transmit(t0).unwrap();
+    hear(&mut b, t0, &tx, &[]);
+    let reply = b.poll_transmit(t0).unwrap();
+    let kinds: Vec<_> = reply.frames.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, vec![ArqKind::Ack, ArqKind::Data, ArqKind::Ack]);
+    assert_eq!(reply.frames[0].seq, reply.frames[2].seq);
+    // The first copy is lost: the last one still acks and passes the turn.
+    hear(&mut a, t0, &reply, &[0]);
+    assert_eq!(
+        events(&mut a),
+        vec![ArqEvent::Delivered(msg(2)), ArqEvent::AllAcked]
+    );
+    let last = a.poll_transmit(t0).unwrap();
+    assert_eq!(last.frames.len(), 2);
+    assert!(last.frames.iter().all(|f| f.kind == ArqKind::Ack));
+}
+
+#[test]
+fn small_frames_share_the_airtime_budget() {
+    let t0 = Instant::now();
+    let mut a = Arq::new(cfg(), Role::Initiator);
+    // Budget: 4 full frames of 1726.667 ms; a 13-byte message takes 200 ms.
+    for n in 0..40 {
+        a.send(msg(n)).unwrap();
+    }
+    let tx = a.poll_transmit(t0).unwrap();
+    assert_eq!(tx.frames.len(), 34);
+    assert!(tx.airtime <= cfg().transmission_budget());
 }
