@@ -40,7 +40,27 @@ struct Channel {
     loss: Loss,
     cut: Option<Cut>,
     seed: u64,
+    access: Access,
 }
+
+/// p-persistent channel access of the modem: each slot it keys up with
+/// probability (persist + 1) / 256.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    persist: u32,
+    slottime: Duration,
+}
+
+const IMMEDIATE: Access = Access {
+    persist: 255,
+    slottime: Duration::ZERO,
+};
+
+/// Dire Wolf's defaults: PERSIST 63, SLOTTIME 100 ms.
+const DIREWOLF: Access = Access {
+    persist: 63,
+    slottime: Duration::from_millis(100),
+};
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum What {
@@ -169,8 +189,12 @@ impl Sim {
 
     fn radiate(&mut self, s: usize, t: Duration, tx: Transmission) {
         self.transmissions += 1;
-        let start = t + self.cfg.turnaround;
-        let mut at = start + self.cfg.channel_access + self.cfg.txdelay;
+        let mut start = t + self.cfg.turnaround;
+        let p = f64::from(self.chan.access.persist + 1) / 256.0;
+        while p < 1.0 && !self.rng.gen_bool(p) {
+            start += self.chan.access.slottime;
+        }
+        let mut at = start + self.cfg.txdelay;
         self.stations[s]
             .radiating
             .push((start, at + tx.airtime));
@@ -285,6 +309,16 @@ fn workload(cfg: &ArqConfig, total: usize, tag: u8) -> Vec<Vec<u8>> {
 }
 
 fn converge(cfg: ArqConfig, loss: Loss, seed: u64, bytes: [usize; 2]) -> Outcome {
+    converge_with(cfg, loss, IMMEDIATE, seed, bytes)
+}
+
+fn converge_with(
+    cfg: ArqConfig,
+    loss: Loss,
+    access: Access,
+    seed: u64,
+    bytes: [usize; 2],
+) -> Outcome {
     let a = workload(&cfg, bytes[0], 0xA);
     let b = workload(&cfg, bytes[1], 0xB);
     let mut sim = Sim::new(
@@ -293,6 +327,7 @@ fn converge(cfg: ArqConfig, loss: Loss, seed: u64, bytes: [usize; 2]) -> Outcome
             loss,
             cut: None,
             seed,
+            access,
         },
     );
     sim.queue(0, &a);
@@ -372,6 +407,7 @@ fn survives_the_link_cut_for_a_minute() {
                     until: Duration::from_secs(75),
                 }),
                 seed: 3,
+                access: IMMEDIATE,
             },
         );
         sim.queue(0, &a);
@@ -394,6 +430,7 @@ fn a_dead_link_is_given_up() {
             loss: Loss::Frame(1.0),
             cut: None,
             seed: 0,
+            access: IMMEDIATE,
         },
     );
     sim.queue(0, &a);
@@ -406,9 +443,23 @@ fn a_dead_link_is_given_up() {
 
 /// Payload bits delivered / (bitrate x time), averaged over seeds.
 fn efficiency(cfg: &ArqConfig, loss: Loss, bytes: usize, seeds: u64) -> f64 {
+    efficiency_with(cfg, loss, IMMEDIATE, [bytes, 0], seeds)
+}
+
+fn efficiency2(cfg: &ArqConfig, loss: Loss, bytes: [usize; 2], seeds: u64) -> f64 {
+    efficiency_with(cfg, loss, IMMEDIATE, bytes, seeds)
+}
+
+fn efficiency_with(
+    cfg: &ArqConfig,
+    loss: Loss,
+    access: Access,
+    bytes: [usize; 2],
+    seeds: u64,
+) -> f64 {
     let mut sum = 0.0;
     for seed in 0..seeds {
-        let out = converge(cfg.clone(), loss, seed, [bytes, 0]);
+        let out = converge_with(cfg.clone(), loss, access, seed, bytes);
         sum += (out.payload_bytes * 8) as f64
             / (f64::from(cfg.bitrate) * out.time.as_secs_f64());
     }
@@ -448,7 +499,7 @@ fn measure() {
             let cells: Vec<String> = kiss_losses
                 .iter()
                 .map(|&l| {
-                    let e = efficiency(&cfg, l, 30_000, 4);
+                    let e = efficiency(&cfg, l, 40_000, 8);
                     format!("{:.0} ({:.2})", e * 150.0, e)
                 })
                 .collect();
@@ -479,7 +530,7 @@ fn measure() {
             }
             let cells: Vec<String> = tr_losses
                 .iter()
-                .map(|&l| format!("{:.2}", efficiency(&cfg, l, 100_000, 3)))
+                .map(|&l| format!("{:.2}", efficiency(&cfg, l, 150_000, 6)))
                 .collect();
             println!(
                 "| {mtu} | {n} | {:.1} | {} |",
@@ -502,6 +553,37 @@ fn measure() {
                 .map(|&p| format!("{:.3}", efficiency(&cfg, Loss::Frame(p), bytes, 6)))
                 .collect();
             println!("| {name} | {copies} | {} |", cells.join(" | "));
+        }
+    }
+    println!("\nOne way vs both ways (half each, piggybacked), profile shapes (efficiency)");
+    println!("| profile | split | clean | loss 10% | loss 30% |");
+    println!("|---|---|---|---|---|");
+    for (name, bytes) in [("sim-kiss-1200", 40_000), ("sim-transparent-9600", 150_000)] {
+        for (label, split) in [("one way", [bytes, 0]), ("both ways", [bytes / 2, bytes / 2])] {
+            let cfg = profile_cfg(name);
+            let cells: Vec<String> = [0.0, 0.1, 0.3]
+                .iter()
+                .map(|&p| format!("{:.3}", efficiency2(&cfg, Loss::Frame(p), split, 6)))
+                .collect();
+            println!("| {name} | {label} | {} |", cells.join(" | "));
+        }
+    }
+    println!("\nDire Wolf 9600 (G3RUH, TXDELAY 300 ms, turnaround 200 ms, PERSIST 63, AX.25 UI): efficiency");
+    println!("| mtu | frames/tx | tx airtime s | loss 0 | BER 1e-5 | BER 1e-4 | loss 10% |");
+    println!("|---|---|---|---|---|---|---|");
+    let dw = profile_cfg("direwolf-9600");
+    for mtu in [256usize, 512, 1024] {
+        for n in [4usize, 8, 16, 32] {
+            let cfg = with_shape(&dw, mtu, n);
+            let cells: Vec<String> = [Loss::Frame(0.0), Loss::Ber(1e-5), Loss::Ber(1e-4), Loss::Frame(0.1)]
+                .iter()
+                .map(|&l| format!("{:.2}", efficiency_with(&cfg, l, DIREWOLF, [150_000, 0], 4)))
+                .collect();
+            println!(
+                "| {mtu} | {n} | {:.1} | {} |",
+                cfg.transmission_budget().as_secs_f64(),
+                cells.join(" | ")
+            );
         }
     }
 }

@@ -445,7 +445,8 @@ impl Arq {
                 data.push(self.in_flight.len() - 1);
             }
         }
-        let limit = (self.cfg.max_tries * 2).max(4);
+        // Far beyond what loss explains: the frame itself is at fault (too big for the TNC?).
+        let limit = (self.cfg.max_tries * 4).max(8);
         let mut frames = Vec::with_capacity(data.len() + 1);
         let ack = (self.ack_owed || poll).then(|| self.ack_frame(poll));
         self.ack_owed = false;
