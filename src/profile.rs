@@ -265,7 +265,9 @@ impl Profile {
                      {AX25_UI_HEADER} of them the AX.25 UI header"
                 ),
                 Framing::Kiss => {
-                    format!("Dire Wolf takes KISS frames of {KISS_FRAME_MIN}..={KISS_FRAME_MAX} bytes")
+                    format!(
+                        "Dire Wolf takes KISS frames of {KISS_FRAME_MIN}..={KISS_FRAME_MAX} bytes"
+                    )
                 }
                 Framing::Transparent => "longest transparent frame".into(),
             };
@@ -398,7 +400,10 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
-            assert!(Profile::known_names().any(|n| n == stem), "{stem} not embedded");
+            assert!(
+                Profile::known_names().any(|n| n == stem),
+                "{stem} not embedded"
+            );
             Profile::load(path.to_str().unwrap()).unwrap();
         }
     }
@@ -411,7 +416,10 @@ mod tests {
             (Framing::Transparent, 9600, 100)
         );
         let k = Profile::load("sim-kiss-1200").unwrap();
-        assert_eq!((k.framing, k.bitrate, k.txdelay_ms), (Framing::Kiss, 1200, 300));
+        assert_eq!(
+            (k.framing, k.bitrate, k.txdelay_ms),
+            (Framing::Kiss, 1200, 300)
+        );
         let dw = Profile::load("direwolf-1200").unwrap();
         assert_eq!(dw.kiss_tcp_port, Some(8001));
         assert!(dw.amateur);
@@ -420,7 +428,10 @@ mod tests {
     #[test]
     fn unknown_name_lists_the_known_ones() {
         let e = Profile::load("no-such-modem").unwrap_err().to_string();
-        assert!(e.contains("no-such-modem") && e.contains("direwolf-1200"), "{e}");
+        assert!(
+            e.contains("no-such-modem") && e.contains("direwolf-1200"),
+            "{e}"
+        );
     }
 
     fn base() -> String {
@@ -468,7 +479,10 @@ mod tests {
         refused(&with("persist", "persist = 256"), "persist");
         refused(&with("txdelay_ms", "txdelay_ms = 3000"), "txdelay_ms");
         refused(&with("slottime_ms", "slottime_ms = 9999"), "slottime_ms");
-        refused(&with("turnaround_ms", "turnaround_ms = 20000"), "turnaround_ms");
+        refused(
+            &with("turnaround_ms", "turnaround_ms = 20000"),
+            "turnaround_ms",
+        );
         refused(&with("framing", "framing = \"hdlc\""), "framing");
         refused(&with("duplex", "duplex = \"simplex\""), "duplex");
         refused(
@@ -509,7 +523,10 @@ mod tests {
             &with("kiss_tcp_port", "kiss_tcp_port = 70000"),
             "kiss_tcp_port",
         );
-        refused(&base().replace("[retry]", "[retry]\nmax_retries = 3"), "max_retries");
+        refused(
+            &base().replace("[retry]", "[retry]\nmax_retries = 3"),
+            "max_retries",
+        );
         // A missing key is named too.
         refused(&with("bitrate", ""), "bitrate");
     }
@@ -545,7 +562,13 @@ mod tests {
         // The transparent limit differs from the KISS one.
         let big = t
             .lines()
-            .map(|l| if l.starts_with("mtu =") { "mtu = 4097" } else { l })
+            .map(|l| {
+                if l.starts_with("mtu =") {
+                    "mtu = 4097"
+                } else {
+                    l
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         refused(&big, "mtu");
@@ -564,7 +587,9 @@ mod tests {
         std::fs::write(&path, with("name", "name = \"mine\"")).unwrap();
         assert_eq!(Profile::load(path.to_str().unwrap()).unwrap().name, "mine");
         std::fs::write(&path, "this is not toml ===").unwrap();
-        let e = Profile::load(path.to_str().unwrap()).unwrap_err().to_string();
+        let e = Profile::load(path.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mine.toml"), "{e}");
     }
 }

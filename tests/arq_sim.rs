@@ -10,12 +10,12 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use radiosync::arq::{
     Arq, ArqConfig, ArqEvent, ArqFrame, FecShape, Role, Transmission, DATA_HEADER,
 };
 use radiosync::profile::Profile;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// How frames get lost besides collisions.
 #[derive(Debug, Clone, Copy)]
@@ -64,8 +64,14 @@ const DIREWOLF: Access = Access {
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum What {
-    Arrive { to: usize, frame_start: Duration, index: u64 },
-    Wake { station: usize },
+    Arrive {
+        to: usize,
+        frame_start: Duration,
+        index: u64,
+    },
+    Wake {
+        station: usize,
+    },
 }
 
 struct Station {
@@ -200,9 +206,7 @@ impl Sim {
             start += self.chan.access.slottime;
         }
         let mut at = start + self.cfg.txdelay;
-        self.stations[s]
-            .radiating
-            .push((start, at + tx.airtime));
+        self.stations[s].radiating.push((start, at + tx.airtime));
         for frame in tx.frames {
             let air = self.cfg.frame_airtime(frame.payload.len());
             let frame_start = at;
@@ -210,8 +214,12 @@ impl Sim {
             // Serial port and TNC decode latency.
             let latency = Duration::from_micros(2_000 + self.rng.gen_range(0..8_000));
             let index = self.frames.len() as u64;
-            let survives =
-                frame_survives(&self.cfg, &mut self.rng, self.chan.loss, frame.payload.len());
+            let survives = frame_survives(
+                &self.cfg,
+                &mut self.rng,
+                self.chan.loss,
+                frame.payload.len(),
+            );
             let cut = self
                 .chan
                 .cut
@@ -269,9 +277,10 @@ impl Sim {
             if done(&self.stations[1], &self.stations[0], wanted[0])
                 && done(&self.stations[0], &self.stations[1], wanted[1])
             {
-                let ends = self.stations.iter().flat_map(|s| {
-                    [s.all_acked_at, s.last_delivery].into_iter().flatten()
-                });
+                let ends = self
+                    .stations
+                    .iter()
+                    .flat_map(|s| [s.all_acked_at, s.last_delivery].into_iter().flatten());
                 finished = ends.max();
                 break;
             }
@@ -471,8 +480,7 @@ fn efficiency_with(
     let mut sum = 0.0;
     for seed in 0..seeds {
         let out = converge_with(cfg.clone(), loss, access, seed, bytes, true);
-        sum += (out.payload_bytes * 8) as f64
-            / (f64::from(cfg.bitrate) * out.time.as_secs_f64());
+        sum += (out.payload_bytes * 8) as f64 / (f64::from(cfg.bitrate) * out.time.as_secs_f64());
     }
     sum / seeds as f64
 }
@@ -498,7 +506,9 @@ fn measure() {
         Loss::Ber(1e-4),
     ];
     println!("\nKISS 1200 bit/s, TXDELAY 300 ms, turnaround 20 ms: payload bytes/s (efficiency)");
-    println!("| mtu | frames/tx | tx airtime s | loss 0 | loss 10% | loss 30% | BER 1e-5 | BER 1e-4 |");
+    println!(
+        "| mtu | frames/tx | tx airtime s | loss 0 | loss 10% | loss 30% | BER 1e-5 | BER 1e-4 |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for mtu in [128usize, 256, 512, 1024, 2048] {
         for &n in &frames_grid {
@@ -530,7 +540,9 @@ fn measure() {
         Loss::Frame(0.3),
     ];
     println!("\nTransparent 9600 bit/s, TXDELAY 100 ms, turnaround 20 ms, RS(255,239): efficiency");
-    println!("| mtu | frames/tx | tx airtime s | BER 0 | BER 1e-4 | BER 1e-3 | loss 10% | loss 30% |");
+    println!(
+        "| mtu | frames/tx | tx airtime s | BER 0 | BER 1e-4 | BER 1e-3 | loss 10% | loss 30% |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for mtu in [255usize, 510, 1020, 2040, 4080] {
         for &n in &frames_grid {
@@ -566,11 +578,16 @@ fn measure() {
             println!("| {name} | {copies} | {} |", cells.join(" | "));
         }
     }
-    println!("\nOne way vs both ways (half each; B answers A, piggybacked), profile shapes (efficiency)");
+    println!(
+        "\nOne way vs both ways (half each; B answers A, piggybacked), profile shapes (efficiency)"
+    );
     println!("| profile | split | clean | loss 10% | loss 30% |");
     println!("|---|---|---|---|---|");
     for (name, bytes) in [("sim-kiss-1200", 40_000), ("sim-transparent-9600", 150_000)] {
-        for (label, split) in [("one way", [bytes, 0]), ("both ways", [bytes / 2, bytes / 2])] {
+        for (label, split) in [
+            ("one way", [bytes, 0]),
+            ("both ways", [bytes / 2, bytes / 2]),
+        ] {
             let cfg = profile_cfg(name);
             let cells: Vec<String> = [0.0, 0.1, 0.3]
                 .iter()
@@ -586,10 +603,15 @@ fn measure() {
     for mtu in [256usize, 512, 1024] {
         for n in [4usize, 8, 16, 32] {
             let cfg = with_shape(&dw, mtu, n);
-            let cells: Vec<String> = [Loss::Frame(0.0), Loss::Ber(1e-5), Loss::Ber(1e-4), Loss::Frame(0.1)]
-                .iter()
-                .map(|&l| format!("{:.2}", efficiency_with(&cfg, l, DIREWOLF, [150_000, 0], 4)))
-                .collect();
+            let cells: Vec<String> = [
+                Loss::Frame(0.0),
+                Loss::Ber(1e-5),
+                Loss::Ber(1e-4),
+                Loss::Frame(0.1),
+            ]
+            .iter()
+            .map(|&l| format!("{:.2}", efficiency_with(&cfg, l, DIREWOLF, [150_000, 0], 4)))
+            .collect();
             println!(
                 "| {mtu} | {n} | {:.1} | {} |",
                 cfg.transmission_budget().as_secs_f64(),

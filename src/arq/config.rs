@@ -215,6 +215,9 @@ mod tests {
         assert!(t.frame_bytes(DATA_HEADER + t.max_message()) <= t.mtu);
         assert!(t.frame_bytes(DATA_HEADER + t.max_message() + 1) > t.mtu);
 
+        // The figures quoted in docs/arq.md.
+        assert_eq!(k.max_message(), 498);
+        assert_eq!(t.max_message(), 942);
         // Dire Wolf's PERSIST 63, SLOTTIME 100 ms: 3 slots on average, allow 9.
         let dw = cfg("direwolf-1200");
         assert_eq!(dw.channel_access, Duration::from_millis(900));

@@ -21,12 +21,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use config::{
-    ArqConfig, FecShape, ACK_COPIES, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD, TRANSPARENT_LINK_OVERHEAD, WINDOW,
+    ArqConfig, FecShape, ACK_COPIES, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD,
+    TRANSPARENT_LINK_OVERHEAD, WINDOW,
 };
 pub use seq::Seq;
 pub use wire::{
-    AckRepr, ArqFrame, ArqKind, DataRepr, WireError, ACK_HEADER, ACK_MAX, BITMAP_BYTES,
-    DATA_HEADER,
+    AckRepr, ArqFrame, ArqKind, DataRepr, WireError, ACK_HEADER, ACK_MAX, BITMAP_BYTES, DATA_HEADER,
 };
 
 /// Which side opened the session. Retries of the responder wait one
@@ -263,10 +263,10 @@ impl Arq {
             return Ok(());
         }
         self.events.push_back(ArqEvent::Delivered(message.to_vec()));
-        self.next_expected = self.next_expected.add(1);
+        self.next_expected = self.next_expected.plus(1);
         while let Some(m) = self.out_of_order.remove(&self.next_expected.0) {
             self.events.push_back(ArqEvent::Delivered(m));
-            self.next_expected = self.next_expected.add(1);
+            self.next_expected = self.next_expected.plus(1);
         }
         Ok(())
     }
@@ -287,7 +287,7 @@ impl Arq {
         let had_unacked = self.unacked() > 0;
         for f in self.in_flight.iter_mut() {
             let d = f.seq.distance(a.next_expected);
-            if d < 0 || (d >= 1 && d <= 63 && a.received & (1u64 << (d - 1)) != 0) {
+            if d < 0 || ((1..=63).contains(&d) && a.received & (1u64 << (d - 1)) != 0) {
                 f.acked = true;
             }
         }
@@ -441,7 +441,7 @@ impl Arq {
                     sends: 0,
                     acked: false,
                 });
-                self.next_seq = self.next_seq.add(1);
+                self.next_seq = self.next_seq.plus(1);
                 data.push(self.in_flight.len() - 1);
             }
         }

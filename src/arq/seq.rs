@@ -11,7 +11,7 @@ impl Seq {
         i32::from(self.0.wrapping_sub(other.0) as i16)
     }
 
-    pub fn add(self, n: u16) -> Seq {
+    pub fn plus(self, n: u16) -> Seq {
         Seq(self.0.wrapping_add(n))
     }
 
@@ -30,6 +30,6 @@ mod tests {
         assert_eq!(Seq(65534).distance(Seq(2)), -4);
         assert!(Seq(65535).before(Seq(0)));
         assert!(!Seq(0).before(Seq(0)));
-        assert_eq!(Seq(65535).add(2), Seq(1));
+        assert_eq!(Seq(65535).plus(2), Seq(1));
     }
 }

@@ -202,7 +202,10 @@ fn piggyback_carries_the_ack_and_data_in_one_transmission() {
     let tx = a.poll_transmit(t0).unwrap();
     assert_eq!(tx.frames.len(), 2);
     // The first frame announces the second one's airtime.
-    assert_eq!(DataRepr::parse(0, &tx.frames[0].payload).unwrap().rem_ms, 200);
+    assert_eq!(
+        DataRepr::parse(0, &tx.frames[0].payload).unwrap().rem_ms,
+        200
+    );
     assert_eq!(DataRepr::parse(1, &tx.frames[1].payload).unwrap().rem_ms, 0);
     hear(&mut b, t0, &tx, &[]);
     let reply = b.poll_transmit(t0).unwrap();
@@ -253,7 +256,9 @@ fn only_the_missing_frame_is_resent() {
     let got: Vec<_> = events(&mut b);
     assert_eq!(
         got,
-        (1..6).map(|n| ArqEvent::Delivered(big(n))).collect::<Vec<_>>()
+        (1..6)
+            .map(|n| ArqEvent::Delivered(big(n)))
+            .collect::<Vec<_>>()
     );
 }
 
