@@ -347,7 +347,7 @@ fn converge_with(
         },
     );
     sim.queue(0, &a);
-    if b_answers {
+    if b_answers && !a.is_empty() {
         sim.stations[1].deferred = b.clone();
     } else {
         sim.queue(1, &b);
@@ -617,6 +617,33 @@ fn measure() {
                 cfg.transmission_budget().as_secs_f64(),
                 cells.join(" | ")
             );
+        }
+    }
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any frame shape, loss rate and workload: both sides end with
+        /// exactly the other's messages, in order.
+        #[test]
+        fn any_shape_and_loss_converges(
+            transparent: bool,
+            mtu in 64usize..2048,
+            frames in 1usize..=16,
+            loss in 0.0f64..0.35,
+            a_bytes in 0usize..8_000,
+            b_bytes in 0usize..8_000,
+            b_answers: bool,
+            seed: u64,
+        ) {
+            let base = profile_cfg(if transparent { "sim-transparent-9600" } else { "sim-kiss-1200" });
+            let cfg = with_shape(&base, mtu, frames);
+            prop_assume!(cfg.max_message() > 8);
+            converge_with(cfg, Loss::Frame(loss), IMMEDIATE, seed, [a_bytes, b_bytes], b_answers);
         }
     }
 }

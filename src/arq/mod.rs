@@ -139,6 +139,25 @@ pub struct Arq {
     /// Data or a poll arrived that we have not acknowledged yet.
     ack_owed: bool,
     events: VecDeque<ArqEvent>,
+    stats: ArqStats,
+}
+
+/// Counters for progress displays, logs and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArqStats {
+    pub transmissions: u64,
+    pub data_frames: u64,
+    /// Data frames that had been sent before.
+    pub retransmissions: u64,
+    pub ack_frames: u64,
+    /// Reply deadlines that passed with nothing heard.
+    pub timeouts: u64,
+    /// Message bytes acknowledged by the peer.
+    pub bytes_acked: u64,
+    /// Message bytes delivered to us.
+    pub bytes_delivered: u64,
+    /// Estimated airtime of our transmissions, without TXDELAY.
+    pub airtime: Duration,
 }
 
 impl Arq {
@@ -157,6 +176,7 @@ impl Arq {
             out_of_order: BTreeMap::new(),
             ack_owed: false,
             events: VecDeque::new(),
+            stats: ArqStats::default(),
         }
     }
 
@@ -182,6 +202,16 @@ impl Arq {
     }
 
     /// Messages queued or in flight, not yet acknowledged.
+    pub fn stats(&self) -> &ArqStats {
+        &self.stats
+    }
+
+    /// Nothing queued, in flight or owed, and nobody holds the turn: the
+    /// session can end here.
+    pub fn is_quiet(&self) -> bool {
+        self.state == State::Idle && self.unacked() == 0 && !self.ack_owed
+    }
+
     pub fn unacked(&self) -> usize {
         self.queue.len() + self.in_flight.iter().filter(|f| !f.acked).count()
     }
@@ -262,9 +292,11 @@ impl Arq {
                 .or_insert_with(|| message.to_vec());
             return Ok(());
         }
+        self.stats.bytes_delivered += message.len() as u64;
         self.events.push_back(ArqEvent::Delivered(message.to_vec()));
         self.next_expected = self.next_expected.plus(1);
         while let Some(m) = self.out_of_order.remove(&self.next_expected.0) {
+            self.stats.bytes_delivered += m.len() as u64;
             self.events.push_back(ArqEvent::Delivered(m));
             self.next_expected = self.next_expected.plus(1);
         }
@@ -287,8 +319,10 @@ impl Arq {
         let had_unacked = self.unacked() > 0;
         for f in self.in_flight.iter_mut() {
             let d = f.seq.distance(a.next_expected);
-            if d < 0 || ((1..=63).contains(&d) && a.received & (1u64 << (d - 1)) != 0) {
+            if !f.acked && (d < 0 || ((1..=63).contains(&d) && a.received & (1u64 << (d - 1)) != 0))
+            {
                 f.acked = true;
+                self.stats.bytes_acked += f.message.len() as u64;
             }
         }
         while self.in_flight.front().is_some_and(|f| f.acked) {
@@ -311,6 +345,7 @@ impl Arq {
             } if now >= deadline => match expect {
                 Expect::Nothing => self.state = State::Idle,
                 Expect::Answer => {
+                    self.stats.timeouts += 1;
                     let attempt = attempt + 1;
                     if attempt >= self.cfg.max_tries {
                         self.fail(LinkLost::PeerSilent { tries: attempt });
@@ -387,6 +422,8 @@ impl Arq {
             expect,
             attempt,
         };
+        self.stats.transmissions += 1;
+        self.stats.airtime += airtime;
         Some(Transmission { frames, airtime })
     }
 
@@ -452,6 +489,7 @@ impl Arq {
         self.ack_owed = false;
         if let Some(ack) = &ack {
             frames.push(ack.clone());
+            self.stats.ack_frames += 1;
         }
         for &i in &data {
             let f = &mut self.in_flight[i];
@@ -461,7 +499,11 @@ impl Arq {
                     sends: f.sends,
                 });
             }
+            if f.sends > 0 {
+                self.stats.retransmissions += 1;
+            }
             f.sends += 1;
+            self.stats.data_frames += 1;
             frames.push(
                 DataRepr {
                     seq: f.seq,
@@ -476,6 +518,7 @@ impl Arq {
         if let Some(ack) = ack {
             if self.cfg.ack_copies > 1 {
                 frames.push(ack);
+                self.stats.ack_frames += 1;
             }
         }
         if frames.is_empty() {

@@ -189,6 +189,21 @@ fn lost_ack_resend_and_duplicate_suppressed() {
     // Nothing more to say.
     assert!(a.poll_transmit(rto).is_none());
     assert_eq!(a.state(), &State::Idle);
+    assert!(a.is_quiet());
+    let st = a.stats();
+    assert_eq!(
+        (
+            st.transmissions,
+            st.data_frames,
+            st.retransmissions,
+            st.timeouts
+        ),
+        (2, 2, 1, 1)
+    );
+    assert_eq!(st.bytes_acked, 13);
+    assert_eq!(st.airtime, us(400_000));
+    assert_eq!(b.stats().bytes_delivered, 13);
+    assert_eq!(b.stats().ack_frames, 2);
 }
 
 #[test]
@@ -438,4 +453,62 @@ fn small_frames_share_the_airtime_budget() {
     let tx = a.poll_transmit(t0).unwrap();
     assert_eq!(tx.frames.len(), 34);
     assert!(tx.airtime <= cfg().transmission_budget());
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_frame() -> impl Strategy<Value = ArqFrame> {
+        (
+            any::<bool>(),
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..16),
+        )
+            .prop_map(|(data, seq, payload)| ArqFrame {
+                kind: if data { ArqKind::Data } else { ArqKind::Ack },
+                seq: seq % 80,
+                payload,
+            })
+    }
+
+    proptest! {
+        /// Garbage from a peer (wrong seqs, bad payloads, at any time) never
+        /// panics and never delivers a message twice or out of order.
+        #[test]
+        fn arbitrary_frames_and_timeouts_never_panic(
+            steps in proptest::collection::vec((any_frame(), 0u64..5_000_000, any::<bool>()), 1..60)
+        ) {
+            let t0 = Instant::now();
+            let mut a = Arq::new(cfg(), Role::Responder);
+            for n in 0..5 {
+                a.send(msg(n)).unwrap();
+            }
+            let mut now = t0;
+            let mut delivered = 0usize;
+            let mut distinct = std::collections::HashSet::new();
+            for (frame, dt, timeout) in steps {
+                if !timeout && frame.kind == ArqKind::Data && frame.payload.len() >= 2 {
+                    distinct.insert(frame.seq);
+                }
+                now += Duration::from_micros(dt);
+                if timeout {
+                    a.handle_timeout(now);
+                } else {
+                    let _ = a.handle_input(now, frame);
+                }
+                while let Some(tx) = a.poll_transmit(now) {
+                    prop_assert!(!tx.frames.is_empty());
+                    if a.poll_timeout().is_some() { break; }
+                }
+                while let Some(e) = a.poll_event() {
+                    if let ArqEvent::Delivered(_) = e {
+                        delivered += 1;
+                    }
+                }
+            }
+            // Each sequence number is delivered at most once.
+            prop_assert!(delivered <= distinct.len());
+        }
+    }
 }
