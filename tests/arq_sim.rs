@@ -40,27 +40,7 @@ struct Channel {
     loss: Loss,
     cut: Option<Cut>,
     seed: u64,
-    access: Access,
 }
-
-/// p-persistent channel access of the modem: each slot it keys up with
-/// probability (persist + 1) / 256.
-#[derive(Debug, Clone, Copy)]
-struct Access {
-    persist: u32,
-    slottime: Duration,
-}
-
-const IMMEDIATE: Access = Access {
-    persist: 255,
-    slottime: Duration::ZERO,
-};
-
-/// Dire Wolf's defaults: PERSIST 63, SLOTTIME 100 ms.
-const DIREWOLF: Access = Access {
-    persist: 63,
-    slottime: Duration::from_millis(100),
-};
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum What {
@@ -200,10 +180,14 @@ impl Sim {
 
     fn radiate(&mut self, s: usize, t: Duration, tx: Transmission) {
         self.transmissions += 1;
+        // p-persistence: at least one slot, then each slot with probability p.
         let mut start = t + self.cfg.turnaround;
-        let p = f64::from(self.chan.access.persist + 1) / 256.0;
-        while p < 1.0 && !self.rng.gen_bool(p) {
-            start += self.chan.access.slottime;
+        let p = f64::from(u32::from(self.cfg.persist) + 1) / 256.0;
+        loop {
+            start += self.cfg.slottime;
+            if p >= 1.0 || self.rng.gen_bool(p) {
+                break;
+            }
         }
         let mut at = start + self.cfg.txdelay;
         self.stations[s].radiating.push((start, at + tx.airtime));
@@ -324,13 +308,12 @@ fn workload(cfg: &ArqConfig, total: usize, tag: u8) -> Vec<Vec<u8>> {
 
 /// Both stations start at once (so their first transmissions collide).
 fn converge(cfg: ArqConfig, loss: Loss, seed: u64, bytes: [usize; 2]) -> Outcome {
-    converge_with(cfg, loss, IMMEDIATE, seed, bytes, false)
+    converge_with(cfg, loss, seed, bytes, false)
 }
 
 fn converge_with(
     cfg: ArqConfig,
     loss: Loss,
-    access: Access,
     seed: u64,
     bytes: [usize; 2],
     b_answers: bool,
@@ -343,7 +326,6 @@ fn converge_with(
             loss,
             cut: None,
             seed,
-            access,
         },
     );
     sim.queue(0, &a);
@@ -386,9 +368,14 @@ fn converges_with_bit_errors_on_the_transparent_profile() {
 
 #[test]
 fn one_way_clean_transfer_takes_the_computed_time() {
-    // Clean channel, one direction: the time is fixed by the airtime model,
-    // so this catches an accidental extra exchange or a premature timeout.
-    let cfg = profile_cfg("sim-kiss-1200");
+    // Clean channel, one direction, no random channel access: the time is
+    // fixed by the airtime model, so this catches an accidental extra
+    // exchange or a premature timeout.
+    let cfg = ArqConfig {
+        persist: 255,
+        slottime: Duration::ZERO,
+        ..profile_cfg("sim-kiss-1200")
+    };
     let out = converge(cfg.clone(), Loss::Frame(0.0), 1, [10_000, 0]);
     let frames = workload(&cfg, 10_000, 0xA);
     let batches = frames.len().div_ceil(cfg.max_frames);
@@ -427,7 +414,6 @@ fn survives_the_link_cut_for_a_minute() {
                     until: Duration::from_secs(75),
                 }),
                 seed: 3,
-                access: IMMEDIATE,
             },
         );
         sim.queue(0, &a);
@@ -450,7 +436,6 @@ fn a_dead_link_is_given_up() {
             loss: Loss::Frame(1.0),
             cut: None,
             seed: 0,
-            access: IMMEDIATE,
         },
     );
     sim.queue(0, &a);
@@ -463,23 +448,17 @@ fn a_dead_link_is_given_up() {
 
 /// Payload bits delivered / (bitrate x time), averaged over seeds.
 fn efficiency(cfg: &ArqConfig, loss: Loss, bytes: usize, seeds: u64) -> f64 {
-    efficiency_with(cfg, loss, IMMEDIATE, [bytes, 0], seeds)
+    efficiency_with(cfg, loss, [bytes, 0], seeds)
 }
 
 fn efficiency2(cfg: &ArqConfig, loss: Loss, bytes: [usize; 2], seeds: u64) -> f64 {
-    efficiency_with(cfg, loss, IMMEDIATE, bytes, seeds)
+    efficiency_with(cfg, loss, bytes, seeds)
 }
 
-fn efficiency_with(
-    cfg: &ArqConfig,
-    loss: Loss,
-    access: Access,
-    bytes: [usize; 2],
-    seeds: u64,
-) -> f64 {
+fn efficiency_with(cfg: &ArqConfig, loss: Loss, bytes: [usize; 2], seeds: u64) -> f64 {
     let mut sum = 0.0;
     for seed in 0..seeds {
-        let out = converge_with(cfg.clone(), loss, access, seed, bytes, true);
+        let out = converge_with(cfg.clone(), loss, seed, bytes, true);
         sum += (out.payload_bytes * 8) as f64 / (f64::from(cfg.bitrate) * out.time.as_secs_f64());
     }
     sum / seeds as f64
@@ -610,7 +589,7 @@ fn measure() {
                 Loss::Frame(0.1),
             ]
             .iter()
-            .map(|&l| format!("{:.2}", efficiency_with(&cfg, l, DIREWOLF, [150_000, 0], 4)))
+            .map(|&l| format!("{:.2}", efficiency_with(&cfg, l, [150_000, 0], 4)))
             .collect();
             println!(
                 "| {mtu} | {n} | {:.1} | {} |",
@@ -643,7 +622,7 @@ mod props {
             let base = profile_cfg(if transparent { "sim-transparent-9600" } else { "sim-kiss-1200" });
             let cfg = with_shape(&base, mtu, frames);
             prop_assume!(cfg.max_message() > 8);
-            converge_with(cfg, Loss::Frame(loss), IMMEDIATE, seed, [a_bytes, b_bytes], b_answers);
+            converge_with(cfg, Loss::Frame(loss), seed, [a_bytes, b_bytes], b_answers);
         }
     }
 }

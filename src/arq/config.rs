@@ -11,12 +11,12 @@ use std::time::Duration;
 use super::wire::{ACK_MAX, DATA_HEADER};
 use crate::profile::{Framing, Profile, AX25_UI_HEADER};
 
-/// Bytes the frame layer adds around an ARQ payload before FEC: kind,
-/// session, seq, length and CRC-32 (the frame layer owns the exact layout;
-/// this estimate only feeds airtime and MTU arithmetic).
+/// Bytes the frame layer adds around an ARQ payload before FEC: kind, flags,
+/// session, seq, length and CRC-32C (src/frame, without an auth tag; with a
+/// tag add 1 + its length to `ArqConfig::frame_overhead`).
 pub const FRAME_OVERHEAD_ESTIMATE: usize = 12;
-/// Bytes a transparent link adds per frame: sync word and protected length.
-pub const TRANSPARENT_LINK_OVERHEAD: usize = 6;
+/// Bytes a transparent link adds per frame: 4-byte sync word and RS(6,2) length.
+pub const TRANSPARENT_LINK_OVERHEAD: usize = 10;
 /// Bytes HDLC adds per AX.25 frame on air besides the header: FCS and a flag.
 pub const HDLC_OVERHEAD: usize = 3;
 /// Frames the receiver keeps track of beyond the first missing one (bitmap 63 + 1).
@@ -38,8 +38,10 @@ pub struct ArqConfig {
     pub bitrate: u32,
     pub txdelay: Duration,
     pub turnaround: Duration,
-    /// Allowance for p-persistent channel access before keying up.
-    pub channel_access: Duration,
+    /// p-persistence of the modem: each slot it keys up with probability
+    /// (persist + 1) / 256, after at least one slot (Dire Wolf, chansim).
+    pub persist: u8,
+    pub slottime: Duration,
     /// Frame-layer bytes per frame before FEC.
     pub frame_overhead: usize,
     pub fec: Option<FecShape>,
@@ -70,17 +72,12 @@ impl ArqConfig {
             ),
             Framing::Transparent => (TRANSPARENT_LINK_OVERHEAD, false),
         };
-        // With p-persistence the modem waits (255 - p) / (p + 1) slots on
-        // average; allow three times that.
-        let persist = u64::from(p.persist.min(255));
-        let mean_slots_x100 = (255 - persist) * 100 / (persist + 1);
-        let channel_access =
-            Duration::from_millis(u64::from(p.slottime_ms) * mean_slots_x100 * 3 / 100);
         ArqConfig {
             bitrate: p.bitrate,
             txdelay: Duration::from_millis(p.txdelay_ms.into()),
             turnaround: Duration::from_millis(p.turnaround_ms.into()),
-            channel_access,
+            persist: p.persist.min(255) as u8,
+            slottime: Duration::from_millis(p.slottime_ms.into()),
             frame_overhead: FRAME_OVERHEAD_ESTIMATE,
             fec: p.fec.map(|f| FecShape {
                 parity: f.parity as usize,
@@ -149,10 +146,18 @@ impl ArqConfig {
         self.frame_airtime(DATA_HEADER + self.max_message()) * self.max_frames as u32
     }
 
+    /// Allowance for p-persistent channel access before keying up: one
+    /// slot, plus three times the mean of the further (255 - p) / (p + 1).
+    pub fn channel_access(&self) -> Duration {
+        let p = u32::from(self.persist);
+        let extra_x100 = (255 - p) * 300 / (p + 1);
+        self.slottime + self.slottime * extra_x100 / 100
+    }
+
     /// From handing a transmission to the modem until the peer can hear its
     /// first bit: turnaround, channel access, TXDELAY.
     pub fn key_up(&self) -> Duration {
-        self.turnaround + self.channel_access + self.txdelay
+        self.turnaround + self.channel_access() + self.txdelay
     }
 
     /// Slack a receiver waits past the announced end of a transmission whose
@@ -205,7 +210,6 @@ mod tests {
         assert_eq!(k.frame_bytes(100), 112);
         assert_eq!(k.air_bytes(100), 117);
         assert_eq!(k.frame_airtime(100), Duration::from_micros(780_000));
-        assert_eq!(k.channel_access, Duration::ZERO);
         assert_eq!(k.frame_bytes(DATA_HEADER + k.max_message()), k.mtu);
 
         let t = cfg("sim-transparent-9600");
@@ -214,13 +218,20 @@ mod tests {
         assert_eq!(t.frame_bytes(227), 255);
         assert!(t.frame_bytes(DATA_HEADER + t.max_message()) <= t.mtu);
         assert!(t.frame_bytes(DATA_HEADER + t.max_message() + 1) > t.mtu);
+        assert_eq!(t.channel_access(), Duration::ZERO);
 
         // The figures quoted in docs/arq.md.
         assert_eq!(k.max_message(), 498);
         assert_eq!(t.max_message(), 942);
-        // Dire Wolf's PERSIST 63, SLOTTIME 100 ms: 3 slots on average, allow 9.
+        // Dire Wolf's PERSIST 63, SLOTTIME 100 ms: one slot, then 3 more on
+        // average; allow 1 + 9.
         let dw = cfg("direwolf-1200");
-        assert_eq!(dw.channel_access, Duration::from_millis(900));
+        assert_eq!(dw.channel_access(), Duration::from_millis(1000));
+        let once = ArqConfig {
+            persist: 255,
+            ..dw.clone()
+        };
+        assert_eq!(once.channel_access(), Duration::from_millis(100));
         assert_eq!(dw.link_overhead, HDLC_OVERHEAD + AX25_UI_HEADER);
     }
 

@@ -1,5 +1,6 @@
 //! What the ARQ puts inside a frame's payload.
 //!
+//! Integers are big-endian like the rest of the wire formats.
 //! The frame layer carries `kind`, `seq` and `payload`; the ARQ owns the
 //! payload bytes. Both kinds start with `rem_ms`, the airtime left in the
 //! current transmission after this frame, so a receiver that misses the last
@@ -7,10 +8,10 @@
 //!
 //! ```text
 //! Data   seq = sequence number of this message
-//!        0..2  rem_ms   u16 LE   airtime after this frame, ms (0 = last frame: your turn)
+//!        0..2  rem_ms   u16 BE   airtime after this frame, ms (0 = last frame: your turn)
 //!        2..   message
 //! Ack    seq = next_expected: every message before it has been delivered
-//!        0..2  rem_ms   u16 LE
+//!        0..2  rem_ms   u16 BE
 //!        2     flags    bit 0 POLL (answer even if you have nothing to send), others 0
 //!        3..   bitmap   0..=8 bytes, trailing zero bytes omitted; bit i of byte j
 //!                       (LSB first) set = seq next_expected + 1 + 8j + i was received
@@ -72,7 +73,7 @@ impl<'a> DataRepr<'a> {
         }
         Ok(DataRepr {
             seq: Seq(seq),
-            rem_ms: u16::from_le_bytes([payload[0], payload[1]]),
+            rem_ms: u16::from_be_bytes([payload[0], payload[1]]),
             message: &payload[DATA_HEADER..],
         })
     }
@@ -83,7 +84,7 @@ impl<'a> DataRepr<'a> {
 
     pub fn emit(&self) -> ArqFrame {
         let mut payload = Vec::with_capacity(self.buffer_len());
-        payload.extend_from_slice(&self.rem_ms.to_le_bytes());
+        payload.extend_from_slice(&self.rem_ms.to_be_bytes());
         payload.extend_from_slice(self.message);
         ArqFrame {
             kind: ArqKind::Data,
@@ -121,7 +122,7 @@ impl AckRepr {
         let received = u64::from_le_bytes(bytes);
         Ok(AckRepr {
             next_expected: Seq(seq),
-            rem_ms: u16::from_le_bytes([payload[0], payload[1]]),
+            rem_ms: u16::from_be_bytes([payload[0], payload[1]]),
             poll: flags & FLAG_POLL != 0,
             // Bit 63 would name a frame outside the window: ignore it.
             received: received & (u64::MAX >> 1),
@@ -139,7 +140,7 @@ impl AckRepr {
 
     pub fn emit(&self) -> ArqFrame {
         let mut payload = Vec::with_capacity(self.buffer_len());
-        payload.extend_from_slice(&self.rem_ms.to_le_bytes());
+        payload.extend_from_slice(&self.rem_ms.to_be_bytes());
         payload.push(if self.poll { FLAG_POLL } else { 0 });
         let received = self.received & (u64::MAX >> 1);
         payload.extend_from_slice(&received.to_le_bytes()[..self.bitmap_len()]);
@@ -153,7 +154,7 @@ impl AckRepr {
 
 /// Set the `rem_ms` field of an already built frame (both kinds keep it first).
 pub(crate) fn set_rem_ms(frame: &mut ArqFrame, rem_ms: u16) {
-    frame.payload[..2].copy_from_slice(&rem_ms.to_le_bytes());
+    frame.payload[..2].copy_from_slice(&rem_ms.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -170,7 +171,7 @@ mod tests {
         .emit();
         assert_eq!(f.kind, ArqKind::Data);
         assert_eq!(f.seq, 0x1234);
-        assert_eq!(f.payload, [0x02, 0x01, b'h', b'i']);
+        assert_eq!(f.payload, [0x01, 0x02, b'h', b'i']);
         let d = DataRepr::parse(0x1234, &f.payload).unwrap();
         assert_eq!((d.rem_ms, d.message), (0x0102, &b"hi"[..]));
         assert_eq!(d.buffer_len(), 4);
@@ -202,7 +203,7 @@ mod tests {
             received: (1 << 1) | (1 << 8),
         };
         let f = a.emit();
-        assert_eq!(f.payload, [0x2c, 0x01, 0x01, 0b0000_0010, 0b0000_0001]);
+        assert_eq!(f.payload, [0x01, 0x2c, 0x01, 0b0000_0010, 0b0000_0001]);
         assert_eq!(AckRepr::parse(7, &f.payload).unwrap(), a);
         assert_eq!(a.buffer_len(), 5);
 
@@ -243,7 +244,7 @@ mod tests {
         }
         .emit();
         set_rem_ms(&mut f, 513);
-        assert_eq!(f.payload, [0x01, 0x02, b'x']);
+        assert_eq!(f.payload, [0x02, 0x01, b'x']);
     }
 }
 
