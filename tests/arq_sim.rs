@@ -475,7 +475,7 @@ fn with_shape(base: &ArqConfig, mtu: usize, frames: usize) -> ArqConfig {
 #[test]
 #[ignore = "measurement: prints the tables of docs/arq.md (run in release)"]
 fn measure() {
-    let frames_grid = [1usize, 2, 4, 8, 16];
+    let frames_grid = [1usize, 2, 4, 6, 8, 12, 16];
     let kiss = profile_cfg("sim-kiss-1200");
     let kiss_losses = [
         Loss::Frame(0.0),
@@ -484,7 +484,7 @@ fn measure() {
         Loss::Ber(1e-5),
         Loss::Ber(1e-4),
     ];
-    println!("\nKISS 1200 bit/s, TXDELAY 300 ms, turnaround 20 ms: payload bytes/s (efficiency)");
+    println!("\nKISS 1200 bit/s, TXDELAY 300 ms, turnaround 20 ms, PERSIST 63, SLOTTIME 100 ms: payload bytes/s (efficiency)");
     println!(
         "| mtu | frames/tx | tx airtime s | loss 0 | loss 10% | loss 30% | BER 1e-5 | BER 1e-4 |"
     );
