@@ -160,6 +160,13 @@ impl ArqConfig {
         self.turnaround + self.channel_access() + self.txdelay
     }
 
+    /// Shortest possible key-up: turnaround, one slot, TXDELAY. Frames of
+    /// the peer heard earlier than this after we transmitted mean the modem
+    /// has not sent ours yet.
+    pub fn min_key_up(&self) -> Duration {
+        self.turnaround + self.slottime + self.txdelay
+    }
+
     /// Slack a receiver waits past the announced end of a transmission whose
     /// last frame it missed, before it answers.
     pub fn rx_slack(&self) -> Duration {

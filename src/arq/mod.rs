@@ -112,12 +112,37 @@ pub enum State {
     Failed(LinkLost),
 }
 
+/// What we know about a frame we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Sent; no ack since it could have arrived.
+    Unknown,
+    /// An ack that came after it could have arrived does not cover it.
+    Missing,
+    Acked,
+}
+
 #[derive(Debug, Clone)]
 struct InFlight {
     seq: Seq,
     message: Vec<u8>,
     sends: u32,
-    acked: bool,
+    fate: Fate,
+    /// Earliest time the peer can have it; `None` while the transmission is
+    /// held back by the modem (see `Deferred`).
+    on_air_by: Option<Instant>,
+    /// End of this frame from the start of its transmission's first frame.
+    offset: Duration,
+}
+
+/// Our last transmission, as far as timing goes.
+#[derive(Debug, Clone, Copy)]
+struct LastTx {
+    /// Earliest time it can have ended: before that we cannot hear the peer
+    /// (half duplex), unless the modem has not sent it yet.
+    min_end: Instant,
+    airtime: Duration,
+    expect: Expect,
 }
 
 /// One ARQ endpoint.
@@ -131,8 +156,13 @@ pub struct Arq {
     queue: VecDeque<Vec<u8>>,
     in_flight: VecDeque<InFlight>,
     next_seq: Seq,
-    /// An ack arrived since our last data transmission.
-    ack_fresh: bool,
+    last_tx: Option<LastTx>,
+    /// We heard the peer while our last transmission should have been on
+    /// air: a KISS TNC holds it until the peer's carrier drops (CSMA).
+    deferred: bool,
+    /// Airtime and expectation of a held-back transmission that goes on air
+    /// together with the next one (the TNC sends queued frames in one key-up).
+    carry: Option<(Duration, Expect)>,
     // Receiving side.
     next_expected: Seq,
     out_of_order: BTreeMap<u16, Vec<u8>>,
@@ -171,7 +201,9 @@ impl Arq {
             queue: VecDeque::new(),
             in_flight: VecDeque::new(),
             next_seq: Seq(0),
-            ack_fresh: true,
+            last_tx: None,
+            deferred: false,
+            carry: None,
             next_expected: Seq(0),
             out_of_order: BTreeMap::new(),
             ack_owed: false,
@@ -213,7 +245,12 @@ impl Arq {
     }
 
     pub fn unacked(&self) -> usize {
-        self.queue.len() + self.in_flight.iter().filter(|f| !f.acked).count()
+        self.queue.len()
+            + self
+                .in_flight
+                .iter()
+                .filter(|f| f.fate != Fate::Acked)
+                .count()
     }
 
     /// Queue one message; it is delivered to the peer in order, exactly once.
@@ -248,7 +285,7 @@ impl Arq {
             }
             ArqKind::Ack => {
                 let a = AckRepr::parse(frame.seq, &frame.payload)?;
-                self.on_ack(&a)?;
+                self.on_ack(now, &a)?;
                 if a.poll {
                     self.ack_owed = true;
                 }
@@ -258,18 +295,48 @@ impl Arq {
         if self.error().is_some() {
             return Ok(());
         }
+        if let Some(last) = self.last_tx {
+            if now < last.min_end && !self.deferred {
+                // Heard while we should be transmitting: the modem is
+                // holding our frames back until the peer's carrier drops.
+                self.deferred = true;
+                for f in self.in_flight.iter_mut() {
+                    if f.fate == Fate::Unknown && f.on_air_by.is_some_and(|t| t > now) {
+                        f.on_air_by = None;
+                    }
+                }
+            }
+        }
         // The peer is alive: whatever we were waiting for, we now follow its turn.
-        self.state = if rem_ms == 0 {
-            State::Ready {
-                attempt: 0,
-                reply: true,
-            }
+        if rem_ms == 0 {
+            self.turn_to_us(now);
         } else {
-            State::Hearing {
+            self.state = State::Hearing {
                 ends_by: now + Duration::from_millis(rem_ms.into()) + self.cfg.rx_slack(),
-            }
-        };
+            };
+        }
         Ok(())
+    }
+
+    /// The peer's carrier is down: our turn. A held-back transmission of
+    /// ours goes on air now.
+    fn turn_to_us(&mut self, now: Instant) {
+        if self.deferred {
+            self.deferred = false;
+            let base = now + self.cfg.min_key_up();
+            for f in self.in_flight.iter_mut() {
+                if f.on_air_by.is_none() {
+                    f.on_air_by = Some(base + f.offset);
+                }
+            }
+            if let Some(last) = self.last_tx.take() {
+                self.carry = Some((last.airtime, last.expect));
+            }
+        }
+        self.state = State::Ready {
+            attempt: 0,
+            reply: true,
+        };
     }
 
     fn on_data(&mut self, seq: Seq, message: &[u8]) -> Result<(), ArqError> {
@@ -303,7 +370,7 @@ impl Arq {
         Ok(())
     }
 
-    fn on_ack(&mut self, a: &AckRepr) -> Result<(), ArqError> {
+    fn on_ack(&mut self, now: Instant, a: &AckRepr) -> Result<(), ArqError> {
         let first = self.in_flight.front().map_or(self.next_seq, |f| f.seq);
         if a.next_expected.distance(self.next_seq) > 0 {
             return Err(ArqError::AckOfUnsent {
@@ -318,17 +385,26 @@ impl Arq {
         }
         let had_unacked = self.unacked() > 0;
         for f in self.in_flight.iter_mut() {
+            if f.fate == Fate::Acked {
+                continue;
+            }
             let d = f.seq.distance(a.next_expected);
-            if !f.acked && (d < 0 || ((1..=63).contains(&d) && a.received & (1u64 << (d - 1)) != 0))
-            {
-                f.acked = true;
+            if d < 0 || ((1..=63).contains(&d) && a.received & (1u64 << (d - 1)) != 0) {
+                f.fate = Fate::Acked;
                 self.stats.bytes_acked += f.message.len() as u64;
+            } else if f.on_air_by.is_some_and(|t| t <= now) {
+                // An ack that may have been made before the frame arrived
+                // says nothing about it.
+                f.fate = Fate::Missing;
             }
         }
-        while self.in_flight.front().is_some_and(|f| f.acked) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|f| f.fate == Fate::Acked)
+        {
             self.in_flight.pop_front();
         }
-        self.ack_fresh = true;
         if had_unacked && self.unacked() == 0 {
             self.events.push_back(ArqEvent::AllAcked);
         }
@@ -358,12 +434,7 @@ impl Arq {
                 }
             },
             // The peer's last frame got lost: its carrier is down by now.
-            State::Hearing { ends_by } if now >= ends_by => {
-                self.state = State::Ready {
-                    attempt: 0,
-                    reply: true,
-                };
-            }
+            State::Hearing { ends_by } if now >= ends_by => self.turn_to_us(now),
             _ => {}
         }
     }
@@ -393,10 +464,30 @@ impl Arq {
             State::Idle if !self.queue.is_empty() || self.unacked() > 0 => (0, false),
             _ => return None,
         };
-        let (frames, expect) = match self.build() {
+        let (carried, carried_expect) = self
+            .carry
+            .take()
+            .unwrap_or((Duration::ZERO, Expect::Nothing));
+        let (frames, mut expect) = match self.build(now, carried) {
             Ok(Some(built)) => built,
             Ok(None) => {
-                self.state = State::Idle;
+                // Nothing to add, but a held-back transmission goes on air now.
+                self.state = match carried_expect {
+                    _ if carried.is_zero() => State::Idle,
+                    expect => {
+                        let min_end = now + self.cfg.min_key_up() + carried;
+                        self.last_tx = Some(LastTx {
+                            min_end,
+                            airtime: carried,
+                            expect,
+                        });
+                        State::AwaitingReply {
+                            deadline: now + self.cfg.key_up() + carried + self.cfg.reply_wait(),
+                            expect,
+                            attempt,
+                        }
+                    }
+                };
                 return None;
             }
             Err(lost) => {
@@ -404,11 +495,19 @@ impl Arq {
                 return None;
             }
         };
+        if carried_expect == Expect::Answer {
+            expect = Expect::Answer;
+        }
         let airtime: Duration = frames
             .iter()
             .map(|f| self.cfg.frame_airtime(f.payload.len()))
             .sum();
-        let tx_end = now + self.cfg.key_up() + airtime;
+        self.last_tx = Some(LastTx {
+            min_end: now + self.cfg.min_key_up() + carried + airtime,
+            airtime: carried + airtime,
+            expect,
+        });
+        let tx_end = now + self.cfg.key_up() + carried + airtime;
         let mut deadline = tx_end + self.cfg.reply_wait();
         if expect == Expect::Answer {
             deadline += self.cfg.backoff(attempt);
@@ -429,23 +528,34 @@ impl Arq {
 
     /// Choose the frames of one transmission; `None` if there is nothing to say.
     #[allow(clippy::type_complexity)]
-    fn build(&mut self) -> Result<Option<(Vec<ArqFrame>, Expect)>, LinkLost> {
+    fn build(
+        &mut self,
+        now: Instant,
+        carried: Duration,
+    ) -> Result<Option<(Vec<ArqFrame>, Expect)>, LinkLost> {
         let mut data: Vec<usize> = Vec::new(); // indexes into in_flight
         let mut poll = false;
-        let unacked: Vec<usize> = (0..self.in_flight.len())
-            .filter(|&i| !self.in_flight[i].acked)
+        let missing: Vec<usize> = (0..self.in_flight.len())
+            .filter(|&i| self.in_flight[i].fate == Fate::Missing)
+            .collect();
+        // Sent, arrived by now if at all, and no ack since: most likely the
+        // ack was lost.
+        let stale: Vec<usize> = (0..self.in_flight.len())
+            .filter(|&i| {
+                let f = &self.in_flight[i];
+                f.fate == Fate::Unknown && f.on_air_by.is_some_and(|t| t <= now)
+            })
             .collect();
         let air_of = |cfg: &ArqConfig, m: &[u8]| cfg.frame_airtime(DATA_HEADER + m.len());
         let budget = self.cfg.transmission_budget();
-        if !self.ack_fresh && !unacked.is_empty() {
-            // No news since we sent them: most likely the ack was lost.
+        if missing.is_empty() && !stale.is_empty() {
             // Resend them if that is cheaper than an extra exchange, else poll.
-            let air: Duration = unacked
+            let air: Duration = stale
                 .iter()
                 .map(|&i| air_of(&self.cfg, &self.in_flight[i].message))
                 .sum();
             if air <= self.cfg.exchange_overhead() {
-                data = unacked;
+                data = stale;
             } else {
                 poll = true;
             }
@@ -453,7 +563,7 @@ impl Arq {
             // Retransmissions first, then new messages, within the airtime
             // budget (always at least one frame) and the window.
             let mut used = Duration::ZERO;
-            for i in unacked {
+            for i in missing {
                 let air = air_of(&self.cfg, &self.in_flight[i].message);
                 if !data.is_empty() && used + air > budget {
                     break;
@@ -476,7 +586,9 @@ impl Arq {
                     seq: self.next_seq,
                     message,
                     sends: 0,
-                    acked: false,
+                    fate: Fate::Unknown,
+                    on_air_by: None,
+                    offset: Duration::ZERO,
                 });
                 self.next_seq = self.next_seq.plus(1);
                 data.push(self.in_flight.len() - 1);
@@ -524,15 +636,27 @@ impl Arq {
         if frames.is_empty() {
             return Ok(None);
         }
-        if !data.is_empty() {
-            self.ack_fresh = false;
-        }
         // Each frame announces the airtime still to come after it.
         let mut rem = Duration::ZERO;
         for f in frames.iter_mut().rev() {
             let ms = rem.as_micros().div_ceil(1000).min(u128::from(u16::MAX)) as u16;
             wire::set_rem_ms(f, ms);
             rem += self.cfg.frame_airtime(f.payload.len());
+        }
+        // When each data frame can have arrived at the earliest.
+        let start = now + self.cfg.min_key_up();
+        let mut offset = carried;
+        let mut next_data = data.iter();
+        for f in &frames {
+            offset += self.cfg.frame_airtime(f.payload.len());
+            if f.kind == ArqKind::Data {
+                if let Some(&i) = next_data.next() {
+                    let inf = &mut self.in_flight[i];
+                    inf.fate = Fate::Unknown;
+                    inf.offset = offset;
+                    inf.on_air_by = Some(start + offset);
+                }
+            }
         }
         let expect = if data.is_empty() && !poll {
             Expect::Nothing

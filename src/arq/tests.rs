@@ -41,6 +41,11 @@ fn events(a: &mut Arq) -> Vec<ArqEvent> {
     std::iter::from_fn(|| a.poll_event()).collect()
 }
 
+/// When the last frame of `tx`, handed to the modem at `at`, arrives.
+fn after(at: Instant, tx: &Transmission) -> Instant {
+    at + cfg().key_up() + tx.airtime
+}
+
 /// Hand every frame of `tx` except those in `drop` to `to`, the last one at `at`.
 fn hear(to: &mut Arq, at: Instant, tx: &Transmission, drop: &[usize]) {
     for (i, f) in tx.frames.iter().enumerate() {
@@ -180,15 +185,17 @@ fn lost_ack_resend_and_duplicate_suppressed() {
     a.handle_timeout(rto);
     let again = a.poll_transmit(rto).unwrap();
     assert_eq!(again.frames, tx.frames);
-    b.handle_timeout(rto);
-    hear(&mut b, rto, &again, &[]);
+    let t2 = after(rto, &again);
+    b.handle_timeout(t2);
+    hear(&mut b, t2, &again, &[]);
     assert_eq!(events(&mut b), vec![]);
-    let ack2 = b.poll_transmit(rto).unwrap();
-    hear(&mut a, rto, &ack2, &[]);
+    let ack2 = b.poll_transmit(t2).unwrap();
+    let t3 = after(t2, &ack2);
+    hear(&mut a, t3, &ack2, &[]);
     assert_eq!(events(&mut a), vec![ArqEvent::AllAcked]);
     assert_eq!(a.unacked(), 0);
     // Nothing more to say.
-    assert!(a.poll_transmit(rto).is_none());
+    assert!(a.poll_transmit(t3).is_none());
     assert_eq!(a.state(), &State::Idle);
     assert!(a.is_quiet());
     let st = a.stats();
@@ -257,18 +264,20 @@ fn only_the_missing_frame_is_resent() {
     }
     let tx = a.poll_transmit(t0).unwrap();
     assert_eq!(tx.frames.len(), 4);
-    hear(&mut b, t0, &tx, &[1]);
+    let t1 = after(t0, &tx);
+    hear(&mut b, t1, &tx, &[1]);
     assert_eq!(events(&mut b), vec![ArqEvent::Delivered(big(0))]);
-    let ack = b.poll_transmit(t0).unwrap();
+    let ack = b.poll_transmit(t1).unwrap();
     let repr = AckRepr::parse(ack.frames[0].seq, &ack.frames[0].payload).unwrap();
     assert_eq!((repr.next_expected, repr.received), (Seq(1), 0b11));
     assert_eq!(ack.frames[0].payload, [0, 0, 0, 0b11]);
-    hear(&mut a, t0, &ack, &[]);
-    let tx2 = a.poll_transmit(t0).unwrap();
+    let t2 = after(t1, &ack);
+    hear(&mut a, t2, &ack, &[]);
+    let tx2 = a.poll_transmit(t2).unwrap();
     let seqs: Vec<_> = tx2.frames.iter().map(|f| f.seq).collect();
     // Seq 1 again, then the two new ones.
     assert_eq!(seqs, vec![1, 4, 5]);
-    hear(&mut b, t0, &tx2, &[]);
+    hear(&mut b, after(t2, &tx2), &tx2, &[]);
     let got: Vec<_> = events(&mut b);
     assert_eq!(
         got,
@@ -394,15 +403,18 @@ fn sequence_numbers_wrap() {
     let mut a = Arq::new(cfg(), Role::Initiator);
     let mut b = Arq::new(cfg(), Role::Responder);
     let mut delivered = 0u32;
+    let mut now = t0;
     for round in 0..(70_000 / 4) {
         for n in 0..4u8 {
             a.send(vec![n, (round % 251) as u8]).unwrap();
         }
-        let tx = a.poll_transmit(t0).unwrap();
-        hear(&mut b, t0, &tx, &[]);
-        let ack = b.poll_transmit(t0).unwrap();
-        hear(&mut a, t0, &ack, &[]);
-        assert!(a.poll_transmit(t0).is_none());
+        let tx = a.poll_transmit(now).unwrap();
+        now = after(now, &tx);
+        hear(&mut b, now, &tx, &[]);
+        let ack = b.poll_transmit(now).unwrap();
+        now = after(now, &ack);
+        hear(&mut a, now, &ack, &[]);
+        assert!(a.poll_transmit(now).is_none());
         for e in events(&mut b) {
             let ArqEvent::Delivered(m) = e else {
                 panic!("{e:?}")
