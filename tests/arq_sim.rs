@@ -11,7 +11,8 @@ use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use radiosync::arq::{
-    Arq, ArqConfig, ArqEvent, ArqFrame, FecShape, Role, Transmission, DATA_HEADER,
+    stuffed_bits, Arq, ArqConfig, ArqEvent, ArqFrame, FecShape, Role, Transmission, ACK_HEADER,
+    DATA_HEADER,
 };
 use radiosync::profile::Profile;
 use rand::{Rng, SeedableRng};
@@ -40,7 +41,14 @@ struct Channel {
     loss: Loss,
     cut: Option<Cut>,
     seed: u64,
+    /// KISS TNCs: carrier sense (a station keys up only when the other's
+    /// carrier is off) and frames queued in one key-up sent together.
+    csma: bool,
 }
+
+/// Frames handed to a KISS TNC this long after it keyed up still join the
+/// transmission (Dire Wolf, chansim).
+const BUNDLE_WINDOW: Duration = Duration::from_millis(10);
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum What {
@@ -85,6 +93,17 @@ struct Sim {
     frames: Vec<Option<ArqFrame>>,
     counter: u64,
     transmissions: u32,
+}
+
+/// Airtime of a frame on the simulated channel: the payload's bit stuffing
+/// counted exactly, the headers' at the random-data average of 1/62.
+fn true_airtime(cfg: &ArqConfig, payload: &[u8]) -> Duration {
+    let framed = cfg.frame_bytes(payload.len()) + cfg.link_overhead;
+    let mut bits = framed as u64 * 8;
+    if cfg.bit_stuffing {
+        bits += stuffed_bits(payload) + ((framed - payload.len()) as u64 * 8).div_ceil(62);
+    }
+    Duration::from_micros((bits * 1_000_000).div_ceil(u64::from(cfg.bitrate)))
 }
 
 fn frame_survives(cfg: &ArqConfig, rng: &mut ChaCha8Rng, loss: Loss, payload_len: usize) -> bool {
@@ -180,19 +199,47 @@ impl Sim {
 
     fn radiate(&mut self, s: usize, t: Duration, tx: Transmission) {
         self.transmissions += 1;
-        // p-persistence: at least one slot, then each slot with probability p.
-        let mut start = t + self.cfg.turnaround;
-        let p = f64::from(u32::from(self.cfg.persist) + 1) / 256.0;
-        loop {
-            start += self.cfg.slottime;
-            if p >= 1.0 || self.rng.gen_bool(p) {
-                break;
+        let total: Duration = tx
+            .frames
+            .iter()
+            .map(|f| true_airtime(&self.cfg, &f.payload))
+            .sum();
+        let own = self.stations[s].radiating.last().copied();
+        let mut at;
+        if self.chan.csma && own.is_some_and(|(start, _)| t <= start + BUNDLE_WINDOW) {
+            // A KISS TNC sends frames queued before (or just after) it keys
+            // up in the same transmission.
+            let (start, end) = own.unwrap_or_default();
+            at = end;
+            if let Some(last) = self.stations[s].radiating.last_mut() {
+                *last = (start, end + total);
             }
+        } else {
+            let mut start = t + self.cfg.turnaround;
+            if let Some((_, end)) = own {
+                start = start.max(end);
+            }
+            // p-persistence: at least one slot, then each slot with
+            // probability p; with CSMA only while the peer's carrier is off.
+            let p = f64::from(u32::from(self.cfg.persist) + 1) / 256.0;
+            loop {
+                if self.chan.csma {
+                    if let Some(end) = self.carrier_of(1 - s, start) {
+                        start = end;
+                    }
+                }
+                start += self.cfg.slottime;
+                if (p >= 1.0 || self.rng.gen_bool(p))
+                    && !(self.chan.csma && self.carrier_of(1 - s, start).is_some())
+                {
+                    break;
+                }
+            }
+            at = start + self.cfg.txdelay;
+            self.stations[s].radiating.push((start, at + total));
         }
-        let mut at = start + self.cfg.txdelay;
-        self.stations[s].radiating.push((start, at + tx.airtime));
         for frame in tx.frames {
-            let air = self.cfg.frame_airtime(frame.payload.len());
+            let air = true_airtime(&self.cfg, &frame.payload);
             let frame_start = at;
             at += air;
             // Serial port and TNC decode latency.
@@ -218,6 +265,15 @@ impl Sim {
                 },
             );
         }
+    }
+
+    /// End of the carrier of `station` at `t`, if it is on.
+    fn carrier_of(&self, station: usize, t: Duration) -> Option<Duration> {
+        self.stations[station]
+            .radiating
+            .iter()
+            .find(|&&(a, b)| a <= t && t < b)
+            .map(|&(_, b)| b)
     }
 
     fn run(mut self, limit: Duration, wanted: [usize; 2]) -> Outcome {
@@ -320,12 +376,14 @@ fn converge_with(
 ) -> Outcome {
     let a = workload(&cfg, bytes[0], 0xA);
     let b = workload(&cfg, bytes[1], 0xB);
+    let csma = cfg.bit_stuffing;
     let mut sim = Sim::new(
         cfg,
         Channel {
             loss,
             cut: None,
             seed,
+            csma,
         },
     );
     sim.queue(0, &a);
@@ -385,9 +443,13 @@ fn one_way_clean_transfer_takes_the_computed_time() {
     // of the last batch.
     let data: Duration = frames
         .iter()
-        .map(|m| cfg.frame_airtime(DATA_HEADER + m.len()))
+        .map(|m| {
+            let mut payload = vec![0; DATA_HEADER];
+            payload.extend_from_slice(m);
+            true_airtime(&cfg, &payload)
+        })
         .sum();
-    let ack = cfg.frame_airtime(3);
+    let ack = true_airtime(&cfg, &[0; ACK_HEADER]);
     let expected = data + (cfg.key_up() * 2 + ack * cfg.ack_copies as u32) * batches as u32
         - ack * (cfg.ack_copies as u32 - 1);
     assert!(out.time >= expected, "{:?} < {expected:?}", out.time);
@@ -405,6 +467,7 @@ fn survives_the_link_cut_for_a_minute() {
         let cfg = profile_cfg(name);
         let a = workload(&cfg, 12_000, 0xA);
         let b = workload(&cfg, 3_000, 0xB);
+        let csma = cfg.bit_stuffing;
         let mut sim = Sim::new(
             cfg,
             Channel {
@@ -414,6 +477,7 @@ fn survives_the_link_cut_for_a_minute() {
                     until: Duration::from_secs(75),
                 }),
                 seed: 3,
+                csma,
             },
         );
         sim.queue(0, &a);
@@ -436,6 +500,7 @@ fn a_dead_link_is_given_up() {
             loss: Loss::Frame(1.0),
             cut: None,
             seed: 0,
+            csma: true,
         },
     );
     sim.queue(0, &a);

@@ -125,6 +125,20 @@ impl ArqConfig {
         self.bytes_airtime(self.air_bytes(payload_len))
     }
 
+    /// Time on air of one frame carrying exactly `payload`: on HDLC links
+    /// the stuffed bits of the payload are counted (data full of ones costs
+    /// up to a fifth more), the rest is assumed worst case.
+    pub fn frame_airtime_of(&self, payload: &[u8]) -> Duration {
+        if !self.bit_stuffing {
+            return self.frame_airtime(payload.len());
+        }
+        let framed = self.frame_bytes(payload.len()) + self.link_overhead;
+        let other_bits = (framed - payload.len()) as u64 * 8;
+        let bits = framed as u64 * 8 + stuffed_bits(payload) + other_bits.div_ceil(5);
+        let rate = u64::from(self.bitrate.max(1));
+        Duration::from_micros((bits * 1_000_000).div_ceil(rate))
+    }
+
     /// Largest message one data frame carries within the MTU.
     pub fn max_message(&self) -> usize {
         let mut lo = 0usize;
@@ -202,6 +216,26 @@ impl ArqConfig {
     }
 }
 
+/// Zero bits HDLC inserts after every five ones, bytes sent LSB first.
+pub fn stuffed_bits(bytes: &[u8]) -> u64 {
+    let mut ones = 0;
+    let mut stuffed = 0;
+    for &b in bytes {
+        for i in 0..8 {
+            if b >> i & 1 == 1 {
+                ones += 1;
+                if ones == 5 {
+                    stuffed += 1;
+                    ones = 0;
+                }
+            } else {
+                ones = 0;
+            }
+        }
+    }
+    stuffed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,8 +262,8 @@ mod tests {
         assert_eq!(t.channel_access(), Duration::ZERO);
 
         // The figures quoted in docs/arq.md.
-        assert_eq!(k.max_message(), 498);
-        assert_eq!(t.max_message(), 942);
+        assert_eq!(k.max_message(), 497);
+        assert_eq!(t.max_message(), 941);
         // Dire Wolf's PERSIST 63, SLOTTIME 100 ms: one slot, then 3 more on
         // average; allow 1 + 9.
         let dw = cfg("direwolf-1200");
@@ -240,6 +274,25 @@ mod tests {
         };
         assert_eq!(once.channel_access(), Duration::from_millis(100));
         assert_eq!(dw.link_overhead, HDLC_OVERHEAD + AX25_UI_HEADER);
+    }
+
+    #[test]
+    fn stuffing_is_counted_from_the_payload() {
+        assert_eq!(stuffed_bits(&[0x00; 10]), 0);
+        assert_eq!(stuffed_bits(&[0xFF]), 1);
+        // 16 ones: stuffed after the 5th, 10th and 15th.
+        assert_eq!(stuffed_bits(&[0xFF, 0xFF]), 3);
+        // 0x3F = 00111111: six ones per byte LSB first, one stuffed each.
+        assert_eq!(stuffed_bits(&[0x3F; 4]), 4);
+        let k = cfg("sim-kiss-1200");
+        // 100 zero bytes: 115 bytes + 15 x 8 / 5 worst-case bits for the rest.
+        assert_eq!(
+            k.frame_airtime_of(&[0; 100]),
+            Duration::from_micros(((115 * 8 + 24) * 1_000_000u64).div_ceil(1200))
+        );
+        assert!(k.frame_airtime_of(&[0xFF; 100]) > k.frame_airtime(100));
+        let t = cfg("sim-transparent-9600");
+        assert_eq!(t.frame_airtime_of(&[0xFF; 100]), t.frame_airtime(100));
     }
 
     #[test]

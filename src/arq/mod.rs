@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use config::{
-    ArqConfig, FecShape, ACK_COPIES, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD,
+    stuffed_bits, ArqConfig, FecShape, ACK_COPIES, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD,
     TRANSPARENT_LINK_OVERHEAD, WINDOW,
 };
 pub use seq::Seq;
@@ -133,6 +133,8 @@ struct InFlight {
     on_air_by: Option<Instant>,
     /// End of this frame from the start of its transmission's first frame.
     offset: Duration,
+    /// Number of the transmission that last carried it.
+    tx: u8,
 }
 
 /// Our last transmission, as far as timing goes.
@@ -163,6 +165,11 @@ pub struct Arq {
     /// Airtime and expectation of a held-back transmission that goes on air
     /// together with the next one (the TNC sends queued frames in one key-up).
     carry: Option<(Duration, Expect)>,
+    /// Number of our next transmission.
+    next_tx: u8,
+    /// The peer's transmission we are hearing, and the last one whose end we saw.
+    peer_tx: Option<u8>,
+    peer_end: Option<u8>,
     // Receiving side.
     next_expected: Seq,
     out_of_order: BTreeMap<u16, Vec<u8>>,
@@ -204,6 +211,9 @@ impl Arq {
             last_tx: None,
             deferred: false,
             carry: None,
+            next_tx: 0,
+            peer_tx: None,
+            peer_end: None,
             next_expected: Seq(0),
             out_of_order: BTreeMap::new(),
             ack_owed: false,
@@ -276,22 +286,22 @@ impl Arq {
     /// A frame arrived (its CRC already checked by the frame layer).
     pub fn handle_input(&mut self, now: Instant, frame: ArqFrame) -> Result<(), ArqError> {
         self.check_failed()?;
-        let rem_ms = match frame.kind {
+        let (rem_ms, tx) = match frame.kind {
             ArqKind::Data => {
                 let d = DataRepr::parse(frame.seq, &frame.payload)?;
-                let rem = d.rem_ms;
                 self.on_data(d.seq, d.message)?;
-                rem
+                (d.rem_ms, d.tx)
             }
             ArqKind::Ack => {
                 let a = AckRepr::parse(frame.seq, &frame.payload)?;
-                self.on_ack(now, &a)?;
+                self.on_ack(&a)?;
                 if a.poll {
                     self.ack_owed = true;
                 }
-                a.rem_ms
+                (a.rem_ms, a.tx)
             }
         };
+        self.peer_tx = Some(tx);
         if self.error().is_some() {
             return Ok(());
         }
@@ -321,6 +331,7 @@ impl Arq {
     /// The peer's carrier is down: our turn. A held-back transmission of
     /// ours goes on air now.
     fn turn_to_us(&mut self, now: Instant) {
+        self.peer_end = self.peer_tx;
         if self.deferred {
             self.deferred = false;
             let base = now + self.cfg.min_key_up();
@@ -370,7 +381,7 @@ impl Arq {
         Ok(())
     }
 
-    fn on_ack(&mut self, now: Instant, a: &AckRepr) -> Result<(), ArqError> {
+    fn on_ack(&mut self, a: &AckRepr) -> Result<(), ArqError> {
         let first = self.in_flight.front().map_or(self.next_seq, |f| f.seq);
         if a.next_expected.distance(self.next_seq) > 0 {
             return Err(ArqError::AckOfUnsent {
@@ -384,6 +395,13 @@ impl Arq {
             return Ok(());
         }
         let had_unacked = self.unacked() > 0;
+        // How many transmissions ago `tx` was (1 = our last one).
+        let next_tx = self.next_tx;
+        let age = |tx: u8| next_tx.wrapping_sub(tx);
+        // The peer saw the end of our transmission `echo`: what it does not
+        // have from that one or an earlier one was lost. (Its arrival time
+        // says nothing: a TNC may have held the ack back.)
+        let seen = a.echo.map(age).filter(|&e| (1..=128).contains(&e));
         for f in self.in_flight.iter_mut() {
             if f.fate == Fate::Acked {
                 continue;
@@ -392,9 +410,7 @@ impl Arq {
             if d < 0 || ((1..=63).contains(&d) && a.received & (1u64 << (d - 1)) != 0) {
                 f.fate = Fate::Acked;
                 self.stats.bytes_acked += f.message.len() as u64;
-            } else if f.on_air_by.is_some_and(|t| t <= now) {
-                // An ack that may have been made before the frame arrived
-                // says nothing about it.
+            } else if f.fate == Fate::Unknown && seen.is_some_and(|e| age(f.tx) >= e) {
                 f.fate = Fate::Missing;
             }
         }
@@ -500,7 +516,7 @@ impl Arq {
         }
         let airtime: Duration = frames
             .iter()
-            .map(|f| self.cfg.frame_airtime(f.payload.len()))
+            .map(|f| self.cfg.frame_airtime_of(&f.payload))
             .sum();
         self.last_tx = Some(LastTx {
             min_end: now + self.cfg.min_key_up() + carried + airtime,
@@ -589,6 +605,7 @@ impl Arq {
                     fate: Fate::Unknown,
                     on_air_by: None,
                     offset: Duration::ZERO,
+                    tx: 0,
                 });
                 self.next_seq = self.next_seq.plus(1);
                 data.push(self.in_flight.len() - 1);
@@ -620,6 +637,7 @@ impl Arq {
                 DataRepr {
                     seq: f.seq,
                     rem_ms: 0,
+                    tx: 0,
                     message: &f.message,
                 }
                 .emit(),
@@ -637,24 +655,27 @@ impl Arq {
             return Ok(None);
         }
         // Each frame announces the airtime still to come after it.
+        let tx = self.next_tx;
+        self.next_tx = tx.wrapping_add(1);
         let mut rem = Duration::ZERO;
         for f in frames.iter_mut().rev() {
             let ms = rem.as_micros().div_ceil(1000).min(u128::from(u16::MAX)) as u16;
-            wire::set_rem_ms(f, ms);
-            rem += self.cfg.frame_airtime(f.payload.len());
+            wire::set_header(f, ms, tx);
+            rem += self.cfg.frame_airtime_of(&f.payload);
         }
         // When each data frame can have arrived at the earliest.
         let start = now + self.cfg.min_key_up();
         let mut offset = carried;
         let mut next_data = data.iter();
         for f in &frames {
-            offset += self.cfg.frame_airtime(f.payload.len());
+            offset += self.cfg.frame_airtime_of(&f.payload);
             if f.kind == ArqKind::Data {
                 if let Some(&i) = next_data.next() {
                     let inf = &mut self.in_flight[i];
                     inf.fate = Fate::Unknown;
                     inf.offset = offset;
                     inf.on_air_by = Some(start + offset);
+                    inf.tx = tx;
                 }
             }
         }
@@ -677,7 +698,9 @@ impl Arq {
         AckRepr {
             next_expected: self.next_expected,
             rem_ms: 0,
+            tx: 0,
             poll,
+            echo: self.peer_end,
             received,
         }
         .emit()

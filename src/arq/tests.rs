@@ -27,14 +27,24 @@ fn us(n: u64) -> Duration {
     Duration::from_micros(n)
 }
 
-/// A 13-byte message: 12 + 2 + 13 + 3 = 30 bytes on air = 200 ms at 1200 bit/s.
+/// A 13-byte message: 12 + 3 + 13 + 3 = 31 bytes on air = 206.667 ms at 1200 bit/s.
 fn msg(n: u8) -> Vec<u8> {
     vec![n; 13]
 }
 
 /// A message that fills a frame (256-byte MTU).
 fn big(n: u8) -> Vec<u8> {
-    vec![n; 242]
+    vec![n; 241]
+}
+
+/// The same data frames, sent again in a later transmission (new `tx` byte).
+fn assert_same_data(again: &Transmission, first: &Transmission) {
+    assert_eq!(again.frames.len(), first.frames.len());
+    for (x, y) in again.frames.iter().zip(&first.frames) {
+        assert_eq!((x.kind, x.seq), (y.kind, y.seq));
+        assert_eq!(x.payload[3..], y.payload[3..]);
+        assert_ne!(x.payload[2], y.payload[2]);
+    }
 }
 
 fn events(a: &mut Arq) -> Vec<ArqEvent> {
@@ -58,13 +68,13 @@ fn hear(to: &mut Arq, at: Instant, tx: &Transmission, drop: &[usize]) {
 #[test]
 fn hand_computed_timing() {
     let c = cfg();
-    assert_eq!(c.max_message(), 242);
-    assert_eq!(c.frame_airtime(DATA_HEADER + 13), us(200_000));
-    assert_eq!(c.frame_airtime(ACK_MAX), us(173_334));
-    assert_eq!(c.frame_airtime(DATA_HEADER + 242), us(1_726_667));
-    // 50 slack + 320 key-up + 173.334 ack + 1726.667 data + 100 margin.
-    assert_eq!(c.reply_wait(), us(2_370_001));
-    assert_eq!(c.exchange_overhead(), us(813_334));
+    assert_eq!(c.max_message(), 241);
+    assert_eq!(c.frame_airtime(DATA_HEADER + 13), us(206_667));
+    assert_eq!(c.frame_airtime(ACK_MAX), us(186_667));
+    assert_eq!(c.frame_airtime(DATA_HEADER + 241), us(1_726_667));
+    // 50 slack + 320 key-up + 186.667 ack + 1726.667 data + 100 margin.
+    assert_eq!(c.reply_wait(), us(2_383_334));
+    assert_eq!(c.exchange_overhead(), us(826_667));
 }
 
 #[test]
@@ -74,9 +84,9 @@ fn no_resend_before_rto_and_a_resend_at_rto() {
     a.send(msg(1)).unwrap();
     let tx = a.poll_transmit(t0).unwrap();
     assert_eq!(tx.frames.len(), 1);
-    assert_eq!(tx.airtime, us(200_000));
-    // 320 key-up + 200 air + 2370.001 reply wait.
-    let rto = us(2_890_001);
+    assert_eq!(tx.airtime, us(206_667));
+    // 320 key-up + 206.667 air + 2383.334 reply wait.
+    let rto = us(2_910_001);
     assert_eq!(a.poll_timeout(), Some(t0 + rto));
 
     a.handle_timeout(t0 + rto - us(1));
@@ -86,7 +96,7 @@ fn no_resend_before_rto_and_a_resend_at_rto() {
     a.handle_timeout(t0 + rto);
     let again = a.poll_transmit(t0 + rto).unwrap();
     // A short frame is cheaper to resend than to poll for.
-    assert_eq!(again.frames, tx.frames);
+    assert_same_data(&again, &tx);
 }
 
 #[test]
@@ -111,13 +121,13 @@ fn backoff_grows_then_is_capped_and_the_link_is_given_up() {
         now = deadline;
         a.handle_timeout(now);
     }
-    let base = us(2_890_001);
+    let base = us(2_910_001);
     assert_eq!(
         waits,
         vec![
             base,
-            base + us(813_334),
-            base + us(1_626_668),
+            base + us(826_667),
+            base + us(1_653_334),
             base + us(2_000_000),
             base + us(2_000_000),
             base + us(2_000_000),
@@ -132,7 +142,9 @@ fn backoff_grows_then_is_capped_and_the_link_is_given_up() {
     let ack = AckRepr {
         next_expected: Seq(1),
         rem_ms: 0,
+        tx: 0,
         poll: false,
+        echo: None,
         received: 0,
     }
     .emit();
@@ -184,7 +196,7 @@ fn lost_ack_resend_and_duplicate_suppressed() {
     let rto = a.poll_timeout().unwrap();
     a.handle_timeout(rto);
     let again = a.poll_transmit(rto).unwrap();
-    assert_eq!(again.frames, tx.frames);
+    assert_same_data(&again, &tx);
     let t2 = after(rto, &again);
     b.handle_timeout(t2);
     hear(&mut b, t2, &again, &[]);
@@ -209,7 +221,7 @@ fn lost_ack_resend_and_duplicate_suppressed() {
         (2, 2, 1, 1)
     );
     assert_eq!(st.bytes_acked, 13);
-    assert_eq!(st.airtime, us(400_000));
+    assert_eq!(st.airtime, us(413_334));
     assert_eq!(b.stats().bytes_delivered, 13);
     assert_eq!(b.stats().ack_frames, 2);
 }
@@ -227,7 +239,7 @@ fn piggyback_carries_the_ack_and_data_in_one_transmission() {
     // The first frame announces the second one's airtime.
     assert_eq!(
         DataRepr::parse(0, &tx.frames[0].payload).unwrap().rem_ms,
-        200
+        207
     );
     assert_eq!(DataRepr::parse(1, &tx.frames[1].payload).unwrap().rem_ms, 0);
     hear(&mut b, t0, &tx, &[]);
@@ -270,7 +282,7 @@ fn only_the_missing_frame_is_resent() {
     let ack = b.poll_transmit(t1).unwrap();
     let repr = AckRepr::parse(ack.frames[0].seq, &ack.frames[0].payload).unwrap();
     assert_eq!((repr.next_expected, repr.received), (Seq(1), 0b11));
-    assert_eq!(ack.frames[0].payload, [0, 0, 0, 0b11]);
+    assert_eq!(ack.frames[0].payload, [0, 0, 0, 0x02, 0, 0b11]);
     let t2 = after(t1, &ack);
     hear(&mut a, t2, &ack, &[]);
     let tx2 = a.poll_transmit(t2).unwrap();
@@ -296,11 +308,11 @@ fn missing_last_frame_receiver_answers_when_the_carrier_is_down() {
         a.send(msg(n)).unwrap();
     }
     let tx = a.poll_transmit(t0).unwrap();
-    // Frame 1 arrives at t1; 200 ms of frame 2 are still to come.
-    let t1 = t0 + us(720_000);
+    // Frame 1 arrives at t1; 206.667 ms (207 announced) of frame 2 are still to come.
+    let t1 = t0 + us(733_334);
     b.handle_input(t1, tx.frames[0].clone()).unwrap();
     b.handle_input(t1, tx.frames[1].clone()).unwrap();
-    let ends_by = t1 + us(200_000) + cfg().rx_slack();
+    let ends_by = t1 + us(207_000) + cfg().rx_slack();
     assert_eq!(b.poll_timeout(), Some(ends_by));
     assert!(b.poll_transmit(t1).is_none());
     b.handle_timeout(ends_by - us(1));
@@ -320,7 +332,7 @@ fn a_lost_ack_for_a_long_batch_is_polled_for_not_resent() {
     let t0 = Instant::now();
     let mut a = Arq::new(cfg(), Role::Initiator);
     for _ in 0..4 {
-        a.send(vec![7; 242]).unwrap();
+        a.send(vec![7; 241]).unwrap();
     }
     let tx = a.poll_transmit(t0).unwrap();
     assert_eq!(tx.frames.len(), 4);
@@ -360,7 +372,9 @@ fn misbehaving_peer_frames_are_refused() {
     let bad_ack = AckRepr {
         next_expected: Seq(5),
         rem_ms: 0,
+        tx: 0,
         poll: false,
+        echo: None,
         received: 0,
     }
     .emit();
@@ -371,6 +385,7 @@ fn misbehaving_peer_frames_are_refused() {
     let far = DataRepr {
         seq: Seq(64),
         rem_ms: 0,
+        tx: 0,
         message: b"x",
     }
     .emit();
@@ -391,8 +406,8 @@ fn misbehaving_peer_frames_are_refused() {
         Err(ArqError::Wire(WireError::DataTooShort(1)))
     );
     assert_eq!(
-        a.send(vec![0; 243]),
-        Err(ArqError::MessageTooLarge { len: 243, max: 242 })
+        a.send(vec![0; 242]),
+        Err(ArqError::MessageTooLarge { len: 242, max: 241 })
     );
     assert!(events(&mut a).is_empty());
 }
@@ -459,12 +474,12 @@ fn a_second_ack_copy_closes_the_transmission() {
 fn small_frames_share_the_airtime_budget() {
     let t0 = Instant::now();
     let mut a = Arq::new(cfg(), Role::Initiator);
-    // Budget: 4 full frames of 1726.667 ms; a 13-byte message takes 200 ms.
+    // Budget: 4 full frames of 1726.667 ms; a 13-byte message takes 206.667 ms.
     for n in 0..40 {
         a.send(msg(n)).unwrap();
     }
     let tx = a.poll_transmit(t0).unwrap();
-    assert_eq!(tx.frames.len(), 34);
+    assert_eq!(tx.frames.len(), 33);
     assert!(tx.airtime <= cfg().transmission_budget());
 }
 
