@@ -540,3 +540,57 @@ mod props {
         }
     }
 }
+
+#[test]
+fn a_transmission_held_back_by_the_tnc_is_not_resent_and_delays_the_deadline() {
+    // Both start at once; A's TNC keys first, B's holds B's frames (CSMA).
+    let t0 = Instant::now();
+    let c = cfg();
+    let mut a = Arq::new(c.clone(), Role::Initiator);
+    let mut b = Arq::new(c.clone(), Role::Responder);
+    for n in 0..4 {
+        a.send(big(n)).unwrap();
+        b.send(big(10 + n)).unwrap();
+    }
+    let ta = a.poll_transmit(t0).unwrap();
+    let tb = b.poll_transmit(t0).unwrap();
+    assert_eq!((ta.frames.len(), tb.frames.len()), (4, 4));
+    // B hears A's frames while its own should be on air: they are held back.
+    let mut at = t0 + c.key_up();
+    for f in &ta.frames {
+        at += c.frame_airtime_of(&f.payload);
+        b.handle_input(at, f.clone()).unwrap();
+    }
+    assert_eq!(events(&mut b).len(), 4);
+    // A's carrier is down: B's held frames go out now, with an ack joined
+    // to them; nothing of B's is resent.
+    let reply = b.poll_transmit(at).unwrap();
+    assert!(reply.frames.iter().all(|f| f.kind == ArqKind::Ack));
+    let deadline = b.poll_timeout().unwrap();
+    assert!(deadline >= at + c.key_up() + tb.airtime + reply.airtime + c.reply_wait());
+    // A hears B's held frames, then the joined acks (which echo A's
+    // transmission): everything of A's is acked, nothing is resent.
+    let mut at2 = at + c.key_up();
+    for f in tb.frames.iter().chain(&reply.frames) {
+        at2 += c.frame_airtime_of(&f.payload);
+        a.handle_input(at2, f.clone()).unwrap();
+        if f.kind == ArqKind::Data && DataRepr::parse(f.seq, &f.payload).unwrap().rem_ms == 0 {
+            // A answers at B's first "last frame" and its TNC holds that too.
+            let early = a.poll_transmit(at2).unwrap();
+            assert!(early.frames.iter().all(|f| f.kind == ArqKind::Ack));
+        }
+    }
+    let got = events(&mut a);
+    assert!(got.contains(&ArqEvent::AllAcked));
+    assert_eq!(
+        got.iter()
+            .filter(|e| matches!(e, ArqEvent::Delivered(_)))
+            .count(),
+        4
+    );
+    assert!(a
+        .poll_transmit(at2)
+        .map_or(true, |t| t.frames.iter().all(|f| f.kind == ArqKind::Ack)));
+    assert_eq!(a.stats().retransmissions, 0);
+    assert_eq!(b.stats().retransmissions, 0);
+}
