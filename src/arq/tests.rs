@@ -590,7 +590,7 @@ fn a_transmission_held_back_by_the_tnc_is_not_resent_and_delays_the_deadline() {
     );
     assert!(a
         .poll_transmit(at2)
-        .map_or(true, |t| t.frames.iter().all(|f| f.kind == ArqKind::Ack)));
+        .is_none_or(|t| t.frames.iter().all(|f| f.kind == ArqKind::Ack)));
     assert_eq!(a.stats().retransmissions, 0);
     assert_eq!(b.stats().retransmissions, 0);
 }
