@@ -285,11 +285,12 @@ impl Profile {
             );
         }
         if let Some(fec) = &self.fec {
-            if fec.parity == 0 || fec.parity % 2 != 0 || fec.parity > 128 {
+            if fec.parity == 0 || fec.parity % 2 != 0 || fec.parity > 64 {
                 return bad(
                     "fec.parity",
                     &fec.parity,
-                    "an even number 2..=128 (2 parity bytes correct one byte)".into(),
+                    "an even number 2..=64 (2 parity bytes correct one byte; src/frame's limit)"
+                        .into(),
                 );
             }
             if fec.block == 0 || fec.block + fec.parity > 255 {
@@ -553,6 +554,7 @@ mod tests {
         Profile::parse(&fec("fec = { parity = 16, block = 239 }"), "t").unwrap();
         refused(&fec("fec = { parity = 15, block = 200 }"), "fec.parity");
         refused(&fec("fec = { parity = 0, block = 200 }"), "fec.parity");
+        refused(&fec("fec = { parity = 66, block = 100 }"), "fec.parity");
         refused(&fec("fec = { parity = 32, block = 224 }"), "fec.block");
         refused(&fec("fec = { parity = 16, block = 0 }"), "fec.block");
         refused(
