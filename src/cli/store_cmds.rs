@@ -1,11 +1,376 @@
+//! Station store and file-sync commands: init, track, peer, export, import,
+//! status, log, conflicts, clone, dict.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use radiosync::delta::StationId;
+use radiosync::store::{ImportReport, Store};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum StoreCommand {
-    /// Create radiosync's tables and this station's identity (being written).
-    Init,
+    /// Create radiosync's tables and this station's UUID (once; running it again keeps the UUID).
+    Init {
+        #[arg(long)]
+        db: PathBuf,
+        /// Station name (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Amateur radio callsign the station identifies with.
+        #[arg(long)]
+        callsign: Option<String>,
+    },
+    /// Put tables under sync (they need uuid, modified_on and deleted columns).
+    Track {
+        #[arg(long)]
+        db: PathBuf,
+        /// Tables to track.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        tables: Vec<String>,
+        /// Track every table that has the blueprint columns.
+        #[arg(long)]
+        all: bool,
+        /// Site-local columns that are not synced (a remote row gets a fresh local value).
+        #[arg(long, value_delimiter = ',', default_value = "id")]
+        local_columns: Vec<String>,
+    },
+    /// Registered peers.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Write what a peer lacks (or, with --since, rows by age) to a bundle file.
+    Export {
+        #[arg(long)]
+        db: PathBuf,
+        /// The peer the bundle is for.
+        #[arg(long, required_unless_present = "since")]
+        peer: Option<String>,
+        /// Export full rows with modified_on >= TIME, importable by any peer; claims nothing.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Apply a bundle file: all or nothing.
+    Import {
+        #[arg(long)]
+        db: PathBuf,
+        bundle: PathBuf,
+    },
+    /// Station, tracked tables, pending changes per peer, last sync.
+    Status {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One line per sync transaction.
+    Log {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Versions that lost a conflict, kept for review.
+    Conflicts {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Copy a station into a new file with its own UUID (laptops imaged from one database);
+    /// the two are registered as peers that already share everything.
+    Clone {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        callsign: Option<String>,
+    },
+    /// The zstd dictionary bundles use.
+    #[command(subcommand)]
+    Dict(DictCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Register a peer station.
+    Add {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        uuid: String,
+        #[arg(long)]
+        callsign: Option<String>,
+    },
+    /// List peers: name, uuid, callsign, last sync, sync count.
+    List {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DictCommand {
+    /// Train a new dictionary from the tracked rows (peers use it once they advertise it).
+    Retrain {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+fn open(db: &PathBuf) -> anyhow::Result<Store> {
+    Store::open(db).with_context(|| format!("opening {}", db.display()))
+}
+
+pub fn print_report(r: &ImportReport) {
+    println!(
+        "from {}: {} applied, {} already held, {} kept local, {} conflicts, {} asked in full",
+        r.peer_name, r.applied, r.skipped, r.kept_local, r.conflicts, r.wanted
+    );
+    for (t, n, applied, c) in &r.per_table {
+        println!("  {t}: {n} rows in, {applied} applied, {c} conflicts");
+    }
 }
 
 pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("{cmd:?}: not written yet")
+    match cmd {
+        StoreCommand::Init { db, name, callsign } => {
+            let s = Store::init(&db, name.as_deref(), callsign.as_deref())?;
+            let st = s.station();
+            println!("station {} ({})", st.name, st.id);
+        }
+        StoreCommand::Track {
+            db,
+            tables,
+            all,
+            local_columns,
+        } => {
+            let mut s = open(&db)?;
+            let names = if all {
+                let names = s.syncable_tables()?;
+                if names.is_empty() {
+                    bail!(
+                        "no table in {} has uuid, modified_on and deleted columns",
+                        db.display()
+                    );
+                }
+                names
+            } else {
+                tables
+            };
+            let tagged = s.track(&names, &local_columns)?;
+            println!(
+                "tracking {} ({} existing rows tagged); schema {:08x}",
+                names.join(", "),
+                tagged,
+                s.schema_fingerprint().0
+            );
+            match s.retrain_dictionary() {
+                Ok(d) => println!("dictionary {:08x} ({} bytes)", d.id, d.bytes.len()),
+                Err(e) => println!("no dictionary: {e}"),
+            }
+        }
+        StoreCommand::Peer(PeerCommand::Add {
+            db,
+            name,
+            uuid,
+            callsign,
+        }) => {
+            let mut s = open(&db)?;
+            let id = StationId::parse(&uuid)
+                .map_err(|_| radiosync::store::StoreError::BadUuid(uuid.clone()))?;
+            s.add_peer(&name, id, callsign.as_deref())?;
+            println!("peer {name} ({id}) added");
+        }
+        StoreCommand::Peer(PeerCommand::List { db }) => {
+            let s = open(&db)?;
+            println!(
+                "{:<16} {:<36} {:<10} {:<24} {:>5}",
+                "name", "uuid", "callsign", "last sync", "syncs"
+            );
+            for p in s.peers()? {
+                println!(
+                    "{:<16} {:<36} {:<10} {:<24} {:>5}",
+                    p.name,
+                    p.id.to_string(),
+                    p.callsign.as_deref().unwrap_or("-"),
+                    p.last_sync.as_deref().unwrap_or("never"),
+                    p.sync_count
+                );
+            }
+        }
+        StoreCommand::Export {
+            db,
+            peer,
+            since,
+            out,
+        } => {
+            let s = open(&db)?;
+            let (bytes, rows) = match (since, peer) {
+                (Some(t), _) => {
+                    let b = s.export_since(&t)?;
+                    let rows: usize = b.tables.iter().map(|t| t.rows.len()).sum();
+                    let dict = s.dictionary()?;
+                    (
+                        radiosync::codec::encode(&b, dict.as_ref(), false)
+                            .map_err(radiosync::store::StoreError::Encode)?,
+                        rows,
+                    )
+                }
+                (None, Some(name)) => {
+                    let p = s
+                        .peer_by_name(&name)?
+                        .ok_or(radiosync::store::StoreError::UnknownPeerName(name))?;
+                    let rows = s.pending_for(&p.id)?;
+                    (s.export_bundle_bytes(&p.id)?, rows as usize)
+                }
+                (None, None) => bail!("give --peer NAME or --since TIME"),
+            };
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {rows} rows in {} bytes to {}",
+                bytes.len(),
+                out.display()
+            );
+        }
+        StoreCommand::Import { db, bundle } => {
+            let mut s = open(&db)?;
+            let bytes =
+                std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+            let r = s.import_bundle_bytes(&bytes).with_context(|| {
+                format!("bundle {} refused, database unchanged", bundle.display())
+            })?;
+            print_report(&r);
+        }
+        StoreCommand::Status { db, json } => status(&db, json)?,
+        StoreCommand::Log { db } => {
+            let s = open(&db)?;
+            println!(
+                "{:<24} {:<12} {:<20} {:<5} {:>6} {:>6} {:>5} {:<8} message",
+                "time", "peer", "table", "dir", "in", "out", "confl", "result"
+            );
+            for e in s.log()? {
+                println!(
+                    "{:<24} {:<12} {:<20} {:<5} {:>6} {:>6} {:>5} {:<8} {}",
+                    e.time,
+                    e.peer.as_deref().unwrap_or("-"),
+                    e.table.as_deref().unwrap_or("*"),
+                    e.direction,
+                    e.rows_in,
+                    e.rows_out,
+                    e.conflicts,
+                    e.result,
+                    e.message
+                );
+            }
+        }
+        StoreCommand::Conflicts { db } => {
+            let s = open(&db)?;
+            let all = s.conflicts()?;
+            if all.is_empty() {
+                println!("no conflicts");
+            }
+            for c in all {
+                println!(
+                    "{} {}/{} peer {}: {} version of {} (writer {}) lost to {} (writer {}): {}",
+                    c.time,
+                    c.table,
+                    c.uuid,
+                    c.peer.as_deref().unwrap_or("-"),
+                    c.loser_side,
+                    c.loser_modified_on,
+                    c.loser_writer,
+                    c.winner_modified_on,
+                    c.winner_writer,
+                    c.loser_values
+                );
+            }
+        }
+        StoreCommand::Clone {
+            from,
+            to,
+            name,
+            callsign,
+        } => {
+            let b = Store::clone_station(&from, &to, &name, callsign.as_deref())?;
+            let st = b.station();
+            println!(
+                "{} is station {} ({}); it and {} are peers sharing everything",
+                to.display(),
+                st.name,
+                st.id,
+                from.display()
+            );
+        }
+        StoreCommand::Dict(DictCommand::Retrain { db }) => {
+            let mut s = open(&db)?;
+            let d = s.retrain_dictionary()?;
+            println!(
+                "dictionary {:08x} ({} bytes); peers use it after they advertise it",
+                d.id,
+                d.bytes.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
+    let s = open(db)?;
+    let st = s.station();
+    let mut tables = Vec::new();
+    for t in s.tables() {
+        let rows: i64 = s.connection().query_row(
+            &format!("SELECT count(*) FROM \"{}\"", t.name.replace('"', "\"\"")),
+            [],
+            |r| r.get(0),
+        )?;
+        tables.push((t.name.clone(), rows));
+    }
+    let mut peers = Vec::new();
+    for p in s.peers()? {
+        let pending = s.pending_for(&p.id)?;
+        peers.push((p, pending));
+    }
+    if json {
+        let v = serde_json::json!({
+            "station": { "name": st.name, "uuid": st.id.to_string(), "callsign": st.callsign },
+            "schema": format!("{:08x}", s.schema_fingerprint().0),
+            "clock": s.clock()?,
+            "tables": tables.iter().map(|(n, r)| serde_json::json!({"name": n, "rows": r})).collect::<Vec<_>>(),
+            "peers": peers.iter().map(|(p, pending)| serde_json::json!({
+                "name": p.name, "uuid": p.id.to_string(), "callsign": p.callsign,
+                "last_sync": p.last_sync, "sync_count": p.sync_count, "pending_rows": pending,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("station   {} ({})", st.name, st.id);
+    println!("callsign  {}", st.callsign.as_deref().unwrap_or("-"));
+    println!("schema    {:08x}", s.schema_fingerprint().0);
+    println!(
+        "tables    {}",
+        if tables.is_empty() {
+            "none tracked"
+        } else {
+            ""
+        }
+    );
+    for (n, r) in &tables {
+        println!("  {n:<24} {r:>8} rows");
+    }
+    println!("peers     {}", if peers.is_empty() { "none" } else { "" });
+    for (p, pending) in &peers {
+        println!(
+            "  {:<16} {} pending {:>6} rows, last sync {}",
+            p.name,
+            p.id,
+            pending,
+            p.last_sync.as_deref().unwrap_or("never")
+        );
+    }
+    Ok(())
 }

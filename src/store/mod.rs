@@ -1,1 +1,750 @@
-//! store (being written)
+//! The station store: the only code that touches SQLite.
+//!
+//! radiosync's state lives in `rs_` tables beside the application's tables,
+//! which it never alters. Local writes are captured by triggers into `rs_row`
+//! (each row's current tag and writer) and `rs_hist` (a few recent tags with the
+//! payload columns each changed). `rs_ctl.applying` is set inside radiosync's
+//! own apply transaction so remote rows are never taken for local changes.
+
+mod exchange;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::codec::{CodecError, Dictionary};
+use crate::delta::{SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
+
+pub use exchange::{Exported, ImportReport};
+pub use schema::{Column, TableInfo};
+
+/// Dictionary size trained after `track`.
+pub const DICT_SIZE: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0} is not a radiosync station yet: run `radiosync init --db {0}` first")]
+    NotInitialised(String),
+    #[error("{0} does not exist: check the path")]
+    NoDatabase(String),
+    #[error("table {0} does not exist in this database")]
+    NoSuchTable(String),
+    #[error("table {table} cannot be synced: it lacks {missing} (a synced table needs uuid, modified_on and deleted columns)")]
+    NotSyncable { table: String, missing: String },
+    #[error("site-local column {table}.{column} refused: {why}")]
+    BadLocalColumn {
+        table: String,
+        column: String,
+        why: String,
+    },
+    #[error("the columns of {0} changed since it was tracked: run `radiosync track` for it again on every station")]
+    SchemaDrift(String),
+    #[error("no tables are tracked: run `radiosync track --db FILE --all` first")]
+    NothingTracked,
+    #[error("no peer named {0:?}: see `radiosync peer list`, or add it with `radiosync peer add`")]
+    UnknownPeerName(String),
+    #[error("station {0} is not a registered peer: add it with `radiosync peer add --uuid {0}` if you trust it")]
+    UnknownPeer(StationId),
+    #[error("a peer with this name or UUID is already registered ({0})")]
+    PeerExists(String),
+    #[error("{0} is this station's own UUID, not a peer")]
+    SelfAsPeer(StationId),
+    #[error("this bundle is addressed to station {to}, but this is {us}: import it at the station it was made for")]
+    WrongReceiver { to: StationId, us: StationId },
+    #[error(
+        "this bundle was made by this station itself ({0}): import it at the peer it was made for"
+    )]
+    FromSelf(StationId),
+    #[error("schema mismatch: the bundle's tables/columns hash to {theirs:08x}, ours to {ours:08x}; both stations must track the same tables with the same columns")]
+    SchemaMismatch { ours: u32, theirs: u32 },
+    #[error("the bundle is malformed ({0}): ask the sender for a fresh export")]
+    Malformed(String),
+    #[error("the bundle is unreadable ({0}): it is truncated or corrupted; copy it again or ask for a fresh export")]
+    Codec(CodecError),
+    #[error("cannot encode the bundle: {0}")]
+    Encode(CodecError),
+    #[error("the bundle was compressed with dictionary {theirs:08x}, this station holds {ours:08x}: ask the sender for a fresh export (it will then send without a dictionary)")]
+    DictMismatch { theirs: u32, ours: u32 },
+    #[error("{0} already exists: choose a new file for the clone")]
+    TargetExists(String),
+    #[error("not a valid station UUID: {0}")]
+    BadUuid(String),
+    #[error("cannot train a compression dictionary: {0}")]
+    Dictionary(String),
+}
+
+impl StoreError {
+    /// The bundle itself is unacceptable (bad bytes, wrong addressee, unknown
+    /// sender, other schema): refuse it. Everything else is a local failure.
+    pub fn is_bundle_fault(&self) -> bool {
+        matches!(
+            self,
+            StoreError::WrongReceiver { .. }
+                | StoreError::FromSelf(_)
+                | StoreError::UnknownPeer(_)
+                | StoreError::SchemaMismatch { .. }
+                | StoreError::Malformed(_)
+                | StoreError::Codec(_)
+                | StoreError::DictMismatch { .. }
+        )
+    }
+}
+
+// By hand, not #[from]: the message already carries the codec's reason.
+impl From<CodecError> for StoreError {
+    fn from(e: CodecError) -> Self {
+        StoreError::Codec(e)
+    }
+}
+
+/// This station.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StationInfo {
+    pub id: StationId,
+    pub name: String,
+    pub callsign: Option<String>,
+}
+
+/// A registered peer (the blueprints' sync_instance) and what it confirmed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerInfo {
+    pub id: StationId,
+    pub name: String,
+    pub callsign: Option<String>,
+    pub last_sync: Option<String>,
+    pub sync_count: u64,
+    /// What the peer told us it holds.
+    pub confirmed: VersionVector,
+    /// The dictionary id the peer advertised (0 = none).
+    pub dict_id: u32,
+    /// Rows the peer asked us for in full.
+    pub wants: Vec<Want>,
+    /// Rows where the peer's version lost here: it gets ours in full (a delta
+    /// against its base would not apply) until it confirms ours.
+    pub lost: Vec<Want>,
+}
+
+/// One line of `rs_log`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogEntry {
+    pub time: String,
+    pub peer: Option<String>,
+    pub table: Option<String>,
+    /// "in", "out" or "local".
+    pub direction: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub conflicts: u64,
+    /// "ok", "refused", "error".
+    pub result: String,
+    pub message: String,
+}
+
+/// A losing version kept for review.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConflictEntry {
+    pub time: String,
+    pub table: String,
+    pub uuid: String,
+    pub peer: Option<String>,
+    /// "local" (our version lost) or "remote" (the peer's version lost).
+    pub loser_side: String,
+    pub loser_modified_on: String,
+    pub loser_writer: StationId,
+    pub winner_modified_on: String,
+    pub winner_writer: StationId,
+    /// JSON object: column -> value of the losing version.
+    pub loser_values: String,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    station: StationInfo,
+    tables: Vec<TableInfo>,
+    fingerprint: SchemaFingerprint,
+}
+
+pub fn now_text() -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default()
+}
+
+pub(crate) fn station_id_from(bytes: Vec<u8>) -> Result<StationId, rusqlite::Error> {
+    let arr: [u8; 16] = bytes.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            16,
+            rusqlite::types::Type::Blob,
+            "station uuid is not 16 bytes".into(),
+        )
+    })?;
+    Ok(StationId(arr))
+}
+
+pub(crate) fn read_vector(
+    conn: &Connection,
+    sql: &str,
+    arg: Option<&[u8]>,
+) -> Result<VersionVector, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let map = |r: &rusqlite::Row<'_>| Ok((station_id_from(r.get(0)?)?, r.get::<_, i64>(1)?));
+    let rows = match arg {
+        Some(a) => stmt.query_map([a], map)?.collect::<Result<Vec<_>, _>>()?,
+        None => stmt.query_map([], map)?.collect::<Result<Vec<_>, _>>()?,
+    };
+    let mut v = VersionVector::default();
+    for (o, s) in rows {
+        v.raise(o, s.max(0) as u64);
+    }
+    Ok(v)
+}
+
+/// SQLite value to the exact travelling value.
+pub(crate) fn value_from_ref(v: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+pub(crate) fn value_to_sql(v: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as S;
+    match v {
+        Value::Null => S::Null,
+        Value::Integer(i) => S::Integer(*i),
+        Value::Real(f) => S::Real(*f),
+        Value::Text(t) => S::Text(t.clone()),
+        Value::Blob(b) => S::Blob(b.clone()),
+    }
+}
+
+pub(crate) fn value_json(v: &Value) -> serde_json::Value {
+    use serde_json::json;
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => json!(i),
+        Value::Real(f) if f.is_finite() => json!(f),
+        Value::Real(f) => json!({ "real": f.to_string() }),
+        Value::Text(t) => json!(t),
+        Value::Blob(b) => {
+            json!({ "blob_hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
+        }
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::NoDatabase(path.display().to_string()));
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Open an initialised station.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref();
+        let conn = open_conn(path)?;
+        if !schema::is_initialised(&conn)? {
+            return Err(StoreError::NotInitialised(path.display().to_string()));
+        }
+        // Older files may predate a table; CREATE IF NOT EXISTS is idempotent.
+        conn.execute_batch(schema::DDL)?;
+        let station = conn.query_row("SELECT uuid, name, callsign FROM rs_station", [], |r| {
+            Ok(StationInfo {
+                id: station_id_from(r.get(0)?)?,
+                name: r.get(1)?,
+                callsign: r.get(2)?,
+            })
+        })?;
+        let tables = schema::load_tables(&conn)?;
+        let fingerprint = schema::fingerprint(&tables);
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            station,
+            tables,
+            fingerprint,
+        })
+    }
+
+    /// Create radiosync's tables and the station UUID once (creating the file
+    /// if needed). Running it again keeps the UUID; a given name or callsign
+    /// replaces the stored one.
+    pub fn init(
+        path: impl AsRef<Path>,
+        name: Option<&str>,
+        callsign: Option<&str>,
+    ) -> Result<Store, StoreError> {
+        let path = path.as_ref();
+        let conn = Connection::open(path)?;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(schema::DDL)?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM rs_station", [], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            let default_name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "station".into());
+            tx.execute(
+                "INSERT INTO rs_station (one, uuid, name, callsign, created_on) VALUES (1, ?1, ?2, ?3, ?4)",
+                params![
+                    StationId::new_random().0.to_vec(),
+                    name.unwrap_or(&default_name),
+                    callsign,
+                    now_text()
+                ],
+            )?;
+        } else {
+            if let Some(n) = name {
+                tx.execute("UPDATE rs_station SET name = ?1", [n])?;
+            }
+            if let Some(c) = callsign {
+                tx.execute("UPDATE rs_station SET callsign = ?1", [c])?;
+            }
+        }
+        tx.commit()?;
+        drop(conn);
+        Store::open(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn station(&self) -> StationInfo {
+        self.station.clone()
+    }
+
+    pub fn schema_fingerprint(&self) -> SchemaFingerprint {
+        self.fingerprint
+    }
+
+    pub fn tables(&self) -> &[TableInfo] {
+        &self.tables
+    }
+
+    /// Direct access for tests and tools that play "the application".
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Put tables under sync (or re-create their triggers). Rows already
+    /// present get local tags so a new peer receives them. Returns rows tagged.
+    pub fn track(
+        &mut self,
+        tables: &[String],
+        local_columns: &[String],
+    ) -> Result<usize, StoreError> {
+        let names = if tables.is_empty() {
+            schema::user_tables(&self.conn)?
+        } else {
+            tables.to_vec()
+        };
+        let tx = self.conn.unchecked_transaction()?;
+        let mut tagged = 0;
+        for name in &names {
+            let info = schema::describe(&tx, name, local_columns)?;
+            schema::install(&tx, &info)?;
+            tagged += schema::tag_existing_rows(&tx, &info)?;
+        }
+        tx.commit()?;
+        self.tables = schema::load_tables(&self.conn)?;
+        self.fingerprint = schema::fingerprint(&self.tables);
+        Ok(tagged)
+    }
+
+    /// Tracked tables that pass `track`'s check, for `track --all`.
+    pub fn syncable_tables(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for t in schema::user_tables(&self.conn)? {
+            let cols = schema::table_columns(&self.conn, &t)?;
+            if ["uuid", "modified_on", "deleted"]
+                .iter()
+                .all(|m| cols.iter().any(|c| c.name == *m))
+            {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn clock(&self) -> Result<u64, StoreError> {
+        let s: i64 = self
+            .conn
+            .query_row("SELECT seq FROM rs_clock", [], |r| r.get(0))?;
+        Ok(s.max(0) as u64)
+    }
+
+    /// Per origin, the highest sequence held, before caps from pending wants.
+    pub(crate) fn raw_vector(&self) -> Result<VersionVector, StoreError> {
+        let mut v = read_vector(&self.conn, "SELECT origin, seq FROM rs_vector", None)?;
+        v.0.remove(&self.station.id);
+        let clock = self.clock()?;
+        if clock > 0 {
+            v.raise(self.station.id, clock);
+        }
+        Ok(v)
+    }
+
+    /// What this station holds: per origin the highest sequence, lowered below
+    /// any change we could not apply and still want in full.
+    pub fn vector(&self) -> Result<VersionVector, StoreError> {
+        let mut v = self.raw_vector()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT origin, min(seq) FROM rs_want GROUP BY origin")?;
+        let caps = stmt
+            .query_map([], |r| {
+                Ok((station_id_from(r.get(0)?)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (origin, seq) in caps {
+            let cap = (seq.max(1) - 1) as u64;
+            if let Some(e) = v.0.get_mut(&origin) {
+                if *e > cap {
+                    *e = cap;
+                }
+            }
+        }
+        v.0.retain(|_, s| *s > 0);
+        Ok(v)
+    }
+
+    pub fn add_peer(
+        &mut self,
+        name: &str,
+        id: StationId,
+        callsign: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if id == self.station.id {
+            return Err(StoreError::SelfAsPeer(id));
+        }
+        let clash: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT name FROM rs_peer WHERE name = ?1 OR uuid = ?2",
+                params![name, id.0.to_vec()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(existing) = clash {
+            return Err(StoreError::PeerExists(existing));
+        }
+        self.conn.execute(
+            "INSERT INTO rs_peer (uuid, name, callsign, added_on) VALUES (?1, ?2, ?3, ?4)",
+            params![id.0.to_vec(), name, callsign, now_text()],
+        )?;
+        Ok(())
+    }
+
+    fn peer_from_row(&self, r: &rusqlite::Row<'_>) -> Result<PeerInfo, rusqlite::Error> {
+        Ok(PeerInfo {
+            id: station_id_from(r.get(0)?)?,
+            name: r.get(1)?,
+            callsign: r.get(2)?,
+            last_sync: r.get(3)?,
+            sync_count: r.get::<_, i64>(4)?.max(0) as u64,
+            confirmed: VersionVector::default(),
+            dict_id: r.get::<_, i64>(5)? as u32,
+            wants: Vec::new(),
+            lost: Vec::new(),
+        })
+    }
+
+    fn complete_peer(&self, mut p: PeerInfo) -> Result<PeerInfo, StoreError> {
+        let key = p.id.0.to_vec();
+        p.confirmed = read_vector(
+            &self.conn,
+            "SELECT origin, seq FROM rs_peer_vector WHERE peer = ?1",
+            Some(&key),
+        )?;
+        let mut stmt = self.conn.prepare(
+            "SELECT tbl, uuid, kind FROM rs_peer_want WHERE peer = ?1 ORDER BY tbl, uuid",
+        )?;
+        let wants = stmt
+            .query_map([&key], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (t, uuid, kind) in wants {
+            if let Some(table) = self.table_index(&t) {
+                let w = Want { table, uuid };
+                if kind == "lost" {
+                    p.lost.push(w);
+                } else {
+                    p.wants.push(w);
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    const PEER_COLS: &'static str = "uuid, name, callsign, last_sync, sync_count, dict_id";
+
+    pub fn peers(&self) -> Result<Vec<PeerInfo>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {} FROM rs_peer ORDER BY name",
+            Self::PEER_COLS
+        ))?;
+        let peers = stmt
+            .query_map([], |r| self.peer_from_row(r))?
+            .collect::<Result<Vec<_>, _>>()?;
+        peers.into_iter().map(|p| self.complete_peer(p)).collect()
+    }
+
+    pub fn peer_by_name(&self, name: &str) -> Result<Option<PeerInfo>, StoreError> {
+        let p = self
+            .conn
+            .query_row(
+                &format!("SELECT {} FROM rs_peer WHERE name = ?1", Self::PEER_COLS),
+                [name],
+                |r| self.peer_from_row(r),
+            )
+            .optional()?;
+        p.map(|p| self.complete_peer(p)).transpose()
+    }
+
+    pub fn peer_by_id(&self, id: &StationId) -> Result<Option<PeerInfo>, StoreError> {
+        let p = self
+            .conn
+            .query_row(
+                &format!("SELECT {} FROM rs_peer WHERE uuid = ?1", Self::PEER_COLS),
+                [id.0.to_vec()],
+                |r| self.peer_from_row(r),
+            )
+            .optional()?;
+        p.map(|p| self.complete_peer(p)).transpose()
+    }
+
+    /// The peer confirmed it holds `v` (its own sender vector): raise its watermark.
+    pub fn note_peer_vector(&self, peer: &StationId, v: &VersionVector) -> Result<(), StoreError> {
+        if self.peer_by_id(peer)?.is_none() {
+            return Err(StoreError::UnknownPeer(*peer));
+        }
+        exchange::raise_peer_vector(&self.conn, peer, v)
+    }
+
+    pub(crate) fn table_index(&self, name: &str) -> Option<u16> {
+        self.tables
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| i as u16)
+    }
+
+    pub fn log_event(&self, e: &LogEntry) -> Result<(), StoreError> {
+        let time = if e.time.is_empty() {
+            now_text()
+        } else {
+            e.time.clone()
+        };
+        self.conn.execute(
+            "INSERT INTO rs_log (time, peer, tbl, direction, rows_in, rows_out, conflicts, result, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                time,
+                e.peer,
+                e.table,
+                e.direction,
+                e.rows_in as i64,
+                e.rows_out as i64,
+                e.conflicts as i64,
+                e.result,
+                e.message
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn log(&self) -> Result<Vec<LogEntry>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT time, peer, tbl, direction, rows_in, rows_out, conflicts, result, message
+             FROM rs_log ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(LogEntry {
+                    time: r.get(0)?,
+                    peer: r.get(1)?,
+                    table: r.get(2)?,
+                    direction: r.get(3)?,
+                    rows_in: r.get::<_, i64>(4)? as u64,
+                    rows_out: r.get::<_, i64>(5)? as u64,
+                    conflicts: r.get::<_, i64>(6)? as u64,
+                    result: r.get(7)?,
+                    message: r.get(8)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn conflicts(&self) -> Result<Vec<ConflictEntry>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT time, tbl, uuid, peer, loser_side, loser_modified_on, loser_writer,
+                    winner_modified_on, winner_writer, loser_values FROM rs_conflict ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ConflictEntry {
+                    time: r.get(0)?,
+                    table: r.get(1)?,
+                    uuid: r.get(2)?,
+                    peer: r.get(3)?,
+                    loser_side: r.get(4)?,
+                    loser_modified_on: r.get(5)?,
+                    loser_writer: station_id_from(r.get(6)?)?,
+                    winner_modified_on: r.get(7)?,
+                    winner_writer: station_id_from(r.get(8)?)?,
+                    loser_values: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The station's zstd dictionary, if one was trained.
+    pub fn dictionary(&self) -> Result<Option<Dictionary>, StoreError> {
+        let d = self
+            .conn
+            .query_row("SELECT id, bytes FROM rs_dict", [], |r| {
+                Ok(Dictionary {
+                    id: r.get::<_, i64>(0)? as u32,
+                    bytes: r.get(1)?,
+                })
+            })
+            .optional()?;
+        Ok(d)
+    }
+
+    /// Train a dictionary from the tracked rows in their bundle form and keep
+    /// it. Peers use it only once they advertise the same id.
+    pub fn retrain_dictionary(&mut self) -> Result<Dictionary, StoreError> {
+        let tables = self.all_rows_full()?;
+        let samples = crate::codec::training_samples(&tables);
+        if samples.len() < 8 {
+            return Err(StoreError::Dictionary(format!(
+                "only {} rows to learn from; sync works without one",
+                samples.len()
+            )));
+        }
+        let dict = crate::codec::train_dictionary(&samples, DICT_SIZE)
+            .map_err(|e| StoreError::Dictionary(e.to_string()))?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO rs_dict (one, id, bytes, created_on) VALUES (1, ?1, ?2, ?3)",
+            params![dict.id as i64, dict.bytes, now_text()],
+        )?;
+        Ok(dict)
+    }
+
+    /// The real deployment path: copy station `from` into a new file `to` with
+    /// a new station UUID. The copy holds everything `from` holds, and the two
+    /// are registered as each other's peers with that knowledge confirmed, so
+    /// nothing shared is ever resent.
+    pub fn clone_station(
+        from: impl AsRef<Path>,
+        to: impl AsRef<Path>,
+        name: &str,
+        callsign: Option<&str>,
+    ) -> Result<Store, StoreError> {
+        let to = to.as_ref();
+        if to.exists() {
+            return Err(StoreError::TargetExists(to.display().to_string()));
+        }
+        let mut a = Store::open(from)?;
+        let a_vec = a.vector()?;
+        a.conn
+            .execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])?;
+        let b_id = StationId::new_random();
+        let dict_id = a.dictionary()?.map(|d| d.id).unwrap_or(0);
+        {
+            let conn = open_conn(to)?;
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                "UPDATE rs_station SET uuid = ?1, name = ?2, callsign = ?3, created_on = ?4",
+                params![b_id.0.to_vec(), name, callsign, now_text()],
+            )?;
+            tx.execute_batch(
+                "DELETE FROM rs_vector; DELETE FROM rs_peer; DELETE FROM rs_peer_vector;
+                 DELETE FROM rs_peer_want; DELETE FROM rs_want; DELETE FROM rs_conflict;
+                 DELETE FROM rs_log; UPDATE rs_clock SET seq = 0; UPDATE rs_ctl SET applying = 0;",
+            )?;
+            for (o, s) in &a_vec.0 {
+                tx.execute(
+                    "INSERT INTO rs_vector (origin, seq) VALUES (?1, ?2)",
+                    params![o.0.to_vec(), *s as i64],
+                )?;
+            }
+            tx.commit()?;
+        }
+        let mut b = Store::open(to)?;
+        b.add_peer(&a.station.name, a.station.id, a.station.callsign.as_deref())?;
+        b.note_peer_vector(&a.station.id, &a_vec)?;
+        b.set_peer_dict(&a.station.id, dict_id)?;
+        let b_name = b.station.name.clone();
+        if a.peer_by_name(&b_name)?.is_some() {
+            return Err(StoreError::PeerExists(b_name));
+        }
+        a.add_peer(&b_name, b_id, callsign)?;
+        a.note_peer_vector(&b_id, &a_vec)?;
+        a.set_peer_dict(&b_id, dict_id)?;
+        let msg = format!("cloned into {} as {b_name} ({b_id})", to.display());
+        a.log_event(&LogEntry {
+            peer: Some(b_name),
+            direction: "local".into(),
+            result: "ok".into(),
+            message: msg,
+            ..Default::default()
+        })?;
+        Ok(b)
+    }
+
+    /// The dictionary id a peer advertised (a hello, a bundle header): bundles for
+    /// it use our dictionary only when the ids match.
+    pub fn set_peer_dict(&self, peer: &StationId, dict_id: u32) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE rs_peer SET dict_id = ?1 WHERE uuid = ?2",
+            params![dict_id as i64, peer.0.to_vec()],
+        )?;
+        Ok(())
+    }
+
+    /// The current tag of a row, if it has one.
+    pub fn row_tag(&self, table: &str, uuid: &str) -> Result<Option<(Tag, StationId)>, StoreError> {
+        let t = self
+            .conn
+            .query_row(
+                "SELECT origin, seq, writer FROM rs_row WHERE tbl = ?1 AND uuid = ?2",
+                params![table, uuid],
+                |r| {
+                    Ok((
+                        Tag {
+                            origin: station_id_from(r.get(0)?)?,
+                            seq: r.get::<_, i64>(1)?.max(0) as u64,
+                        },
+                        station_id_from(r.get(2)?)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(t)
+    }
+}

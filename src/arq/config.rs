@@ -1,0 +1,308 @@
+//! ARQ parameters and the airtime model the timeouts are computed from.
+//!
+//! Timing model of one transmission handed to the modem at `t`:
+//! the channel is free after `turnaround` (the other side's radio switches
+//! back to receive, squelch and PTT tail), the modem then waits for channel
+//! access (p-persistence), keys up for `txdelay`, and sends the frames back
+//! to back. The peer answers as soon as the last frame arrives.
+
+use std::time::Duration;
+
+use super::wire::{ACK_MAX, DATA_HEADER};
+use crate::profile::{Framing, Profile, AX25_UI_HEADER};
+
+/// Bytes the frame layer adds around an ARQ payload before FEC: kind, flags,
+/// session, seq, length and CRC-32C (src/frame, without an auth tag; with a
+/// tag add 1 + its length to `ArqConfig::frame_overhead`).
+pub const FRAME_OVERHEAD_ESTIMATE: usize = 12;
+/// Bytes a transparent link adds per frame: 4-byte sync word and RS(6,2) length.
+pub const TRANSPARENT_LINK_OVERHEAD: usize = 10;
+/// Bytes HDLC adds per AX.25 frame on air besides the header: FCS and a flag.
+pub const HDLC_OVERHEAD: usize = 3;
+/// Frames the receiver keeps track of beyond the first missing one (bitmap 63 + 1).
+pub const WINDOW: u16 = 64;
+
+/// Acks sent per transmission; chosen by the measurements in docs/arq.md.
+pub const ACK_COPIES: usize = 2;
+
+/// Reed-Solomon geometry: `parity` bytes per `block` data bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FecShape {
+    pub parity: usize,
+    pub block: usize,
+}
+
+/// Everything the ARQ needs to know about the channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArqConfig {
+    pub bitrate: u32,
+    pub txdelay: Duration,
+    pub turnaround: Duration,
+    /// p-persistence of the modem: each slot it keys up with probability
+    /// (persist + 1) / 256, after at least one slot (Dire Wolf, chansim).
+    pub persist: u8,
+    pub slottime: Duration,
+    /// Frame-layer bytes per frame before FEC.
+    pub frame_overhead: usize,
+    pub fec: Option<FecShape>,
+    /// Link framing bytes per frame on air after FEC.
+    pub link_overhead: usize,
+    /// HDLC bit stuffing (KISS/AX.25 links) adds about one bit in 62 on random data.
+    pub bit_stuffing: bool,
+    /// Largest frame on air after FEC, before link framing.
+    pub mtu: usize,
+    /// Airtime budget of one transmission, in full-size data frames
+    /// (smaller frames: more of them, up to the window).
+    pub max_frames: usize,
+    /// Copies of the ack in a transmission (1 or 2; the second goes last).
+    pub ack_copies: usize,
+    /// Consecutive unanswered transmissions before the link is declared lost.
+    pub max_tries: u32,
+    pub backoff_cap: Duration,
+    /// Slack added to every computed wait (latency of serial ports, TNC decode).
+    pub margin: Duration,
+}
+
+impl ArqConfig {
+    pub fn from_profile(p: &Profile) -> ArqConfig {
+        let (link_overhead, bit_stuffing) = match p.framing {
+            Framing::Kiss => (
+                HDLC_OVERHEAD + if p.amateur { AX25_UI_HEADER } else { 0 },
+                true,
+            ),
+            Framing::Transparent => (TRANSPARENT_LINK_OVERHEAD, false),
+        };
+        ArqConfig {
+            bitrate: p.bitrate,
+            txdelay: Duration::from_millis(p.txdelay_ms.into()),
+            turnaround: Duration::from_millis(p.turnaround_ms.into()),
+            persist: p.persist.min(255) as u8,
+            slottime: Duration::from_millis(p.slottime_ms.into()),
+            frame_overhead: FRAME_OVERHEAD_ESTIMATE,
+            fec: p.fec.map(|f| FecShape {
+                parity: f.parity as usize,
+                block: f.block as usize,
+            }),
+            link_overhead,
+            bit_stuffing,
+            mtu: p.mtu,
+            max_frames: p.max_frames_per_transmission as usize,
+            ack_copies: ACK_COPIES,
+            max_tries: p.retry.max_tries,
+            backoff_cap: Duration::from_millis(p.retry.backoff_cap_ms.into()),
+            margin: Duration::from_millis(100),
+        }
+    }
+
+    /// Frame bytes after FEC for an ARQ payload of `payload_len` bytes.
+    pub fn frame_bytes(&self, payload_len: usize) -> usize {
+        let n = self.frame_overhead + payload_len;
+        match self.fec {
+            Some(f) => n + f.parity * n.div_ceil(f.block),
+            None => n,
+        }
+    }
+
+    /// Bytes on air (link framing included) for an ARQ payload of `payload_len` bytes.
+    pub fn air_bytes(&self, payload_len: usize) -> usize {
+        let b = self.frame_bytes(payload_len) + self.link_overhead;
+        if self.bit_stuffing {
+            b + b.div_ceil(62)
+        } else {
+            b
+        }
+    }
+
+    /// Time on air of `bytes` bytes.
+    pub fn bytes_airtime(&self, bytes: usize) -> Duration {
+        let bits = bytes as u64 * 8;
+        let rate = u64::from(self.bitrate.max(1));
+        Duration::from_micros((bits * 1_000_000).div_ceil(rate))
+    }
+
+    /// Time on air of one frame carrying an ARQ payload of `payload_len` bytes.
+    pub fn frame_airtime(&self, payload_len: usize) -> Duration {
+        self.bytes_airtime(self.air_bytes(payload_len))
+    }
+
+    /// Time on air of one frame carrying exactly `payload`: on HDLC links
+    /// the stuffed bits of the payload are counted (data full of ones costs
+    /// up to a fifth more), the rest is assumed worst case.
+    pub fn frame_airtime_of(&self, payload: &[u8]) -> Duration {
+        if !self.bit_stuffing {
+            return self.frame_airtime(payload.len());
+        }
+        let framed = self.frame_bytes(payload.len()) + self.link_overhead;
+        let other_bits = (framed - payload.len()) as u64 * 8;
+        let bits = framed as u64 * 8 + stuffed_bits(payload) + other_bits.div_ceil(5);
+        let rate = u64::from(self.bitrate.max(1));
+        Duration::from_micros((bits * 1_000_000).div_ceil(rate))
+    }
+
+    /// Largest message one data frame carries within the MTU.
+    pub fn max_message(&self) -> usize {
+        let mut lo = 0usize;
+        let mut hi = self.mtu;
+        // frame_bytes is monotone: binary search the largest fitting message.
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if self.frame_bytes(DATA_HEADER + mid) <= self.mtu {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
+    /// Data airtime one transmission may carry.
+    pub fn transmission_budget(&self) -> Duration {
+        self.frame_airtime(DATA_HEADER + self.max_message()) * self.max_frames as u32
+    }
+
+    /// Allowance for p-persistent channel access before keying up: one
+    /// slot, plus three times the mean of the further (255 - p) / (p + 1).
+    pub fn channel_access(&self) -> Duration {
+        let p = u32::from(self.persist);
+        let extra_x100 = (255 - p) * 300 / (p + 1);
+        self.slottime + self.slottime * extra_x100 / 100
+    }
+
+    /// From handing a transmission to the modem until the peer can hear its
+    /// first bit: turnaround, channel access, TXDELAY.
+    pub fn key_up(&self) -> Duration {
+        self.turnaround + self.channel_access() + self.txdelay
+    }
+
+    /// Shortest possible key-up: turnaround, one slot, TXDELAY. Frames of
+    /// the peer heard earlier than this after we transmitted mean the modem
+    /// has not sent ours yet.
+    pub fn min_key_up(&self) -> Duration {
+        self.turnaround + self.slottime + self.txdelay
+    }
+
+    /// Slack a receiver waits past the announced end of a transmission whose
+    /// last frame it missed, before it answers.
+    pub fn rx_slack(&self) -> Duration {
+        self.margin / 2
+    }
+
+    /// How long after the end of our transmission the peer's answer must
+    /// have started to arrive: its fallback slack, key-up, an ack, and the
+    /// first data frame in case the ack itself was lost (answering then
+    /// would collide with the peer's data).
+    pub fn reply_wait(&self) -> Duration {
+        self.rx_slack()
+            + self.key_up()
+            + self.frame_airtime(ACK_MAX)
+            + self.frame_airtime(DATA_HEADER + self.max_message())
+            + self.margin
+    }
+
+    /// Cost of one extra exchange without data: two key-ups and an ack.
+    pub fn exchange_overhead(&self) -> Duration {
+        self.key_up() * 2 + self.frame_airtime(ACK_MAX)
+    }
+
+    /// Extra wait before retry number `attempt` (1 = first retry): doubles
+    /// from one exchange overhead, capped. Pure function of the attempt.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        if attempt == 0 {
+            return Duration::ZERO;
+        }
+        let unit = self.exchange_overhead();
+        let factor = 1u32 << (attempt - 1).min(20);
+        unit.saturating_mul(factor).min(self.backoff_cap)
+    }
+}
+
+/// Zero bits HDLC inserts after every five ones, bytes sent LSB first.
+pub fn stuffed_bits(bytes: &[u8]) -> u64 {
+    let mut ones = 0;
+    let mut stuffed = 0;
+    for &b in bytes {
+        for i in 0..8 {
+            if b >> i & 1 == 1 {
+                ones += 1;
+                if ones == 5 {
+                    stuffed += 1;
+                    ones = 0;
+                }
+            } else {
+                ones = 0;
+            }
+        }
+    }
+    stuffed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(name: &str) -> ArqConfig {
+        ArqConfig::from_profile(&Profile::load(name).unwrap())
+    }
+
+    #[test]
+    fn sizes_and_airtime() {
+        let k = cfg("sim-kiss-1200");
+        // 12 + 100 = 112 frame bytes, +3 HDLC = 115, +2 stuffing = 117 bytes.
+        assert_eq!(k.frame_bytes(100), 112);
+        assert_eq!(k.air_bytes(100), 117);
+        assert_eq!(k.frame_airtime(100), Duration::from_micros(780_000));
+        assert_eq!(k.frame_bytes(DATA_HEADER + k.max_message()), k.mtu);
+
+        let t = cfg("sim-transparent-9600");
+        // 12 + 239 = 251 bytes -> 2 RS blocks -> +32 parity.
+        assert_eq!(t.frame_bytes(239), 283);
+        assert_eq!(t.frame_bytes(227), 255);
+        assert!(t.frame_bytes(DATA_HEADER + t.max_message()) <= t.mtu);
+        assert!(t.frame_bytes(DATA_HEADER + t.max_message() + 1) > t.mtu);
+        assert_eq!(t.channel_access(), Duration::ZERO);
+
+        // The figures quoted in docs/arq.md.
+        assert_eq!(k.max_message(), 497);
+        assert_eq!(t.max_message(), 941);
+        // Dire Wolf's PERSIST 63, SLOTTIME 100 ms: one slot, then 3 more on
+        // average; allow 1 + 9.
+        let dw = cfg("direwolf-1200");
+        assert_eq!(dw.channel_access(), Duration::from_millis(1000));
+        let once = ArqConfig {
+            persist: 255,
+            ..dw.clone()
+        };
+        assert_eq!(once.channel_access(), Duration::from_millis(100));
+        assert_eq!(dw.link_overhead, HDLC_OVERHEAD + AX25_UI_HEADER);
+    }
+
+    #[test]
+    fn stuffing_is_counted_from_the_payload() {
+        assert_eq!(stuffed_bits(&[0x00; 10]), 0);
+        assert_eq!(stuffed_bits(&[0xFF]), 1);
+        // 16 ones: stuffed after the 5th, 10th and 15th.
+        assert_eq!(stuffed_bits(&[0xFF, 0xFF]), 3);
+        // 0x3F = 00111111: six ones per byte LSB first, one stuffed each.
+        assert_eq!(stuffed_bits(&[0x3F; 4]), 4);
+        let k = cfg("sim-kiss-1200");
+        // 100 zero bytes: 115 bytes + 15 x 8 / 5 worst-case bits for the rest.
+        assert_eq!(
+            k.frame_airtime_of(&[0; 100]),
+            Duration::from_micros(((115 * 8 + 24) * 1_000_000u64).div_ceil(1200))
+        );
+        assert!(k.frame_airtime_of(&[0xFF; 100]) > k.frame_airtime(100));
+        let t = cfg("sim-transparent-9600");
+        assert_eq!(t.frame_airtime_of(&[0xFF; 100]), t.frame_airtime(100));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let k = cfg("sim-kiss-1200");
+        let unit = k.exchange_overhead();
+        assert_eq!(k.backoff(0), Duration::ZERO);
+        assert_eq!(k.backoff(1), unit);
+        assert_eq!(k.backoff(2), unit * 2);
+        assert_eq!(k.backoff(3), unit * 4);
+        assert_eq!(k.backoff(40), k.backoff_cap);
+    }
+}

@@ -1,0 +1,433 @@
+//! radiosync's own tables, tracked-table metadata, change-capture triggers and
+//! the schema fingerprint.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreError;
+use crate::delta::SchemaFingerprint;
+
+/// History entries kept per row: enough to find a base the peer has seen after
+/// a few unconfirmed edits, small enough to stay cheap.
+pub const HISTORY_PER_ROW: u32 = 4;
+
+/// All of radiosync's own state. Application tables are never altered.
+pub const DDL: &str = "
+CREATE TABLE IF NOT EXISTS rs_station (one INTEGER PRIMARY KEY CHECK (one = 1), uuid BLOB NOT NULL,
+    name TEXT NOT NULL, callsign TEXT, created_on TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_clock (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_ctl (one INTEGER PRIMARY KEY CHECK (one = 1), applying INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_table (name TEXT PRIMARY KEY, local_columns TEXT NOT NULL,
+    payload_columns TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_row (tbl TEXT NOT NULL, uuid TEXT NOT NULL, origin BLOB NOT NULL,
+    seq INTEGER NOT NULL, writer BLOB NOT NULL, PRIMARY KEY (tbl, uuid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rs_hist (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, uuid TEXT NOT NULL,
+    origin BLOB NOT NULL, seq INTEGER NOT NULL, mask INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS rs_hist_row ON rs_hist (tbl, uuid);
+CREATE TABLE IF NOT EXISTS rs_vector (origin BLOB PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_peer (uuid BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, callsign TEXT,
+    added_on TEXT NOT NULL, last_sync TEXT, sync_count INTEGER NOT NULL DEFAULT 0,
+    dict_id INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS rs_peer_vector (peer BLOB NOT NULL, origin BLOB NOT NULL,
+    seq INTEGER NOT NULL, PRIMARY KEY (peer, origin));
+CREATE TABLE IF NOT EXISTS rs_peer_want (peer BLOB NOT NULL, tbl TEXT NOT NULL, uuid TEXT NOT NULL,
+    kind TEXT NOT NULL, PRIMARY KEY (peer, tbl, uuid));
+CREATE TABLE IF NOT EXISTS rs_want (peer BLOB NOT NULL, tbl TEXT NOT NULL, uuid TEXT NOT NULL,
+    origin BLOB NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (peer, tbl, uuid));
+CREATE TABLE IF NOT EXISTS rs_conflict (id INTEGER PRIMARY KEY, time TEXT NOT NULL, tbl TEXT NOT NULL,
+    uuid TEXT NOT NULL, peer TEXT, loser_side TEXT NOT NULL, loser_modified_on TEXT NOT NULL,
+    loser_writer BLOB NOT NULL, winner_modified_on TEXT NOT NULL, winner_writer BLOB NOT NULL,
+    loser_values TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_dict (one INTEGER PRIMARY KEY CHECK (one = 1), id INTEGER NOT NULL,
+    bytes BLOB NOT NULL, created_on TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_log (id INTEGER PRIMARY KEY, time TEXT NOT NULL, peer TEXT, tbl TEXT,
+    direction TEXT NOT NULL, rows_in INTEGER NOT NULL DEFAULT 0, rows_out INTEGER NOT NULL DEFAULT 0,
+    conflicts INTEGER NOT NULL DEFAULT 0, result TEXT NOT NULL, message TEXT NOT NULL);
+INSERT OR IGNORE INTO rs_clock (one, seq) VALUES (1, 0);
+INSERT OR IGNORE INTO rs_ctl (one, applying) VALUES (1, 0);
+";
+
+/// One column of an application table, as PRAGMA table_info reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub decl_type: String,
+    pub notnull: bool,
+    pub has_default: bool,
+    /// Part of the primary key (an INTEGER PRIMARY KEY gets a fresh rowid by itself).
+    pub pk: bool,
+}
+
+/// A tracked table: its synced payload columns (sorted by name) and its
+/// site-local columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableInfo {
+    pub name: String,
+    pub payload: Vec<Column>,
+    pub local: Vec<Column>,
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn quote_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+pub fn table_columns(conn: &Connection, table: &str) -> Result<Vec<Column>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
+    let cols = stmt
+        .query_map([table], |r| {
+            Ok(Column {
+                name: r.get(0)?,
+                decl_type: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                notnull: r.get::<_, i64>(2)? != 0,
+                has_default: r.get::<_, Option<String>>(3)?.is_some(),
+                pk: r.get::<_, i64>(4)? != 0,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(cols)
+}
+
+pub fn user_tables(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+         AND name NOT LIKE 'rs\\_%' ESCAPE '\\' ORDER BY name",
+    )?;
+    let names = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(names)
+}
+
+/// Work out which columns of `table` sync, refusing tables that lack the
+/// blueprint columns and local columns that cannot get a fresh value.
+pub fn describe(conn: &Connection, table: &str, local: &[String]) -> Result<TableInfo, StoreError> {
+    let cols = table_columns(conn, table)?;
+    if cols.is_empty() {
+        return Err(StoreError::NoSuchTable(table.to_string()));
+    }
+    let missing: Vec<&str> = ["uuid", "modified_on", "deleted"]
+        .into_iter()
+        .filter(|m| !cols.iter().any(|c| c.name == *m))
+        .collect();
+    if !missing.is_empty() {
+        return Err(StoreError::NotSyncable {
+            table: table.to_string(),
+            missing: missing.join(", "),
+        });
+    }
+    let mut local_cols = Vec::new();
+    for name in local {
+        if ["uuid", "modified_on", "deleted"].contains(&name.as_str()) {
+            return Err(StoreError::BadLocalColumn {
+                table: table.to_string(),
+                column: name.clone(),
+                why: "it is a blueprint column that must sync".into(),
+            });
+        }
+        // The default `id` may be absent; an explicitly named column must exist.
+        match cols.iter().find(|c| &c.name == name) {
+            Some(c) => {
+                let integer = c.decl_type.to_ascii_uppercase().contains("INT");
+                if c.notnull && !c.has_default && !c.pk && !integer {
+                    return Err(StoreError::BadLocalColumn {
+                        table: table.to_string(),
+                        column: name.clone(),
+                        why: "it is NOT NULL without a default and not an integer, so a row from a peer \
+                              cannot be given a fresh local value"
+                            .into(),
+                    });
+                }
+                local_cols.push(c.clone());
+            }
+            None if name == "id" => {}
+            None => {
+                return Err(StoreError::BadLocalColumn {
+                    table: table.to_string(),
+                    column: name.clone(),
+                    why: "no such column".into(),
+                })
+            }
+        }
+    }
+    let mut payload: Vec<Column> = cols
+        .into_iter()
+        .filter(|c| c.name != "uuid" && c.name != "modified_on" && !local.contains(&c.name))
+        .collect();
+    payload.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(TableInfo {
+        name: table.to_string(),
+        payload,
+        local: local_cols,
+    })
+}
+
+fn column_list(cols: &[Column]) -> String {
+    cols.iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The tracked tables, sorted by name, checked against the live schema.
+pub fn load_tables(conn: &Connection) -> Result<Vec<TableInfo>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT name, local_columns, payload_columns FROM rs_table ORDER BY name")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for (name, local, payload) in rows {
+        let info = describe(conn, &name, &split_list(&local))?;
+        if column_list(&info.payload) != payload {
+            return Err(StoreError::SchemaDrift(name));
+        }
+        out.push(info);
+    }
+    Ok(out)
+}
+
+/// CRC-32 over the sorted tracked tables, their payload columns with declared
+/// types, and their local-column lists.
+pub fn fingerprint(tables: &[TableInfo]) -> SchemaFingerprint {
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    let mut d = crc.digest();
+    for t in tables {
+        d.update(t.name.as_bytes());
+        d.update(&[0]);
+        for c in &t.payload {
+            d.update(c.name.as_bytes());
+            d.update(&[1]);
+            d.update(c.decl_type.to_ascii_uppercase().as_bytes());
+            d.update(&[2]);
+        }
+        d.update(&[3]);
+        for c in &t.local {
+            d.update(c.name.as_bytes());
+            d.update(&[4]);
+        }
+        d.update(&[5]);
+    }
+    SchemaFingerprint(d.finalize())
+}
+
+/// Record the table as tracked and (re)create its capture triggers.
+pub fn install(conn: &Connection, info: &TableInfo) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO rs_table (name, local_columns, payload_columns) VALUES (?1, ?2, ?3)",
+        params![info.name, column_list(&info.local), column_list(&info.payload)],
+    )?;
+    conn.execute_batch(&triggers_sql(info))?;
+    Ok(())
+}
+
+/// Rows without a uuid cannot sync; their writes are not captured (and never fail).
+fn triggers_sql(info: &TableInfo) -> String {
+    let t = &info.name;
+    let qt = quote_ident(t);
+    let lit = quote_text(t);
+    let mask = if info.payload.len() > 63 {
+        "-1".to_string()
+    } else {
+        info.payload
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let q = quote_ident(&c.name);
+                format!(
+                    "((typeof(OLD.{q}) IS NOT typeof(NEW.{q}) OR OLD.{q} IS NOT NEW.{q}) << {i})"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let mask = if mask.is_empty() {
+        "0".to_string()
+    } else {
+        mask
+    };
+    let record = |mask: &str| {
+        format!(
+            "UPDATE rs_clock SET seq = seq + 1;
+             INSERT OR REPLACE INTO rs_row (tbl, uuid, origin, seq, writer)
+               VALUES ({lit}, NEW.uuid, (SELECT uuid FROM rs_station), (SELECT seq FROM rs_clock),
+                       (SELECT uuid FROM rs_station));
+             INSERT INTO rs_hist (tbl, uuid, origin, seq, mask)
+               VALUES ({lit}, NEW.uuid, (SELECT uuid FROM rs_station), (SELECT seq FROM rs_clock), {mask});
+             DELETE FROM rs_hist WHERE tbl = {lit} AND uuid = NEW.uuid AND id NOT IN
+               (SELECT id FROM rs_hist WHERE tbl = {lit} AND uuid = NEW.uuid ORDER BY id DESC LIMIT {HISTORY_PER_ROW});"
+        )
+    };
+    let ins = quote_ident(&format!("rs_ins_{t}"));
+    let upd = quote_ident(&format!("rs_upd_{t}"));
+    let del = quote_ident(&format!("rs_del_{t}"));
+    format!(
+        "DROP TRIGGER IF EXISTS {ins}; DROP TRIGGER IF EXISTS {upd}; DROP TRIGGER IF EXISTS {del};
+         CREATE TRIGGER {ins} AFTER INSERT ON {qt}
+           WHEN (SELECT applying FROM rs_ctl) = 0 AND NEW.uuid IS NOT NULL
+         BEGIN {} END;
+         CREATE TRIGGER {upd} AFTER UPDATE ON {qt}
+           WHEN (SELECT applying FROM rs_ctl) = 0 AND NEW.uuid IS NOT NULL
+         BEGIN {} END;
+         CREATE TRIGGER {del} AFTER DELETE ON {qt} WHEN (SELECT applying FROM rs_ctl) = 0
+         BEGIN DELETE FROM rs_row WHERE tbl = {lit} AND uuid = OLD.uuid;
+               DELETE FROM rs_hist WHERE tbl = {lit} AND uuid = OLD.uuid; END;",
+        record("-1"),
+        record(&mask)
+    )
+}
+
+/// Give every row that has no tag yet a local tag, so a new peer receives it.
+pub fn tag_existing_rows(conn: &Connection, info: &TableInfo) -> Result<usize, StoreError> {
+    let qt = quote_ident(&info.name);
+    let uuids: Vec<String> = {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT t.uuid FROM {qt} t WHERE NOT EXISTS
+               (SELECT 1 FROM rs_row r WHERE r.tbl = ?1 AND r.uuid = t.uuid) AND t.uuid IS NOT NULL ORDER BY t.uuid"
+        ))?;
+        let v = stmt
+            .query_map([&info.name], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        v
+    };
+    let me: Vec<u8> = conn.query_row("SELECT uuid FROM rs_station", [], |r| r.get(0))?;
+    let mut seq: i64 = conn.query_row("SELECT seq FROM rs_clock", [], |r| r.get(0))?;
+    {
+        let mut row = conn.prepare(
+            "INSERT INTO rs_row (tbl, uuid, origin, seq, writer) VALUES (?1, ?2, ?3, ?4, ?3)",
+        )?;
+        let mut hist = conn.prepare(
+            "INSERT INTO rs_hist (tbl, uuid, origin, seq, mask) VALUES (?1, ?2, ?3, ?4, -1)",
+        )?;
+        for u in &uuids {
+            seq += 1;
+            row.execute(params![info.name, u, me, seq])?;
+            hist.execute(params![info.name, u, me, seq])?;
+        }
+    }
+    conn.execute("UPDATE rs_clock SET seq = ?1", [seq])?;
+    Ok(uuids.len())
+}
+
+pub fn is_initialised(conn: &Connection) -> Result<bool, StoreError> {
+    let found: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'rs_station'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if found.is_none() {
+        return Ok(false);
+    }
+    let rows: i64 = conn.query_row("SELECT count(*) FROM rs_station", [], |r| r.get(0))?;
+    Ok(rows == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(DDL).unwrap();
+        c.execute(
+            "INSERT INTO rs_station (one, uuid, name, created_on) VALUES (1, ?1, 's', 'now')",
+            [vec![7u8; 16]],
+        )
+        .unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER NOT NULL UNIQUE, uuid TEXT PRIMARY KEY, modified_on TEXT,
+               deleted INTEGER, a TEXT, b REAL, \"odd \"\"name\" INTEGER)",
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn payload_is_sorted_and_excludes_identity_and_local_columns() {
+        let c = conn();
+        let info = describe(&c, "t", &["id".into()]).unwrap();
+        let names: Vec<_> = info.payload.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "deleted", "odd \"name"]);
+        assert_eq!(info.local.len(), 1);
+        assert!(matches!(
+            describe(&c, "t", &["uuid".into()]),
+            Err(StoreError::BadLocalColumn { .. })
+        ));
+        assert!(matches!(
+            describe(&c, "nope", &[]),
+            Err(StoreError::NoSuchTable(_))
+        ));
+    }
+
+    #[test]
+    fn fingerprint_sees_types_columns_and_local_lists() {
+        let c = conn();
+        let base = fingerprint(&[describe(&c, "t", &["id".into()]).unwrap()]);
+        assert_eq!(
+            base,
+            fingerprint(&[describe(&c, "t", &["id".into()]).unwrap()])
+        );
+        let no_local = fingerprint(&[describe(&c, "t", &[]).unwrap()]);
+        assert_ne!(base, no_local);
+        let mut other_type = describe(&c, "t", &["id".into()]).unwrap();
+        other_type.payload[0].decl_type = "BLOB".into();
+        assert_ne!(base, fingerprint(&[other_type]));
+    }
+
+    #[test]
+    fn triggers_capture_local_writes_with_column_masks_and_skip_applies() {
+        let c = conn();
+        let info = describe(&c, "t", &["id".into()]).unwrap();
+        install(&c, &info).unwrap();
+        c.execute_batch("INSERT INTO t VALUES (1, 'u', 'm', 0, 'x', 1.0, 5)")
+            .unwrap();
+        // b is REAL: 1 is stored as 1.0, so only the last column changed.
+        c.execute_batch("UPDATE t SET b = 1, \"odd \"\"name\" = 6 WHERE uuid = 'u'")
+            .unwrap();
+        let masks: Vec<i64> = c
+            .prepare("SELECT mask FROM rs_hist ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(masks, [-1, 0b1000]);
+        let seq: i64 = c
+            .query_row("SELECT seq FROM rs_row", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seq, 2);
+        c.execute_batch(
+            "UPDATE rs_ctl SET applying = 1; UPDATE t SET a = 'y'; UPDATE rs_ctl SET applying = 0;",
+        )
+        .unwrap();
+        let clock: i64 = c
+            .query_row("SELECT seq FROM rs_clock", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(clock, 2, "an apply is not a local change");
+        for i in 0..6 {
+            c.execute("UPDATE t SET a = ?1", [i]).unwrap();
+        }
+        let kept: i64 = c
+            .query_row("SELECT count(*) FROM rs_hist", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, HISTORY_PER_ROW as i64);
+    }
+}
