@@ -367,7 +367,7 @@ fn main() {
         print_row(&label, &sum, (n * draws) as f64);
     }
 
-    mixed_direct(&tables, &w, &mut rng);
+    mixed_store(&tables, &mut rng);
 }
 
 /// Indexes (into a table row) of the payload columns, in payload order.
@@ -377,209 +377,267 @@ fn payload_columns(t: &Table) -> Vec<usize> {
         .collect()
 }
 
-/// One site's edits: a few hundred inserts (rows the peer and the dictionary
-/// never saw), updates of 1-3 columns of existing rows, soft-deletes.
-/// Bodies are built directly as Full / Delta row versions.
-fn mixed_direct(tables: &[Table], w: &World, rng: &mut ChaCha8Rng) {
+fn sql_value(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Integer(i) => rusqlite::types::Value::Integer(*i),
+        Value::Real(x) => rusqlite::types::Value::Real(*x),
+        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// What one site changed: inserted rows and (table, uuid) of edited rows.
+struct SiteEdits {
+    inserted: Vec<RowRef>,
+    edited: Vec<(usize, String)>,
+}
+
+/// The mixed workload through the real store: both sites start from the same
+/// data (station B is a `clone` of A, dictionary trained at `track` time), each
+/// makes a few hundred inserts of rows nobody had, updates of 1-3 columns and
+/// soft-deletes with plain SQL, then exports a bundle for the other.
+fn mixed_store(tables: &[Table], rng: &mut ChaCha8Rng) {
+    use radiosync::store::Store;
     const INSERTS: usize = 300;
     const UPDATES: usize = 200;
     const DELETES: usize = 40;
-    println!("\n## Mixed workload, one site's bundle (Delta bodies built directly)\n");
     println!(
-        "Per site: {INSERTS} inserts, {UPDATES} updates of 1-3 columns, {DELETES} soft-deletes, as one bundle; \
-         JSON carries whole rows (as getdata does). Dictionary trained on the rows both sites held before.\n"
+        "\n## Mixed workload through the store (`clone`, plain SQL edits, `export_bundle_bytes`)\n"
     );
-    let every: Vec<RowRef> = tables
+    println!(
+        "Per site: {INSERTS} inserts (rows neither site nor the dictionary had), {UPDATES} updates of 1-3 columns, \
+         {DELETES} soft-deletes, then one bundle for the other site. JSON carries whole rows, as getdata does. \
+         Our bundle is exactly what `export_bundle_bytes` writes (store dictionary: {} KiB).\n",
+        radiosync::store::DICT_SIZE / 1024
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let a_path = dir.path().join("a.sqlite");
+    let b_path = dir.path().join("b.sqlite");
+    std::fs::copy(DB, &a_path).unwrap();
+
+    let mut pool: Vec<RowRef> = tables
         .iter()
         .enumerate()
         .flat_map(|(ti, t)| (0..t.rows.len()).map(move |ri| (ti, ri)))
         .collect();
-    print_header("site");
-    let mut total = zero();
-    let mut changed = 0usize;
-    for site in 0..2 {
-        let mut pool = every.clone();
-        pool.shuffle(rng);
-        let inserts: Vec<RowRef> = pool[..INSERTS].to_vec();
-        let updates: Vec<RowRef> = pool[INSERTS..INSERTS + UPDATES].to_vec();
-        let deletes: Vec<RowRef> = pool[INSERTS + UPDATES..INSERTS + UPDATES + DELETES].to_vec();
-        // Inserted rows are new: neither the peer nor the dictionary has them.
-        let d = dictionary(tables, w, &inserts);
+    pool.shuffle(rng);
+    let (new_a, rest) = pool.split_at(INSERTS);
+    let (new_b, rest) = rest.split_at(INSERTS);
+    let (edit_a, rest) = rest.split_at(UPDATES + DELETES);
+    let edit_b = &rest[..UPDATES + DELETES];
+    let uuid_of = |(ti, ri): RowRef| -> String {
+        let t = &tables[ti];
+        match &t.rows[ri][t.columns.iter().position(|c| c == "uuid").unwrap()] {
+            Value::Text(u) => u.clone(),
+            _ => unreachable!("uuid is text"),
+        }
+    };
+    {
+        // The rows to be inserted later exist nowhere yet.
+        let conn = rusqlite::Connection::open(&a_path).unwrap();
+        for r in new_a.iter().chain(new_b) {
+            conn.execute(
+                &format!("DELETE FROM {} WHERE uuid = ?1", quote(&tables[r.0].name)),
+                [uuid_of(*r)],
+            )
+            .unwrap();
+        }
+    }
+    let mut a = Store::init(&a_path, Some("site-a"), None).unwrap();
+    a.track(&[], &["id".to_string()]).unwrap();
+    a.retrain_dictionary().unwrap();
+    let mut b = Store::clone_station(&a_path, &b_path, "site-b", None).unwrap();
 
-        let mut json_rows: Vec<(usize, Vec<Value>)> = Vec::new();
-        let mut versions: Vec<(usize, RowVersion)> = Vec::new();
-        let mut seq = 19_000u64;
-        let mut ms = 1_736_496_000_000i64 + site * 86_400_000;
-        let mut next_time = |rng: &mut ChaCha8Rng| {
+    let mut ms = 1_736_496_000_000i64;
+    let mut edit = |store: &Store, inserts: &[RowRef], edits: &[RowRef], rng: &mut ChaCha8Rng| {
+        let conn = store.connection();
+        let mut out = SiteEdits {
+            inserted: inserts.to_vec(),
+            edited: Vec::new(),
+        };
+        let mut now = |rng: &mut ChaCha8Rng| {
             ms += rng.gen_range(1_000..600_000);
             radiosync::delta::time::canonical_text(ms).expect("in range")
         };
-        for (ti, ri) in &inserts {
-            seq += 1;
+        for (ti, ri) in inserts {
             let t = &tables[*ti];
-            // A row inserted at the site carries the site's clock.
-            let mut row = t.rows[*ri].clone();
-            let mo = t.columns.iter().position(|c| c == "modified_on").unwrap();
-            row[mo] = Value::Text(next_time(rng));
-            versions.push((*ti, row_version(t, &row, w.sender, seq)));
-            json_rows.push((*ti, row));
+            let next_id: i64 = conn
+                .query_row(
+                    &format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {}", quote(&t.name)),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let mut row: Vec<rusqlite::types::Value> = t.rows[*ri].iter().map(sql_value).collect();
+            for (c, v) in t.columns.iter().zip(row.iter_mut()) {
+                match c.as_str() {
+                    "id" => *v = rusqlite::types::Value::Integer(next_id),
+                    // An inserted row carries the site's clock.
+                    "modified_on" => *v = rusqlite::types::Value::Text(now(rng)),
+                    _ => {}
+                }
+            }
+            let cols: Vec<String> = t.columns.iter().map(|c| quote(c)).collect();
+            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+            conn.execute(
+                &format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    quote(&t.name),
+                    cols.join(", "),
+                    marks.join(", ")
+                ),
+                rusqlite::params_from_iter(row),
+            )
+            .unwrap();
         }
-        let edits = updates
-            .iter()
-            .map(|r| (r, false))
-            .chain(deletes.iter().map(|r| (r, true)));
-        for ((ti, ri), delete) in edits {
-            seq += 1;
-            let t = &tables[*ti];
-            let cols = payload_columns(t);
-            let deleted_at = cols
-                .iter()
-                .position(|c| t.columns[*c] == "deleted")
-                .expect("deleted column");
-            let mut row = t.rows[*ri].clone();
-            let mut changed_cols: Vec<usize> = if delete {
-                row[cols[deleted_at]] = Value::Integer(1);
-                vec![deleted_at]
-            } else {
-                let k = rng.gen_range(1..=3usize).min(cols.len() - 1);
-                let mut picks: Vec<usize> = (0..cols.len()).filter(|p| *p != deleted_at).collect();
+        for (k, r) in edits.iter().enumerate() {
+            let t = &tables[r.0];
+            let uuid = uuid_of(*r);
+            let mut sets: Vec<(String, rusqlite::types::Value)> = Vec::new();
+            if k < UPDATES {
+                let cols = payload_columns(t);
+                let mut picks: Vec<usize> = cols
+                    .into_iter()
+                    .filter(|c| t.columns[*c] != "deleted")
+                    .collect();
                 picks.shuffle(rng);
-                picks.truncate(k);
-                for p in &picks {
+                picks.truncate(rng.gen_range(1..=3));
+                for c in picks {
                     // A value this column holds in another row.
                     let other = &t.rows[rng.gen_range(0..t.rows.len())];
-                    row[cols[*p]] = other[cols[*p]].clone();
+                    sets.push((t.columns[c].clone(), sql_value(&other[c])));
                 }
-                picks
-            };
-            changed_cols.sort_unstable();
-            let modified_on = next_time(rng);
-            let mo = t.columns.iter().position(|c| c == "modified_on").unwrap();
-            row[mo] = Value::Text(modified_on.clone());
-            let uuid = match &row[t.columns.iter().position(|c| c == "uuid").unwrap()] {
-                Value::Text(u) => u.clone(),
-                _ => unreachable!("uuid is text"),
-            };
-            let mask = changed_cols.iter().fold(0u64, |m, p| m | 1 << p);
-            let values = changed_cols.iter().map(|p| row[cols[*p]].clone()).collect();
-            versions.push((
-                *ti,
-                RowVersion {
-                    uuid,
-                    tag: Tag {
-                        origin: w.sender,
-                        seq,
-                    },
-                    writer: w.sender,
-                    modified_on,
-                    body: RowBody::Delta {
-                        // The version both sites got when the data was first shared.
-                        base: Tag {
-                            origin: w.receiver,
-                            seq: 1 + *ri as u64,
-                        },
-                        mask,
-                        values,
-                    },
-                },
-            ));
-            json_rows.push((*ti, row));
-        }
-        let n = versions.len();
-        let mut tcs: Vec<TableChanges> = Vec::new();
-        for ti in 0..tables.len() {
-            let rows: Vec<RowVersion> = versions
-                .iter()
-                .filter(|(x, _)| *x == ti)
-                .map(|(_, r)| r.clone())
-                .collect();
-            if !rows.is_empty() {
-                tcs.push(TableChanges {
-                    table: ti as u16,
-                    rows,
-                });
+            } else {
+                sets.push(("deleted".into(), rusqlite::types::Value::Integer(1)));
             }
+            sets.push(("modified_on".into(), rusqlite::types::Value::Text(now(rng))));
+            let assign: Vec<String> = sets
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| format!("{} = ?{}", quote(c), i + 1))
+                .collect();
+            let mut params: Vec<rusqlite::types::Value> =
+                sets.into_iter().map(|(_, v)| v).collect();
+            params.push(rusqlite::types::Value::Text(uuid.clone()));
+            conn.execute(
+                &format!(
+                    "UPDATE {} SET {} WHERE uuid = ?{}",
+                    quote(&t.name),
+                    assign.join(", "),
+                    params.len()
+                ),
+                rusqlite::params_from_iter(params),
+            )
+            .unwrap();
+            out.edited.push((r.0, uuid));
+        }
+        out
+    };
+    let ea = edit(&a, new_a, edit_a, rng);
+    let eb = edit(&b, new_b, edit_b, rng);
+
+    print_header("site");
+    let mut total = zero();
+    let mut changed = 0usize;
+    let a_id = a.station().id;
+    let b_id = b.station().id;
+    for (name, from, to, edits, peer_id) in [
+        ("site A -> B", &a, &b, &ea, b_id),
+        ("site B -> A", &b, &a, &eb, a_id),
+    ] {
+        let bytes = from.export_bundle_bytes(&peer_id).unwrap();
+        let bundle = from.export_for(&peer_id).unwrap();
+        let rows: usize = bundle.tables.iter().map(|t| t.rows.len()).sum();
+        let deltas: usize = bundle
+            .tables
+            .iter()
+            .flat_map(|t| &t.rows)
+            .filter(|r| matches!(r.body, RowBody::Delta { .. }))
+            .count();
+        let _ = to;
+        // JSON: the changed rows, whole, as they are now at the sender.
+        let mut json_rows: Vec<(usize, Vec<Value>)> = Vec::new();
+        let changed_uuids = edits
+            .inserted
+            .iter()
+            .map(|r| (r.0, uuid_of(*r)))
+            .chain(edits.edited.iter().cloned());
+        for (ti, uuid) in changed_uuids {
+            let t = &tables[ti];
+            let n = t.columns.len();
+            let row = from
+                .connection()
+                .query_row(
+                    &format!("SELECT * FROM {} WHERE uuid = ?1", quote(&t.name)),
+                    [uuid],
+                    |r| {
+                        (0..n)
+                            .map(|i| {
+                                Ok(match r.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Null => Value::Null,
+                                    rusqlite::types::ValueRef::Integer(i) => Value::Integer(i),
+                                    rusqlite::types::ValueRef::Real(x) => Value::Real(x),
+                                    rusqlite::types::ValueRef::Text(t) => {
+                                        Value::Text(String::from_utf8_lossy(t).into_owned())
+                                    }
+                                    rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    },
+                )
+                .unwrap();
+            json_rows.push((ti, row));
         }
         let json = nicedbdump_rows(tables, &json_rows);
-        let b = bundle(w, tcs);
-        let plain = codec::encode(&b, None, false).unwrap();
-        let with = codec::encode(&b, Some(&d), true).unwrap();
-        assert_eq!(codec::decode(&with, Some(&d)).unwrap(), b);
+        let dict = from.dictionary().unwrap().expect("trained");
+        let plain = codec::encode(&bundle, None, false).unwrap();
         let s = Sizes {
             json: json.len(),
             gzip: gzip9(&json),
             xz: xz9(&json),
             ours: plain.len(),
-            ours_dict: with.len(),
+            ours_dict: bytes.len(),
         };
-        print_row(&format!("site {} ({n} changes)", site + 1), &s, n as f64);
-        if site == 0 {
-            // Proposal, not what the store sends: a delta row addressed by its
-            // base tag alone (empty uuid), since the receiver holds that version.
-            let mut by_base = b.clone();
-            for t in &mut by_base.tables {
-                for r in &mut t.rows {
-                    if matches!(r.body, RowBody::Delta { .. }) {
-                        r.uuid.clear();
-                    }
-                }
-            }
-            let e = codec::encode(&by_base, Some(&d), true).unwrap();
-            println!(
-                "| site 1, deltas addressed by base tag (proposal) | | | | | {:.1} | | {:.2} | {:.2} |",
-                e.len() as f64 / n as f64,
-                e.len() as f64 / s.gzip as f64,
-                e.len() as f64 / s.xz as f64
-            );
-            // Where the bytes go: the inserts alone, the edits alone.
-            for (label, want_delta) in [("  inserts only", false), ("  edits only", true)] {
-                let part: Vec<TableChanges> = b
-                    .tables
-                    .iter()
-                    .map(|t| TableChanges {
-                        table: t.table,
-                        rows: t
-                            .rows
-                            .iter()
-                            .filter(|r| matches!(r.body, RowBody::Delta { .. }) == want_delta)
-                            .cloned()
-                            .collect(),
-                    })
-                    .filter(|t| !t.rows.is_empty())
-                    .collect();
-                let k: usize = part.iter().map(|t| t.rows.len()).sum();
-                let uuids: std::collections::HashSet<&str> = part
-                    .iter()
-                    .flat_map(|t| t.rows.iter().map(|r| r.uuid.as_str()))
-                    .collect();
-                let jr: Vec<(usize, Vec<Value>)> = json_rows
-                    .iter()
-                    .filter(|(ti, r)| {
-                        let u = tables[*ti]
-                            .columns
-                            .iter()
-                            .position(|c| c == "uuid")
-                            .unwrap();
-                        matches!(&r[u], Value::Text(x) if uuids.contains(x.as_str()))
-                    })
-                    .cloned()
-                    .collect();
-                let pj = nicedbdump_rows(tables, &jr);
-                let pb = bundle(w, part);
-                let ps = Sizes {
-                    json: pj.len(),
-                    gzip: gzip9(&pj),
-                    xz: xz9(&pj),
-                    ours: codec::encode(&pb, None, false).unwrap().len(),
-                    ours_dict: codec::encode(&pb, Some(&d), true).unwrap().len(),
-                };
-                print_row(&format!("{label} ({k})"), &ps, k as f64);
+        assert_eq!(codec::decode(&bytes, Some(&dict)).unwrap(), bundle);
+        print_row(
+            &format!("{name}: {rows} rows ({deltas} deltas)"),
+            &s,
+            json_rows.len() as f64,
+        );
+        // Proposal, not what the store sends: a delta row addressed by its base
+        // tag alone (empty uuid), since the receiver holds exactly that version.
+        let mut by_base = bundle.clone();
+        for r in by_base.tables.iter_mut().flat_map(|t| t.rows.iter_mut()) {
+            if matches!(r.body, RowBody::Delta { .. }) {
+                r.uuid.clear();
             }
         }
+        let e = codec::encode(&by_base, Some(&dict), true).unwrap().len() as f64;
+        println!(
+            "| {name}, deltas addressed by base tag (proposal) | | | | | {:.1} | | {:.2} | {:.2} |",
+            e / json_rows.len() as f64,
+            e / s.gzip as f64,
+            e / s.xz as f64
+        );
         add(&mut total, &s);
-        changed += n;
+        changed += json_rows.len();
     }
     print_row("**both sites**", &total, changed as f64);
+    // The bundles really carry the changes: apply them both ways.
+    let ab = a.export_bundle_bytes(&b_id).unwrap();
+    let ba = b.export_bundle_bytes(&a_id).unwrap();
+    let rb = b.import_bundle_bytes(&ab).unwrap();
+    let ra = a.import_bundle_bytes(&ba).unwrap();
+    println!(
+        "\nImported: A -> B applied {}, B -> A applied {} (conflicts kept local: {} / {}).",
+        rb.applied, ra.applied, rb.kept_local, ra.kept_local
+    );
 }
 
 /// nicedbdump of explicit row values (edited rows carry their new values).
