@@ -260,6 +260,7 @@ pub fn encode(
         st.add(*origin);
     }
     st.collect_rows(&bundle.tables);
+    st.collect_wants(&bundle.wants);
 
     let mut b = Writer::default();
     body::put_body(

@@ -1,5 +1,5 @@
 use super::*;
-use crate::delta::{RowBody, RowVersion, TableChanges, Tag, Value, Want};
+use crate::delta::{RowBody, RowRef, RowVersion, TableChanges, Tag, Value, Want};
 use proptest::prelude::*;
 
 const A: StationId = StationId([0x11; 16]);
@@ -239,7 +239,10 @@ fn dictionary_round_trip_and_errors() {
     let h = peek_header(&with).unwrap();
     assert_eq!(h.dict_id, dict.id);
     assert!(h.uses_dict);
-    assert!(h.one_block, "a small body is one zstd block, sent without its header");
+    assert!(
+        h.one_block,
+        "a small body is one zstd block, sent without its header"
+    );
     assert_eq!(decode(&with, Some(&dict)).unwrap(), bundle);
     assert_eq!(
         decode(&with, None),
@@ -293,13 +296,32 @@ fn delta_rows_wants_and_odd_stations() {
     bundle.wants = vec![
         Want {
             table: 3,
-            uuid: "274bcace-1eb4-528c-90e0-68af52f38c5a".into(),
+            row: RowRef::Uuid("274bcace-1eb4-528c-90e0-68af52f38c5a".into()),
         },
         Want {
             table: 65535,
-            uuid: "NOT-A-UUID".into(),
+            row: RowRef::Uuid("NOT-A-UUID".into()),
+        },
+        Want {
+            table: 65535,
+            row: RowRef::Tag(Tag {
+                origin: C,
+                seq: u64::MAX,
+            }),
         },
     ];
+    // A delta addressed by its base tag: no uuid travels.
+    bundle.tables[0].rows.push(RowVersion {
+        uuid: String::new(),
+        tag: Tag { origin: A, seq: 9 },
+        writer: A,
+        modified_on: "2024-12-06T17:19:08.000Z".into(),
+        body: RowBody::Delta {
+            base: Tag { origin: C, seq: 3 },
+            mask: 0b10,
+            values: vec![Value::Text("x".into())],
+        },
+    });
     bundle.tables[0].rows.push(RowVersion {
         uuid: "plain text id".into(),
         tag: Tag { origin: C, seq: 2 },
@@ -430,7 +452,14 @@ fn bundle() -> impl Strategy<Value = Bundle> {
         proptest::option::of(station()),
         any::<u32>(),
         proptest::collection::btree_map(station(), any::<u64>(), 0..4),
-        proptest::collection::vec((any::<u16>(), ident()), 0..3),
+        proptest::collection::vec(
+            (
+                any::<u16>(),
+                ident(),
+                proptest::option::of((station(), any::<u64>())),
+            ),
+            0..3,
+        ),
         proptest::collection::vec((any::<u16>(), proptest::collection::vec(row(), 0..5)), 0..3),
     )
         .prop_map(
@@ -446,7 +475,13 @@ fn bundle() -> impl Strategy<Value = Bundle> {
                 sender_vector: VersionVector(vv),
                 wants: wants
                     .into_iter()
-                    .map(|(table, uuid)| Want { table, uuid })
+                    .map(|(table, uuid, tag)| Want {
+                        table,
+                        row: match tag {
+                            Some((origin, seq)) => RowRef::Tag(Tag { origin, seq }),
+                            None => RowRef::Uuid(uuid),
+                        },
+                    })
                     .collect(),
                 tables: tables
                     .into_iter()
