@@ -525,10 +525,20 @@ pub fn decode(bytes: &[u8], dict: Option<&Dictionary>) -> Result<Bundle, CodecEr
 
 /// Samples for dictionary training, in exactly the byte form rows take inside bundles:
 /// each is the body of a bundle carrying that one row, as its origin would send it.
+/// A small table's samples are repeated (up to 16 times) towards the mean
+/// table's count, so the trainer keeps segments of narrow and wide small
+/// tables too instead of only those of the biggest one.
 pub fn training_samples(tables: &[crate::delta::TableChanges]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
+    let filled: Vec<usize> = tables
+        .iter()
+        .map(|t| t.rows.len())
+        .filter(|n| *n > 0)
+        .collect();
+    let mean = filled.iter().sum::<usize>() / filled.len().max(1);
     for t in tables {
-        for row in &t.rows {
+        let repeat = (mean / t.rows.len().max(1)).clamp(1, MAX_REPEAT);
+        for row in t.rows.iter().flat_map(|r| std::iter::repeat_n(r, repeat)) {
             let one = crate::delta::TableChanges {
                 table: t.table,
                 rows: vec![row.clone()],
@@ -548,6 +558,9 @@ pub fn training_samples(tables: &[crate::delta::TableChanges]) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// Most times a small table's training samples are repeated.
+const MAX_REPEAT: usize = 16;
 
 /// Train a zstd dictionary of at most `max_size` bytes on `samples`.
 pub fn train_dictionary(samples: &[Vec<u8>], max_size: usize) -> Result<Dictionary, CodecError> {

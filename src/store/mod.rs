@@ -20,7 +20,7 @@ pub use exchange::{Exported, ImportReport};
 pub use schema::{Column, TableInfo};
 
 /// Dictionary size trained after `track`.
-pub const DICT_SIZE: usize = 16 * 1024;
+pub const DICT_SIZE: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
