@@ -272,18 +272,27 @@ fn dictionary_is_used_only_while_both_hold_it() {
     let mut sb = Store::open(&b).unwrap();
     let ida = sa.station().id;
     let idb = sb.station().id;
-    assert!(sa.dictionary().unwrap().is_some(), "track trains a dictionary");
+    assert!(
+        sa.dictionary().unwrap().is_some(),
+        "track trains a dictionary"
+    );
     let dict_id = sa.dictionary().unwrap().unwrap().id;
     assert_eq!(sa.peer_by_id(&idb).unwrap().unwrap().dict_id, dict_id);
     // Enough rows that compression pays (else the codec sends the body raw).
     sql(&a, "UPDATE org_office SET name = 'x', modified_on = '2026-04-01T00:00:00.000Z' WHERE id <= 60;");
     let bytes = sa.export_bundle_bytes(&idb).unwrap();
-    assert!(radiosync::codec::peek_header(&bytes).unwrap().uses_dict, "clones share the dictionary");
+    assert!(
+        radiosync::codec::peek_header(&bytes).unwrap().uses_dict,
+        "clones share the dictionary"
+    );
     sb.import_bundle_bytes(&bytes).unwrap();
     // b trains a new one: a does not hold it, so neither side uses a dictionary now.
     let old_id = sb.dictionary().unwrap().unwrap().id;
-    sql(&b, "UPDATE org_organisation SET website = 'https://retrained.example/' || id,
-             modified_on = '2026-04-01T12:00:00.000Z';");
+    sql(
+        &b,
+        "UPDATE org_organisation SET website = 'https://retrained.example/' || id,
+             modified_on = '2026-04-01T12:00:00.000Z';",
+    );
     assert_ne!(sb.retrain_dictionary().unwrap().id, old_id);
     let back = sb.export_bundle_bytes(&ida).unwrap();
     let h = radiosync::codec::peek_header(&back).unwrap();
