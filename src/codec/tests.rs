@@ -239,7 +239,10 @@ fn dictionary_round_trip_and_errors() {
     let h = peek_header(&with).unwrap();
     assert_eq!(h.dict_id, dict.id);
     assert!(h.uses_dict);
-    assert!(h.one_block, "a small body is one zstd block, sent without its header");
+    assert!(
+        h.one_block,
+        "a small body is one zstd block, sent without its header"
+    );
     assert_eq!(decode(&with, Some(&dict)).unwrap(), bundle);
     assert_eq!(
         decode(&with, None),
