@@ -232,8 +232,14 @@ fn measure(
     let b = bundle(w, tc);
     let plain = codec::encode(&b, None, false).unwrap();
     let with = codec::encode(&b, Some(d), true).unwrap();
-    assert_eq!(codec::decode(&plain, None).unwrap(), b);
-    assert_eq!(codec::decode(&with, Some(d)).unwrap(), b);
+    assert_eq!(
+        codec::decode(&plain, None, &codec::Ends::of(&b)).unwrap(),
+        b
+    );
+    assert_eq!(
+        codec::decode(&with, Some(d), &codec::Ends::of(&b)).unwrap(),
+        b
+    );
     Sizes {
         json: json.len(),
         gzip: gzip9(&json),
@@ -610,7 +616,10 @@ fn mixed_store(tables: &[Table], rng: &mut ChaCha8Rng) {
             ours: plain.len(),
             ours_dict: bytes.len(),
         };
-        assert_eq!(codec::decode(&bytes, Some(&dict)).unwrap(), bundle);
+        assert_eq!(
+            codec::decode(&bytes, Some(&dict), &codec::Ends::of(&bundle)).unwrap(),
+            bundle
+        );
         print_row(
             &format!("{name}: {rows} rows ({deltas} deltas, {by_base} by base tag)"),
             &s,

@@ -460,3 +460,32 @@ fn a_tag_the_sender_forgot_falls_back_to_uuids_and_converges() {
     assert_eq!(rows_in(&a.export_for(&b.station().id).unwrap()), 0);
     assert_eq!(rows_in(&b.export_for(&a.station().id).unwrap()), 0);
 }
+
+#[test]
+fn station_keys_refuse_another_receiver_and_an_unregistered_sender() {
+    let dir = scratch();
+    let (mut a, mut b) = pair(dir.path());
+    edit(&a, "item-1", "qty = 3", "2024-07-01T00:00:00.000Z");
+    let for_b = a.export_bundle_bytes(&b.station().id).unwrap();
+    // c is a's peer too, but the bundle is for b.
+    let mut c = clone_of(dir.path(), "a", "c");
+    let err = c.import_bundle_bytes(&for_b).unwrap_err();
+    assert!(matches!(err, StoreError::WrongReceiver { .. }), "{err}");
+    assert!(err.to_string().contains("another station"), "{err}");
+    // d never registered a: a's key names no peer there.
+    let mut d = first_station(dir.path(), "d", 5);
+    let mut a = Store::open(a.path()).unwrap();
+    a.add_peer("d", d.station().id, None).unwrap();
+    let for_d = a.export_bundle_bytes(&d.station().id).unwrap();
+    let before = dump(d.path());
+    let err = d.import_bundle_bytes(&for_d).unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnknownSender { matches: 0, .. }),
+        "{err}"
+    );
+    assert!(err.is_bundle_fault());
+    assert_eq!(dump(d.path()), before);
+    // b itself takes it.
+    b.import_bundle_bytes(&for_b).unwrap();
+    assert_eq!(content(&a), content(&b));
+}

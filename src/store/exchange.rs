@@ -485,7 +485,8 @@ impl Store {
 
     fn import_bytes_inner(&mut self, bytes: &[u8]) -> Result<ImportReport, StoreError> {
         let header = codec::peek_header(bytes)?;
-        self.check_addressing(header.sender, header.receiver, header.schema)?;
+        let ends = self.resolve_ends(&header)?;
+        self.check_addressing(ends.sender, ends.receiver, header.schema)?;
         let dict = self.dictionary()?;
         let dict = if header.uses_dict {
             match dict {
@@ -500,14 +501,48 @@ impl Store {
         } else {
             None
         };
-        let bundle = codec::decode(bytes, dict.as_ref())?;
-        if bundle.sender != header.sender
-            || bundle.receiver != header.receiver
+        let bundle = codec::decode(bytes, dict.as_ref(), &ends)?;
+        if bundle.sender != ends.sender
+            || bundle.receiver != ends.receiver
             || bundle.schema != header.schema
         {
             return Err(StoreError::Malformed("header and body disagree".into()));
         }
         self.import_checked(&bundle, Some(header.dict_id))
+    }
+
+    /// The stations behind the header's 4-byte keys: the receiver must be us,
+    /// the sender exactly one registered peer.
+    fn resolve_ends(&self, h: &codec::Header) -> Result<codec::Ends, StoreError> {
+        let me = self.station.id;
+        let my_key = codec::station_key(&me);
+        if h.sender_key == my_key {
+            return Err(StoreError::FromSelf(me));
+        }
+        if let Some(k) = h.receiver_key {
+            if k != my_key {
+                return Err(StoreError::WrongReceiver {
+                    to: format!("with key {k:08x}"),
+                    us: format!("{me} (key {my_key:08x})"),
+                });
+            }
+        }
+        let peers: Vec<StationId> = self
+            .peers()?
+            .into_iter()
+            .map(|p| p.id)
+            .filter(|id| codec::station_key(id) == h.sender_key)
+            .collect();
+        match peers[..] {
+            [sender] => Ok(codec::Ends {
+                sender,
+                receiver: h.receiver_key.map(|_| me),
+            }),
+            _ => Err(StoreError::UnknownSender {
+                key: h.sender_key,
+                matches: peers.len(),
+            }),
+        }
     }
 
     /// Merge a bundle in one transaction: all or nothing.
@@ -549,7 +584,10 @@ impl Store {
         }
         if let Some(to) = receiver {
             if to != me {
-                return Err(StoreError::WrongReceiver { to, us: me });
+                return Err(StoreError::WrongReceiver {
+                    to: to.to_string(),
+                    us: me.to_string(),
+                });
             }
         }
         if self.peer_by_id(&sender)?.is_none() {

@@ -52,8 +52,10 @@ pub enum StoreError {
     PeerExists(String),
     #[error("{0} is this station's own UUID, not a peer")]
     SelfAsPeer(StationId),
-    #[error("this bundle is addressed to station {to}, but this is {us}: import it at the station it was made for")]
-    WrongReceiver { to: StationId, us: StationId },
+    #[error("this bundle is addressed to another station ({to}), but this is {us}: import it at the station it was made for")]
+    WrongReceiver { to: String, us: String },
+    #[error("the bundle's sender (station key {key:08x}) is {}: add it with `radiosync peer add` if you trust it", if *matches == 0 { "not a registered peer".to_string() } else { format!("ambiguous ({matches} registered peers share that key)") })]
+    UnknownSender { key: u32, matches: usize },
     #[error(
         "this bundle was made by this station itself ({0}): import it at the peer it was made for"
     )]
@@ -85,6 +87,7 @@ impl StoreError {
             StoreError::WrongReceiver { .. }
                 | StoreError::FromSelf(_)
                 | StoreError::UnknownPeer(_)
+                | StoreError::UnknownSender { .. }
                 | StoreError::SchemaMismatch { .. }
                 | StoreError::Malformed(_)
                 | StoreError::Codec(_)
