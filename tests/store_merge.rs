@@ -464,7 +464,7 @@ fn a_tag_the_sender_forgot_falls_back_to_uuids_and_converges() {
 #[test]
 fn station_keys_refuse_another_receiver_and_an_unregistered_sender() {
     let dir = scratch();
-    let (mut a, mut b) = pair(dir.path());
+    let (a, mut b) = pair(dir.path());
     edit(&a, "item-1", "qty = 3", "2024-07-01T00:00:00.000Z");
     let for_b = a.export_bundle_bytes(&b.station().id).unwrap();
     // c is a's peer too, but the bundle is for b.
