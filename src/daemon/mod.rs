@@ -69,8 +69,13 @@ pub enum Mode {
 /// How the loop ended.
 #[derive(Debug)]
 pub enum End {
-    /// `Sync`: the session's outcome.
-    Synced(Box<Outcome>),
+    /// `Sync`: the outcomes of its sessions (more than one when a first
+    /// session left rows to be sent in full; see `MAX_ROUNDS`), the last one
+    /// deciding. `complete`: neither side lacks anything afterwards.
+    Synced {
+        outcomes: Vec<Outcome>,
+        complete: bool,
+    },
     /// Shutdown was asked (Ctrl-C); sessions were cancelled.
     Shutdown,
     /// `Sync`: the time limit passed; the session was cancelled.
@@ -109,6 +114,10 @@ pub struct Options {
     pub tick: Duration,
 }
 
+/// Sessions one `sync` runs at most: a row whose delta could not apply is
+/// asked for in full and travels in the next session.
+pub const MAX_ROUNDS: usize = 3;
+
 /// After a cancel, how long the peers get to hear it before the loop returns.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
@@ -146,6 +155,7 @@ where
     let mut opens = opts.link_status.as_ref().map_or(0, |s| s.opens());
     let start = Instant::now();
     let mut our_session = None;
+    let mut outcomes = Vec::new();
     let mut next_round = None;
     match &opts.mode {
         Mode::Sync { peer } => {
@@ -199,11 +209,27 @@ where
         }
         while let Some(o) = station.poll_outcome() {
             obs.outcome(&o);
-            if our_session == Some(o.session) {
-                return Ok(if timed_out {
-                    End::TimedOut
-                } else {
-                    End::Synced(Box::new(o))
+            if our_session != Some(o.session) {
+                continue;
+            }
+            if timed_out {
+                return Ok(End::TimedOut);
+            }
+            let Mode::Sync { peer } = &opts.mode else {
+                continue;
+            };
+            let ok = o.result.is_ok();
+            outcomes.push(o);
+            let more = ok && station.needs_another_round(peer)?;
+            if more && outcomes.len() < MAX_ROUNDS && cancelled_at.is_none() {
+                obs.note(&format!(
+                    "rows remain to be sent in full: another session with {peer}"
+                ));
+                our_session = Some(station.start_sync(now, peer, rand::random())?);
+            } else {
+                return Ok(End::Synced {
+                    outcomes,
+                    complete: ok && !more,
                 });
             }
         }

@@ -224,6 +224,18 @@ impl Station {
             .collect()
     }
 
+    /// After a finished session with `name`: does either side still lack
+    /// something? A delta this station could not apply is asked for in full
+    /// and comes with the next session's pull; a delta the peer could not
+    /// apply shows as a vector the peer confirmed that does not cover ours.
+    pub fn needs_another_round(&self, name: &str) -> Result<bool, StoreError> {
+        let peer = self
+            .store
+            .peer_by_name(name)?
+            .ok_or_else(|| StoreError::UnknownPeerName(name.into()))?;
+        Ok(self.store.wanted_from(&peer.id)? > 0 || self.store.pending_for(&peer.id)? > 0)
+    }
+
     /// Calls the registered peer `name` with session id `session_id` (the shell
     /// picks it at random, so a restarted process never reuses one).
     pub fn start_sync(
