@@ -94,7 +94,8 @@ pub struct Station {
     notes: VecDeque<String>,
     recorder: Option<FrameRecorder>,
     stats: StationStats,
-    /// A session that hears nothing this long while holding no timer is given up.
+    /// A session that hears nothing this long while its ARQ holds no timer
+    /// (it waits for the peer) is given up.
     silence_limit: Duration,
 }
 
@@ -137,8 +138,11 @@ impl Station {
         }
         let framer = LinkFramer::new(&profile).map_err(EngineError::from)?;
         let a = ArqConfig::from_profile(&profile);
+        // A live peer that owes us something transmits again within its reply
+        // wait plus its longest backoff (and a transmission); twice that without
+        // a sound means it is gone (or restarted and forgot the session).
         let silence_limit =
-            (a.backoff_cap + a.reply_wait() + a.transmission_budget()) * a.max_tries.max(1);
+            (a.backoff_cap + a.reply_wait() + a.key_up() + a.transmission_budget()) * 2;
         Ok(Station {
             store,
             profile,

@@ -670,3 +670,71 @@ fn capture_holds_every_frame_as_on_air() {
         }
     }
 }
+
+#[test]
+fn link_cut_for_a_minute_mid_transfer() {
+    for profile in ["sim-kiss-1200", "sim-transparent-9600"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = stations(dir.path());
+        edit(&a, 31, 20, 60, 200);
+        edit(&b, 32, 20, 60, 200);
+        let p = Profile::load(profile).unwrap();
+        let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 13)).unwrap();
+        let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", 1)
+            .unwrap();
+        let end = pair.run_until(Duration::from_secs(3600), |p| {
+            partial_len(p.stations[0].as_ref().unwrap(), &b) > 3000
+        });
+        assert_eq!(end, RunEnd::Done);
+        pair.link.set_link_up(false);
+        let back = pair.link.elapsed() + Duration::from_secs(60);
+        let mut outs = Vec::new();
+        pair.run_until(back, |p| {
+            while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                outs.push(o);
+            }
+            false
+        });
+        pair.link.set_link_up(true);
+        // As `sync` does: call again if the link was lost after the peer had answered.
+        for id in 2..6 {
+            if outs.iter().any(|o| o.result.is_ok()) {
+                break;
+            }
+            if !pair.station(Side::A).unwrap().has_sessions() {
+                assert!(outs.last().is_some_and(|o| o.stats.frames_received > 0));
+                let now = pair.link.now();
+                pair.station(Side::A)
+                    .unwrap()
+                    .start_sync(now, "B", id)
+                    .unwrap();
+            }
+            let end = pair.run_until(pair.link.elapsed() + Duration::from_secs(3600), |p| {
+                while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                    outs.push(o);
+                }
+                !p.station(Side::A).unwrap().has_sessions()
+            });
+            assert_eq!(end, RunEnd::Done);
+        }
+        assert!(outs.last().unwrap().result.is_ok(), "{profile}: {outs:?}");
+        if pair
+            .station(Side::A)
+            .unwrap()
+            .needs_another_round("B")
+            .unwrap()
+        {
+            sync_rounds(&mut pair, 50);
+        }
+        let b_idle = pair.run_until(pair.link.elapsed() + Duration::from_secs(3600), |p| {
+            !p.station(Side::B).unwrap().has_sessions()
+        });
+        assert_eq!(b_idle, RunEnd::Done);
+        drop(pair);
+        assert_converged(&a, &b);
+    }
+}
