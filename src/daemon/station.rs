@@ -105,6 +105,10 @@ const CLOSED_MEMORY: Duration = Duration::from_secs(600);
 /// ended so that the shell calls again (a restarted peer only answers calls).
 pub const RECALL_AFTER: u32 = 4;
 
+/// Unanswered calls (Hellos nobody acknowledged) before a call is given up:
+/// about two minutes at 1200 bit/s instead of the ARQ's twelve tries (six).
+pub const CALL_TRIES: u32 = 6;
+
 fn parse_call(whose: &str, call: Option<&str>) -> Result<Option<Callsign>, StationError> {
     match call {
         None | Some("") => Ok(None),
@@ -390,11 +394,15 @@ impl Station {
             if s.engine.poll_timeout().is_some_and(|t| now >= t) {
                 s.engine.handle_timeout(now);
                 let ours = s.engine.session().role() == Role::Initiator;
-                if ours
-                    && !s.engine.session().is_closed()
-                    && s.engine.stats().frames_received > 0
-                    && s.engine.unanswered() >= RECALL_AFTER
-                {
+                let open = !s.engine.session().is_closed();
+                let heard = s.engine.stats().frames_received > 0;
+                if ours && open && !heard && s.engine.unanswered() >= CALL_TRIES {
+                    s.engine.give_up();
+                    s.link_lost = Some(format!(
+                        "peer silent: no answer to {CALL_TRIES} calls; is its daemon running \
+                         on this channel with the same profile?"
+                    ));
+                } else if ours && open && heard && s.engine.unanswered() >= RECALL_AFTER {
                     // The peer answered before and now does not: its process may
                     // have restarted and forgotten this session. End it; the
                     // caller calls again and resumes from what is stored.

@@ -738,3 +738,39 @@ fn link_cut_for_a_minute_mid_transfer() {
         assert_converged(&a, &b);
     }
 }
+
+#[test]
+fn a_call_nobody_answers_fails_as_peer_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 14)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    drop(pair.take(Side::B));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 1)
+        .unwrap();
+    let mut outs = Vec::new();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+            outs.push(o);
+        }
+        !outs.is_empty()
+    });
+    assert_eq!(end, RunEnd::Done);
+    let o = &outs[0];
+    assert_eq!(o.result, Err(crate::sync::SessionError::LinkLost));
+    assert!(
+        o.link_lost.as_deref().unwrap_or("").contains("peer silent"),
+        "{o:?}"
+    );
+    assert_eq!(o.stats.frames_received, 0);
+    // Six calls with doubling backoff: about two minutes at 1200 bit/s.
+    let t = pair.link.elapsed();
+    assert!(
+        t > Duration::from_secs(60) && t < Duration::from_secs(180),
+        "{t:?}"
+    );
+}
