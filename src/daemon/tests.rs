@@ -774,3 +774,91 @@ fn a_call_nobody_answers_fails_as_peer_silent() {
         "{t:?}"
     );
 }
+
+/// A fast, lossless KISS link so the tokio loop can run on the wall clock
+/// in a test: timeouts come out in milliseconds.
+const FAST_PROFILE: &str = r#"
+name = "test-fast"
+description = "test only: 1 Mbit/s, no key-up delay"
+source = "tests"
+framing = "kiss"
+amateur = false
+bitrate = 1000000
+txdelay_ms = 0
+turnaround_ms = 0
+persist = 255
+slottime_ms = 0
+duplex = "half"
+mtu = 512
+max_frames_per_transmission = 6
+kiss_tcp_port = 8001
+[retry]
+max_tries = 12
+backoff_cap_ms = 2000
+"#;
+
+struct Quiet;
+
+impl super::Observer for Quiet {
+    fn note(&mut self, _: &str) {}
+    fn progress(&mut self, _: &[super::SessionView]) {}
+    fn outcome(&mut self, _: &Outcome) {}
+}
+
+#[test]
+fn drive_syncs_over_an_in_process_stream() {
+    use super::{drive, End, Mode, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 41, 10, 10, 100);
+    edit(&b, 42, 10, 10, 100);
+    let p = Profile::parse(FAST_PROFILE, "test").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ea, eb) = rt.block_on(async {
+        let (mut la, mut lb) = tokio::io::duplex(1 << 16);
+        let mut sa = station(&a, &p, false);
+        let mut sb = station(&b, &p, true);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (mut qa, mut qb) = (Quiet, Quiet);
+        let opts = |mode| Options {
+            mode,
+            timeout: Some(Duration::from_secs(120)),
+            link_status: None,
+            tick: Duration::from_millis(100),
+        };
+        let b_side = drive(
+            &mut lb,
+            &mut sb,
+            opts(Mode::Run { every: None }),
+            async {
+                let _ = stopped.await;
+            },
+            &mut qb,
+        );
+        let a_side = async {
+            let end = drive(
+                &mut la,
+                &mut sa,
+                opts(Mode::Sync { peer: "B".into() }),
+                std::future::pending(),
+                &mut qa,
+            )
+            .await;
+            let _ = stop.send(());
+            end
+        };
+        tokio::join!(a_side, b_side)
+    });
+    match ea.unwrap() {
+        End::Synced { outcomes, complete } => {
+            assert!(complete);
+            assert!(outcomes.last().unwrap().result.is_ok());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(eb.unwrap(), End::Shutdown));
+    assert_converged(&a, &b);
+}
