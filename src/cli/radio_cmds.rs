@@ -388,7 +388,8 @@ impl Observer for Progress {
         );
         match &self.bar {
             Some(b) => {
-                b.set_length(total.max(done));
+                // Nothing known yet (hellos): an empty bar, not a full one.
+                b.set_length(total.max(done).max(1));
                 b.set_position(done);
                 b.set_message(msg);
             }
