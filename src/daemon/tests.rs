@@ -862,3 +862,8 @@ fn drive_syncs_over_an_in_process_stream() {
     assert!(matches!(eb.unwrap(), End::Shutdown));
     assert_converged(&a, &b);
 }
+
+#[test]
+fn kiss_1200_with_30_percent_loss_converges() {
+    converge("sim-kiss-1200", 0.0, None, 0.3, 15);
+}
