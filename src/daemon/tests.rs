@@ -1,0 +1,869 @@
+//! Two stations with real SQLite stores syncing through chansim's channel
+//! model on virtual time: convergence over lossy and noisy channels, and
+//! resume after either process restarts mid-transfer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::simlink::{channel_config, RunEnd, SimLink, SimPair};
+use super::station::{Outcome, Station};
+use crate::profile::Profile;
+use crate::store::Store;
+use crate::transport::sim::{Burst, Side};
+
+const SAMPLE: &str = include_str!("../../data/sample.sql");
+
+/// Station A from the sample data, and B cloned from it.
+fn stations(dir: &Path) -> (PathBuf, PathBuf) {
+    let a = dir.join("a.sqlite");
+    let b = dir.join("b.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&a).unwrap();
+        conn.execute_batch(SAMPLE).unwrap();
+    }
+    let mut s = Store::init(&a, Some("A"), None).unwrap();
+    s.track(&[], &["id".to_string()]).unwrap();
+    s.retrain_dictionary().unwrap();
+    drop(s);
+    Store::clone_station(&a, &b, "B", None).unwrap();
+    (a, b)
+}
+
+/// Application writes: `updates` rows of pr_person changed, `inserts` new
+/// cms_post rows with `text_len` bytes of random text each.
+fn edit(path: &Path, seed: u64, updates: usize, inserts: usize, text_len: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let uuids: Vec<String> = {
+        let mut st = conn
+            .prepare("SELECT uuid FROM pr_person ORDER BY uuid")
+            .unwrap();
+        let v = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<Vec<String>, _>>()
+            .unwrap();
+        v
+    };
+    for i in 0..updates {
+        let u = &uuids[rng.gen_range(0..uuids.len())];
+        conn.execute(
+            "UPDATE pr_person SET job_title = ?1, modified_on = ?2 WHERE uuid = ?3",
+            rusqlite::params![
+                format!("seen at post {seed}-{i}"),
+                format!("2025-03-0{}T10:{:02}:00.000Z", 1 + seed % 8, i % 60),
+                u
+            ],
+        )
+        .unwrap();
+    }
+    let max_id: i64 = conn
+        .query_row("SELECT max(id) FROM cms_post", [], |r| r.get(0))
+        .unwrap();
+    for i in 0..inserts {
+        let body: String = (0..text_len)
+            .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
+            .collect();
+        conn.execute(
+            "INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body) VALUES (?1, ?2, ?3, 0, 'Report', ?4)",
+            rusqlite::params![
+                max_id + 1 + i as i64 + seed as i64 * 1000,
+                format!("{seed:04}-{i:08}-0000-0000-000000000000"),
+                "2025-03-01T12:00:00.000Z",
+                body
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// The synced content of every tracked table, in a comparable form.
+fn snapshot(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in store.tables() {
+        let cols: Vec<String> = t
+            .payload
+            .iter()
+            .map(|c| format!("quote(\"{}\")", c.name))
+            .collect();
+        let sql = format!(
+            "SELECT uuid || '|' || modified_on || '|' || {} FROM \"{}\" ORDER BY uuid",
+            cols.join(" || '|' || "),
+            t.name
+        );
+        let mut st = store.connection().prepare(&sql).unwrap();
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        out.push(t.name.clone());
+        out.extend(rows);
+    }
+    out
+}
+
+fn station(path: &Path, profile: &Profile, accept: bool) -> Station {
+    Station::new(Store::open(path).unwrap(), profile.clone(), accept).unwrap()
+}
+
+/// Runs until A's session has an outcome and B has nothing running.
+fn run_sync(pair: &mut SimPair, limit: Duration) -> (Vec<Outcome>, Vec<Outcome>) {
+    let mut outs: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
+    let end = pair.run_until(limit, |p| {
+        for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
+            if let Some(s) = p.station(side) {
+                while let Some(o) = s.poll_outcome() {
+                    outs[i].push(o);
+                }
+            }
+        }
+        let b_idle = p.station(Side::B).is_none_or(|s| !s.has_sessions());
+        let a_idle = p.station(Side::A).is_none_or(|s| !s.has_sessions());
+        !outs[0].is_empty() && a_idle && b_idle
+    });
+    assert_eq!(end, RunEnd::Done, "A: {:?} B: {:?}", outs[0], outs[1]);
+    let [a, b] = outs;
+    (a, b)
+}
+
+fn assert_converged(a: &Path, b: &Path) {
+    let (sa, sb) = (Store::open(a).unwrap(), Store::open(b).unwrap());
+    let (x, y) = (snapshot(&sa), snapshot(&sb));
+    assert_eq!(x.len(), y.len());
+    assert!(x == y, "stations differ");
+    // Nothing is left in flight.
+    for (s, other) in [(&sa, &sb), (&sb, &sa)] {
+        let st = s.transfer_state(&other.station().id).unwrap();
+        assert_eq!(st, crate::sync::PeerState::default());
+    }
+}
+
+/// The same row written `times` times at one station: its history (4
+/// entries) no longer holds the version the other station started from.
+fn edit_row_times(path: &Path, uuid_rank: usize, times: usize, day: u32) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let uuid: String = conn
+        .query_row(
+            "SELECT uuid FROM pr_person ORDER BY uuid LIMIT 1 OFFSET ?1",
+            [uuid_rank as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    for i in 0..times {
+        conn.execute(
+            "UPDATE pr_person SET job_title = ?1, modified_on = ?2 WHERE uuid = ?3",
+            rusqlite::params![
+                format!("edit {day}-{i}"),
+                format!("2025-05-{day:02}T08:{i:02}:00.000Z"),
+                uuid
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// A calls B in sessions until neither lacks anything (at most 3, as `sync`).
+fn sync_rounds(pair: &mut SimPair, first_id: u16) -> Vec<(Outcome, Vec<Outcome>)> {
+    let mut rounds = Vec::new();
+    for i in 0..3u16 {
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", first_id + i)
+            .unwrap();
+        let (oa, ob) = run_sync(pair, pair.link.elapsed() + Duration::from_secs(3600));
+        assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
+        let peer_side = ob.iter().find(|o| o.session == oa[0].session);
+        assert!(peer_side.is_some_and(|o| o.result.is_ok()), "{ob:?}");
+        rounds.push((oa[0].clone(), ob));
+        if !pair
+            .station(Side::A)
+            .unwrap()
+            .needs_another_round("B")
+            .unwrap()
+        {
+            return rounds;
+        }
+    }
+    panic!("still not converged after 3 sessions");
+}
+
+fn converge(profile: &str, ber: f64, burst: Option<Burst>, loss: f64, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 1, 40, 30, 120);
+    edit(&b, 2, 40, 20, 120);
+    let p = Profile::load(profile).unwrap();
+    let link = SimLink::new(channel_config(&p, ber, burst, loss, seed)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let rounds = sync_rounds(&mut pair, 0x1234);
+    let (oa, ob) = &rounds[0];
+    let sa = oa.result.as_ref().unwrap();
+    let sb = ob.last().unwrap().result.as_ref().unwrap();
+    assert_eq!((sa.bundles_applied, sb.bundles_applied), (1, 1));
+    assert!(oa.stats.bundle_bytes_received > 1000);
+    assert!(oa.stats.airtime > Duration::ZERO);
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn a_delta_that_cannot_apply_comes_in_full_in_a_second_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    // A writes row 3 six times (its history forgets the shared base); B writes
+    // it once, later: A cannot apply B's delta and asks for the row in full.
+    edit_row_times(&a, 3, 6, 10);
+    edit_row_times(&b, 3, 1, 20);
+    edit(&b, 9, 10, 5, 50);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 8)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let rounds = sync_rounds(&mut pair, 40);
+    assert_eq!(rounds.len(), 2);
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn kiss_1200_with_10_percent_loss_converges() {
+    converge("sim-kiss-1200", 0.0, None, 0.1, 1);
+}
+
+#[test]
+fn transparent_9600_with_bit_errors_and_bursts_converges() {
+    let burst = Burst {
+        enter_prob: 1e-5,
+        mean_len_bits: 200.0,
+        ber: 0.5,
+    };
+    converge("sim-transparent-9600", 1e-4, Some(burst), 0.0, 2);
+}
+
+#[test]
+fn nothing_to_send_either_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 3)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 7)
+        .unwrap();
+    let (oa, ob) = run_sync(&mut pair, Duration::from_secs(600));
+    let sa = oa[0].result.as_ref().unwrap();
+    assert_eq!(sa.bundle_bytes_received + sa.bundle_bytes_sent, 0);
+    assert!(ob[0].result.is_ok());
+}
+
+#[test]
+fn unregistered_caller_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _b) = stations(dir.path());
+    // C is a clone of A that B has never heard of.
+    let c = dir.path().join("c.sqlite");
+    Store::clone_station(&a, &c, "C", None).unwrap();
+    let b2 = dir.path().join("b2.sqlite");
+    Store::clone_station(&a, &b2, "B2", None).unwrap();
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 4)).unwrap();
+    // C calls "B2" by name (registered at C? no: C only knows A) -> register B2 at C.
+    let mut cs = Store::open(&c).unwrap();
+    let b2_id = Store::open(&b2).unwrap().station().id;
+    cs.add_peer("B2", b2_id, None).unwrap();
+    let mut pair = SimPair::new(
+        link,
+        Station::new(cs, p.clone(), false).unwrap(),
+        station(&b2, &p, true),
+    );
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B2", 9)
+        .unwrap();
+    let (oa, _) = run_sync(&mut pair, Duration::from_secs(600));
+    let err = oa[0].result.as_ref().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            crate::sync::SessionError::PeerError {
+                code: crate::sync::ErrorCode::UnknownStation,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// Bundle bytes a side received over all its sessions.
+fn received(outs: &[Outcome]) -> u64 {
+    outs.iter().map(|o| o.stats.bundle_bytes_received).sum()
+}
+
+fn partial_len(path_of_receiver: &Station, sender: &Path) -> u64 {
+    let id = Store::open(sender).unwrap().station().id;
+    path_of_receiver
+        .store()
+        .transfer_state(&id)
+        .unwrap()
+        .incoming
+        .map_or(0, |p| p.bytes.len() as u64)
+}
+
+#[test]
+fn initiator_restart_mid_push_resumes_without_resending() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    // A pushes a large bundle; B has little.
+    edit(&a, 5, 20, 80, 200);
+    edit(&b, 6, 5, 0, 0);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.05, 5)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 100)
+        .unwrap();
+    // Until B has stored a good part of A's bundle.
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        let st = p.stations[1].as_ref().unwrap();
+        partial_len(st, &a) > 8000
+    });
+    assert_eq!(end, RunEnd::Done);
+    let stored_before = partial_len(pair.stations[1].as_ref().unwrap(), &a);
+    // A's process dies and comes back with a new session.
+    drop(pair.take(Side::A));
+    let total = Store::open(&a)
+        .unwrap()
+        .transfer_state(&Store::open(&b).unwrap().station().id)
+        .unwrap()
+        .outgoing
+        .expect("A keeps the bundle it was sending")
+        .bytes
+        .len() as u64;
+    let later = pair.link.elapsed() + Duration::from_secs(5);
+    pair.run_until(later, |_| false);
+    pair.put(Side::A, station(&a, &p, false));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 200)
+        .unwrap();
+    let mut outs_b = Vec::new();
+    let mut outs_a = Vec::new();
+    let end = pair.run_until(Duration::from_secs(7200), |p| {
+        for (side, v) in [(Side::A, &mut outs_a), (Side::B, &mut outs_b)] {
+            while let Some(o) = p.station(side).unwrap().poll_outcome() {
+                v.push(o);
+            }
+        }
+        !outs_a.is_empty() && !p.station(Side::B).unwrap().has_sessions()
+    });
+    assert_eq!(end, RunEnd::Done, "{outs_a:?} {outs_b:?}");
+    assert!(outs_a[0].result.is_ok(), "{:?}", outs_a[0].result);
+    // B's first session gave up on the silent peer; the second finished.
+    assert!(outs_b.iter().any(|o| o.session == 200 && o.result.is_ok()));
+    // Every bundle byte reached B once: what was stored was not sent again.
+    let got = received(&outs_b);
+    assert!(stored_before > 0 && stored_before < total);
+    assert_eq!(
+        got, total,
+        "B received {got} bundle bytes of a {total}-byte bundle"
+    );
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn responder_restart_mid_pull_resumes_without_resending() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    // B (the responder) sends a large bundle in the pull phase.
+    edit(&a, 7, 5, 0, 0);
+    edit(&b, 8, 20, 80, 200);
+    let p = Profile::load("sim-transparent-9600").unwrap();
+    let link = SimLink::new(channel_config(&p, 1e-5, None, 0.0, 6)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 300)
+        .unwrap();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        partial_len(p.stations[0].as_ref().unwrap(), &b) > 6000
+    });
+    assert_eq!(end, RunEnd::Done);
+    drop(pair.take(Side::B));
+    let total = Store::open(&b)
+        .unwrap()
+        .transfer_state(&Store::open(&a).unwrap().station().id)
+        .unwrap()
+        .outgoing
+        .expect("B keeps the bundle it was sending")
+        .bytes
+        .len() as u64;
+    pair.put(Side::B, station(&b, &p, true));
+    // A's first session gives up on its own; then it calls again.
+    let mut outs_a = Vec::new();
+    let end = pair.run_until(Duration::from_secs(7200), |p| {
+        while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+            outs_a.push(o);
+        }
+        !outs_a.is_empty()
+    });
+    assert_eq!(end, RunEnd::Done);
+    assert!(outs_a[0].result.is_err());
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 301)
+        .unwrap();
+    let (oa, _ob) = run_sync(&mut pair, Duration::from_secs(14_400));
+    assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
+    outs_a.extend(oa);
+    assert_eq!(received(&outs_a), total);
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn amateur_profile_needs_a_callsign() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _b) = stations(dir.path());
+    let p = Profile::load("direwolf-1200").unwrap();
+    assert!(p.amateur);
+    let err = Station::new(Store::open(&a).unwrap(), p, false)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("callsign"), "{err}");
+}
+
+/// Figures for a look by hand (the benchmark has the full grid):
+/// `cargo test --release --lib -- --ignored --nocapture daemon::tests::measure`
+#[test]
+#[ignore]
+fn measure() {
+    for (profile, ber, loss) in [
+        ("sim-kiss-1200", 0.0, 0.0),
+        ("sim-kiss-1200", 0.0, 0.1),
+        ("sim-transparent-9600", 0.0, 0.0),
+        ("sim-transparent-9600", 1e-4, 0.0),
+        ("sim-transparent-9600", 1e-3, 0.0),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = stations(dir.path());
+        let big = profile.contains("9600");
+        edit(&a, 1, 100, if big { 600 } else { 150 }, 200);
+        edit(&b, 2, 100, if big { 600 } else { 150 }, 200);
+        let p = Profile::load(profile).unwrap();
+        let link = SimLink::new(channel_config(&p, ber, None, loss, 11)).unwrap();
+        let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", 1)
+            .unwrap();
+        let mut t_done = None;
+        let mut outs = Vec::new();
+        let end = pair.run_until(Duration::from_secs(20_000), |p| {
+            while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                outs.push(o);
+                t_done = Some(p.link.elapsed());
+            }
+            !outs.is_empty()
+        });
+        assert_eq!(end, RunEnd::Done);
+        let o = &outs[0];
+        let s = o.result.as_ref().unwrap();
+        let t = t_done.unwrap().as_secs_f64();
+        let payload = (s.bundle_bytes_sent + s.bundle_bytes_received) as f64;
+        println!(
+            "{profile} ber {ber} loss {loss}: bundles {} + {} B in {t:.1} s: {:.1} B/s, efficiency {:.3}; A airtime {:.1} s, retrans {}, crc fail {}",
+            s.bundle_bytes_sent,
+            s.bundle_bytes_received,
+            payload / t,
+            payload * 8.0 / (f64::from(p.bitrate) * t),
+            o.stats.airtime.as_secs_f64(),
+            o.stats.retransmissions,
+            o.stats.crc_failures,
+        );
+    }
+}
+
+#[test]
+fn crossed_calls_leave_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 11, 10, 5, 80);
+    edit(&b, 12, 10, 5, 80);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 9)).unwrap();
+    // Both run the daemon and call each other at the same moment.
+    let mut pair = SimPair::new(link, station(&a, &p, true), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 500)
+        .unwrap();
+    pair.station(Side::B)
+        .unwrap()
+        .start_sync(now, "A", 600)
+        .unwrap();
+    let mut outs = Vec::new();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        for side in [Side::A, Side::B] {
+            while let Some(o) = p.station(side).unwrap().poll_outcome() {
+                outs.push(o);
+            }
+        }
+        [Side::A, Side::B]
+            .into_iter()
+            .all(|s| !p.station(s).unwrap().has_sessions())
+    });
+    assert_eq!(end, RunEnd::Done, "{outs:?}");
+    // Both sides of one call finished; the other call was declined.
+    let ok: Vec<u16> = outs
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .map(|o| o.session)
+        .collect();
+    assert_eq!(ok.len(), 2, "{outs:?}");
+    assert_eq!(ok[0], ok[1]);
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn resume_with_a_pending_want_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    // A will ask for row 3 in full; B's bundle is large.
+    edit_row_times(&a, 3, 6, 10);
+    edit_row_times(&b, 3, 1, 20);
+    edit(&b, 13, 20, 80, 200);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 10)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 70)
+        .unwrap();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        partial_len(p.stations[0].as_ref().unwrap(), &b) > 6000
+    });
+    assert_eq!(end, RunEnd::Done);
+    let first = pair.take(Side::A).unwrap().sessions()[0]
+        .stats
+        .bundle_bytes_received;
+    let total = Store::open(&b)
+        .unwrap()
+        .transfer_state(&Store::open(&a).unwrap().station().id)
+        .unwrap()
+        .outgoing
+        .unwrap()
+        .bytes
+        .len() as u64;
+    pair.put(Side::A, station(&a, &p, false));
+    let rounds = sync_rounds(&mut pair, 71);
+    let rest: u64 = rounds
+        .iter()
+        .map(|(o, _)| o.stats.bundle_bytes_received)
+        .sum();
+    // The kept bundle once, then only the row asked for in full (a few hundred bytes).
+    assert!(
+        first + rest < total + 1000,
+        "{first} + {rest} for a {total}-byte bundle"
+    );
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
+/// A `Write` into a shared buffer, for capture files in memory.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn capture_holds_every_frame_as_on_air() {
+    use crate::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
+    use crate::engine::LinkFramer;
+    for (profile, ber) in [("sim-transparent-9600", 2e-4), ("sim-kiss-1200", 0.0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = stations(dir.path());
+        edit(&a, 21, 10, 10, 100);
+        edit(&b, 22, 10, 10, 100);
+        let p = Profile::load(profile).unwrap();
+        let link = SimLink::new(channel_config(&p, ber, None, 0.05, 12)).unwrap();
+        let mut sb = station(&b, &p, true);
+        let buf = SharedBuf::default();
+        let header = CaptureHeader {
+            start_unix_ms: 0,
+            station: sb.store().station().id,
+            framing: LinkFraming::Transparent,
+            profile_name: profile.into(),
+            profile_text: String::new(),
+        };
+        let mut w = Writer::new(buf.clone(), &header).unwrap();
+        let start = link.now();
+        sb.set_recorder(Box::new(move |at, kind, bytes| {
+            let at_ms = at.duration_since(start).as_millis() as u64;
+            w.write(&Record {
+                at_ms,
+                kind,
+                bytes: bytes.to_vec(),
+            })
+            .unwrap();
+        }));
+        let mut pair = SimPair::new(link, station(&a, &p, false), sb);
+        let rounds = sync_rounds(&mut pair, 90);
+        let bytes = buf.0.lock().unwrap().clone();
+        let (mut sent, mut received, mut corrected) = (0u64, 0u64, 0u64);
+        let mut last_ms = 0;
+        for r in Reader::new(&bytes[..]).unwrap() {
+            let r = r.unwrap();
+            assert!(r.at_ms >= last_ms);
+            last_ms = r.at_ms;
+            if r.kind == RecordKind::Note {
+                continue;
+            }
+            // Each frame record decodes on its own, as `capture show` will do it.
+            let mut f = LinkFramer::new(&p).unwrap();
+            f.push(pair.link.now(), &r.bytes);
+            let rx = f.next().expect("one frame");
+            let d = rx.decoded.expect("decodes");
+            assert_eq!(rx.bytes, r.bytes);
+            assert!(f.next().is_none());
+            match r.kind {
+                RecordKind::Sent => sent += 1,
+                _ => {
+                    received += 1;
+                    corrected += d.info.corrected_symbols as u64;
+                }
+            }
+        }
+        let b_sent: u64 = rounds
+            .iter()
+            .flat_map(|(_, ob)| ob)
+            .map(|o| o.stats.frames_sent)
+            .sum();
+        assert_eq!(sent, b_sent, "{profile}");
+        assert!(received > 3, "{profile}: {received} frames received");
+        if ber > 0.0 {
+            assert!(corrected > 0, "BER {ber} but nothing corrected");
+        }
+    }
+}
+
+#[test]
+fn link_cut_for_a_minute_mid_transfer() {
+    for profile in ["sim-kiss-1200", "sim-transparent-9600"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = stations(dir.path());
+        edit(&a, 31, 20, 60, 200);
+        edit(&b, 32, 20, 60, 200);
+        let p = Profile::load(profile).unwrap();
+        let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 13)).unwrap();
+        let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", 1)
+            .unwrap();
+        let end = pair.run_until(Duration::from_secs(3600), |p| {
+            partial_len(p.stations[0].as_ref().unwrap(), &b) > 3000
+        });
+        assert_eq!(end, RunEnd::Done);
+        pair.link.set_link_up(false);
+        let back = pair.link.elapsed() + Duration::from_secs(60);
+        let mut outs = Vec::new();
+        pair.run_until(back, |p| {
+            while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                outs.push(o);
+            }
+            false
+        });
+        pair.link.set_link_up(true);
+        // As `sync` does: call again if the link was lost after the peer had answered.
+        for id in 2..6 {
+            if outs.iter().any(|o| o.result.is_ok()) {
+                break;
+            }
+            if !pair.station(Side::A).unwrap().has_sessions() {
+                assert!(outs.last().is_some_and(|o| o.stats.frames_received > 0));
+                let now = pair.link.now();
+                pair.station(Side::A)
+                    .unwrap()
+                    .start_sync(now, "B", id)
+                    .unwrap();
+            }
+            let end = pair.run_until(pair.link.elapsed() + Duration::from_secs(3600), |p| {
+                while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                    outs.push(o);
+                }
+                !p.station(Side::A).unwrap().has_sessions()
+            });
+            assert_eq!(end, RunEnd::Done);
+        }
+        assert!(outs.last().unwrap().result.is_ok(), "{profile}: {outs:?}");
+        if pair
+            .station(Side::A)
+            .unwrap()
+            .needs_another_round("B")
+            .unwrap()
+        {
+            sync_rounds(&mut pair, 50);
+        }
+        let b_idle = pair.run_until(pair.link.elapsed() + Duration::from_secs(3600), |p| {
+            !p.station(Side::B).unwrap().has_sessions()
+        });
+        assert_eq!(b_idle, RunEnd::Done);
+        drop(pair);
+        assert_converged(&a, &b);
+    }
+}
+
+#[test]
+fn a_call_nobody_answers_fails_as_peer_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 14)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    drop(pair.take(Side::B));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 1)
+        .unwrap();
+    let mut outs = Vec::new();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+            outs.push(o);
+        }
+        !outs.is_empty()
+    });
+    assert_eq!(end, RunEnd::Done);
+    let o = &outs[0];
+    assert_eq!(o.result, Err(crate::sync::SessionError::LinkLost));
+    assert!(
+        o.link_lost.as_deref().unwrap_or("").contains("peer silent"),
+        "{o:?}"
+    );
+    assert_eq!(o.stats.frames_received, 0);
+    // Six calls with doubling backoff: about two minutes at 1200 bit/s.
+    let t = pair.link.elapsed();
+    assert!(
+        t > Duration::from_secs(60) && t < Duration::from_secs(180),
+        "{t:?}"
+    );
+}
+
+/// A fast, lossless KISS link so the tokio loop can run on the wall clock
+/// in a test: timeouts come out in milliseconds.
+const FAST_PROFILE: &str = r#"
+name = "test-fast"
+description = "test only: 1 Mbit/s, no key-up delay"
+source = "tests"
+framing = "kiss"
+amateur = false
+bitrate = 1000000
+txdelay_ms = 0
+turnaround_ms = 0
+persist = 255
+slottime_ms = 0
+duplex = "half"
+mtu = 512
+max_frames_per_transmission = 6
+kiss_tcp_port = 8001
+[retry]
+max_tries = 12
+backoff_cap_ms = 2000
+"#;
+
+struct Quiet;
+
+impl super::Observer for Quiet {
+    fn note(&mut self, _: &str) {}
+    fn progress(&mut self, _: &[super::SessionView]) {}
+    fn outcome(&mut self, _: &Outcome) {}
+}
+
+#[test]
+fn drive_syncs_over_an_in_process_stream() {
+    use super::{drive, End, Mode, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 41, 10, 10, 100);
+    edit(&b, 42, 10, 10, 100);
+    let p = Profile::parse(FAST_PROFILE, "test").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ea, eb) = rt.block_on(async {
+        let (mut la, mut lb) = tokio::io::duplex(1 << 16);
+        let mut sa = station(&a, &p, false);
+        let mut sb = station(&b, &p, true);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (mut qa, mut qb) = (Quiet, Quiet);
+        let opts = |mode| Options {
+            mode,
+            timeout: Some(Duration::from_secs(120)),
+            link_status: None,
+            tick: Duration::from_millis(100),
+        };
+        let b_side = drive(
+            &mut lb,
+            &mut sb,
+            opts(Mode::Run { every: None }),
+            async {
+                let _ = stopped.await;
+            },
+            &mut qb,
+        );
+        let a_side = async {
+            let end = drive(
+                &mut la,
+                &mut sa,
+                opts(Mode::Sync { peer: "B".into() }),
+                std::future::pending(),
+                &mut qa,
+            )
+            .await;
+            let _ = stop.send(());
+            end
+        };
+        tokio::join!(a_side, b_side)
+    });
+    match ea.unwrap() {
+        End::Synced { outcomes, complete } => {
+            assert!(complete);
+            assert!(outcomes.last().unwrap().result.is_ok());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(eb.unwrap(), End::Shutdown));
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn kiss_1200_with_30_percent_loss_converges() {
+    converge("sim-kiss-1200", 0.0, None, 0.3, 15);
+}
