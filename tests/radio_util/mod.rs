@@ -943,9 +943,15 @@ impl Chansim {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    /// Bundle bytes delivered so far in one direction ("a_to_b" or "b_to_a").
+    /// Bytes delivered so far in one direction ("a_to_b" or "b_to_a"), as of
+    /// the last stats write (every 100 ms).
     pub fn delivered(&self, dir: &str) -> u64 {
-        self.stats()[dir]["bytes_delivered"].as_u64().unwrap_or(0)
+        self.count(dir, "bytes_delivered")
+    }
+
+    /// A counter of the stats file: `count("a_to_b", "frames_lost_random")`.
+    pub fn count(&self, group: &str, key: &str) -> u64 {
+        self.stats()[group][key].as_u64().unwrap_or(0)
     }
 
     /// SIGUSR1: the link goes down, or comes back.
@@ -997,11 +1003,20 @@ pub struct Rig {
     /// The same workload exchanged as files: what the radio must give.
     pub reference: Reference,
     pub profile: String,
-    pub chansim: Chansim,
+    /// None on real hardware.
+    pub chansim: Option<Chansim>,
+    pub port_a: PathBuf,
+    pub port_b: PathBuf,
     pub daemon: Option<Proc>,
     /// Finished or killed processes, kept for their logs.
     pub done: Vec<Proc>,
     runs: usize,
+}
+
+pub struct SyncHandle {
+    i: usize,
+    started: Instant,
+    timeout_s: u64,
 }
 
 pub struct SyncRun {
@@ -1014,6 +1029,31 @@ impl SyncRun {
     pub fn ok(&self) -> bool {
         self.status.is_some_and(|s| s.success())
     }
+
+    /// Panics with the sync's output unless it exited 0.
+    pub fn assert_ok(&self, what: &str) {
+        assert!(
+            self.ok(),
+            "{what}: sync ended with {:?} after {:.1} s:\n{}",
+            self.status,
+            self.elapsed.as_secs_f64(),
+            self.output
+        );
+    }
+}
+
+/// Polls `cond` every 20 ms for up to `limit`; false if it never held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 impl Rig {
@@ -1024,16 +1064,43 @@ impl Rig {
         let st = Stations::new(dir.path(), scale, seed);
         let reference = st.reference(&dir.path().join("reference"));
         let chansim = Chansim::start(dir.path(), chan);
+        let (port_a, port_b) = (chansim.link_a.clone(), chansim.link_b.clone());
         Rig {
             dir,
             st,
             reference,
             profile: profile.to_string(),
-            chansim,
+            chansim: Some(chansim),
+            port_a,
+            port_b,
             daemon: None,
             done: Vec::new(),
             runs: 0,
         }
+    }
+
+    /// Two real ports joined by real radios (the hardware tier): no simulator.
+    pub fn on_ports(profile: &str, scale: usize, seed: u64, port_a: &Path, port_b: &Path) -> Rig {
+        let dir = scratch();
+        let st = Stations::new(dir.path(), scale, seed);
+        let reference = st.reference(&dir.path().join("reference"));
+        Rig {
+            dir,
+            st,
+            reference,
+            profile: profile.to_string(),
+            chansim: None,
+            port_a: port_a.to_path_buf(),
+            port_b: port_b.to_path_buf(),
+            daemon: None,
+            done: Vec::new(),
+            runs: 0,
+        }
+    }
+
+    /// The channel (panics on the hardware tier).
+    pub fn chan(&self) -> &Chansim {
+        self.chansim.as_ref().expect("a simulated channel")
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -1053,7 +1120,7 @@ impl Rig {
             "--profile",
             &self.profile,
             "--port",
-            &p(&self.chansim.link_b),
+            &p(&self.port_b),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -1077,7 +1144,7 @@ impl Rig {
     }
 
     /// Starts `radiosync sync` for alpha with `--peer bravo` and `--timeout`.
-    pub fn spawn_sync(&mut self, timeout_s: u64, extra: &[&str]) -> usize {
+    pub fn spawn_sync(&mut self, timeout_s: u64, extra: &[&str]) -> SyncHandle {
         self.runs += 1;
         let mut args: Vec<String> = [
             "sync",
@@ -1086,7 +1153,7 @@ impl Rig {
             "--profile",
             &self.profile,
             "--port",
-            &p(&self.chansim.link_a),
+            &p(&self.port_a),
             "--peer",
             "bravo",
             "--timeout",
@@ -1097,20 +1164,29 @@ impl Rig {
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = self.path(&format!("sync-{}.log", self.runs));
-        self.done.push(Proc::spawn(
-            &format!("sync #{}", self.runs),
-            RADIOSYNC,
-            &args,
-            log,
-        ));
-        self.done.len() - 1
+        let name = format!("sync #{}", self.runs);
+        self.done.push(Proc::spawn(&name, RADIOSYNC, &args, log));
+        SyncHandle {
+            i: self.done.len() - 1,
+            started: Instant::now(),
+            timeout_s,
+        }
     }
 
-    /// Waits for the sync started by `spawn_sync`; kills it if it outlives its
-    /// own `--timeout` by more than 30 s.
-    pub fn wait_sync(&mut self, i: usize, timeout_s: u64, started: Instant) -> SyncRun {
-        let limit = Duration::from_secs(timeout_s + 30).saturating_sub(started.elapsed());
-        let proc = &mut self.done[i];
+    pub fn sync_running(&mut self, h: &SyncHandle) -> bool {
+        self.done[h.i].try_status().is_none()
+    }
+
+    /// SIGKILL a running sync.
+    pub fn kill_sync(&mut self, h: &SyncHandle) {
+        self.done[h.i].kill_hard();
+    }
+
+    /// Waits for a sync to end; kills it if it outlives its own `--timeout` by
+    /// more than 30 s.
+    pub fn wait_sync(&mut self, h: &SyncHandle) -> SyncRun {
+        let limit = Duration::from_secs(h.timeout_s + 30).saturating_sub(h.started.elapsed());
+        let proc = &mut self.done[h.i];
         let status = proc.wait_for(limit);
         if status.is_none() {
             proc.kill_hard();
@@ -1118,15 +1194,14 @@ impl Rig {
         SyncRun {
             status,
             output: proc.output(),
-            elapsed: started.elapsed(),
+            elapsed: h.started.elapsed(),
         }
     }
 
     /// One `radiosync sync` to its end.
     pub fn sync(&mut self, timeout_s: u64, extra: &[&str]) -> SyncRun {
-        let t0 = Instant::now();
-        let i = self.spawn_sync(timeout_s, extra);
-        self.wait_sync(i, timeout_s, t0)
+        let h = self.spawn_sync(timeout_s, extra);
+        self.wait_sync(&h)
     }
 
     /// Panics with the stations' differences unless they converged (see
@@ -1142,7 +1217,11 @@ impl Rig {
 
     /// Processes' logs and the channel's statistics.
     pub fn report(&self) -> String {
-        let mut s = self.chansim.summary();
+        let mut s = self
+            .chansim
+            .as_ref()
+            .map(Chansim::summary)
+            .unwrap_or_default();
         for p in self.done.iter().chain(self.daemon.iter()) {
             let out = p.output();
             let lines: Vec<&str> = out.lines().collect();
@@ -1171,11 +1250,13 @@ impl Drop for Rig {
         }
         // chansim removes its links on SIGTERM; a kill would leave them (in the
         // temp dir, which goes anyway).
-        if self.chansim.proc.try_status().is_none() {
-            self.chansim.proc.try_signal("TERM");
-        }
-        if self.chansim.proc.wait_for(Duration::from_secs(5)).is_none() {
-            self.chansim.proc.kill_hard();
+        if let Some(c) = &mut self.chansim {
+            if c.proc.try_status().is_none() {
+                c.proc.try_signal("TERM");
+            }
+            if c.proc.wait_for(Duration::from_secs(5)).is_none() {
+                c.proc.kill_hard();
+            }
         }
     }
 }
