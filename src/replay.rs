@@ -384,11 +384,7 @@ where
                 ),
                 None => "no FEC".into(),
             };
-            let _ = writeln!(
-                out,
-                "{fec}{}",
-                if setup.ax25 { ", AX.25 UI" } else { "" }
-            );
+            let _ = writeln!(out, "{fec}{}", if setup.ax25 { ", AX.25 UI" } else { "" });
         }
     }
     let mut sent = LinkDecoder::new(&setup);
@@ -462,10 +458,7 @@ where
     }
     match end_note {
         Some(e) => {
-            let _ = writeln!(
-                out,
-                "{count} records; the capture ends early: {e}"
-            );
+            let _ = writeln!(out, "{count} records; the capture ends early: {e}");
         }
         None => {
             let _ = writeln!(out, "{count} records");
@@ -519,11 +512,18 @@ pub enum BundleFate {
     /// The store refused it (addressing, schema, ...): nothing changed.
     Refused(String),
     /// The reassembled bytes do not match the id.
-    Corrupt { computed: BundleId },
+    Corrupt {
+        computed: BundleId,
+    },
     /// Not all bytes arrived.
-    Incomplete { received: u64 },
+    Incomplete {
+        received: u64,
+    },
     /// It resumed an earlier session's transfer: its first bytes are not in this capture.
-    Resumed { offset: u64, received: u64 },
+    Resumed {
+        offset: u64,
+        received: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -635,7 +635,6 @@ impl<'s> Replayer<'s> {
         })
     }
 
-
     /// One record of the capture, with its index in the file.
     pub fn feed(&mut self, index: u64, record: &Record) {
         if record.kind == RecordKind::Note {
@@ -660,14 +659,19 @@ impl<'s> Replayer<'s> {
         if self.opts.corrupt.contains(&index) {
             corrupt(&mut bytes, self.opts.corrupt_bytes);
             self.report.corrupted.push(index);
-            log(&mut self.report.log, 
+            log(
+                &mut self.report.log,
                 index,
                 format!("corrupted {} byte(s)", self.opts.corrupt_bytes.max(1)),
             );
         }
         let (items, skipped) = self.decoder.push(&bytes);
         if skipped > 0 {
-            log(&mut self.report.log, index, format!("{skipped} bytes of noise skipped"));
+            log(
+                &mut self.report.log,
+                index,
+                format!("{skipped} bytes of noise skipped"),
+            );
         }
         let now = self.base + Duration::from_millis(record.at_ms);
         for d in items {
@@ -682,7 +686,11 @@ impl<'s> Replayer<'s> {
             } => (frame, corrected),
             Decoded::Command(c) => return log(&mut self.report.log, index, c),
             Decoded::Bad(e) => {
-                log(&mut self.report.log, index, format!("refused by the frame layer: {e}"));
+                log(
+                    &mut self.report.log,
+                    index,
+                    format!("refused by the frame layer: {e}"),
+                );
                 self.report.bad.push((index, e));
                 return;
             }
@@ -691,7 +699,8 @@ impl<'s> Replayer<'s> {
         if corrected > 0 {
             self.report.frames_corrected += 1;
             self.report.symbols_corrected += corrected as u64;
-            log(&mut self.report.log, 
+            log(
+                &mut self.report.log,
                 index,
                 format!(
                     "FEC corrected {corrected} byte(s) in session {} seq {}",
@@ -719,7 +728,8 @@ impl<'s> Replayer<'s> {
             });
         if Seq(af.seq).before(s.next) || s.held.contains(&af.seq) {
             self.report.duplicates += 1;
-            log(&mut self.report.log, 
+            log(
+                &mut self.report.log,
                 index,
                 format!(
                     "session {} data seq {}: duplicate, suppressed",
@@ -729,7 +739,8 @@ impl<'s> Replayer<'s> {
         }
         if let Err(e) = s.arq.handle_input(now, af.clone()) {
             let e = e.to_string();
-            log(&mut self.report.log, 
+            log(
+                &mut self.report.log,
                 index,
                 format!("session {} seq {}: ARQ refused: {e}", frame.session, af.seq),
             );
@@ -762,9 +773,13 @@ impl<'s> Replayer<'s> {
                 buf.extend_from_slice(&piece);
                 if buf.len() > MAX_REASSEMBLY {
                     s.fragments = None;
-                    return log(&mut self.report.log, 
+                    return log(
+                        &mut self.report.log,
                         index,
-                        format!("session {session}: fragmented message over {MAX_REASSEMBLY} bytes, dropped"),
+                        format!(
+                            "session {session}: fragmented message over \
+                             {MAX_REASSEMBLY} bytes, dropped"
+                        ),
                     );
                 }
                 if !last {
@@ -775,7 +790,11 @@ impl<'s> Replayer<'s> {
             _ => bytes,
         };
         let text = describe_message(&bytes);
-        log(&mut self.report.log, index, format!("session {session}: {text}"));
+        log(
+            &mut self.report.log,
+            index,
+            format!("session {session}: {text}"),
+        );
         match Message::parse(&bytes) {
             Ok(Message::BundleStart {
                 id,
@@ -800,7 +819,8 @@ impl<'s> Replayer<'s> {
             }
             Ok(Message::Chunk { offset, bytes }) => {
                 let Some(inc) = s.incoming.as_mut() else {
-                    return log(&mut self.report.log, 
+                    return log(
+                        &mut self.report.log,
                         index,
                         format!("session {session}: chunk without a BundleStart, ignored"),
                     );
@@ -808,9 +828,13 @@ impl<'s> Replayer<'s> {
                 let have = inc.start + inc.buf.len() as u64;
                 if offset != have || have + bytes.len() as u64 > inc.total_len {
                     let inc = s.incoming.take().expect("checked");
-                    log(&mut self.report.log, 
+                    log(
+                        &mut self.report.log,
                         index,
-                        format!("session {session}: chunk at offset {offset} but {have} bytes held: protocol violation, bundle abandoned"),
+                        format!(
+                            "session {session}: chunk at offset {offset} but {have} bytes \
+                             held: protocol violation, bundle abandoned"
+                        ),
                     );
                     return self.unfinished(session, inc);
                 }
@@ -831,7 +855,8 @@ impl<'s> Replayer<'s> {
         }
         let computed = BundleId::of(&inc.buf);
         let fate = if computed != inc.id {
-            log(&mut self.report.log, 
+            log(
+                &mut self.report.log,
                 index,
                 format!(
                     "bundle {}: bytes hash to {computed}: corrupt, not applied",
@@ -842,7 +867,8 @@ impl<'s> Replayer<'s> {
         } else {
             match self.store.import_bundle_bytes(&inc.buf) {
                 Ok(r) => {
-                    log(&mut self.report.log, 
+                    log(
+                        &mut self.report.log,
                         index,
                         format!(
                             "bundle {} applied: {} row(s) applied, {} skipped, {} kept local, {} conflict(s)",
@@ -853,7 +879,11 @@ impl<'s> Replayer<'s> {
                 }
                 Err(e) => {
                     let text = refusal(&e);
-                    log(&mut self.report.log, index, format!("bundle {} refused: {text}", inc.id));
+                    log(
+                        &mut self.report.log,
+                        index,
+                        format!("bundle {} refused: {text}", inc.id),
+                    );
                     BundleFate::Refused(text)
                 }
             }
