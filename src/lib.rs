@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod delta;
 pub mod frame;
 pub mod profile;
+pub mod replay;
 pub mod store;
 pub mod sync;
 pub mod transport;
