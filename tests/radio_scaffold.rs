@@ -97,3 +97,124 @@ fn rig_starts_the_channel_and_leaves_nothing_behind() {
         }
     );
 }
+
+/// The capture parser the restart tests rely on, on a capture built with the
+/// real encoders: a Hello offering to resume (sent), then the peer's
+/// BundleStart at that offset and its chunks (received), with another bundle
+/// around it.
+#[test]
+fn resumed_transfer_reads_capture_show() {
+    use radiosync::arq::{DataRepr, Seq};
+    use radiosync::capture::{CaptureHeader, LinkFraming, Record, RecordKind, Writer};
+    use radiosync::delta::{SchemaFingerprint, StationId, VersionVector};
+    use radiosync::frame::{link, Frame, FrameKind};
+    use radiosync::sync::{BundleId, Hello, Message, Resume, PROTOCOL_VERSION};
+
+    let header = CaptureHeader {
+        start_unix_ms: 1_700_000_000_000,
+        station: StationId([1; 16]),
+        framing: LinkFraming::Kiss,
+        profile_name: "sim-kiss-1200".into(),
+        profile_text: String::new(),
+    };
+    let mut w = Writer::new(Vec::new(), &header).unwrap();
+    let id = BundleId(0x0123_4567_89ab_cdef);
+    let other = BundleId(7);
+    let msgs = [
+        (
+            RecordKind::Sent,
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                initiator: true,
+                station: StationId([1; 16]),
+                callsign: String::new(),
+                schema: SchemaFingerprint(5),
+                dict_id: 0,
+                vector: VersionVector::default(),
+                resume: Some(Resume { id, stored: 700 }),
+            }),
+        ),
+        (
+            RecordKind::Received,
+            Message::BundleStart {
+                id,
+                total_len: 1100,
+                offset: 700,
+                more: true,
+            },
+        ),
+        (
+            RecordKind::Received,
+            Message::Chunk {
+                offset: 700,
+                bytes: vec![1; 200],
+            },
+        ),
+        (
+            RecordKind::Received,
+            Message::Chunk {
+                offset: 900,
+                bytes: vec![2; 200],
+            },
+        ),
+        (
+            RecordKind::Received,
+            Message::BundleStart {
+                id: other,
+                total_len: 50,
+                offset: 0,
+                more: false,
+            },
+        ),
+        (
+            RecordKind::Received,
+            Message::Chunk {
+                offset: 0,
+                bytes: vec![3; 50],
+            },
+        ),
+        // A chunk we send is not the peer's.
+        (
+            RecordKind::Sent,
+            Message::Chunk {
+                offset: 5,
+                bytes: vec![4; 5],
+            },
+        ),
+    ];
+    for (i, (kind, m)) in msgs.into_iter().enumerate() {
+        let af = DataRepr {
+            seq: Seq(i as u16),
+            rem_ms: 0,
+            tx: 1,
+            message: &m.to_bytes(),
+        }
+        .emit();
+        let frame = Frame {
+            kind: FrameKind::Data,
+            session: 9,
+            seq: af.seq,
+            payload: af.payload,
+            auth_tag: None,
+        };
+        let bytes = link::encode_kiss(&frame, None, None, 0).unwrap();
+        w.write(&Record {
+            at_ms: 100 * i as u64,
+            kind,
+            bytes,
+        })
+        .unwrap();
+    }
+    let dir = scratch();
+    let cap = dir.path().join("t.cap");
+    std::fs::write(&cap, w.into_inner()).unwrap();
+    let r = resumed_transfer(&cap, true).expect("a resume offer");
+    assert_eq!(r.id, id.to_string());
+    assert_eq!(
+        (r.stored, r.start, r.chunks.clone()),
+        (700, 700, vec![700, 900]),
+        "{r:?}"
+    );
+    // Seen from the other side, no Hello offered anything.
+    assert!(resumed_transfer(&cap, false).is_none());
+}

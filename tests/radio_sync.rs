@@ -153,6 +153,28 @@ fn link_cut_for_a_minute_mid_transfer() {
     );
 }
 
+/// In the capture of the restarted process (the receiver of the interrupted
+/// bundle): its Hello offered to resume at the bytes it had stored, the sender
+/// started there, and no chunk before it came again.
+fn assert_resumed(cap: &std::path::Path, who: &str) {
+    let r = resumed_transfer(cap, true)
+        .unwrap_or_else(|| panic!("{who}'s Hello after the restart offered no resume"));
+    eprintln!("{who} resumed: {r:?}");
+    assert!(r.stored > 0, "{who} had stored nothing: {r:?}");
+    assert_eq!(
+        r.start, r.stored,
+        "the sender did not start where {who} stood: {r:?}"
+    );
+    assert!(
+        r.chunks.iter().all(|&o| o >= r.stored),
+        "chunks {who} had stored were sent again: {r:?}"
+    );
+    assert!(
+        !r.chunks.is_empty(),
+        "the rest of the bundle never came: {r:?}"
+    );
+}
+
 /// alpha's `sync` is killed (SIGKILL) while bravo's bundle arrives, and run
 /// again: it must converge, and the rerun must not receive again what alpha had
 /// stored (the pull resumes at the stored offset).
@@ -171,9 +193,11 @@ fn sync_killed_mid_transfer_and_rerun() {
     rig.kill_sync(&h);
     let at_kill = rig.chan().delivered("b_to_a");
     std::thread::sleep(Duration::from_secs(1));
-    let run = rig.sync(240, &[]);
+    let cap = rig.path("rerun.cap");
+    let run = rig.sync(240, &["--capture", cap.to_str().unwrap()]);
     run.assert_ok("sync after the killed one");
     rig.assert_converged(false);
+    assert_resumed(&cap, "alpha");
     let again = rig.chan().delivered("b_to_a") - at_kill;
     eprintln!(
         "killed at {at_kill} bytes from bravo; the rerun took {:.1} s and brought {again} bytes; \
@@ -211,7 +235,8 @@ fn daemon_killed_mid_transfer_and_restarted() {
     rig.kill_daemon();
     let at_kill = rig.chan().delivered("a_to_b");
     std::thread::sleep(Duration::from_secs(1));
-    rig.start_daemon(&[]);
+    let cap = rig.path("restarted-daemon.cap");
+    rig.start_daemon(&["--capture", cap.to_str().unwrap()]);
     let first = rig.wait_sync(&h);
     if !first.ok() {
         eprintln!(

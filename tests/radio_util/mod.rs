@@ -1260,3 +1260,90 @@ impl Drop for Rig {
         }
     }
 }
+
+// ---------------------------------------------------------------- captures
+
+/// `capture show`'s frame lines as (sent by the capturing station, line).
+pub fn capture_lines(cap: &Path) -> Vec<(bool, String)> {
+    let shown = radiosync_ok(&["capture", "show", &p(cap)]);
+    let mut out = Vec::new();
+    let mut sent = None;
+    for line in shown.lines() {
+        if let Some(rest) = line.strip_prefix('#') {
+            // "#12       300 ms sent   120 B  ..."
+            let mut words = rest.split_whitespace();
+            sent = match words.nth(3) {
+                Some("sent") => Some(true),
+                Some("recv") => Some(false),
+                _ => None,
+            };
+        } else if !line.starts_with(' ') {
+            sent = None;
+        }
+        if let Some(s) = sent {
+            out.push((s, line.to_string()));
+        }
+    }
+    out
+}
+
+/// What a capture shows of one resumed bundle transfer.
+#[derive(Debug)]
+pub struct Resumed {
+    pub id: String,
+    /// Bytes the receiver said it had stored (its Hello's resume part).
+    pub stored: u64,
+    /// Where the sender's BundleStart for that bundle began.
+    pub start: u64,
+    /// Offsets of the chunks of that bundle that followed.
+    pub chunks: Vec<u64>,
+}
+
+fn number_after(line: &str, what: &str) -> Option<u64> {
+    let i = line.find(what)? + what.len();
+    let digits: String = line[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+fn word_after<'l>(line: &'l str, what: &str) -> Option<&'l str> {
+    let i = line.find(what)? + what.len();
+    line[i..].split([' ', ',']).next()
+}
+
+/// The first resume offer in a Hello from the receiving side (`receiver_sent`:
+/// whether the capturing station is that receiver) and what the sender did
+/// with it. None when no Hello offered to resume.
+pub fn resumed_transfer(cap: &Path, receiver_sent: bool) -> Option<Resumed> {
+    let lines = capture_lines(cap);
+    let (id, stored) = lines.iter().find_map(|(s, l)| {
+        (*s == receiver_sent && l.contains("Hello v")).then_some(())?;
+        Some((
+            word_after(l, ", resume ")?.to_string(),
+            number_after(l, &format!("resume {} at ", word_after(l, ", resume ")?))?,
+        ))
+    })?;
+    let mut r = Resumed {
+        id: id.clone(),
+        stored,
+        start: u64::MAX,
+        chunks: Vec::new(),
+    };
+    let mut inside = false;
+    for (s, l) in &lines {
+        if *s == receiver_sent {
+            continue;
+        }
+        if l.contains("BundleStart id ") {
+            inside = word_after(l, "BundleStart id ") == Some(id.as_str());
+            if inside && r.start == u64::MAX {
+                r.start = number_after(l, " offset ").unwrap();
+            }
+        } else if inside && l.contains("Chunk offset ") {
+            r.chunks.push(number_after(l, "Chunk offset ").unwrap());
+        }
+    }
+    Some(r)
+}
