@@ -7,9 +7,8 @@
 //! RADIOSYNC_HW_PROFILE=mobilinkd-tnc4 cargo test --release --test radio_hardware -- --ignored
 //! ```
 //!
-//! An amateur profile needs callsigns: the stations here are made without, so
-//! use a non-amateur profile or a copy of one with `amateur = false` on a
-//! licence-free or shielded setup.
+//! An amateur profile needs callsigns: add `RADIOSYNC_HW_CALL_A=N0CALL-1
+//! RADIOSYNC_HW_CALL_B=N0CALL-2` (your own).
 
 mod radio_util;
 
@@ -27,7 +26,15 @@ fn two_stations_converge_over_real_modems() {
         PathBuf::from(var("RADIOSYNC_HW_PORT_B")),
         var("RADIOSYNC_HW_PROFILE"),
     );
-    let mut rig = Rig::on_ports(&profile, 1, 81, &a, &b);
+    let calls = (
+        std::env::var("RADIOSYNC_HW_CALL_A").ok(),
+        std::env::var("RADIOSYNC_HW_CALL_B").ok(),
+    );
+    let calls = match &calls {
+        (Some(a), Some(b)) => Some((a.as_str(), b.as_str())),
+        _ => None,
+    };
+    let mut rig = Rig::on_ports(&profile, 1, 81, &a, &b, calls);
     rig.start_daemon(&[]);
     let run = rig.sync(900, &[]);
     run.assert_ok("sync over the real modems");

@@ -589,6 +589,16 @@ impl Stations {
     /// alpha from the sample data (`init`, `track --all`), bravo by `clone`, then
     /// the workload's writes on both.
     pub fn new(dir: &Path, scale: usize, seed: u64) -> Stations {
+        Stations::with_callsigns(dir, scale, seed, None)
+    }
+
+    /// As `new`, with amateur callsigns for alpha and bravo.
+    pub fn with_callsigns(
+        dir: &Path,
+        scale: usize,
+        seed: u64,
+        calls: Option<(&str, &str)>,
+    ) -> Stations {
         std::fs::create_dir_all(dir).unwrap();
         let a = dir.join("alpha.sqlite");
         let b = dir.join("bravo.sqlite");
@@ -596,9 +606,25 @@ impl Stations {
             .unwrap()
             .execute_batch(SAMPLE_SQL)
             .unwrap();
-        radiosync_ok(&["init", "--db", &p(&a), "--name", "alpha"]);
+        let (mut init, mut clone) = (
+            vec!["init", "--db", a.to_str().unwrap(), "--name", "alpha"],
+            vec![
+                "clone",
+                "--from",
+                a.to_str().unwrap(),
+                "--to",
+                b.to_str().unwrap(),
+                "--name",
+                "bravo",
+            ],
+        );
+        if let Some((ca, cb)) = calls {
+            init.extend(["--callsign", ca]);
+            clone.extend(["--callsign", cb]);
+        }
+        radiosync_ok(&init);
         radiosync_ok(&["track", "--db", &p(&a), "--all"]);
-        radiosync_ok(&["clone", "--from", &p(&a), "--to", &p(&b), "--name", "bravo"]);
+        radiosync_ok(&clone);
         let workload = Workload::new(&Connection::open(&a).unwrap(), scale, seed);
         workload.apply(&a, St::A);
         workload.apply(&b, St::B);
@@ -1082,9 +1108,16 @@ impl Rig {
     }
 
     /// Two real ports joined by real radios (the hardware tier): no simulator.
-    pub fn on_ports(profile: &str, scale: usize, seed: u64, port_a: &Path, port_b: &Path) -> Rig {
+    pub fn on_ports(
+        profile: &str,
+        scale: usize,
+        seed: u64,
+        port_a: &Path,
+        port_b: &Path,
+        calls: Option<(&str, &str)>,
+    ) -> Rig {
         let dir = scratch();
-        let st = Stations::new(dir.path(), scale, seed);
+        let st = Stations::with_callsigns(dir.path(), scale, seed, calls);
         let reference = st.reference(&dir.path().join("reference"));
         Rig {
             dir,
