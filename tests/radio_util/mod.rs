@@ -16,8 +16,52 @@ use rand_chacha::ChaCha8Rng;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
-pub const RADIOSYNC: &str = env!("CARGO_BIN_EXE_radiosync");
-pub const CHANSIM: &str = env!("CARGO_BIN_EXE_chansim");
+/// The binaries, copied once per test process: a build started meanwhile (a
+/// shared CARGO_TARGET_DIR, an editor's cargo check) must not swap them under
+/// a running test.
+struct Bins {
+    _dir: tempfile::TempDir,
+    radiosync: String,
+    chansim: String,
+}
+
+fn bins() -> &'static Bins {
+    static BINS: std::sync::OnceLock<Bins> = std::sync::OnceLock::new();
+    BINS.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("rs-radio-bin-")
+            .tempdir()
+            .unwrap();
+        let copy = |from: &str, name: &str| {
+            let to = dir.path().join(name);
+            std::fs::copy(from, &to).unwrap();
+            to.to_str().unwrap().to_string()
+        };
+        let b = Bins {
+            radiosync: copy(env!("CARGO_BIN_EXE_radiosync"), "radiosync"),
+            chansim: copy(env!("CARGO_BIN_EXE_chansim"), "chansim"),
+            _dir: dir,
+        };
+        let ok = Command::new(&b.radiosync)
+            .args(["sync", "--help"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "{} has no `sync` command: was it rebuilt from another branch?",
+            env!("CARGO_BIN_EXE_radiosync")
+        );
+        b
+    })
+}
+
+pub fn radiosync_bin() -> &'static str {
+    &bins().radiosync
+}
+
+pub fn chansim_bin() -> &'static str {
+    &bins().chansim
+}
 pub const SAMPLE_SQL: &str = include_str!("../../data/sample.sql");
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -117,7 +161,7 @@ impl Drop for Proc {
 
 /// Runs a radiosync command to completion; panics with its output if it fails.
 pub fn radiosync_ok(args: &[&str]) -> String {
-    let out = Command::new(RADIOSYNC)
+    let out = Command::new(radiosync_bin())
         .args(args)
         .current_dir(REPO)
         .output()
@@ -671,9 +715,23 @@ impl Stations {
         panic!("the file exchange did not converge in 6 rounds");
     }
 
+    /// Rows a station would still send its peer (`status`: pending rows). After
+    /// a complete sync there are none; a row the peer holds but is sent again
+    /// shows here.
+    pub fn pending_problems(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (name, db) in [("alpha", &self.a), ("bravo", &self.b)] {
+            let pending = pending_rows(db);
+            if pending != 0 {
+                bad.push(format!("{name}: {pending} rows still pending for its peer"));
+            }
+        }
+        bad
+    }
+
     /// Everything that shows the two stations converged by the rules, to the
     /// same result as the file exchange `r`, with each losing version kept
-    /// once. With `exact_log` the imports must also match the reference's
+    /// once, and no row is still asked for in full. With `exact_log` the imports must also match the reference's
     /// (rows in, rows applied, rows already held): no row crossed twice. Without
     /// it (a process killed mid-transfer) only the applied rows must match.
     /// Returns the problems found (empty = converged).
@@ -688,10 +746,6 @@ impl Stations {
                     .into_iter()
                     .map(|e| format!("{name}: {e}")),
             );
-            let pending = pending_rows(db);
-            if pending != 0 {
-                bad.push(format!("{name}: {pending} rows still pending for its peer"));
-            }
             let w = wants(db);
             if w != 0 {
                 bad.push(format!("{name}: {w} rows still asked for in full"));
@@ -943,7 +997,7 @@ impl Chansim {
             "100".to_string(),
         ];
         all.extend(args.iter().map(|s| s.to_string()));
-        let mut proc = Proc::spawn("chansim", CHANSIM, &all, dir.join("chansim.log"));
+        let mut proc = Proc::spawn("chansim", chansim_bin(), &all, dir.join("chansim.log"));
         let deadline = Instant::now() + Duration::from_secs(15);
         while !(link_a.exists() && link_b.exists() && stats.exists()) {
             if let Some(s) = proc.try_status() {
@@ -1164,7 +1218,7 @@ impl Rig {
         let log = self.path(&format!("run-{}.log", self.runs));
         self.daemon = Some(Proc::spawn(
             &format!("run #{}", self.runs),
-            RADIOSYNC,
+            radiosync_bin(),
             &args,
             log,
         ));
@@ -1200,7 +1254,8 @@ impl Rig {
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = self.path(&format!("sync-{}.log", self.runs));
         let name = format!("sync #{}", self.runs);
-        self.done.push(Proc::spawn(&name, RADIOSYNC, &args, log));
+        self.done
+            .push(Proc::spawn(&name, radiosync_bin(), &args, log));
         SyncHandle {
             i: self.done.len() - 1,
             started: Instant::now(),
@@ -1248,6 +1303,12 @@ impl Rig {
             "stations did not converge:\n  {}",
             bad.join("\n  ")
         );
+    }
+
+    /// Panics unless neither station has rows left for the other.
+    pub fn assert_nothing_pending(&self) {
+        let bad = self.st.pending_problems();
+        assert!(bad.is_empty(), "rows left to send:\n  {}", bad.join("\n  "));
     }
 
     /// Processes' logs and the channel's statistics.
