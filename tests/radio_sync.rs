@@ -117,7 +117,7 @@ fn transparent_9600_at_ber_1e4_with_bursts() {
 
 #[test]
 fn kiss_1200_with_10_percent_frame_loss() {
-    let mut rig = rig(KISS, 0, 21, &["--frame-loss", "0.1"]);
+    let mut rig = rig(KISS, 1, 21, &["--frame-loss", "0.1"]);
     sync_once(&mut rig, 180);
     let lost = rig.chan().count("a_to_b", "frames_lost_random")
         + rig.chan().count("b_to_a", "frames_lost_random");
@@ -127,7 +127,7 @@ fn kiss_1200_with_10_percent_frame_loss() {
 
 #[test]
 fn kiss_1200_with_30_percent_frame_loss() {
-    let mut rig = rig(KISS, 0, 31, &["--frame-loss", "0.3"]);
+    let mut rig = rig(KISS, 1, 31, &["--frame-loss", "0.3"]);
     sync_once(&mut rig, 240);
     let lost = rig.chan().count("a_to_b", "frames_lost_random")
         + rig.chan().count("b_to_a", "frames_lost_random");
@@ -270,6 +270,13 @@ fn daemon_killed_mid_transfer_and_restarted() {
             first.status,
             first.elapsed.as_secs_f64(),
             first.output
+        );
+        // A clear reason: 3 link lost / peer silent, 4 timed out.
+        let code = first.status.and_then(|s| s.code());
+        assert!(
+            matches!(code, Some(3) | Some(4)),
+            "the first sync ended with {:?}, not a link or timeout failure",
+            first.status
         );
         rig.sync(240, &[])
             .assert_ok("sync after the daemon's restart");
