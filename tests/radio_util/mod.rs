@@ -731,9 +731,11 @@ impl Stations {
 
     /// Everything that shows the two stations converged by the rules, to the
     /// same result as the file exchange `r`, with each losing version kept
-    /// once, and no row is still asked for in full. With `exact_log` the imports must also match the reference's
-    /// (rows in, rows applied, rows already held): no row crossed twice. Without
-    /// it (a process killed mid-transfer) only the applied rows must match.
+    /// once, and no row is still asked for in full. The rows applied (rs_log) must
+    /// match the file exchange's; with `exact_log` also no row may arrive that
+    /// the station already held, and no more rows than by file may arrive: no
+    /// row crossed twice. Without it (a process killed mid-transfer) only the
+    /// applied rows must match.
     /// Returns the problems found (empty = converged).
     pub fn check_converged(&self, r: &Reference, exact_log: bool) -> Vec<String> {
         let mut bad = diff_app_tables(&self.a, &self.b);
@@ -751,9 +753,11 @@ impl Stations {
                 bad.push(format!("{name}: {w} rows still asked for in full"));
             }
             let got = log_totals(db);
+            // The file exchange sends a row alpha already holds when alpha asked
+            // for another in full (its claimed vector is capped meanwhile); the
+            // radio session may do better, never worse.
             let same = if exact_log {
-                (got.rows_in, got.applied, got.already_held)
-                    == (want.rows_in, want.applied, want.already_held)
+                got.applied == want.applied && got.already_held == 0 && got.rows_in <= want.rows_in
             } else {
                 got.applied == want.applied
             };
