@@ -1020,3 +1020,49 @@ pub fn summary(report: &ReplayReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_from_the_protocol_doc() {
+        let start = [
+            0x02, 0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xe8, 0x07, 0x00,
+        ];
+        assert_eq!(
+            describe_message(&start),
+            "BundleStart id 1122334455667788 len 1000 offset 0"
+        );
+        assert_eq!(
+            describe_message(&[0x03, 0xc8, 0x01, 0xde, 0xad]),
+            "Chunk offset 200 len 2"
+        );
+        assert_eq!(describe_message(&[0x08, 0x01, 0x01]), "Fragment of 2 bytes");
+        assert_eq!(
+            describe_message(&[0x06, 0x02, 0x02, b'n', b'o']),
+            "Error schema mismatch: \"no\""
+        );
+        assert_eq!(describe_message(&[0x04]), "NoBundle");
+        assert!(describe_message(&[0x02, 0x00]).starts_with("unreadable message (2 bytes): "));
+        assert_eq!(describe_message(&[0x7f]), "unknown message type 0x7f");
+    }
+
+    #[test]
+    fn corruption_spreads_and_keeps_delimiters() {
+        let mut b = vec![0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0];
+        corrupt(&mut b, 2);
+        assert_eq!((b[0], b[9]), (0xc0, 0xc0));
+        let changed: Vec<usize> = (0..10).filter(|&i| b[i] != 0 && b[i] != 0xc0).collect();
+        assert_eq!(changed, vec![3, 7]);
+        // A byte that would become FEND or FESC is nudged off it.
+        let mut b = vec![0xc0, 0xc0 ^ 0x5a, 0xc0];
+        corrupt(&mut b, 1);
+        assert_eq!(b, vec![0xc0, 0xc1, 0xc0]);
+        let mut empty: Vec<u8> = Vec::new();
+        corrupt(&mut empty, 3);
+        let mut one = vec![7];
+        corrupt(&mut one, 5);
+        assert_eq!(one, vec![7 ^ 0x5a]);
+    }
+}
