@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::arq::{AckRepr, Arq, ArqConfig, ArqEvent, ArqFrame, ArqKind, DataRepr, Role, Seq};
 use crate::capture::{CaptureError, CaptureHeader, LinkFraming, Record, RecordKind};
+use crate::delta::StationId;
 use crate::frame::kiss::{KissCommand, KissDeframer, KissFrame};
 use crate::frame::link::{self, LinkError};
 use crate::frame::transparent::TransparentDeframer;
@@ -586,6 +587,10 @@ struct SessionReplay {
     held: BTreeSet<u16>,
     fragments: Option<Vec<u8>>,
     incoming: Option<Incoming>,
+    /// The peer's station, from its Hello: bundles are imported as the live
+    /// station does (`import_transfer`), and a resumed bundle continues the
+    /// partial the database holds from that peer.
+    peer: Option<StationId>,
 }
 
 /// Feeds the chosen frames of a capture through decode and apply.
@@ -725,6 +730,7 @@ impl<'s> Replayer<'s> {
                 held: BTreeSet::new(),
                 fragments: None,
                 incoming: None,
+                peer: None,
             });
         if Seq(af.seq).before(s.next) || s.held.contains(&af.seq) {
             self.report.duplicates += 1;
@@ -796,6 +802,7 @@ impl<'s> Replayer<'s> {
             format!("session {session}: {text}"),
         );
         match Message::parse(&bytes) {
+            Ok(Message::Hello(h)) => s.peer = Some(h.station),
             Ok(Message::BundleStart {
                 id,
                 total_len,
@@ -806,11 +813,33 @@ impl<'s> Replayer<'s> {
                     self.unfinished(session, prev);
                 }
                 let s = self.sessions.get_mut(&session).expect("session exists");
+                let stored = match (offset, s.peer) {
+                    (0, _) | (_, None) => None,
+                    (_, Some(peer)) => self.store.transfer_state(&peer).ok().and_then(|st| {
+                        st.incoming.filter(|p| {
+                            p.id == id && p.total_len == total_len && p.bytes.len() as u64 == offset
+                        })
+                    }),
+                };
+                let (start, buf) = match stored {
+                    Some(p) => {
+                        log(
+                            &mut self.report.log,
+                            index,
+                            format!(
+                                "session {session}: resumes the {offset} bytes of bundle {id} \
+                                 that the database holds from an earlier session"
+                            ),
+                        );
+                        (0, p.bytes)
+                    }
+                    None => (offset, Vec::new()),
+                };
                 s.incoming = Some(Incoming {
                     id,
                     total_len,
-                    start: offset,
-                    buf: Vec::new(),
+                    start,
+                    buf,
                     record: index,
                 });
                 if total_len == offset {
@@ -850,6 +879,7 @@ impl<'s> Replayer<'s> {
     fn complete(&mut self, index: u64, session: u16) {
         let s = self.sessions.get_mut(&session).expect("session exists");
         let inc = s.incoming.take().expect("a bundle in progress");
+        let peer = s.peer;
         if inc.start > 0 {
             return self.unfinished(session, inc);
         }
@@ -865,7 +895,11 @@ impl<'s> Replayer<'s> {
             );
             BundleFate::Corrupt { computed }
         } else {
-            match self.store.import_bundle_bytes(&inc.buf) {
+            let imported = match &peer {
+                Some(p) => self.store.import_transfer(&inc.buf, p),
+                None => self.store.import_bundle_bytes(&inc.buf),
+            };
+            match imported {
                 Ok(r) => {
                     log(
                         &mut self.report.log,

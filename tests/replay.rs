@@ -712,3 +712,73 @@ fn write_demo_capture() {
     std::fs::write("/tmp/replay_demo.rscap", cap).unwrap();
     std::fs::copy(&s.a_before, "/tmp/replay_demo.db").unwrap();
 }
+
+#[test]
+fn a_resumed_bundle_continues_the_partial_the_database_holds() {
+    let s = scene(40);
+    let id = BundleId::of(&s.bundle);
+    let total = s.bundle.len() as u64;
+    let stored = 700usize;
+    assert!(s.bundle.len() > stored + 100);
+    let mut c = CaptureBuilder::new(s.a.station().id, KISS_PROFILE, true);
+    let mut msgs = bundle_messages(&s.b, &s.bundle, c.max_message);
+    msgs.truncate(1); // the Hello
+    msgs.push(
+        Message::BundleStart {
+            id,
+            total_len: total,
+            offset: stored as u64,
+            more: true,
+        }
+        .to_bytes(),
+    );
+    let mut offset = stored;
+    while offset < s.bundle.len() {
+        let room = c.max_message - 1 - radiosync::sync::message::varint_len(offset as u64);
+        let end = (offset + room).min(s.bundle.len());
+        msgs.push(
+            Message::Chunk {
+                offset: offset as u64,
+                bytes: s.bundle[offset..end].to_vec(),
+            }
+            .to_bytes(),
+        );
+        offset = end;
+    }
+    for (seq, m) in msgs.iter().enumerate() {
+        c.received_data(seq as u16, m);
+    }
+    c.sent_ack(msgs.len() as u16);
+    let cap = c.bytes();
+
+    // The database before this session holds the first 700 bytes from b.
+    let b_id = s.b.station().id;
+    let store = fresh_copy(&s, "with-partial");
+    store.transfer_begin_partial(&b_id, id, total).unwrap();
+    store
+        .transfer_save_chunk(&b_id, id, 0, &s.bundle[..stored])
+        .unwrap();
+    let mut store = Store::open(store.path()).unwrap();
+    let report = run_replay(&mut store, &cap, ReplayOptions::default());
+    assert_applied_like_direct_import(&s, &report, &store);
+    assert!(report
+        .log
+        .iter()
+        .any(|l| l.contains("resumes the 700 bytes of bundle")));
+    // Applied as the live station does: the partial went with the commit.
+    assert_eq!(store.transfer_state(&b_id).unwrap().incoming, None);
+
+    // Without the partial the capture alone cannot rebuild it.
+    let mut bare = fresh_copy(&s, "bare");
+    let report = run_replay(&mut bare, &cap, ReplayOptions::default());
+    assert_eq!(report.applied(), 0);
+    let received = total - stored as u64;
+    assert_eq!(
+        report.bundles[0].fate,
+        BundleFate::Resumed {
+            offset: stored as u64,
+            received
+        }
+    );
+    assert!(replay::summary(&report).contains("resumed at offset 700 from an earlier session"));
+}
