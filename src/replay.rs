@@ -812,29 +812,14 @@ impl<'s> Replayer<'s> {
                 if let Some(prev) = s.incoming.take() {
                     self.unfinished(session, prev);
                 }
-                let s = self.sessions.get_mut(&session).expect("session exists");
-                let stored = match (offset, s.peer) {
-                    (0, _) | (_, None) => None,
-                    (_, Some(peer)) => self.store.transfer_state(&peer).ok().and_then(|st| {
-                        st.incoming.filter(|p| {
-                            p.id == id && p.total_len == total_len && p.bytes.len() as u64 == offset
-                        })
-                    }),
-                };
-                let (start, buf) = match stored {
-                    Some(p) => {
-                        log(
-                            &mut self.report.log,
-                            index,
-                            format!(
-                                "session {session}: resumes the {offset} bytes of bundle {id} \
-                                 that the database holds from an earlier session"
-                            ),
-                        );
-                        (0, p.bytes)
+                let peer = self.sessions[&session].peer;
+                let (start, buf) = match (offset, peer) {
+                    (0, _) | (_, None) => (offset, Vec::new()),
+                    (_, Some(peer)) => {
+                        self.resume_from(index, session, peer, id, total_len, offset)
                     }
-                    None => (offset, Vec::new()),
                 };
+                let s = self.sessions.get_mut(&session).expect("session exists");
                 s.incoming = Some(Incoming {
                     id,
                     total_len,
@@ -873,6 +858,60 @@ impl<'s> Replayer<'s> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Where a resumed bundle's first `offset` bytes are: in an earlier
+    /// session of this capture (the live station kept them as its partial),
+    /// else in the partial the database holds. `(offset, empty)` if neither.
+    fn resume_from(
+        &mut self,
+        index: u64,
+        session: u16,
+        peer: StationId,
+        id: BundleId,
+        total_len: u64,
+        offset: u64,
+    ) -> (u64, Vec<u8>) {
+        let earlier = self.sessions.iter_mut().find_map(|(&k, s)| {
+            let fits = k != session
+                && s.peer == Some(peer)
+                && s.incoming.as_ref().is_some_and(|inc| {
+                    inc.id == id
+                        && inc.total_len == total_len
+                        && inc.start == 0
+                        && inc.buf.len() as u64 == offset
+                });
+            fits.then(|| (k, s.incoming.take().expect("checked").buf))
+        });
+        if let Some((k, buf)) = earlier {
+            log(
+                &mut self.report.log,
+                index,
+                format!(
+                    "session {session}: resumes bundle {id} at {offset}, where session {k} left it"
+                ),
+            );
+            return (0, buf);
+        }
+        let stored = self.store.transfer_state(&peer).ok().and_then(|st| {
+            st.incoming.filter(|p| {
+                p.id == id && p.total_len == total_len && p.bytes.len() as u64 == offset
+            })
+        });
+        match stored {
+            Some(p) => {
+                log(
+                    &mut self.report.log,
+                    index,
+                    format!(
+                        "session {session}: resumes the {offset} bytes of bundle {id} \
+                         that the database holds from an earlier session"
+                    ),
+                );
+                (0, p.bytes)
+            }
+            None => (offset, Vec::new()),
         }
     }
 

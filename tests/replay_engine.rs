@@ -351,3 +351,123 @@ fn write_a_real_capture() {
         .into_inner();
     std::fs::write(std::env::temp_dir().join("radiosync-real.rscap"), cap).unwrap();
 }
+
+/// B (the responder) restarts in the middle of the pull; A calls again and
+/// the bundle resumes where it stopped. A's capture spans both sessions: the
+/// replay carries the first session's bytes into the second, as A's partial
+/// did live. Replaying only the second session into a copy of A's database
+/// taken between the two (which holds the partial) also completes.
+#[test]
+fn a_capture_across_a_resumed_transfer_replays_to_the_live_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 7, 5, 0);
+    edit(&b, 8, 20, 250);
+    let a_before = dir.path().join("a-before.sqlite");
+    std::fs::copy(&a, &a_before).unwrap();
+    let p = Profile::load("sim-transparent-9600").unwrap();
+    let link = SimLink::new(channel_config(&p, 1e-5, None, 0.0, 6)).unwrap();
+    let epoch = link.instant(Duration::ZERO);
+    let (sa, wa) = capturing_station(&a, &p, false, epoch);
+    let (sb, _) = capturing_station(&b, &p, true, epoch);
+    let mut pair = SimPair::new(link, sa, sb);
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 300)
+        .unwrap();
+    let b_id = Store::open(&b).unwrap().station().id;
+    let stored = |p: &mut SimPair| {
+        p.station(Side::A)
+            .unwrap()
+            .store()
+            .transfer_state(&b_id)
+            .unwrap()
+            .incoming
+            .map_or(0, |x| x.bytes.len())
+    };
+    let end = pair.run_until(Duration::from_secs(3600), |p| stored(p) > 4000);
+    assert_eq!(end, RunEnd::Done);
+    drop(pair.take(Side::B));
+    pair.put(
+        Side::B,
+        Station::new(Store::open(&b).unwrap(), p.clone(), true).unwrap(),
+    );
+    let mut first = Vec::new();
+    let end = pair.run_until(Duration::from_secs(7200), |p| {
+        while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+            first.push(o);
+        }
+        !first.is_empty()
+    });
+    assert_eq!(end, RunEnd::Done);
+    assert!(first[0].result.is_err(), "the first session fails");
+    // A's database between the sessions, with its partial.
+    let a_between = dir.path().join("a-between.sqlite");
+    pair.station(Side::A)
+        .unwrap()
+        .store()
+        .connection()
+        .execute("VACUUM INTO ?1", [a_between.to_str().unwrap()])
+        .unwrap();
+    let between_bytes = wa.lock().unwrap().get_ref().len();
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 301)
+        .unwrap();
+    let (oa, _) = run_sync(&mut pair);
+    assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
+    drop(pair);
+    let cap = Arc::try_unwrap(wa)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap()
+        .into_inner();
+
+    let report = replay_into(&a_before, &cap, ReplayOptions::default());
+    assert_eq!(report.applied(), 1, "{}", replay::summary(&report));
+    assert!(
+        report
+            .log
+            .iter()
+            .any(|l| l.contains("where session 300 left it")),
+        "{:?}",
+        report.log
+    );
+    assert!(
+        snapshot(&a) == snapshot(&a_before),
+        "replay differs from the live sync"
+    );
+
+    // The second session alone (header + the records written after the cut).
+    let mut second = Vec::new();
+    {
+        let reader = Reader::new(cap.as_slice()).unwrap();
+        let mut w = Writer::new(&mut second, reader.header()).unwrap();
+        let mut offset = 0usize;
+        let mut head = Vec::new();
+        reader.header().emit(&mut head).unwrap();
+        offset += head.len();
+        for item in reader {
+            let rec = item.unwrap();
+            let mut buf = Vec::new();
+            rec.emit(&mut buf).unwrap();
+            if offset >= between_bytes {
+                w.write(&rec).unwrap();
+            }
+            offset += buf.len();
+        }
+    }
+    let report = replay_into(&a_between, &second, ReplayOptions::default());
+    assert_eq!(report.applied(), 1, "{}", replay::summary(&report));
+    assert!(report
+        .log
+        .iter()
+        .any(|l| l.contains("that the database holds from an earlier session")));
+    assert!(
+        snapshot(&a) == snapshot(&a_between),
+        "replay differs from the live sync"
+    );
+}
