@@ -678,7 +678,11 @@ impl<'s> Replayer<'s> {
                 format!("{skipped} bytes of noise skipped"),
             );
         }
-        let now = self.base + Duration::from_millis(record.at_ms);
+        // Any time a damaged record claims must not overflow the clock.
+        let now = self
+            .base
+            .checked_add(Duration::from_millis(record.at_ms))
+            .unwrap_or(self.base);
         for d in items {
             self.decoded(index, now, d);
         }
