@@ -32,6 +32,8 @@ struct CaptureBuilder {
     fec: Option<FecParams>,
     max_message: usize,
     session: u16,
+    /// AX.25 addresses of the peer's frames (amateur profiles).
+    ax25: Option<link::Ax25Addresses>,
     at: u64,
     /// Records written so far (their index in the file).
     count: u64,
@@ -59,6 +61,10 @@ impl CaptureBuilder {
             fec: replay::fec_of(&p),
             max_message: ArqConfig::from_profile(&p).max_message(),
             session: 0x0102,
+            ax25: p.amateur.then(|| link::Ax25Addresses {
+                local: "W1AW-2".parse().unwrap(),
+                peer: "N0CALL-1".parse().unwrap(),
+            }),
             at: 0,
             count: 0,
             tx: 0,
@@ -67,7 +73,9 @@ impl CaptureBuilder {
 
     fn on_air(&self, frame: &Frame) -> Vec<u8> {
         match self.framing {
-            LinkFraming::Kiss => link::encode_kiss(frame, self.fec.as_ref(), None, 0).unwrap(),
+            LinkFraming::Kiss => {
+                link::encode_kiss(frame, self.fec.as_ref(), self.ax25.as_ref(), 0).unwrap()
+            }
             _ => transparent::encode(frame, self.fec.as_ref()).unwrap(),
         }
     }
@@ -781,4 +789,20 @@ fn a_resumed_bundle_continues_the_partial_the_database_holds() {
         }
     );
     assert!(replay::summary(&report).contains("resumed at offset 700 from an earlier session"));
+}
+
+#[test]
+fn an_amateur_capture_shows_callsigns_and_replays() {
+    let s = scene(20);
+    let (cap, _) = clean_capture(&s, "direwolf-1200", 6);
+    let text = show_cli(&cap);
+    assert!(text.contains("AX.25 UI"), "{text}");
+    assert!(
+        text.contains(" recv ")
+            && text.contains("KISS p0 AX.25 W1AW-2>N0CALL-1 | Data session 258 seq 0"),
+        "{text}"
+    );
+    let mut store = fresh_copy(&s, "replayed");
+    let report = run_replay(&mut store, &cap, ReplayOptions::default());
+    assert_applied_like_direct_import(&s, &report, &store);
 }
