@@ -26,6 +26,7 @@ fn stations(dir: &Path) -> (PathBuf, PathBuf) {
     }
     let mut s = Store::init(&a, Some("A"), None).unwrap();
     s.track(&[], &["id".to_string()]).unwrap();
+    s.retrain_dictionary().unwrap();
     drop(s);
     Store::clone_station(&a, &b, "B", None).unwrap();
     (a, b)
@@ -141,7 +142,56 @@ fn assert_converged(a: &Path, b: &Path) {
     }
 }
 
-fn converge(profile: &str, ber: f64, burst: Option<Burst>, loss: f64, seed: u64) -> Duration {
+/// The same row written `times` times at one station: its history (4
+/// entries) no longer holds the version the other station started from.
+fn edit_row_times(path: &Path, uuid_rank: usize, times: usize, day: u32) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let uuid: String = conn
+        .query_row(
+            "SELECT uuid FROM pr_person ORDER BY uuid LIMIT 1 OFFSET ?1",
+            [uuid_rank as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    for i in 0..times {
+        conn.execute(
+            "UPDATE pr_person SET job_title = ?1, modified_on = ?2 WHERE uuid = ?3",
+            rusqlite::params![
+                format!("edit {day}-{i}"),
+                format!("2025-05-{day:02}T08:{i:02}:00.000Z"),
+                uuid
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// A calls B in sessions until neither lacks anything (at most 3, as `sync`).
+fn sync_rounds(pair: &mut SimPair, first_id: u16) -> Vec<(Outcome, Vec<Outcome>)> {
+    let mut rounds = Vec::new();
+    for i in 0..3u16 {
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", first_id + i)
+            .unwrap();
+        let (oa, ob) = run_sync(pair, pair.link.elapsed() + Duration::from_secs(3600));
+        assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
+        assert!(ob.iter().all(|o| o.result.is_ok()), "{ob:?}");
+        rounds.push((oa[0].clone(), ob));
+        if !pair
+            .station(Side::A)
+            .unwrap()
+            .needs_another_round("B")
+            .unwrap()
+        {
+            return rounds;
+        }
+    }
+    panic!("still not converged after 3 sessions");
+}
+
+fn converge(profile: &str, ber: f64, burst: Option<Burst>, loss: f64, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = stations(dir.path());
     edit(&a, 1, 40, 30, 120);
@@ -149,21 +199,33 @@ fn converge(profile: &str, ber: f64, burst: Option<Burst>, loss: f64, seed: u64)
     let p = Profile::load(profile).unwrap();
     let link = SimLink::new(channel_config(&p, ber, burst, loss, seed)).unwrap();
     let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
-    let now = pair.link.now();
-    pair.station(Side::A)
-        .unwrap()
-        .start_sync(now, "B", 0x1234)
-        .unwrap();
-    let (oa, ob) = run_sync(&mut pair, Duration::from_secs(3600));
-    let sa = oa[0].result.as_ref().expect("A finished");
-    let sb = ob[0].result.as_ref().expect("B finished");
+    let rounds = sync_rounds(&mut pair, 0x1234);
+    let (oa, ob) = &rounds[0];
+    let sa = oa.result.as_ref().unwrap();
+    let sb = ob[0].result.as_ref().unwrap();
     assert_eq!((sa.bundles_applied, sb.bundles_applied), (1, 1));
-    assert!(oa[0].stats.bundle_bytes_received > 1000);
+    assert!(oa.stats.bundle_bytes_received > 1000);
+    assert!(oa.stats.airtime > Duration::ZERO);
     drop(pair);
     assert_converged(&a, &b);
-    let elapsed = oa[0].stats.airtime;
-    assert!(elapsed > Duration::ZERO);
-    elapsed
+}
+
+#[test]
+fn a_delta_that_cannot_apply_comes_in_full_in_a_second_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    // A writes row 3 six times (its history forgets the shared base); B writes
+    // it once, later: A cannot apply B's delta and asks for the row in full.
+    edit_row_times(&a, 3, 6, 10);
+    edit_row_times(&b, 3, 1, 20);
+    edit(&b, 9, 10, 5, 50);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 8)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let rounds = sync_rounds(&mut pair, 40);
+    assert_eq!(rounds.len(), 2);
+    drop(pair);
+    assert_converged(&a, &b);
 }
 
 #[test]
@@ -380,4 +442,56 @@ fn amateur_profile_needs_a_callsign() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("callsign"), "{err}");
+}
+
+/// Figures for a look by hand (the benchmark has the full grid):
+/// `cargo test --release --lib -- --ignored --nocapture daemon::tests::measure`
+#[test]
+#[ignore]
+fn measure() {
+    for (profile, ber, loss) in [
+        ("sim-kiss-1200", 0.0, 0.0),
+        ("sim-kiss-1200", 0.0, 0.1),
+        ("sim-transparent-9600", 0.0, 0.0),
+        ("sim-transparent-9600", 1e-4, 0.0),
+        ("sim-transparent-9600", 1e-3, 0.0),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = stations(dir.path());
+        let big = profile.contains("9600");
+        edit(&a, 1, 100, if big { 600 } else { 150 }, 200);
+        edit(&b, 2, 100, if big { 600 } else { 150 }, 200);
+        let p = Profile::load(profile).unwrap();
+        let link = SimLink::new(channel_config(&p, ber, None, loss, 11)).unwrap();
+        let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", 1)
+            .unwrap();
+        let mut t_done = None;
+        let mut outs = Vec::new();
+        let end = pair.run_until(Duration::from_secs(20_000), |p| {
+            while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                outs.push(o);
+                t_done = Some(p.link.elapsed());
+            }
+            !outs.is_empty()
+        });
+        assert_eq!(end, RunEnd::Done);
+        let o = &outs[0];
+        let s = o.result.as_ref().unwrap();
+        let t = t_done.unwrap().as_secs_f64();
+        let payload = (s.bundle_bytes_sent + s.bundle_bytes_received) as f64;
+        println!(
+            "{profile} ber {ber} loss {loss}: bundles {} + {} B in {t:.1} s: {:.1} B/s, efficiency {:.3}; A airtime {:.1} s, retrans {}, crc fail {}",
+            s.bundle_bytes_sent,
+            s.bundle_bytes_received,
+            payload / t,
+            payload * 8.0 / (f64::from(p.bitrate) * t),
+            o.stats.airtime.as_secs_f64(),
+            o.stats.retransmissions,
+            o.stats.crc_failures,
+        );
+    }
 }
