@@ -356,6 +356,14 @@ pub fn show<I>(header: &CaptureHeader, records: I) -> String
 where
     I: IntoIterator<Item = Result<Record, CaptureError>>,
 {
+    show_with(header, records, false)
+}
+
+/// `show`, with each frame record's bytes in hex under its line when `hex`.
+pub fn show_with<I>(header: &CaptureHeader, records: I, hex: bool) -> String
+where
+    I: IntoIterator<Item = Result<Record, CaptureError>>,
+{
     let setup = LinkSetup::from_header(header);
     let mut out = String::new();
     let framing = match header.framing {
@@ -447,6 +455,12 @@ where
                 let _ = writeln!(out, "{prefix}  {l}");
             } else {
                 let _ = writeln!(out, "{:width$}  {l}", "", width = prefix.len());
+            }
+        }
+        if hex {
+            for row in r.bytes.chunks(32) {
+                let h: Vec<String> = row.iter().map(|b| format!("{b:02x}")).collect();
+                let _ = writeln!(out, "{:width$}  {}", "", h.join(" "), width = prefix.len());
             }
         }
     }

@@ -594,6 +594,20 @@ fn capture_show_lists_literal_records() {
         "{text}"
     );
     assert_eq!(lines.len(), 7, "{text}");
+    // With --hex the bytes follow each frame record.
+    let dir = scratch();
+    let p = dir.path().join("cap.rscap");
+    std::fs::write(&p, literal_kiss_capture()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_radiosync"))
+        .args(["capture", "show", "--hex"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("\n                                 c0 00 01 00 12 34 00 05 00 02 68 69 a9 a2 e9 00 c0\n"),
+        "{text}"
+    );
 }
 
 #[test]
