@@ -118,6 +118,9 @@ pub struct Options {
 /// asked for in full and travels in the next session.
 pub const MAX_ROUNDS: usize = 3;
 
+/// Times one `sync` calls again after losing a link it had heard the peer on.
+pub const MAX_RESUMES: usize = 3;
+
 /// After a cancel, how long the peers get to hear it before the loop returns.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
@@ -156,6 +159,7 @@ where
     let start = Instant::now();
     let mut our_session = None;
     let mut outcomes = Vec::new();
+    let mut resumes = 0;
     let mut next_round = None;
     match &opts.mode {
         Mode::Sync { peer } => {
@@ -219,12 +223,23 @@ where
                 continue;
             };
             let ok = o.result.is_ok();
+            // A link lost after the peer was heard (its process restarted, the
+            // channel went away for a while): call again, resuming.
+            let lost = matches!(o.result, Err(crate::sync::SessionError::LinkLost))
+                && o.stats.frames_received > 0;
             outcomes.push(o);
+            let rounds = outcomes.iter().filter(|o| o.result.is_ok()).count();
             let more = ok && station.needs_another_round(peer)?;
-            if more && outcomes.len() < MAX_ROUNDS && cancelled_at.is_none() {
-                obs.note(&format!(
-                    "rows remain to be sent in full: another session with {peer}"
-                ));
+            let again = (more && rounds < MAX_ROUNDS) || (lost && resumes < MAX_RESUMES);
+            if again && cancelled_at.is_none() {
+                if lost {
+                    resumes += 1;
+                    obs.note(&format!("calling {peer} again to resume"));
+                } else {
+                    obs.note(&format!(
+                        "rows remain to be sent in full: another session with {peer}"
+                    ));
+                }
                 our_session = Some(station.start_sync(now, peer, rand::random())?);
             } else {
                 return Ok(End::Synced {

@@ -495,3 +495,46 @@ fn measure() {
         );
     }
 }
+
+#[test]
+fn crossed_calls_leave_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 11, 10, 5, 80);
+    edit(&b, 12, 10, 5, 80);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 9)).unwrap();
+    // Both run the daemon and call each other at the same moment.
+    let mut pair = SimPair::new(link, station(&a, &p, true), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 500)
+        .unwrap();
+    pair.station(Side::B)
+        .unwrap()
+        .start_sync(now, "A", 600)
+        .unwrap();
+    let mut outs = Vec::new();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        for side in [Side::A, Side::B] {
+            while let Some(o) = p.station(side).unwrap().poll_outcome() {
+                outs.push(o);
+            }
+        }
+        [Side::A, Side::B]
+            .into_iter()
+            .all(|s| !p.station(s).unwrap().has_sessions())
+    });
+    assert_eq!(end, RunEnd::Done, "{outs:?}");
+    // Both sides of one call finished; the other call was declined.
+    let ok: Vec<u16> = outs
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .map(|o| o.session)
+        .collect();
+    assert_eq!(ok.len(), 2, "{outs:?}");
+    assert_eq!(ok[0], ok[1]);
+    drop(pair);
+    assert_converged(&a, &b);
+}
