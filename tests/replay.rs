@@ -820,3 +820,40 @@ fn an_amateur_capture_shows_callsigns_and_replays() {
     let report = run_replay(&mut store, &cap, ReplayOptions::default());
     assert_applied_like_direct_import(&s, &report, &store);
 }
+
+#[test]
+fn a_fragmented_hello_is_reassembled() {
+    let s = scene(10);
+    let mut c = CaptureBuilder::new(s.a.station().id, KISS_PROFILE, true);
+    let mut msgs = bundle_messages(&s.b, &s.bundle, c.max_message);
+    let hello = msgs.remove(0);
+    let pieces: Vec<&[u8]> = hello.chunks(20).collect();
+    let mut frags: Vec<Vec<u8>> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Message::Fragment {
+                last: i + 1 == pieces.len(),
+                bytes: p.to_vec(),
+            }
+            .to_bytes()
+        })
+        .collect();
+    assert!(frags.len() >= 3);
+    frags.extend(msgs);
+    for (seq, m) in frags.iter().enumerate() {
+        c.received_data(seq as u16, m);
+    }
+    let cap = c.bytes();
+    let mut store = fresh_copy(&s, "replayed");
+    let report = run_replay(&mut store, &cap, ReplayOptions::default());
+    assert_applied_like_direct_import(&s, &report, &store);
+    let b = s.b.station().id;
+    assert!(report
+        .log
+        .iter()
+        .any(|l| l.contains(&format!("Hello v1 from station {b}"))));
+    let text = show_cli(&cap);
+    assert!(text.contains("| Fragment of 20 bytes |"), "{text}");
+    assert!(text.contains("| LastFragment of "), "{text}");
+}
