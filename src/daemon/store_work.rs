@@ -105,7 +105,9 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
         SessionEvent::BundleArrived { peer, bytes, .. } => {
             match store.import_transfer(&bytes, &peer) {
                 Ok(_) => {
-                    let v = store.vector()?;
+                    // Uncapped, like the Hello: a peer that kept more to send
+                    // exports against it, and our wants reach it in our bundles.
+                    let v = store.raw_vector()?;
                     engine.session_mut().bundle_committed(v)?;
                 }
                 Err(e) if e.is_bundle_fault() => {
