@@ -20,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::arq::{AckRepr, Arq, ArqConfig, ArqEvent, ArqFrame, ArqKind, DataRepr, Role, Seq};
 use crate::capture::{CaptureError, CaptureHeader, LinkFraming, Record, RecordKind};
 use crate::delta::StationId;
+use crate::frame::ax25::Callsign;
 use crate::frame::kiss::{KissCommand, KissDeframer, KissFrame};
 use crate::frame::link::{self, LinkError};
 use crate::frame::transparent::TransparentDeframer;
@@ -565,6 +566,8 @@ pub struct ReplayReport {
     pub bad: Vec<(u64, String)>,
     /// Data frames already delivered (resent by the peer): suppressed.
     pub duplicates: u64,
+    /// AX.25 frames addressed to another station: not ours, not fed.
+    pub ignored: u64,
     /// Frames the ARQ refused.
     pub refused: Vec<(u64, String)>,
     pub messages: u64,
@@ -614,6 +617,8 @@ pub struct Replayer<'s> {
     opts: ReplayOptions,
     rng: Option<(f64, ChaCha8Rng)>,
     decoder: LinkDecoder,
+    /// The database's callsign, as AX.25 destinations print it.
+    local_call: Option<String>,
     sessions: BTreeMap<u16, SessionReplay>,
     base: Instant,
     report: ReplayReport,
@@ -641,8 +646,14 @@ impl<'s> Replayer<'s> {
         let rng = opts
             .drop_rate
             .map(|(p, seed)| (p, ChaCha8Rng::seed_from_u64(seed)));
+        let local_call = store
+            .station()
+            .callsign
+            .and_then(|c| c.parse::<Callsign>().ok())
+            .map(|c| c.to_string());
         Ok(Replayer {
             store,
+            local_call,
             decoder: LinkDecoder::new(&setup),
             cfg,
             opts,
@@ -704,6 +715,24 @@ impl<'s> Replayer<'s> {
 
     fn decoded(&mut self, index: u64, now: Instant, d: Decoded) {
         let (frame, corrected) = match d {
+            Decoded::Frame {
+                link:
+                    LinkInfo::Kiss {
+                        ax25: Some((_, dest)),
+                        ..
+                    },
+                ..
+            } if self.opts.direction == RecordKind::Received
+                && self.local_call.as_ref().is_some_and(|c| *c != dest) =>
+            {
+                // The live station ignores what is not addressed to it, too.
+                self.report.ignored += 1;
+                return log(
+                    &mut self.report.log,
+                    index,
+                    format!("frame for {dest}, not this station: ignored"),
+                );
+            }
             Decoded::Frame {
                 frame, corrected, ..
             } => (frame, corrected),
@@ -1061,7 +1090,7 @@ pub fn summary(report: &ReplayReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} record(s) fed, {} dropped, {} corrupted; {} frame(s) decoded, {} repaired by FEC ({} byte errors), {} refused by the frame layer, {} refused by the ARQ, {} duplicate(s) suppressed; {} message(s)",
+        "{} record(s) fed, {} dropped, {} corrupted; {} frame(s) decoded, {} repaired by FEC ({} byte errors), {} refused by the frame layer, {} refused by the ARQ, {} duplicate(s) suppressed, {} for other stations; {} message(s)",
         report.records_fed,
         report.dropped.len(),
         report.corrupted.len(),
@@ -1071,6 +1100,7 @@ pub fn summary(report: &ReplayReport) -> String {
         report.bad.len(),
         report.refused.len(),
         report.duplicates,
+        report.ignored,
         report.messages
     );
     for b in &report.bundles {

@@ -819,6 +819,27 @@ fn an_amateur_capture_shows_callsigns_and_replays() {
     let mut store = fresh_copy(&s, "replayed");
     let report = run_replay(&mut store, &cap, ReplayOptions::default());
     assert_applied_like_direct_import(&s, &report, &store);
+
+    // With the station's callsign known, frames for it are fed, frames for
+    // another station are ignored as the live station ignores them.
+    let here = fresh_copy(&s, "here");
+    let mut here = Store::init(here.path(), None, Some("N0CALL-1")).unwrap();
+    let report = run_replay(&mut here, &cap, ReplayOptions::default());
+    assert_eq!((report.applied(), report.ignored), (1, 0));
+    let other = fresh_copy(&s, "other");
+    let path = other.path().to_path_buf();
+    let mut other = Store::init(&path, None, Some("K1ABC")).unwrap();
+    let before = dump(&path);
+    let report = run_replay(&mut other, &cap, ReplayOptions::default());
+    assert_eq!(report.applied(), 0);
+    assert!(report.ignored > 3 && report.frames == 0, "{report:?}");
+    assert!(replay::summary(&report).contains(&format!("{} for other stations", report.ignored)));
+    assert!(report
+        .log
+        .iter()
+        .any(|l| l.contains("frame for N0CALL-1, not this station: ignored")));
+    drop(other);
+    assert_eq!(dump(&path), before);
 }
 
 #[test]
