@@ -727,15 +727,6 @@ fn replay_cli_reports_and_exits_by_outcome() {
 }
 
 #[test]
-#[ignore]
-fn write_demo_capture() {
-    let s = scene(40);
-    let (cap, _) = clean_capture(&s, TRANSPARENT_PROFILE, 4);
-    std::fs::write("/tmp/replay_demo.rscap", cap).unwrap();
-    std::fs::copy(&s.a_before, "/tmp/replay_demo.db").unwrap();
-}
-
-#[test]
 fn a_resumed_bundle_continues_the_partial_the_database_holds() {
     let s = scene(40);
     let id = BundleId::of(&s.bundle);
