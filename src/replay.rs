@@ -19,6 +19,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::arq::{AckRepr, Arq, ArqConfig, ArqEvent, ArqFrame, ArqKind, DataRepr, Role, Seq};
 use crate::capture::{CaptureError, CaptureHeader, LinkFraming, Record, RecordKind};
+use crate::delta::StationId;
+use crate::frame::ax25::Callsign;
 use crate::frame::kiss::{KissCommand, KissDeframer, KissFrame};
 use crate::frame::link::{self, LinkError};
 use crate::frame::transparent::TransparentDeframer;
@@ -355,6 +357,14 @@ pub fn show<I>(header: &CaptureHeader, records: I) -> String
 where
     I: IntoIterator<Item = Result<Record, CaptureError>>,
 {
+    show_with(header, records, false)
+}
+
+/// `show`, with each frame record's bytes in hex under its line when `hex`.
+pub fn show_with<I>(header: &CaptureHeader, records: I, hex: bool) -> String
+where
+    I: IntoIterator<Item = Result<Record, CaptureError>>,
+{
     let setup = LinkSetup::from_header(header);
     let mut out = String::new();
     let framing = match header.framing {
@@ -446,6 +456,12 @@ where
                 let _ = writeln!(out, "{prefix}  {l}");
             } else {
                 let _ = writeln!(out, "{:width$}  {l}", "", width = prefix.len());
+            }
+        }
+        if hex {
+            for row in r.bytes.chunks(32) {
+                let h: Vec<String> = row.iter().map(|b| format!("{b:02x}")).collect();
+                let _ = writeln!(out, "{:width$}  {}", "", h.join(" "), width = prefix.len());
             }
         }
     }
@@ -550,6 +566,8 @@ pub struct ReplayReport {
     pub bad: Vec<(u64, String)>,
     /// Data frames already delivered (resent by the peer): suppressed.
     pub duplicates: u64,
+    /// AX.25 frames addressed to another station: not ours, not fed.
+    pub ignored: u64,
     /// Frames the ARQ refused.
     pub refused: Vec<(u64, String)>,
     pub messages: u64,
@@ -586,6 +604,10 @@ struct SessionReplay {
     held: BTreeSet<u16>,
     fragments: Option<Vec<u8>>,
     incoming: Option<Incoming>,
+    /// The peer's station, from its Hello: bundles are imported as the live
+    /// station does (`import_transfer`), and a resumed bundle continues the
+    /// partial the database holds from that peer.
+    peer: Option<StationId>,
 }
 
 /// Feeds the chosen frames of a capture through decode and apply.
@@ -595,6 +617,8 @@ pub struct Replayer<'s> {
     opts: ReplayOptions,
     rng: Option<(f64, ChaCha8Rng)>,
     decoder: LinkDecoder,
+    /// The database's callsign, as AX.25 destinations print it.
+    local_call: Option<String>,
     sessions: BTreeMap<u16, SessionReplay>,
     base: Instant,
     report: ReplayReport,
@@ -622,8 +646,14 @@ impl<'s> Replayer<'s> {
         let rng = opts
             .drop_rate
             .map(|(p, seed)| (p, ChaCha8Rng::seed_from_u64(seed)));
+        let local_call = store
+            .station()
+            .callsign
+            .and_then(|c| c.parse::<Callsign>().ok())
+            .map(|c| c.to_string());
         Ok(Replayer {
             store,
+            local_call,
             decoder: LinkDecoder::new(&setup),
             cfg,
             opts,
@@ -673,7 +703,11 @@ impl<'s> Replayer<'s> {
                 format!("{skipped} bytes of noise skipped"),
             );
         }
-        let now = self.base + Duration::from_millis(record.at_ms);
+        // Any time a damaged record claims must not overflow the clock.
+        let now = self
+            .base
+            .checked_add(Duration::from_millis(record.at_ms))
+            .unwrap_or(self.base);
         for d in items {
             self.decoded(index, now, d);
         }
@@ -681,6 +715,24 @@ impl<'s> Replayer<'s> {
 
     fn decoded(&mut self, index: u64, now: Instant, d: Decoded) {
         let (frame, corrected) = match d {
+            Decoded::Frame {
+                link:
+                    LinkInfo::Kiss {
+                        ax25: Some((_, dest)),
+                        ..
+                    },
+                ..
+            } if self.opts.direction == RecordKind::Received
+                && self.local_call.as_ref().is_some_and(|c| *c != dest) =>
+            {
+                // The live station ignores what is not addressed to it, too.
+                self.report.ignored += 1;
+                return log(
+                    &mut self.report.log,
+                    index,
+                    format!("frame for {dest}, not this station: ignored"),
+                );
+            }
             Decoded::Frame {
                 frame, corrected, ..
             } => (frame, corrected),
@@ -725,6 +777,7 @@ impl<'s> Replayer<'s> {
                 held: BTreeSet::new(),
                 fragments: None,
                 incoming: None,
+                peer: None,
             });
         if Seq(af.seq).before(s.next) || s.held.contains(&af.seq) {
             self.report.duplicates += 1;
@@ -796,6 +849,7 @@ impl<'s> Replayer<'s> {
             format!("session {session}: {text}"),
         );
         match Message::parse(&bytes) {
+            Ok(Message::Hello(h)) => s.peer = Some(h.station),
             Ok(Message::BundleStart {
                 id,
                 total_len,
@@ -805,12 +859,19 @@ impl<'s> Replayer<'s> {
                 if let Some(prev) = s.incoming.take() {
                     self.unfinished(session, prev);
                 }
+                let peer = self.sessions[&session].peer;
+                let (start, buf) = match (offset, peer) {
+                    (0, _) | (_, None) => (offset, Vec::new()),
+                    (_, Some(peer)) => {
+                        self.resume_from(index, session, peer, id, total_len, offset)
+                    }
+                };
                 let s = self.sessions.get_mut(&session).expect("session exists");
                 s.incoming = Some(Incoming {
                     id,
                     total_len,
-                    start: offset,
-                    buf: Vec::new(),
+                    start,
+                    buf,
                     record: index,
                 });
                 if total_len == offset {
@@ -847,9 +908,64 @@ impl<'s> Replayer<'s> {
         }
     }
 
+    /// Where a resumed bundle's first `offset` bytes are: in an earlier
+    /// session of this capture (the live station kept them as its partial),
+    /// else in the partial the database holds. `(offset, empty)` if neither.
+    fn resume_from(
+        &mut self,
+        index: u64,
+        session: u16,
+        peer: StationId,
+        id: BundleId,
+        total_len: u64,
+        offset: u64,
+    ) -> (u64, Vec<u8>) {
+        let earlier = self.sessions.iter_mut().find_map(|(&k, s)| {
+            let fits = k != session
+                && s.peer == Some(peer)
+                && s.incoming.as_ref().is_some_and(|inc| {
+                    inc.id == id
+                        && inc.total_len == total_len
+                        && inc.start == 0
+                        && inc.buf.len() as u64 == offset
+                });
+            fits.then(|| (k, s.incoming.take().expect("checked").buf))
+        });
+        if let Some((k, buf)) = earlier {
+            log(
+                &mut self.report.log,
+                index,
+                format!(
+                    "session {session}: resumes bundle {id} at {offset}, where session {k} left it"
+                ),
+            );
+            return (0, buf);
+        }
+        let stored = self.store.transfer_state(&peer).ok().and_then(|st| {
+            st.incoming.filter(|p| {
+                p.id == id && p.total_len == total_len && p.bytes.len() as u64 == offset
+            })
+        });
+        match stored {
+            Some(p) => {
+                log(
+                    &mut self.report.log,
+                    index,
+                    format!(
+                        "session {session}: resumes the {offset} bytes of bundle {id} \
+                         that the database holds from an earlier session"
+                    ),
+                );
+                (0, p.bytes)
+            }
+            None => (offset, Vec::new()),
+        }
+    }
+
     fn complete(&mut self, index: u64, session: u16) {
         let s = self.sessions.get_mut(&session).expect("session exists");
         let inc = s.incoming.take().expect("a bundle in progress");
+        let peer = s.peer;
         if inc.start > 0 {
             return self.unfinished(session, inc);
         }
@@ -865,7 +981,11 @@ impl<'s> Replayer<'s> {
             );
             BundleFate::Corrupt { computed }
         } else {
-            match self.store.import_bundle_bytes(&inc.buf) {
+            let imported = match &peer {
+                Some(p) => self.store.import_transfer(&inc.buf, p),
+                None => self.store.import_bundle_bytes(&inc.buf),
+            };
+            match imported {
                 Ok(r) => {
                     log(
                         &mut self.report.log,
@@ -970,7 +1090,7 @@ pub fn summary(report: &ReplayReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} record(s) fed, {} dropped, {} corrupted; {} frame(s) decoded, {} repaired by FEC ({} byte errors), {} refused by the frame layer, {} refused by the ARQ, {} duplicate(s) suppressed; {} message(s)",
+        "{} record(s) fed, {} dropped, {} corrupted; {} frame(s) decoded, {} repaired by FEC ({} byte errors), {} refused by the frame layer, {} refused by the ARQ, {} duplicate(s) suppressed, {} for other stations; {} message(s)",
         report.records_fed,
         report.dropped.len(),
         report.corrupted.len(),
@@ -980,6 +1100,7 @@ pub fn summary(report: &ReplayReport) -> String {
         report.bad.len(),
         report.refused.len(),
         report.duplicates,
+        report.ignored,
         report.messages
     );
     for b in &report.bundles {
@@ -1019,4 +1140,50 @@ pub fn summary(report: &ReplayReport) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_from_the_protocol_doc() {
+        let start = [
+            0x02, 0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xe8, 0x07, 0x00,
+        ];
+        assert_eq!(
+            describe_message(&start),
+            "BundleStart id 1122334455667788 len 1000 offset 0"
+        );
+        assert_eq!(
+            describe_message(&[0x03, 0xc8, 0x01, 0xde, 0xad]),
+            "Chunk offset 200 len 2"
+        );
+        assert_eq!(describe_message(&[0x08, 0x01, 0x01]), "Fragment of 2 bytes");
+        assert_eq!(
+            describe_message(&[0x06, 0x02, 0x02, b'n', b'o']),
+            "Error schema mismatch: \"no\""
+        );
+        assert_eq!(describe_message(&[0x04]), "NoBundle");
+        assert!(describe_message(&[0x02, 0x00]).starts_with("unreadable message (2 bytes): "));
+        assert_eq!(describe_message(&[0x7f]), "unknown message type 0x7f");
+    }
+
+    #[test]
+    fn corruption_spreads_and_keeps_delimiters() {
+        let mut b = vec![0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0];
+        corrupt(&mut b, 2);
+        assert_eq!((b[0], b[9]), (0xc0, 0xc0));
+        let changed: Vec<usize> = (0..10).filter(|&i| b[i] != 0 && b[i] != 0xc0).collect();
+        assert_eq!(changed, vec![3, 7]);
+        // A byte that would become FEND or FESC is nudged off it.
+        let mut b = vec![0xc0, 0xc0 ^ 0x5a, 0xc0];
+        corrupt(&mut b, 1);
+        assert_eq!(b, vec![0xc0, 0xc1, 0xc0]);
+        let mut empty: Vec<u8> = Vec::new();
+        corrupt(&mut empty, 3);
+        let mut one = vec![7];
+        corrupt(&mut one, 5);
+        assert_eq!(one, vec![7 ^ 0x5a]);
+    }
 }

@@ -32,6 +32,8 @@ struct CaptureBuilder {
     fec: Option<FecParams>,
     max_message: usize,
     session: u16,
+    /// AX.25 addresses of the peer's frames (amateur profiles).
+    ax25: Option<link::Ax25Addresses>,
     at: u64,
     /// Records written so far (their index in the file).
     count: u64,
@@ -59,6 +61,10 @@ impl CaptureBuilder {
             fec: replay::fec_of(&p),
             max_message: ArqConfig::from_profile(&p).max_message(),
             session: 0x0102,
+            ax25: p.amateur.then(|| link::Ax25Addresses {
+                local: "W1AW-2".parse().unwrap(),
+                peer: "N0CALL-1".parse().unwrap(),
+            }),
             at: 0,
             count: 0,
             tx: 0,
@@ -67,7 +73,9 @@ impl CaptureBuilder {
 
     fn on_air(&self, frame: &Frame) -> Vec<u8> {
         match self.framing {
-            LinkFraming::Kiss => link::encode_kiss(frame, self.fec.as_ref(), None, 0).unwrap(),
+            LinkFraming::Kiss => {
+                link::encode_kiss(frame, self.fec.as_ref(), self.ax25.as_ref(), 0).unwrap()
+            }
             _ => transparent::encode(frame, self.fec.as_ref()).unwrap(),
         }
     }
@@ -586,6 +594,20 @@ fn capture_show_lists_literal_records() {
         "{text}"
     );
     assert_eq!(lines.len(), 7, "{text}");
+    // With --hex the bytes follow each frame record.
+    let dir = scratch();
+    let p = dir.path().join("cap.rscap");
+    std::fs::write(&p, literal_kiss_capture()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_radiosync"))
+        .args(["capture", "show", "--hex"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("\n                                 c0 00 01 00 12 34 00 05 00 02 68 69 a9 a2 e9 00 c0\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -705,10 +727,145 @@ fn replay_cli_reports_and_exits_by_outcome() {
 }
 
 #[test]
-#[ignore]
-fn write_demo_capture() {
+fn a_resumed_bundle_continues_the_partial_the_database_holds() {
     let s = scene(40);
-    let (cap, _) = clean_capture(&s, TRANSPARENT_PROFILE, 4);
-    std::fs::write("/tmp/replay_demo.rscap", cap).unwrap();
-    std::fs::copy(&s.a_before, "/tmp/replay_demo.db").unwrap();
+    let id = BundleId::of(&s.bundle);
+    let total = s.bundle.len() as u64;
+    let stored = 700usize;
+    assert!(s.bundle.len() > stored + 100);
+    let mut c = CaptureBuilder::new(s.a.station().id, KISS_PROFILE, true);
+    let mut msgs = bundle_messages(&s.b, &s.bundle, c.max_message);
+    msgs.truncate(1); // the Hello
+    msgs.push(
+        Message::BundleStart {
+            id,
+            total_len: total,
+            offset: stored as u64,
+            more: true,
+        }
+        .to_bytes(),
+    );
+    let mut offset = stored;
+    while offset < s.bundle.len() {
+        let room = c.max_message - 1 - radiosync::sync::message::varint_len(offset as u64);
+        let end = (offset + room).min(s.bundle.len());
+        msgs.push(
+            Message::Chunk {
+                offset: offset as u64,
+                bytes: s.bundle[offset..end].to_vec(),
+            }
+            .to_bytes(),
+        );
+        offset = end;
+    }
+    for (seq, m) in msgs.iter().enumerate() {
+        c.received_data(seq as u16, m);
+    }
+    c.sent_ack(msgs.len() as u16);
+    let cap = c.bytes();
+
+    // The database before this session holds the first 700 bytes from b.
+    let b_id = s.b.station().id;
+    let store = fresh_copy(&s, "with-partial");
+    store.transfer_begin_partial(&b_id, id, total).unwrap();
+    store
+        .transfer_save_chunk(&b_id, id, 0, &s.bundle[..stored])
+        .unwrap();
+    let mut store = Store::open(store.path()).unwrap();
+    let report = run_replay(&mut store, &cap, ReplayOptions::default());
+    assert_applied_like_direct_import(&s, &report, &store);
+    assert!(report
+        .log
+        .iter()
+        .any(|l| l.contains("resumes the 700 bytes of bundle")));
+    // Applied as the live station does: the partial went with the commit.
+    assert_eq!(store.transfer_state(&b_id).unwrap().incoming, None);
+
+    // Without the partial the capture alone cannot rebuild it.
+    let mut bare = fresh_copy(&s, "bare");
+    let report = run_replay(&mut bare, &cap, ReplayOptions::default());
+    assert_eq!(report.applied(), 0);
+    let received = total - stored as u64;
+    assert_eq!(
+        report.bundles[0].fate,
+        BundleFate::Resumed {
+            offset: stored as u64,
+            received
+        }
+    );
+    assert!(replay::summary(&report).contains("resumed at offset 700 from an earlier session"));
+}
+
+#[test]
+fn an_amateur_capture_shows_callsigns_and_replays() {
+    let s = scene(20);
+    let (cap, _) = clean_capture(&s, "direwolf-1200", 6);
+    let text = show_cli(&cap);
+    assert!(text.contains("AX.25 UI"), "{text}");
+    assert!(
+        text.contains(" recv ")
+            && text.contains("KISS p0 AX.25 W1AW-2>N0CALL-1 | Data session 258 seq 0"),
+        "{text}"
+    );
+    let mut store = fresh_copy(&s, "replayed");
+    let report = run_replay(&mut store, &cap, ReplayOptions::default());
+    assert_applied_like_direct_import(&s, &report, &store);
+
+    // With the station's callsign known, frames for it are fed, frames for
+    // another station are ignored as the live station ignores them.
+    let here = fresh_copy(&s, "here");
+    let mut here = Store::init(here.path(), None, Some("N0CALL-1")).unwrap();
+    let report = run_replay(&mut here, &cap, ReplayOptions::default());
+    assert_eq!((report.applied(), report.ignored), (1, 0));
+    let other = fresh_copy(&s, "other");
+    let path = other.path().to_path_buf();
+    let mut other = Store::init(&path, None, Some("K1ABC")).unwrap();
+    let before = dump(&path);
+    let report = run_replay(&mut other, &cap, ReplayOptions::default());
+    assert_eq!(report.applied(), 0);
+    assert!(report.ignored > 3 && report.frames == 0, "{report:?}");
+    assert!(replay::summary(&report).contains(&format!("{} for other stations", report.ignored)));
+    assert!(report
+        .log
+        .iter()
+        .any(|l| l.contains("frame for N0CALL-1, not this station: ignored")));
+    drop(other);
+    assert_eq!(dump(&path), before);
+}
+
+#[test]
+fn a_fragmented_hello_is_reassembled() {
+    let s = scene(10);
+    let mut c = CaptureBuilder::new(s.a.station().id, KISS_PROFILE, true);
+    let mut msgs = bundle_messages(&s.b, &s.bundle, c.max_message);
+    let hello = msgs.remove(0);
+    let pieces: Vec<&[u8]> = hello.chunks(20).collect();
+    let mut frags: Vec<Vec<u8>> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Message::Fragment {
+                last: i + 1 == pieces.len(),
+                bytes: p.to_vec(),
+            }
+            .to_bytes()
+        })
+        .collect();
+    assert!(frags.len() >= 3);
+    frags.extend(msgs);
+    for (seq, m) in frags.iter().enumerate() {
+        c.received_data(seq as u16, m);
+    }
+    let cap = c.bytes();
+    let mut store = fresh_copy(&s, "replayed");
+    let report = run_replay(&mut store, &cap, ReplayOptions::default());
+    assert_applied_like_direct_import(&s, &report, &store);
+    let b = s.b.station().id;
+    assert!(report
+        .log
+        .iter()
+        .any(|l| l.contains(&format!("Hello v1 from station {b}"))));
+    let text = show_cli(&cap);
+    assert!(text.contains("| Fragment of 20 bytes |"), "{text}");
+    assert!(text.contains("| LastFragment of "), "{text}");
 }

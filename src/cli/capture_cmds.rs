@@ -17,6 +17,9 @@ pub enum CaptureCommand {
     Show {
         /// The capture written by `run --capture` or `sync --capture`.
         file: PathBuf,
+        /// Also print each frame record's bytes in hex.
+        #[arg(long)]
+        hex: bool,
     },
 }
 
@@ -75,10 +78,10 @@ fn open_capture(path: &PathBuf) -> anyhow::Result<Reader<BufReader<File>>> {
 
 pub fn run_capture(cmd: CaptureCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        CaptureCommand::Show { file } => {
+        CaptureCommand::Show { file, hex } => {
             let reader = open_capture(&file)?;
             let header = reader.header().clone();
-            print!("{}", replay::show(&header, reader));
+            print!("{}", replay::show_with(&header, reader, hex));
             Ok(ExitCode::SUCCESS)
         }
     }

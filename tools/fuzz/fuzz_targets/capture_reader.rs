@@ -1,10 +1,11 @@
 //! capture::Reader over arbitrary bytes: the header, then records until the
 //! first error, after which the iterator ends. Whole records re-emit to the
-//! bytes they were read from.
+//! bytes they were read from, and `capture show`'s decoder lists them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use radiosync::capture::{Reader, Writer};
+use radiosync::replay;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(reader) = Reader::new(data) else {
@@ -33,4 +34,8 @@ fuzz_target!(|data: &[u8]| {
     if !failed {
         assert_eq!(out, data);
     }
+    // The listing decodes every record through the frame, ARQ and session
+    // parsers with the profile the header carries: it must not panic.
+    let listing = replay::show(&header, records.into_iter().map(Ok));
+    assert!(listing.ends_with(" records\n"));
 });

@@ -16,8 +16,8 @@ fuzz_target!(|data: &[u8]| {
         let p = &loaded.partial;
         assert!(p.bytes.len() as u64 <= p.total_len);
         // The header and the whole records re-read to the same prefix.
-        let again = persist::partial_from_bytes(&data[..loaded.valid_len])
-            .expect("the valid prefix loads");
+        let again =
+            persist::partial_from_bytes(&data[..loaded.valid_len]).expect("the valid prefix loads");
         assert_eq!(again.partial, loaded.partial);
         assert_eq!(again.valid_len, loaded.valid_len);
         let head = persist::partial_header(loaded.peer, p.id, p.total_len);
