@@ -116,7 +116,10 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
                 Err(e) => return Err(e.into()),
             }
         }
-        SessionEvent::PeerConfirmed { peer, vector } => store.note_peer_vector(&peer, &vector)?,
+        SessionEvent::PeerConfirmed { peer, vector } => {
+            store.transfer_outgoing_applied(&peer)?;
+            store.note_peer_vector(&peer, &vector)?
+        }
         SessionEvent::Finished(s) => {
             let peer = s.peer.map(|p| peer_name(store, &p));
             store.log_event(&LogEntry {

@@ -10,7 +10,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Store, StoreError};
-use crate::delta::StationId;
+use crate::codec;
+use crate::delta::{RowBody, StationId};
 use crate::sync::{BundleId, KeptOutgoing, PartialIncoming, PeerState};
 
 /// Deletes the partial from `peer` (inside the caller's transaction).
@@ -120,6 +121,37 @@ impl Store {
             params![peer.0.to_vec(), id_sql(id), bytes.len() as i64, bytes],
         )?;
         Ok(())
+    }
+
+    /// The peer committed the bundle kept for it: rows that bundle carried in
+    /// full are no longer owed to the peer. Without this, a peer with nothing
+    /// to send back (no bundle, so no fresh wants list) would get them again
+    /// on every later sync.
+    pub fn transfer_outgoing_applied(&self, peer: &StationId) -> Result<u64, StoreError> {
+        let Some(kept) = self.transfer_state(peer)?.outgoing else {
+            return Ok(0);
+        };
+        let dict = self.dictionary()?;
+        let ends = codec::Ends {
+            sender: self.station.id,
+            receiver: Some(*peer),
+        };
+        let bundle = codec::decode(&kept.bytes, dict.as_ref(), &ends)?;
+        let mut cleared = 0;
+        for tc in &bundle.tables {
+            let Some(info) = self.tables.get(tc.table as usize) else {
+                continue;
+            };
+            for row in &tc.rows {
+                if matches!(row.body, RowBody::Full(_)) {
+                    cleared += self.conn.execute(
+                        "DELETE FROM rs_peer_want WHERE peer = ?1 AND tbl = ?2 AND uuid = ?3 AND kind = 'asked'",
+                        params![peer.0.to_vec(), info.name, row.uuid],
+                    )? as u64;
+                }
+            }
+        }
+        Ok(cleared)
     }
 
     /// The peer settled bundle `id`: forget it.
