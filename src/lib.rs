@@ -9,6 +9,7 @@ pub mod capture;
 pub mod codec;
 pub mod daemon;
 pub mod delta;
+pub mod engine;
 pub mod frame;
 pub mod profile;
 pub mod store;

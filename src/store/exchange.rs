@@ -285,9 +285,22 @@ impl Store {
     /// Everything `peer` lacks: rows whose tag its confirmed vector does not
     /// cover, except its own changes (no echo), plus rows it asked for in full.
     pub fn export_for(&self, peer: &StationId) -> Result<Bundle, StoreError> {
-        let p = self
+        self.export_against(peer, None)
+    }
+
+    /// `export_for`, measured against `holds` (the peer's own word of what it
+    /// holds, from a session Hello) instead of its confirmed vector.
+    pub fn export_against(
+        &self,
+        peer: &StationId,
+        holds: Option<&VersionVector>,
+    ) -> Result<Bundle, StoreError> {
+        let mut p = self
             .peer_by_id(peer)?
             .ok_or(StoreError::UnknownPeer(*peer))?;
+        if let Some(v) = holds {
+            p.confirmed = v.clone();
+        }
         if self.tables.is_empty() {
             return Err(StoreError::NothingTracked);
         }
@@ -410,7 +423,16 @@ impl Store {
     /// As `export_bundle_bytes`, also saying how many rows and wants it carries
     /// (a session sends "nothing" instead of a bundle without either).
     pub fn export_encoded(&self, peer: &StationId) -> Result<Exported, StoreError> {
-        let bundle = self.export_for(peer)?;
+        self.export_encoded_against(peer, None)
+    }
+
+    /// `export_encoded` measured against `holds` (see `export_against`).
+    pub fn export_encoded_against(
+        &self,
+        peer: &StationId,
+        holds: Option<&VersionVector>,
+    ) -> Result<Exported, StoreError> {
+        let bundle = self.export_against(peer, holds)?;
         let p = self
             .peer_by_id(peer)?
             .ok_or(StoreError::UnknownPeer(*peer))?;
@@ -440,14 +462,33 @@ impl Store {
     /// Decode with the right dictionary and import. A refused bundle changes
     /// nothing but an rs_log line.
     pub fn import_bundle_bytes(&mut self, bytes: &[u8]) -> Result<ImportReport, StoreError> {
-        let res = self.import_bytes_inner(bytes);
+        let res = self.import_bytes_inner(bytes, None);
         if let Err(e) = &res {
             self.log_refusal(None, e);
         }
         res
     }
 
-    fn import_bytes_inner(&mut self, bytes: &[u8]) -> Result<ImportReport, StoreError> {
+    /// `import_bundle_bytes` for a bundle that arrived over radio: the partial
+    /// transfer kept for `peer` is deleted in the import's own transaction, so a
+    /// crash can never leave a committed bundle that a later session offers to resume.
+    pub fn import_transfer(
+        &mut self,
+        bytes: &[u8],
+        peer: &StationId,
+    ) -> Result<ImportReport, StoreError> {
+        let res = self.import_bytes_inner(bytes, Some(peer));
+        if let Err(e) = &res {
+            self.log_refusal(None, e);
+        }
+        res
+    }
+
+    fn import_bytes_inner(
+        &mut self,
+        bytes: &[u8],
+        clear_partial: Option<&StationId>,
+    ) -> Result<ImportReport, StoreError> {
         let header = codec::peek_header(bytes)?;
         self.check_addressing(header.sender, header.receiver, header.schema)?;
         let dict = self.dictionary()?;
@@ -471,12 +512,12 @@ impl Store {
         {
             return Err(StoreError::Malformed("header and body disagree".into()));
         }
-        self.import_checked(&bundle, Some(header.dict_id))
+        self.import_checked(&bundle, Some(header.dict_id), clear_partial)
     }
 
     /// Merge a bundle in one transaction: all or nothing.
     pub fn import_bundle(&mut self, bundle: &Bundle) -> Result<ImportReport, StoreError> {
-        let res = self.import_checked(bundle, None);
+        let res = self.import_checked(bundle, None, None);
         if let Err(e) = &res {
             self.log_refusal(Some(bundle.sender), e);
         }
@@ -592,6 +633,7 @@ impl Store {
         &mut self,
         b: &Bundle,
         dict_id: Option<u32>,
+        clear_partial: Option<&StationId>,
     ) -> Result<ImportReport, StoreError> {
         self.validate(b)?;
         let peer = self
@@ -802,6 +844,9 @@ impl Store {
             )
         ])?;
         drop(log);
+        if let Some(p) = clear_partial {
+            super::transfer::clear_partial(&tx, p)?;
+        }
         tx.execute("UPDATE rs_ctl SET applying = 0", [])?;
         tx.commit()?;
         Ok(rep)

@@ -8,6 +8,7 @@
 
 mod exchange;
 pub mod schema;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 
@@ -685,7 +686,8 @@ impl Store {
             tx.execute_batch(
                 "DELETE FROM rs_vector; DELETE FROM rs_peer; DELETE FROM rs_peer_vector;
                  DELETE FROM rs_peer_want; DELETE FROM rs_want; DELETE FROM rs_conflict;
-                 DELETE FROM rs_log; UPDATE rs_clock SET seq = 0; UPDATE rs_ctl SET applying = 0;",
+                 DELETE FROM rs_log; DELETE FROM rs_transfer; DELETE FROM rs_transfer_chunk;
+                 UPDATE rs_clock SET seq = 0; UPDATE rs_ctl SET applying = 0;",
             )?;
             for (o, s) in &a_vec.0 {
                 tx.execute(

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS rs_dict (one INTEGER PRIMARY KEY CHECK (one = 1), id 
 CREATE TABLE IF NOT EXISTS rs_log (id INTEGER PRIMARY KEY, time TEXT NOT NULL, peer TEXT, tbl TEXT,
     direction TEXT NOT NULL, rows_in INTEGER NOT NULL DEFAULT 0, rows_out INTEGER NOT NULL DEFAULT 0,
     conflicts INTEGER NOT NULL DEFAULT 0, result TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_transfer (peer BLOB NOT NULL, dir TEXT NOT NULL CHECK (dir IN ('in', 'out')),
+    id INTEGER NOT NULL, total INTEGER NOT NULL, bytes BLOB, PRIMARY KEY (peer, dir));
+CREATE TABLE IF NOT EXISTS rs_transfer_chunk (peer BLOB NOT NULL, off INTEGER NOT NULL,
+    bytes BLOB NOT NULL, PRIMARY KEY (peer, off));
 INSERT OR IGNORE INTO rs_clock (one, seq) VALUES (1, 0);
 INSERT OR IGNORE INTO rs_ctl (one, applying) VALUES (1, 0);
 ";

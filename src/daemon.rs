@@ -1,1 +1,0 @@
-//! The tokio loop (being written)

@@ -1,0 +1,498 @@
+//! One station on one link: the store, the link framing, and an engine per
+//! session, with frames routed by session id. No clock and no async: time
+//! comes in as `now`, so the tokio loop and the virtual-time harness
+//! (`simlink`) drive the same code.
+//!
+//! A frame of an unknown session that is a data frame with sequence 0 (a
+//! Hello's first frame) starts a responder engine when the station answers
+//! calls; anything else of an unknown or recently closed session is ignored.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::arq::ArqConfig;
+use crate::capture::RecordKind;
+use crate::delta::StationId;
+use crate::engine::{
+    Engine, EngineConfig, EngineError, EngineEvent, EngineStats, LinkFramer, RxFrame,
+};
+use crate::frame::ax25::Callsign;
+use crate::frame::FrameKind;
+use crate::profile::Profile;
+use crate::store::{Store, StoreError};
+use crate::sync::{Progress, Role, SessionError, Summary};
+
+use super::store_work::{do_store_work, local_info, StoreWorkError};
+
+/// Records frames (sent and received, raw on-air bytes) and notes.
+pub type FrameRecorder = Box<dyn FnMut(Instant, RecordKind, &[u8]) + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("callsign {call:?} of {whose} is not a valid amateur callsign: {why}")]
+    BadCallsign {
+        whose: String,
+        call: String,
+        why: String,
+    },
+    #[error("a sync with {0} is already running")]
+    Busy(String),
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub session: u16,
+    pub role: Role,
+    /// The peer's name here (or its UUID if it is not registered).
+    pub peer: Option<String>,
+    pub result: Result<Summary, SessionError>,
+    pub stats: EngineStats,
+}
+
+/// A running session, for progress displays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionView {
+    pub session: u16,
+    pub role: Role,
+    pub peer: Option<String>,
+    pub progress: Progress,
+    pub stats: EngineStats,
+}
+
+struct Slot {
+    engine: Engine,
+    peer_name: Option<String>,
+    last_heard: Instant,
+}
+
+/// Counters of frames no session took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StationStats {
+    pub frames_received: u64,
+    pub bad_frames: u64,
+    pub ignored_frames: u64,
+}
+
+pub struct Station {
+    store: Store,
+    profile: Profile,
+    local_call: Option<Callsign>,
+    framer: LinkFramer,
+    sessions: BTreeMap<u16, Slot>,
+    /// Recently closed sessions: their stray frames are ignored, not answered.
+    closed: VecDeque<(u16, Instant)>,
+    accept_calls: bool,
+    outcomes: VecDeque<Outcome>,
+    notes: VecDeque<String>,
+    recorder: Option<FrameRecorder>,
+    stats: StationStats,
+    /// A session that hears nothing this long while holding no timer is given up.
+    silence_limit: Duration,
+}
+
+const CLOSED_MEMORY: Duration = Duration::from_secs(600);
+
+fn parse_call(whose: &str, call: Option<&str>) -> Result<Option<Callsign>, StationError> {
+    match call {
+        None | Some("") => Ok(None),
+        Some(c) => c
+            .parse()
+            .map(Some)
+            .map_err(
+                |e: crate::frame::ax25::Ax25Error| StationError::BadCallsign {
+                    whose: whose.into(),
+                    call: c.into(),
+                    why: e.to_string(),
+                },
+            ),
+    }
+}
+
+impl Station {
+    /// `accept_calls`: answer peers that call (the daemon), or only call out (`sync`).
+    pub fn new(
+        store: Store,
+        profile: Profile,
+        accept_calls: bool,
+    ) -> Result<Station, StationError> {
+        let st = store.station();
+        let local_call = parse_call("this station", st.callsign.as_deref())?;
+        if profile.amateur && local_call.is_none() {
+            return Err(EngineError::NoCallsign {
+                profile: profile.name.clone(),
+            }
+            .into());
+        }
+        let framer = LinkFramer::new(&profile).map_err(EngineError::from)?;
+        let a = ArqConfig::from_profile(&profile);
+        let silence_limit =
+            (a.backoff_cap + a.reply_wait() + a.transmission_budget()) * a.max_tries.max(1);
+        Ok(Station {
+            store,
+            profile,
+            local_call,
+            framer,
+            sessions: BTreeMap::new(),
+            closed: VecDeque::new(),
+            accept_calls,
+            outcomes: VecDeque::new(),
+            notes: VecDeque::new(),
+            recorder: None,
+            stats: StationStats::default(),
+            silence_limit,
+        })
+    }
+
+    pub fn set_recorder(&mut self, r: FrameRecorder) {
+        self.recorder = Some(r);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    pub fn into_store(self) -> Store {
+        self.store
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    pub fn stats(&self) -> StationStats {
+        self.stats
+    }
+
+    /// How long a session may hear nothing before it is given up.
+    pub fn silence_limit(&self) -> Duration {
+        self.silence_limit
+    }
+
+    fn record(&mut self, now: Instant, kind: RecordKind, bytes: &[u8]) {
+        if let Some(r) = &mut self.recorder {
+            r(now, kind, bytes);
+        }
+    }
+
+    fn note(&mut self, now: Instant, text: String) {
+        self.record(now, RecordKind::Note, text.as_bytes());
+        self.notes.push_back(text);
+    }
+
+    /// Log lines for the operator (session started, link lost, store trouble).
+    pub fn poll_note(&mut self) -> Option<String> {
+        self.notes.pop_front()
+    }
+
+    pub fn poll_outcome(&mut self) -> Option<Outcome> {
+        self.outcomes.pop_front()
+    }
+
+    /// Whether a session with peer `name` is running.
+    pub fn busy_with(&self, name: &str) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.peer_name.as_deref() == Some(name))
+    }
+
+    pub fn has_sessions(&self) -> bool {
+        !self.sessions.is_empty()
+    }
+
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.sessions
+            .iter()
+            .map(|(&id, s)| SessionView {
+                session: id,
+                role: s.engine.session().role(),
+                peer: s.peer_name.clone(),
+                progress: s.engine.session().progress(),
+                stats: s.engine.stats(),
+            })
+            .collect()
+    }
+
+    /// Calls the registered peer `name` with session id `session_id` (the shell
+    /// picks it at random, so a restarted process never reuses one).
+    pub fn start_sync(
+        &mut self,
+        now: Instant,
+        name: &str,
+        session_id: u16,
+    ) -> Result<u16, StationError> {
+        if self.busy_with(name) {
+            return Err(StationError::Busy(name.into()));
+        }
+        let peer = self
+            .store
+            .peer_by_name(name)?
+            .ok_or_else(|| StoreError::UnknownPeerName(name.into()))?;
+        let mut id = session_id;
+        while self.sessions.contains_key(&id) || self.closed.iter().any(|(c, _)| *c == id) {
+            id = id.wrapping_add(1);
+        }
+        let cfg = EngineConfig {
+            profile: self.profile.clone(),
+            local_callsign: self.local_call.clone(),
+            peer_callsign: parse_call(&format!("peer {name}"), peer.callsign.as_deref())?,
+            session_id: Some(id),
+        };
+        let local = local_info(&self.store)?;
+        let state = self.store.transfer_state(&peer.id)?;
+        let resume = match (&state.outgoing, &state.incoming) {
+            (None, None) => String::new(),
+            (o, i) => format!(
+                " (resuming: {} kept to send, {} stored of theirs)",
+                o.as_ref().map_or(0, |k| k.bytes.len()),
+                i.as_ref().map_or(0, |p| p.bytes.len())
+            ),
+        };
+        let engine = Engine::initiate(cfg, local, peer.id, state)?;
+        self.sessions.insert(
+            id,
+            Slot {
+                engine,
+                peer_name: Some(name.into()),
+                last_heard: now,
+            },
+        );
+        self.note(now, format!("session {id:04x}: calling {name}{resume}"));
+        self.service(now, id);
+        Ok(id)
+    }
+
+    /// Bytes from the port.
+    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        self.framer.push(now, bytes);
+        self.drain_framer(now);
+    }
+
+    /// The port was reopened: bytes of a half-received frame are stale.
+    pub fn link_reset(&mut self, now: Instant) {
+        self.framer.reset();
+        self.note(now, "link reopened".into());
+    }
+
+    fn drain_framer(&mut self, now: Instant) {
+        while let Some(rx) = self.framer.next() {
+            self.route(now, rx);
+        }
+    }
+
+    fn route(&mut self, now: Instant, rx: RxFrame) {
+        self.stats.frames_received += 1;
+        if !rx.bytes.is_empty() {
+            self.record(now, RecordKind::Received, &rx.bytes);
+        }
+        let d = match &rx.decoded {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.bad_frames += 1;
+                if rx.bytes.is_empty() {
+                    self.record(now, RecordKind::Note, format!("bad frame: {e}").as_bytes());
+                }
+                return;
+            }
+        };
+        let id = d.frame.session;
+        if self.sessions.contains_key(&id) {
+            self.feed(now, id, rx);
+            return;
+        }
+        let addressed_here = match &d.ax25 {
+            Some((_, dest)) => Some(dest) == self.local_call.as_ref(),
+            None => true,
+        };
+        let is_call = d.frame.kind == FrameKind::Data && d.frame.seq == 0;
+        let recently_closed = self.closed.iter().any(|(c, _)| *c == id);
+        if !(self.accept_calls && is_call && addressed_here && !recently_closed) {
+            self.stats.ignored_frames += 1;
+            return;
+        }
+        match self.new_responder(id) {
+            Ok(engine) => {
+                self.sessions.insert(
+                    id,
+                    Slot {
+                        engine,
+                        peer_name: None,
+                        last_heard: now,
+                    },
+                );
+                self.note(now, format!("session {id:04x}: answering a call"));
+                self.feed(now, id, rx);
+            }
+            Err(e) => self.note(now, format!("cannot answer session {id:04x}: {e}")),
+        }
+    }
+
+    fn new_responder(&self, id: u16) -> Result<Engine, StationError> {
+        let cfg = EngineConfig {
+            profile: self.profile.clone(),
+            local_callsign: self.local_call.clone(),
+            peer_callsign: None,
+            session_id: Some(id),
+        };
+        Ok(Engine::respond(cfg, local_info(&self.store)?)?)
+    }
+
+    fn feed(&mut self, now: Instant, id: u16, rx: RxFrame) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.last_heard = now;
+            s.engine.handle_frame(now, rx);
+        }
+        self.service(now, id);
+    }
+
+    /// Deadlines that passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.framer.handle_timeout(now);
+        self.drain_framer(now);
+        let ids: Vec<u16> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if s.engine.poll_timeout().is_some_and(|t| now >= t) {
+                s.engine.handle_timeout(now);
+            } else if s.engine.poll_timeout().is_none()
+                && !s.engine.session().is_closed()
+                && now >= s.last_heard + self.silence_limit
+            {
+                let secs = self.silence_limit.as_secs();
+                s.engine.give_up();
+                self.note(now, format!("session {id:04x}: peer silent for {secs} s"));
+            }
+            self.service(now, id);
+        }
+        let before = now.checked_sub(CLOSED_MEMORY);
+        while let Some(&(_, t)) = self.closed.front() {
+            if before.is_some_and(|b| t < b) {
+                self.closed.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// One transmission to write to the port at once, if a session has one.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let ids: Vec<u16> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let tx = self
+                .sessions
+                .get_mut(&id)
+                .and_then(|s| s.engine.poll_transmit(now));
+            self.service(now, id);
+            if tx.is_some() {
+                return tx;
+            }
+        }
+        None
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let engines = self.sessions.values().filter_map(|s| {
+            s.engine.poll_timeout().or_else(|| {
+                (!s.engine.session().is_closed()).then_some(s.last_heard + self.silence_limit)
+            })
+        });
+        engines.chain(self.framer.poll_timeout()).min()
+    }
+
+    /// Stops every session, telling the peers (their engines stay until the
+    /// cancellation is delivered or the link gives up).
+    pub fn cancel_all(&mut self, now: Instant) {
+        let ids: Vec<u16> = self.sessions.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.engine.cancel();
+            }
+            self.service(now, id);
+        }
+    }
+
+    /// Store work and frame records of one engine, then retire it if done.
+    fn service(&mut self, now: Instant, id: u16) {
+        loop {
+            let Some(slot) = self.sessions.get_mut(&id) else {
+                return;
+            };
+            let Some(ev) = slot.engine.poll_event() else {
+                break;
+            };
+            match ev {
+                EngineEvent::Session(ev) => {
+                    if let crate::sync::SessionEvent::PeerHello { station, .. } = &ev {
+                        let label = self.peer_label(station);
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            s.peer_name = Some(label);
+                        }
+                    }
+                    let slot = self.sessions.get_mut(&id).expect("slot present");
+                    let label = slot.peer_name.clone().unwrap_or_default();
+                    match do_store_work(&mut self.store, &mut slot.engine, ev) {
+                        Ok(()) => {}
+                        Err(StoreWorkError::Store(e)) => {
+                            self.note(now, format!("session {id:04x} ({label}): store: {e}"))
+                        }
+                        Err(e) => self.note(now, format!("session {id:04x} ({label}): {e}")),
+                    }
+                }
+                EngineEvent::FrameSent { bytes, .. } => self.record(now, RecordKind::Sent, &bytes),
+                // Recorded by `route`, where every received frame passes.
+                EngineEvent::FrameReceived { .. } => {}
+                EngineEvent::LinkLost(l) => {
+                    self.note(now, format!("session {id:04x}: link lost: {l}"))
+                }
+            }
+        }
+        let done = self.sessions.get(&id).is_some_and(|s| s.engine.is_done());
+        if done {
+            let s = self.sessions.remove(&id).expect("slot present");
+            let session = s.engine.session();
+            let result = match session.error() {
+                Some(e) => Err(e.clone()),
+                None => Ok(session.summary().clone()),
+            };
+            let text = match &result {
+                Ok(sum) => format!(
+                    "session {id:04x}: finished with {}: {} bundle(s) applied here, {} confirmed \
+                     by the peer",
+                    s.peer_name.as_deref().unwrap_or("?"),
+                    sum.bundles_applied,
+                    sum.bundles_confirmed
+                ),
+                Err(e) => format!(
+                    "session {id:04x}: failed with {}: {e}",
+                    s.peer_name.as_deref().unwrap_or("?")
+                ),
+            };
+            self.note(now, text);
+            self.closed.push_back((id, now));
+            self.outcomes.push_back(Outcome {
+                session: id,
+                role: session.role(),
+                peer: s.peer_name.clone(),
+                result,
+                stats: s.engine.stats(),
+            });
+        }
+    }
+
+    fn peer_label(&self, station: &StationId) -> String {
+        match self.store.peer_by_id(station) {
+            Ok(Some(p)) => p.name,
+            _ => station.to_string(),
+        }
+    }
+}

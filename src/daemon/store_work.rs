@@ -1,0 +1,141 @@
+//! The store work a sync session asks for, done on the station's database:
+//! exports, imports, and the transfers kept for resume (`rs_transfer`).
+
+use crate::delta::StationId;
+use crate::engine::Engine;
+use crate::store::{LogEntry, Store, StoreError};
+use crate::sync::{LocalInfo, SessionEvent, WrongState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreWorkError {
+    /// The store failed; the session was told (`local_failure`) and fails.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An answer the session did not expect: a bug in the shell.
+    #[error("session: {0}")]
+    WrongState(#[from] WrongState),
+}
+
+/// How this station presents itself in a Hello, read from its store.
+pub fn local_info(store: &Store) -> Result<LocalInfo, StoreError> {
+    let st = store.station();
+    Ok(LocalInfo {
+        station: st.id,
+        callsign: st.callsign.unwrap_or_default(),
+        schema: store.schema_fingerprint(),
+        dict_id: store.dictionary()?.map(|d| d.id).unwrap_or(0),
+        vector: store.vector()?,
+    })
+}
+
+fn peer_name(store: &Store, peer: &StationId) -> String {
+    match store.peer_by_id(peer) {
+        Ok(Some(p)) => p.name,
+        _ => peer.to_string(),
+    }
+}
+
+/// Does what `event` asks of the store and answers the session. A store
+/// failure is reported to the session as a local failure (what was stored
+/// stays, so a later session resumes) and returned for the log.
+pub fn do_store_work(
+    store: &mut Store,
+    engine: &mut Engine,
+    event: SessionEvent,
+) -> Result<(), StoreWorkError> {
+    match work(store, engine, event) {
+        Err(StoreWorkError::Store(e)) => {
+            engine.session_mut().local_failure(e.to_string());
+            Err(StoreWorkError::Store(e))
+        }
+        other => other,
+    }
+}
+
+fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(), StoreWorkError> {
+    let responder = engine.session().role() == crate::sync::Role::Responder;
+    match event {
+        SessionEvent::PeerHello { station, .. } => {
+            if responder {
+                if store.peer_by_id(&station)?.is_some() {
+                    let state = store.transfer_state(&station)?;
+                    engine.session_mut().accept_peer(state)?;
+                } else {
+                    engine.session_mut().refuse_peer()?;
+                }
+            }
+        }
+        SessionEvent::NeedBundleFor {
+            peer,
+            peer_vector,
+            peer_dict_id,
+        } => {
+            store.set_peer_dict(&peer, peer_dict_id)?;
+            let ex = store.export_encoded_against(&peer, Some(&peer_vector))?;
+            // A bundle with no rows and no wants says nothing the Hello did not.
+            let bytes = if ex.rows == 0 && ex.wants == 0 {
+                Vec::new()
+            } else {
+                ex.bytes
+            };
+            engine.session_mut().bundle_ready(bytes)?;
+        }
+        SessionEvent::KeepOutgoing { peer, id, bytes } => {
+            store.transfer_keep_outgoing(&peer, id, &bytes)?
+        }
+        SessionEvent::DropOutgoing { peer, id } => store.transfer_drop_outgoing(&peer, id)?,
+        SessionEvent::BeginPartial {
+            peer,
+            id,
+            total_len,
+        } => store.transfer_begin_partial(&peer, id, total_len)?,
+        SessionEvent::SaveChunk {
+            peer,
+            id,
+            offset,
+            bytes,
+        } => store.transfer_save_chunk(&peer, id, offset, &bytes)?,
+        SessionEvent::DiscardPartial { peer, id } => store.transfer_discard_partial(&peer, id)?,
+        SessionEvent::BundleArrived { peer, bytes, .. } => {
+            match store.import_transfer(&bytes, &peer) {
+                Ok(_) => {
+                    let v = store.vector()?;
+                    engine.session_mut().bundle_committed(v)?;
+                }
+                Err(e) if e.is_bundle_fault() => {
+                    engine.session_mut().bundle_refused(e.to_string())?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        SessionEvent::PeerConfirmed { peer, vector } => store.note_peer_vector(&peer, &vector)?,
+        SessionEvent::Finished(s) => {
+            let peer = s.peer.map(|p| peer_name(store, &p));
+            store.log_event(&LogEntry {
+                peer,
+                direction: "local".into(),
+                result: "ok".into(),
+                message: format!(
+                    "radio sync finished: {} bundle(s) applied, {} confirmed by the peer, \
+                     {} bundle bytes sent, {} received",
+                    s.bundles_applied,
+                    s.bundles_confirmed,
+                    s.bundle_bytes_sent,
+                    s.bundle_bytes_received
+                ),
+                ..Default::default()
+            })?;
+        }
+        SessionEvent::Failed(err) => {
+            let peer = engine.session().peer().map(|p| peer_name(store, &p));
+            store.log_event(&LogEntry {
+                peer,
+                direction: "local".into(),
+                result: "error".into(),
+                message: format!("radio sync failed: {err}"),
+                ..Default::default()
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! One station's side of one sync session over one link, pure: the sync
+//! `Session` on top of the stop-and-wait `Arq`, on top of the link framing the
+//! profile chooses. No I/O, no clock, no SQL: bytes and `now` come in, bytes
+//! for one transmission and events go out (the quinn-proto style). The shell
+//! answers the session's store work through `session_mut()`.
+//!
+//! Order of calls, per wake-up: `handle_bytes` / `handle_timeout`, then drain
+//! `poll_event` (doing the store work each `EngineEvent::Session` asks for),
+//! then `poll_transmit` until `None`, writing each transmission at once, then
+//! sleep until `poll_timeout` or the next bytes.
+
+mod framer;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+pub use framer::{fec_params, kiss_setup, Decoded, LinkFramer, RxFrame};
+
+use crate::arq::{Arq, ArqConfig, ArqEvent, ArqFrame, ArqKind, LinkLost, Role};
+use crate::delta::StationId;
+use crate::frame::ax25::Callsign;
+use crate::frame::link::Ax25Addresses;
+use crate::frame::{DecodeInfo, Frame, FrameKind};
+use crate::profile::Profile;
+use crate::sync::{self, LocalInfo, PeerState, Session, SessionError, SessionEvent};
+
+/// What an engine needs besides the station's data.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub profile: Profile,
+    /// This station's callsign; required on amateur profiles.
+    pub local_callsign: Option<Callsign>,
+    /// The peer's callsign (AX.25 destination). A responder learns it from the
+    /// first frame when not given.
+    pub peer_callsign: Option<Callsign>,
+    /// The session id in every frame header. The initiator picks one; a
+    /// responder given `None` adopts the id of the first frame it hears.
+    pub session_id: Option<u16>,
+}
+
+/// Why an engine could not be built (local configuration mistakes).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "profile {profile} is for amateur radio: this station must identify with a callsign \
+         (set one with `radiosync init --db FILE --callsign CALL`)"
+    )]
+    NoCallsign { profile: String },
+    #[error(
+        "profile {profile} wraps frames in AX.25: the peer's callsign is needed as the \
+         destination (register it with `radiosync peer add ... --callsign CALL`)"
+    )]
+    NoPeerCallsign { profile: String },
+    #[error("an initiating session needs a session id")]
+    NoSessionId,
+    #[error("profile FEC parameters: {0}")]
+    Fec(#[from] crate::frame::FecError),
+    #[error("sync session: {0}")]
+    Session(#[from] SessionError),
+}
+
+/// The frame header fields worth showing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub kind: FrameKind,
+    pub session: u16,
+    pub seq: u16,
+    pub payload_len: usize,
+    pub decode: DecodeInfo,
+}
+
+impl FrameInfo {
+    fn of(f: &Frame, decode: DecodeInfo) -> FrameInfo {
+        FrameInfo {
+            kind: f.kind,
+            session: f.session,
+            seq: f.seq,
+            payload_len: f.payload.len(),
+            decode,
+        }
+    }
+}
+
+/// What happened, for the shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// Store work or an outcome from the sync session: see `SessionEvent`.
+    Session(SessionEvent),
+    /// One frame went out (its on-air bytes), for captures.
+    FrameSent { bytes: Vec<u8>, info: FrameInfo },
+    /// One frame came in (raw bytes; empty when a transparent frame failed
+    /// before its extent was known), decoded or not.
+    FrameReceived {
+        bytes: Vec<u8>,
+        result: Result<FrameInfo, String>,
+    },
+    /// The ARQ gave the link up; the session fails with `LinkLost` too.
+    LinkLost(LinkLost),
+}
+
+/// Counters for progress bars, logs and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub transmissions: u64,
+    pub retransmissions: u64,
+    pub timeouts: u64,
+    /// Frames that failed to decode (CRC, uncorrectable FEC, bad framing).
+    pub crc_failures: u64,
+    /// Byte errors Reed-Solomon repaired.
+    pub fec_corrections: u64,
+    /// Frames of other sessions or addressed to other stations, ignored.
+    pub foreign_frames: u64,
+    /// Frames the ARQ refused (a misbehaving peer).
+    pub refused_frames: u64,
+    /// Estimated time on air of our transmissions, TXDELAY included.
+    pub airtime: Duration,
+    /// Session message bytes the peer acknowledged / delivered to us.
+    pub payload_bytes_acked: u64,
+    pub payload_bytes_delivered: u64,
+    /// Bundle bytes carried each way (chunks).
+    pub bundle_bytes_sent: u64,
+    pub bundle_bytes_received: u64,
+}
+
+/// One station's side of one session. See the module docs for the call order.
+#[derive(Debug)]
+pub struct Engine {
+    profile: Profile,
+    local_callsign: Option<Callsign>,
+    peer_callsign: Option<Callsign>,
+    session_id: Option<u16>,
+    framer: LinkFramer,
+    arq: Arq,
+    session: Session,
+    events: VecDeque<EngineEvent>,
+    stats: EngineStats,
+    /// Messages handed to the ARQ are capped near two transmissions' worth, so
+    /// the session's progress follows the air and memory stays small.
+    feed_limit: usize,
+    gave_up: bool,
+}
+
+impl Engine {
+    /// Calls `peer`; `peer_state` is what the shell kept from earlier sessions.
+    pub fn initiate(
+        cfg: EngineConfig,
+        local: LocalInfo,
+        peer: StationId,
+        peer_state: PeerState,
+    ) -> Result<Engine, EngineError> {
+        if cfg.session_id.is_none() {
+            return Err(EngineError::NoSessionId);
+        }
+        let (arq, scfg) = Self::check(&cfg, Role::Initiator)?;
+        if cfg.profile.amateur
+            && cfg.profile.framing == crate::profile::Framing::Kiss
+            && cfg.peer_callsign.is_none()
+        {
+            return Err(EngineError::NoPeerCallsign {
+                profile: cfg.profile.name.clone(),
+            });
+        }
+        let session = Session::initiate(scfg, local, peer, peer_state)?;
+        Self::build(cfg, arq, session)
+    }
+
+    /// Answers whoever calls (the shell accepts or refuses the peer on `PeerHello`).
+    pub fn respond(cfg: EngineConfig, local: LocalInfo) -> Result<Engine, EngineError> {
+        let (arq, scfg) = Self::check(&cfg, Role::Responder)?;
+        let session = Session::respond(scfg, local)?;
+        Self::build(cfg, arq, session)
+    }
+
+    fn check(cfg: &EngineConfig, role: Role) -> Result<(Arq, sync::Config), EngineError> {
+        if cfg.profile.amateur && cfg.local_callsign.is_none() {
+            return Err(EngineError::NoCallsign {
+                profile: cfg.profile.name.clone(),
+            });
+        }
+        let arq = Arq::new(ArqConfig::from_profile(&cfg.profile), role);
+        let scfg = sync::Config::new(arq.max_message());
+        Ok((arq, scfg))
+    }
+
+    fn build(cfg: EngineConfig, arq: Arq, session: Session) -> Result<Engine, EngineError> {
+        let framer = LinkFramer::new(&cfg.profile)?;
+        let feed_limit = (2 * cfg.profile.max_frames_per_transmission as usize).clamp(4, 64);
+        let mut e = Engine {
+            profile: cfg.profile,
+            local_callsign: cfg.local_callsign,
+            peer_callsign: cfg.peer_callsign,
+            session_id: cfg.session_id,
+            framer,
+            arq,
+            session,
+            events: VecDeque::new(),
+            stats: EngineStats::default(),
+            feed_limit,
+            gave_up: false,
+        };
+        e.pump();
+        Ok(e)
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The session id, once known (a responder adopts it from the first frame).
+    pub fn session_id(&self) -> Option<u16> {
+        self.session_id
+    }
+
+    /// The peer's callsign, given or learnt from its AX.25 header.
+    pub fn peer_callsign(&self) -> Option<&Callsign> {
+        self.peer_callsign.as_ref()
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// For the shell's answers to store work (`bundle_ready`, `bundle_committed`, ...).
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    pub fn arq(&self) -> &Arq {
+        &self.arq
+    }
+
+    /// Raw bytes from the modem or port.
+    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        self.framer.push(now, bytes);
+        self.drain_framer(now);
+    }
+
+    fn drain_framer(&mut self, now: Instant) {
+        while let Some(rx) = self.framer.next() {
+            self.handle_frame(now, rx);
+        }
+    }
+
+    /// One frame the shell deframed itself (a daemon that routes frames of
+    /// several sessions from one port).
+    pub fn handle_frame(&mut self, now: Instant, rx: RxFrame) {
+        self.stats.frames_received += 1;
+        self.stats.bytes_received += rx.bytes.len() as u64;
+        let d = match rx.decoded {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.crc_failures += 1;
+                self.events.push_back(EngineEvent::FrameReceived {
+                    bytes: rx.bytes,
+                    result: Err(e),
+                });
+                return;
+            }
+        };
+        self.stats.fec_corrections += d.info.corrected_symbols as u64;
+        self.events.push_back(EngineEvent::FrameReceived {
+            bytes: rx.bytes,
+            result: Ok(FrameInfo::of(&d.frame, d.info)),
+        });
+        if !self.accepts(&d) {
+            self.stats.foreign_frames += 1;
+            return;
+        }
+        let kind = match d.frame.kind {
+            FrameKind::Data => ArqKind::Data,
+            FrameKind::Ack => ArqKind::Ack,
+            FrameKind::Control | FrameKind::Unknown(_) => {
+                self.stats.refused_frames += 1;
+                return;
+            }
+        };
+        let frame = ArqFrame {
+            kind,
+            seq: d.frame.seq,
+            payload: d.frame.payload,
+        };
+        // A refused frame is the peer's fault: dropped. A lost link shows as an event.
+        if self.arq.handle_input(now, frame).is_err() {
+            self.stats.refused_frames += 1;
+        }
+        self.pump();
+    }
+
+    /// Whether a decoded frame belongs to this session (adopting the session id
+    /// and the peer's callsign on a responder's first frame).
+    fn accepts(&mut self, d: &Decoded) -> bool {
+        if let Some((source, destination)) = &d.ax25 {
+            if Some(destination) != self.local_callsign.as_ref() {
+                return false;
+            }
+            match &self.peer_callsign {
+                Some(p) if p != source => return false,
+                _ => {}
+            }
+        }
+        match self.session_id {
+            Some(id) if id != d.frame.session => return false,
+            Some(_) => {}
+            None => self.session_id = Some(d.frame.session),
+        }
+        if self.peer_callsign.is_none() {
+            if let Some((source, _)) = &d.ax25 {
+                self.peer_callsign = Some(source.clone());
+            }
+        }
+        true
+    }
+
+    /// A deadline from `poll_timeout` may have passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.framer.handle_timeout(now);
+        self.drain_framer(now);
+        self.arq.handle_timeout(now);
+        self.pump();
+    }
+
+    /// ARQ events into the session.
+    fn pump(&mut self) {
+        while let Some(ev) = self.arq.poll_event() {
+            match ev {
+                ArqEvent::Delivered(m) => self.session.handle_message(&m),
+                ArqEvent::AllAcked => {}
+                ArqEvent::LinkLost(l) => {
+                    self.session.link_lost();
+                    self.events.push_back(EngineEvent::LinkLost(l));
+                }
+            }
+        }
+    }
+
+    /// Session messages into the ARQ, up to the feed limit.
+    fn feed(&mut self) {
+        while self.arq.error().is_none() && self.arq.unacked() < self.feed_limit {
+            let Some(m) = self.session.poll_transmit() else {
+                break;
+            };
+            if let Err(e) = self.arq.send(m) {
+                // The session sizes messages to the ARQ's limit; only a lost link gets here.
+                self.session
+                    .local_failure(format!("ARQ refused a message: {e}"));
+                self.pump();
+                break;
+            }
+        }
+    }
+
+    /// All bytes of one transmission (write them to the port at once), if it
+    /// is our turn and there is something to send.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.feed();
+        let tx = self.arq.poll_transmit(now);
+        self.pump();
+        let tx = tx?;
+        let Some(session) = self.session_id else {
+            // A responder that has heard nothing cannot speak; the ARQ never asks it to.
+            return None;
+        };
+        let addrs = match (&self.local_callsign, &self.peer_callsign) {
+            (Some(l), Some(p)) => Some(Ax25Addresses {
+                local: l.clone(),
+                peer: p.clone(),
+            }),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for af in tx.frames {
+            let frame = Frame {
+                kind: match af.kind {
+                    ArqKind::Data => FrameKind::Data,
+                    ArqKind::Ack => FrameKind::Ack,
+                },
+                session,
+                seq: af.seq,
+                payload: af.payload,
+                auth_tag: None,
+            };
+            match self.framer.encode(&frame, addrs.as_ref()) {
+                Ok(bytes) => {
+                    let info = FrameInfo::of(
+                        &frame,
+                        DecodeInfo {
+                            encoded_len: frame.encoded_len(self.framer.fec()),
+                            ..DecodeInfo::default()
+                        },
+                    );
+                    self.stats.frames_sent += 1;
+                    self.stats.bytes_sent += bytes.len() as u64;
+                    out.extend_from_slice(&bytes);
+                    self.events
+                        .push_back(EngineEvent::FrameSent { bytes, info });
+                }
+                Err(e) => {
+                    self.session
+                        .local_failure(format!("cannot frame a message: {e}"));
+                    self.pump();
+                }
+            }
+        }
+        if out.is_empty() {
+            return None;
+        }
+        self.stats.transmissions += 1;
+        self.stats.airtime += Duration::from_millis(self.profile.txdelay_ms.into()) + tx.airtime;
+        Some(out)
+    }
+
+    /// When to call `handle_timeout` next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.arq.poll_timeout(), self.framer.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Frame observations first, then the session's store work and outcome.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        self.session.poll_event().map(EngineEvent::Session)
+    }
+
+    /// The session ended (finished or failed) and the ARQ has nothing left to
+    /// deliver or answer (or gave up): the engine can be dropped.
+    pub fn is_done(&self) -> bool {
+        self.session.is_closed()
+            && self.events.is_empty()
+            && (self.gave_up || self.arq.is_quiet() || self.arq.error().is_some())
+    }
+
+    /// The shell stopped waiting for a silent peer: the session fails with a
+    /// lost link and the engine is done.
+    pub fn give_up(&mut self) {
+        self.gave_up = true;
+        self.session.link_lost();
+    }
+
+    /// The operator stopped: the peer is told (if the link still works).
+    pub fn cancel(&mut self) {
+        self.session.cancel();
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let a = self.arq.stats();
+        let s = self.session.summary();
+        EngineStats {
+            retransmissions: a.retransmissions,
+            timeouts: a.timeouts,
+            payload_bytes_acked: a.bytes_acked,
+            payload_bytes_delivered: a.bytes_delivered,
+            bundle_bytes_sent: s.bundle_bytes_sent,
+            bundle_bytes_received: s.bundle_bytes_received,
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

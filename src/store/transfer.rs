@@ -1,0 +1,262 @@
+//! Radio transfers in flight, kept in the station's own database so a resumed
+//! session sends nothing twice: the exact bundle being sent to a peer (until
+//! it confirms it) and the stored prefix of a bundle coming from a peer.
+//!
+//! `rs_transfer` holds one row per peer and direction (`out`: the kept bundle,
+//! bytes inline; `in`: the partial's id and total), `rs_transfer_chunk` the
+//! partial's chunks by offset. Keeping them in SQLite lets the import delete
+//! the partial in the same transaction that applies the bundle.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Store, StoreError};
+use crate::delta::StationId;
+use crate::sync::{BundleId, KeptOutgoing, PartialIncoming, PeerState};
+
+/// Deletes the partial from `peer` (inside the caller's transaction).
+pub(crate) fn clear_partial(conn: &Connection, peer: &StationId) -> Result<(), StoreError> {
+    let key = peer.0.to_vec();
+    conn.execute(
+        "DELETE FROM rs_transfer WHERE peer = ?1 AND dir = 'in'",
+        [&key],
+    )?;
+    conn.execute("DELETE FROM rs_transfer_chunk WHERE peer = ?1", [&key])?;
+    Ok(())
+}
+
+fn id_sql(id: BundleId) -> i64 {
+    id.0 as i64
+}
+
+impl Store {
+    /// What was kept for `peer` from earlier sessions.
+    pub fn transfer_state(&self, peer: &StationId) -> Result<PeerState, StoreError> {
+        let key = peer.0.to_vec();
+        let outgoing = self
+            .conn
+            .query_row(
+                "SELECT id, bytes FROM rs_transfer WHERE peer = ?1 AND dir = 'out'",
+                [&key],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)),
+            )
+            .optional()?;
+        // A kept bundle whose bytes no longer match their id is dropped: the
+        // next session exports afresh.
+        let outgoing = match outgoing {
+            Some((id, Some(bytes))) if BundleId::of(&bytes) == BundleId(id as u64) => {
+                Some(KeptOutgoing {
+                    id: BundleId(id as u64),
+                    bytes,
+                })
+            }
+            Some(_) => {
+                self.conn.execute(
+                    "DELETE FROM rs_transfer WHERE peer = ?1 AND dir = 'out'",
+                    [&key],
+                )?;
+                None
+            }
+            None => None,
+        };
+        let head = self
+            .conn
+            .query_row(
+                "SELECT id, total FROM rs_transfer WHERE peer = ?1 AND dir = 'in'",
+                [&key],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?;
+        let incoming = match head {
+            None => None,
+            Some((id, total)) => {
+                let mut stmt = self.conn.prepare(
+                    "SELECT off, bytes FROM rs_transfer_chunk WHERE peer = ?1 ORDER BY off",
+                )?;
+                let chunks = stmt
+                    .query_map([&key], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Chunks are contiguous from 0 by construction; stop at any gap.
+                let mut bytes = Vec::new();
+                for (off, c) in chunks {
+                    if off as usize != bytes.len() {
+                        break;
+                    }
+                    bytes.extend_from_slice(&c);
+                }
+                let total = total.max(0) as u64;
+                bytes.truncate(total as usize);
+                Some(PartialIncoming {
+                    id: BundleId(id as u64),
+                    total_len: total,
+                    bytes,
+                })
+            }
+        };
+        Ok(PeerState { outgoing, incoming })
+    }
+
+    /// Keep the exact bytes being sent to `peer` (replacing any earlier ones).
+    pub fn transfer_keep_outgoing(
+        &self,
+        peer: &StationId,
+        id: BundleId,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO rs_transfer (peer, dir, id, total, bytes) VALUES (?1, 'out', ?2, ?3, ?4)",
+            params![peer.0.to_vec(), id_sql(id), bytes.len() as i64, bytes],
+        )?;
+        Ok(())
+    }
+
+    /// The peer settled bundle `id`: forget it.
+    pub fn transfer_drop_outgoing(&self, peer: &StationId, id: BundleId) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM rs_transfer WHERE peer = ?1 AND dir = 'out' AND id = ?2",
+            params![peer.0.to_vec(), id_sql(id)],
+        )?;
+        Ok(())
+    }
+
+    /// Start a fresh partial for bundle `id` from `peer`, replacing any.
+    pub fn transfer_begin_partial(
+        &self,
+        peer: &StationId,
+        id: BundleId,
+        total_len: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        clear_partial(&tx, peer)?;
+        tx.execute(
+            "INSERT INTO rs_transfer (peer, dir, id, total) VALUES (?1, 'in', ?2, ?3)",
+            params![peer.0.to_vec(), id_sql(id), total_len as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Append one chunk to the partial of bundle `id`. A chunk for another
+    /// bundle, or at an offset other than the stored length, is refused.
+    pub fn transfer_save_chunk(
+        &self,
+        peer: &StationId,
+        id: BundleId,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = peer.0.to_vec();
+        let tx = self.conn.unchecked_transaction()?;
+        let head: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM rs_transfer WHERE peer = ?1 AND dir = 'in'",
+                [&key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if head != Some(id_sql(id)) {
+            return Err(StoreError::Malformed(format!(
+                "chunk of bundle {id} without its partial transfer"
+            )));
+        }
+        let stored: i64 = tx.query_row(
+            "SELECT coalesce(sum(length(bytes)), 0) FROM rs_transfer_chunk WHERE peer = ?1",
+            [&key],
+            |r| r.get(0),
+        )?;
+        if stored as u64 != offset {
+            return Err(StoreError::Malformed(format!(
+                "chunk at offset {offset} of bundle {id}, but {stored} bytes are stored"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO rs_transfer_chunk (peer, off, bytes) VALUES (?1, ?2, ?3)",
+            params![key, offset as i64, bytes],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Delete the partial from `peer` if it is bundle `id`'s.
+    pub fn transfer_discard_partial(
+        &self,
+        peer: &StationId,
+        id: BundleId,
+    ) -> Result<(), StoreError> {
+        let key = peer.0.to_vec();
+        let head: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM rs_transfer WHERE peer = ?1 AND dir = 'in'",
+                [&key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if head == Some(id_sql(id)) {
+            let tx = self.conn.unchecked_transaction()?;
+            clear_partial(&tx, peer)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::init(dir.path().join("a.sqlite"), Some("a"), None).unwrap();
+        s.add_peer("b", StationId([7; 16]), None).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn kept_and_partial_round_trip() {
+        let (_d, s) = store();
+        let p = StationId([7; 16]);
+        assert_eq!(s.transfer_state(&p).unwrap(), PeerState::default());
+        let bundle = b"bundle bytes".to_vec();
+        let id = BundleId::of(&bundle);
+        s.transfer_keep_outgoing(&p, id, &bundle).unwrap();
+        s.transfer_begin_partial(&p, BundleId(9), 10).unwrap();
+        s.transfer_save_chunk(&p, BundleId(9), 0, b"abcd").unwrap();
+        s.transfer_save_chunk(&p, BundleId(9), 4, b"ef").unwrap();
+        // Out of order and wrong bundle are refused, nothing stored.
+        assert!(s.transfer_save_chunk(&p, BundleId(9), 3, b"x").is_err());
+        assert!(s.transfer_save_chunk(&p, BundleId(8), 6, b"x").is_err());
+        let st = s.transfer_state(&p).unwrap();
+        assert_eq!(st.outgoing, Some(KeptOutgoing { id, bytes: bundle }));
+        assert_eq!(
+            st.incoming,
+            Some(PartialIncoming {
+                id: BundleId(9),
+                total_len: 10,
+                bytes: b"abcdef".to_vec()
+            })
+        );
+        // Discarding another bundle's partial leaves this one.
+        s.transfer_discard_partial(&p, BundleId(8)).unwrap();
+        assert!(s.transfer_state(&p).unwrap().incoming.is_some());
+        s.transfer_discard_partial(&p, BundleId(9)).unwrap();
+        s.transfer_drop_outgoing(&p, id).unwrap();
+        assert_eq!(s.transfer_state(&p).unwrap(), PeerState::default());
+    }
+
+    #[test]
+    fn begin_replaces_and_damaged_kept_is_dropped() {
+        let (_d, s) = store();
+        let p = StationId([7; 16]);
+        s.transfer_begin_partial(&p, BundleId(1), 5).unwrap();
+        s.transfer_save_chunk(&p, BundleId(1), 0, b"abc").unwrap();
+        s.transfer_begin_partial(&p, BundleId(2), 4).unwrap();
+        let st = s.transfer_state(&p).unwrap();
+        assert_eq!(st.incoming.unwrap().bytes, Vec::<u8>::new());
+        // Bytes that do not match their id.
+        s.transfer_keep_outgoing(&p, BundleId(5), b"not five")
+            .unwrap();
+        assert_eq!(s.transfer_state(&p).unwrap().outgoing, None);
+    }
+}
