@@ -8,12 +8,14 @@
 //! edited on both sides) so each side holds a bundle of tens of KB for the other. Every cell
 //! starts from copies of the same two files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use radiosync::daemon::simlink::{SimLink, SimPair};
 use radiosync::daemon::station::{Outcome as StationOutcome, Station};
 use radiosync::delta::StationId;
+use radiosync::engine::EngineStats;
 use radiosync::profile::{Framing, Profile};
 use radiosync::store::Store;
 use radiosync::transport::sim::{ChannelConfig, Mode, Side};
@@ -507,45 +509,76 @@ fn run_cell(w: &Workload, c: &Cell, dir: &Path) -> anyhow::Result<Outcome> {
     }
     std::fs::copy(&w.a, &a_path)?;
     std::fs::copy(&w.b, &b_path)?;
-    let a = Station::new(Store::open(&a_path)?, profile.clone(), false)?;
-    let b = Station::new(Store::open(&b_path)?, profile.clone(), true)?;
-    let mut pair = SimPair::new(SimLink::new(channel_config(c, &profile))?, a, b);
+    let mut a = Station::new(Store::open(&a_path)?, profile.clone(), false)?;
+    let mut b = Station::new(Store::open(&b_path)?, profile.clone(), true)?;
+    let link = SimLink::new(channel_config(c, &profile))?;
+    if std::env::var_os("RADIO_BENCH_TRACE").is_some() {
+        // Every frame sent and received, on simulated time (stderr).
+        let epoch = link.now();
+        for (st, name) in [(&mut a, "alpha"), (&mut b, "bravo")] {
+            st.set_recorder(Box::new(move |t, kind, bytes| {
+                let what = match kind {
+                    radiosync::capture::RecordKind::Note => String::from_utf8_lossy(bytes).into(),
+                    k => format!("{k:?} {} bytes", bytes.len()),
+                };
+                eprintln!("{:9.3} {name} {what}", (t - epoch).as_secs_f64());
+            }));
+        }
+    }
+    let mut pair = SimPair::new(link, a, b);
     let mut out = Outcome::default();
+    // Bravo's sessions by id: counters, and the result once the session has closed.
+    let mut bravo: BTreeMap<u16, (EngineStats, Option<String>)> = BTreeMap::new();
     while out.sessions < MAX_SESSIONS {
         out.sessions += 1;
         let now = pair.link.now();
-        station(&mut pair, Side::A)?.start_sync(now, "bravo", 0x5eed + out.sessions as u16)?;
-        let mut ends: [Option<StationOutcome>; 2] = [None, None];
+        let id =
+            station(&mut pair, Side::A)?.start_sync(now, "bravo", 0x5eed + out.sessions as u16)?;
+        // The sync is over when alpha's session ends: alpha has bravo's Done, so bravo has
+        // committed alpha's bundle. Bravo's session may still be waiting for the ack of its
+        // Done; its counters are read then.
+        let mut alpha_end: Option<StationOutcome> = None;
         let end = pair.run_until(GIVE_UP, |p| {
-            for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
-                if let Some(o) = p.station(side).and_then(|s| s.poll_outcome()) {
-                    ends[i] = Some(o);
+            if let Some(s) = p.station(Side::B) {
+                while let Some(o) = s.poll_outcome() {
+                    let err = o.result.as_ref().err().map(|e| e.to_string());
+                    bravo.insert(o.session, (o.stats, err));
                 }
             }
-            ends.iter().all(Option::is_some)
+            if let Some(o) = p.station(Side::A).and_then(|s| s.poll_outcome()) {
+                if o.session == id {
+                    alpha_end = Some(o);
+                }
+            }
+            alpha_end.is_some()
         });
+        let Some(a_end) = alpha_end else {
+            out.failure = format!("alpha: no outcome ({end:?})");
+            break;
+        };
+        for v in station(&mut pair, Side::B)?.sessions() {
+            bravo.entry(v.session).or_insert((v.stats, None));
+        }
+        let b_stats = bravo.get(&id).map(|(s, _)| *s).unwrap_or_default();
+        for st in [&a_end.stats, &b_stats] {
+            out.payload += st.bundle_bytes_received;
+            out.retransmissions += st.retransmissions;
+            out.timeouts += st.timeouts;
+            out.bad_frames += st.crc_failures;
+            out.fec_corrections += st.fec_corrections;
+        }
         let mut failures = Vec::new();
-        for (name, o) in ["alpha", "bravo"].iter().zip(&ends) {
-            match o {
-                Some(o) => {
-                    out.payload += o.stats.bundle_bytes_received;
-                    out.retransmissions += o.stats.retransmissions;
-                    out.timeouts += o.stats.timeouts;
-                    out.bad_frames += o.stats.crc_failures;
-                    out.fec_corrections += o.stats.fec_corrections;
-                    if let Err(e) = &o.result {
-                        failures.push(format!("{name}: {e}"));
-                    }
-                }
-                None => failures.push(format!("{name}: no outcome ({end:?})")),
-            }
+        if let Err(e) = &a_end.result {
+            failures.push(format!("alpha: {e}"));
+        }
+        if let Some((_, Some(e))) = bravo.get(&id) {
+            failures.push(format!("bravo: {e}"));
         }
         if !failures.is_empty() {
             out.failure = failures.join("; ");
             break;
         }
-        let (sa, sb) = (station(&mut pair, Side::A)?.store(), 0);
-        let _ = sb;
+        let sa = station(&mut pair, Side::A)?.store();
         let ca = synced_content(sa)?;
         let pa = sa.pending_for(&w.b_id)?;
         let sb = station(&mut pair, Side::B)?.store();
@@ -553,18 +586,13 @@ fn run_cell(w: &Workload, c: &Cell, dir: &Path) -> anyhow::Result<Outcome> {
         out.pending = (pa, sb.pending_for(&w.a_id)?);
         if std::env::var_os("RADIO_BENCH_DEBUG").is_some() {
             eprintln!(
-                "  session {} ended at {:.2} s, databases equal: {same}, pending {:?}; {:?}",
+                "  session {} ended at {:.2} s, databases equal: {same}, pending {:?}; \
+                 alpha {:?}, bravo {:?}",
                 out.sessions,
                 pair.link.elapsed().as_secs_f64(),
                 out.pending,
-                ends.iter()
-                    .flatten()
-                    .map(|o| (
-                        o.stats.transmissions,
-                        o.stats.bundle_bytes_received,
-                        o.stats.airtime
-                    ))
-                    .collect::<Vec<_>>()
+                a_end.stats,
+                b_stats
             );
         }
         if same {
@@ -737,12 +765,39 @@ fn targets() -> Vec<Target> {
     ]
 }
 
+fn parse_cell(v: &str) -> anyhow::Result<Cell> {
+    let f: Vec<&str> = v.split(',').collect();
+    anyhow::ensure!(
+        f.len() == 6,
+        "--cell wants framing,bitrate,txdelay_ms,ber,frame_loss,seed"
+    );
+    Ok(Cell {
+        framing: match f[0] {
+            "kiss" => Framing::Kiss,
+            "transparent" => Framing::Transparent,
+            other => anyhow::bail!("framing {other:?}: kiss or transparent"),
+        },
+        bitrate: f[1].parse()?,
+        txdelay_ms: f[2].parse()?,
+        ber: f[3].parse()?,
+        frame_loss: f[4].parse()?,
+        seed: f[5].parse()?,
+    })
+}
+
 /// Seeds of the headline cells (mean and worst are reported); the grid uses the first.
 const SEEDS: [u64; 4] = [1, 2, 3, 4];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    // `--cell kiss,1200,300,1e-5,0.2,1`: one cell (framing, bit/s, TXDELAY ms, BER, loss, seed).
+    let one = args
+        .iter()
+        .position(|a| a == "--cell")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| parse_cell(v))
+        .transpose()?;
     // tmpfs when there is one: the stores' fsyncs are not what this measures.
     let dir = match Path::new("/dev/shm").is_dir() {
         true => tempfile::tempdir_in("/dev/shm")?,
@@ -770,6 +825,11 @@ fn main() -> anyhow::Result<()> {
     );
     let cell_dir = dir.path().join("cell");
     std::fs::create_dir_all(&cell_dir)?;
+    if let Some(c) = one {
+        print_header();
+        print_row(&c, &run_cell(&w, &c, &cell_dir)?);
+        return Ok(());
+    }
 
     if !quick {
         println!("## Grid (seed {})\n", SEEDS[0]);

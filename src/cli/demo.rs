@@ -1,5 +1,7 @@
-//! `radiosync demo`: two stations from the embedded sample data, edited on both
-//! sides with plain SQL, synced through bundle files, checked against the rules.
+//! `radiosync demo`: two stations from the embedded sample data, edited on both sides with
+//! plain SQL, synced over a simulated 1200 bit/s radio channel with errors by the real daemon
+//! code (in-process links through `transport::sim::Channel` on the wall clock), then checked
+//! against the rules. `--file` carries the bundles as files instead.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,9 +15,24 @@ pub const SAMPLE_SQL: &str = include_str!("../../data/sample.sql");
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// Keep the demo's databases and bundles in this directory instead of a temporary one.
+    /// The file-sync demo instead: bundles carried as files (USB stick), no radio.
+    #[arg(long)]
+    file: bool,
+    /// Keep the demo's databases (and bundles) in this directory instead of a temporary one.
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Modem profile of both stations: a simulator profile (sim-kiss-1200, sim-transparent-9600).
+    #[arg(long, default_value = "sim-kiss-1200")]
+    profile: String,
+    /// Probability that the channel loses a whole frame (KISS profiles).
+    #[arg(long, default_value_t = 0.05)]
+    frame_loss: f64,
+    /// Bit error rate of the channel.
+    #[arg(long, default_value_t = 0.0)]
+    ber: f64,
+    /// Seed of the channel's random errors and channel access.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// Plain SQL as the stations' applications would run it.
@@ -47,6 +64,43 @@ UPDATE vulnerability_data SET value = value + 1, modified_on = '2026-03-02T09:30
 UPDATE cms_post SET deleted = 1, modified_on = '2026-03-02T09:40:00.000Z' WHERE id = 3;
 UPDATE hms_hospital SET status = 'Open (b)', modified_on = '2026-03-02T11:00:00.000Z' WHERE id = 1;
 UPDATE hms_hospital SET beds_total = 80, modified_on = '2026-03-02T11:30:00.000Z' WHERE id = 2;
+";
+
+/// More field work for the radio demo, so the bundles are a few KB: alpha registers
+/// volunteers and counts stock, bravo files situation reports and checks locations.
+const MORE_EDITS_A: &str = "
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 16)
+INSERT INTO pr_person (id, uuid, modified_on, deleted, sex, first_name, last_name, type, email,
+                       mobile_phone, organisation, job_title, home_country, home_l1)
+  SELECT (SELECT max(id) FROM pr_person) + i, printf('demo-a-volunteer-%02d', i),
+         printf('2026-03-02T13:%02d:00.000Z', i), 0,
+         (SELECT sex FROM pr_person WHERE id = 1 + (i * 7) % 100),
+         (SELECT first_name FROM pr_person WHERE id = 1 + (i * 13) % 100),
+         (SELECT last_name FROM pr_person WHERE id = 1 + (i * 29) % 100),
+         'Volunteer', printf('volunteer%02d@redcross.tl', i), printf('+670 77%06d', (i * 7919) % 1000000),
+         'Timor-Leste Red Cross', 'Volunteer', 'TL',
+         (SELECT l1 FROM gis_location WHERE id = 1 + (i * 17) % 100)
+  FROM n;
+UPDATE inv_inv_item SET quantity = (quantity * 7 + id) % 500, modified_on = printf('2026-03-02T14:%02d:00.000Z', id % 60)
+  WHERE id BETWEEN 10 AND 40;
+";
+
+const MORE_EDITS_B: &str = "
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12)
+INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body, country, l1, l2, author, date)
+  SELECT (SELECT max(id) FROM cms_post) + i, printf('demo-b-sitrep-%02d', i),
+         printf('2026-03-02T13:%02d:30.000Z', i), 0, 'Situation Report',
+         printf('Sitrep %d: %s, %s: road %s, %d families in evacuation centre', i,
+                (SELECT l3 FROM gis_location WHERE id = 1 + (i * 11) % 100),
+                (SELECT l2 FROM gis_location WHERE id = 1 + (i * 11) % 100),
+                CASE i % 3 WHEN 0 THEN 'open' WHEN 1 THEN 'blocked' ELSE 'passable with 4x4' END,
+                (i * 37) % 90 + 10),
+         'TL', (SELECT l2 FROM gis_location WHERE id = 1 + (i * 11) % 100),
+         (SELECT l3 FROM gis_location WHERE id = 1 + (i * 11) % 100),
+         'bravo.field@redcross.tl', '2026-03-02'
+  FROM n;
+UPDATE gis_location SET lat = round(lat + 0.0001 * id, 6), modified_on = printf('2026-03-02T14:%02d:30.000Z', id % 60)
+  WHERE id BETWEEN 20 AND 50;
 ";
 
 fn synced_content(s: &Store) -> anyhow::Result<Vec<Vec<Value>>> {
@@ -117,10 +171,10 @@ fn carry(from: &Store, to: &mut Store, dir: &Path, step: usize) -> anyhow::Resul
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let (dir, temporary) = match args.keep {
+    let (dir, temporary) = match &args.keep {
         Some(d) => {
-            std::fs::create_dir_all(&d)?;
-            (d, false)
+            std::fs::create_dir_all(d)?;
+            (d.clone(), false)
         }
         None => {
             let d = std::env::temp_dir().join(format!("radiosync-demo-{}", std::process::id()));
@@ -128,7 +182,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             (d, true)
         }
     };
-    let result = demo_in(&dir);
+    let result = if args.file {
+        file_demo(&dir)
+    } else {
+        radio_demo(&dir, &args)
+    };
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -136,7 +194,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn demo_in(dir: &Path) -> anyhow::Result<()> {
+/// Two stations from the sample, cloned, then edited on both sides with plain SQL.
+fn set_up(dir: &Path, more: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
     let a_path = dir.join("station-a.sqlite");
     let b_path = dir.join("station-b.sqlite");
     for p in [&a_path, &b_path] {
@@ -156,18 +215,56 @@ fn demo_in(dir: &Path) -> anyhow::Result<()> {
         Ok(d) => println!("  trained a {}-byte zstd dictionary", d.bytes.len()),
         Err(e) => println!("  no dictionary: {e}"),
     }
-    let mut b = Store::clone_station(&a_path, &b_path, "bravo", None)?;
-    let mut a = Store::open(&a_path)?;
+    drop(a);
+    drop(Store::clone_station(&a_path, &b_path, "bravo", None)?);
     println!("station bravo: cloned from alpha; they share every row and send none of it");
 
     // The applications write with plain SQL on their own files.
     rusqlite::Connection::open(&a_path)?.execute_batch(EDITS_A)?;
     rusqlite::Connection::open(&b_path)?.execute_batch(EDITS_B)?;
-    println!("alpha: 2 inserts, 4 updates, 1 soft-delete, 2 hospital edits");
-    println!(
-        "bravo: 1 insert, 3 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)"
-    );
+    if more {
+        rusqlite::Connection::open(&a_path)?.execute_batch(MORE_EDITS_A)?;
+        rusqlite::Connection::open(&b_path)?.execute_batch(MORE_EDITS_B)?;
+        println!("alpha: 18 inserts, 35 updates, 1 soft-delete, 2 hospital edits");
+        println!(
+            "bravo: 13 inserts, 34 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)"
+        );
+    } else {
+        println!("alpha: 2 inserts, 4 updates, 1 soft-delete, 2 hospital edits");
+        println!(
+            "bravo: 1 insert, 3 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)"
+        );
+    }
+    Ok((a_path, b_path))
+}
 
+/// Both databases hold the same rows and the conflicting edits were decided by the rules.
+/// Returns the number of synced rows and of losing versions kept.
+fn verify(a: &Store, b: &Store) -> anyhow::Result<(usize, usize)> {
+    ensure!(
+        a.pending_for(&b.station().id)? == 0 && b.pending_for(&a.station().id)? == 0,
+        "stations still have changes for each other"
+    );
+    let (ca, cb) = (synced_content(a)?, synced_content(b)?);
+    ensure!(ca == cb, "the two databases differ after sync");
+    for s in [a, b] {
+        ensure!(
+            hospital(s, 1)?.0 == "Open (b)",
+            "hospital 1 at {}: bravo's later edit should win",
+            s.station().name
+        );
+        ensure!(
+            hospital(s, 2)?.1 == 120,
+            "hospital 2 at {}: alpha's later edit should win",
+            s.station().name
+        );
+    }
+    Ok((ca.len(), a.conflicts()?.len() + b.conflicts()?.len()))
+}
+
+fn file_demo(dir: &Path) -> anyhow::Result<()> {
+    let (a_path, b_path) = set_up(dir, false)?;
+    let (mut a, mut b) = (Store::open(&a_path)?, Store::open(&b_path)?);
     println!("bundles, as files on a USB stick:");
     let (mut total_rows, mut total_bytes, mut step) = (0, 0, 0);
     for _ in 0..3 {
@@ -181,25 +278,16 @@ fn demo_in(dir: &Path) -> anyhow::Result<()> {
             break;
         }
     }
-    ensure!(
-        a.pending_for(&b.station().id)? == 0 && b.pending_for(&a.station().id)? == 0,
-        "stations still have changes for each other"
-    );
-    let (ca, cb) = (synced_content(&a)?, synced_content(&b)?);
-    ensure!(ca == cb, "the two databases differ after sync");
-    ensure!(
-        hospital(&a, 1)?.0 == "Open (b)",
-        "hospital 1: bravo's later edit should win"
-    );
-    ensure!(
-        hospital(&b, 2)?.1 == 120,
-        "hospital 2: alpha's later edit should win"
-    );
-    let conflicts = a.conflicts()?.len() + b.conflicts()?.len();
+    let (rows, conflicts) = verify(&a, &b)?;
     println!(
-        "result: {} synced rows identical on both stations; {total_rows} rows moved in {total_bytes} bytes; \
-         {conflicts} losing versions kept for review (`radiosync conflicts`)",
-        ca.len()
+        "result: {rows} synced rows identical on both stations; {total_rows} rows moved in {total_bytes} bytes; \
+         {conflicts} losing versions kept for review (`radiosync conflicts`)"
     );
+    println!("hospital 1: bravo's later status wins; hospital 2: alpha's later bed count wins");
     Ok(())
+}
+
+fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+    let _ = (&args.profile, args.frame_loss, args.ber, args.seed);
+    file_demo(dir)
 }
