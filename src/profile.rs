@@ -189,6 +189,22 @@ impl Profile {
         }
     }
 
+    /// `load`, also returning the TOML text in force (for capture headers).
+    pub fn load_with_text(name_or_path: &str) -> Result<(Profile, String), ProfileError> {
+        let profile = Profile::load(name_or_path)?;
+        let path = Path::new(name_or_path);
+        let text = if path.is_file() {
+            std::fs::read_to_string(path).unwrap_or_default()
+        } else {
+            EMBEDDED
+                .iter()
+                .find(|(name, _)| *name == name_or_path)
+                .map(|(_, t)| t.to_string())
+                .unwrap_or_default()
+        };
+        Ok((profile, text))
+    }
+
     /// Names of the profiles embedded in the binary.
     pub fn known_names() -> impl Iterator<Item = &'static str> {
         EMBEDDED.iter().map(|(name, _)| *name)

@@ -1,11 +1,397 @@
+//! Radio commands: `run` (the gateway daemon) and `sync` (one session with one
+//! peer). They parse, open the store, the profile and the port, and hand over
+//! to `radiosync::daemon`; progress goes to a bar on a terminal, log lines
+//! otherwise.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use radiosync::capture::{CaptureHeader, LinkFraming, Record, Writer};
+use radiosync::daemon::{self, End, Mode, Observer, Options, Outcome, SessionView, Station};
+use radiosync::profile::{Framing, Profile};
+use radiosync::store::Store;
+use radiosync::sync::{ErrorCode, SessionError};
+use radiosync::transport::{Backoff, LinkSpec, ReconnectingLink};
+
+#[derive(clap::Args, Debug)]
+pub struct LinkArgs {
+    /// Station database.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Modem profile: a name from firmware-profiles/ or a path to a TOML file.
+    #[arg(long)]
+    pub profile: String,
+    /// Serial port (or pseudo-terminal) of the modem or TNC.
+    #[arg(
+        long,
+        conflicts_with = "kiss_tcp",
+        required_unless_present = "kiss_tcp"
+    )]
+    pub port: Option<PathBuf>,
+    /// KISS TNC over TCP, HOST:PORT (Dire Wolf listens on 8001).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kiss_tcp: Option<String>,
+    /// Record every frame sent and received, with time and direction.
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RadioCommand {
-    /// The gateway daemon (being written).
-    Run,
+    /// The gateway daemon: answers registered peers; with --every, syncs with each on a schedule.
+    Run {
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Call every registered peer this often (e.g. 90s, 15m, 2h).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        every: Option<Duration>,
+    },
+    /// One sync with one peer whose daemon is listening; exit 0 when both sides have everything.
+    Sync {
+        #[command(flatten)]
+        link: LinkArgs,
+        /// The peer's name (see `radiosync peer list`).
+        #[arg(long)]
+        peer: String,
+        /// Give up after this long (e.g. 10m).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+    },
+}
+
+/// `90`, `90s`, `15m`, `2h`, `500ms`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 15m or 2h"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}`: use ms, s, m or h"
+            ))
+        }
+    };
+    if d.is_zero() {
+        return Err("a duration must be more than zero".into());
+    }
+    Ok(d)
 }
 
 pub fn run(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("{cmd:?}: not written yet")
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(cmd))
+}
+
+struct Setup {
+    station: Station,
+    link: ReconnectingLink,
+    profile: Profile,
+}
+
+async fn setup(args: &LinkArgs, accept_calls: bool) -> anyhow::Result<Setup> {
+    let (profile, text) = Profile::load_with_text(&args.profile)?;
+    let store = Store::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
+    let station_id = store.station().id;
+    let mut station = Station::new(store, profile.clone(), accept_calls)?;
+    if let Some(path) = &args.capture {
+        let file = File::create(path)
+            .with_context(|| format!("creating capture file {}", path.display()))?;
+        let header = CaptureHeader {
+            start_unix_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                as i64,
+            station: station_id,
+            framing: match profile.framing {
+                Framing::Kiss => LinkFraming::Kiss,
+                Framing::Transparent => LinkFraming::Transparent,
+            },
+            profile_name: args.profile.clone(),
+            profile_text: text,
+        };
+        let mut w = Writer::new(BufWriter::new(file), &header)
+            .with_context(|| format!("writing capture file {}", path.display()))?;
+        let start = Instant::now();
+        let mut failed = false;
+        station.set_recorder(Box::new(move |at, kind, bytes| {
+            if failed {
+                return;
+            }
+            let rec = Record {
+                at_ms: at.saturating_duration_since(start).as_millis() as u64,
+                kind,
+                bytes: bytes.to_vec(),
+            };
+            if let Err(e) = w.write(&rec) {
+                eprintln!("radiosync: capture stopped: {e}");
+                failed = true;
+            }
+        }));
+    }
+    let spec = match (&args.port, &args.kiss_tcp) {
+        (Some(path), _) => LinkSpec::Serial {
+            path: path.clone(),
+            settings: daemon::serial_settings(&profile),
+        },
+        (None, Some(addr)) => LinkSpec::KissTcp { addr: addr.clone() },
+        (None, None) => bail!("give --port DEVICE or --kiss-tcp HOST:PORT"),
+    };
+    if args.kiss_tcp.is_some() && profile.framing != Framing::Kiss {
+        bail!(
+            "profile {} uses transparent framing; --kiss-tcp needs a KISS profile",
+            profile.name
+        );
+    }
+    let link = ReconnectingLink::open_first(spec, Backoff::default()).await?;
+    Ok(Setup {
+        station,
+        link,
+        profile,
+    })
+}
+
+async fn ctrl_c() {
+    // If the handler cannot be installed, never resolve: the process still dies on SIGINT.
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await
+    }
+}
+
+async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RadioCommand::Run { link, every } => {
+            let mut s = setup(&link, true).await?;
+            let mut obs = Progress::new(&s.profile, true);
+            obs.note(&format!(
+                "station {} listening on {} with profile {}{}",
+                s.station.store().station().name,
+                s.link.spec(),
+                s.profile.name,
+                every.map_or(String::new(), |d| format!(", calling peers every {d:?}"))
+            ));
+            let opts = Options {
+                mode: Mode::Run { every },
+                timeout: None,
+                link_status: Some(s.link.status()),
+                tick: obs.tick(),
+            };
+            daemon::drive(&mut s.link, &mut s.station, opts, ctrl_c(), &mut obs).await?;
+            obs.finish();
+            Ok(ExitCode::SUCCESS)
+        }
+        RadioCommand::Sync {
+            link,
+            peer,
+            timeout,
+        } => {
+            let mut s = setup(&link, false).await?;
+            if s.station.store().peer_by_name(&peer)?.is_none() {
+                bail!(
+                    "no peer named {peer:?} in {}: see `radiosync peer list`",
+                    link.db.display()
+                );
+            }
+            let mut obs = Progress::new(&s.profile, false);
+            obs.note(&format!(
+                "syncing with {peer} over {} ({})",
+                s.link.spec(),
+                s.profile.name
+            ));
+            let opts = Options {
+                mode: Mode::Sync { peer: peer.clone() },
+                timeout,
+                link_status: Some(s.link.status()),
+                tick: obs.tick(),
+            };
+            let end = daemon::drive(&mut s.link, &mut s.station, opts, ctrl_c(), &mut obs).await?;
+            obs.finish();
+            match end {
+                End::Synced(o) => match &o.result {
+                    Ok(sum) => {
+                        println!(
+                            "synced with {peer}: {} bundle(s) applied here, {} confirmed by {peer}; \
+                             {} bundle bytes sent, {} received; airtime {:.1} s",
+                            sum.bundles_applied,
+                            sum.bundles_confirmed,
+                            sum.bundle_bytes_sent,
+                            sum.bundle_bytes_received,
+                            o.stats.airtime.as_secs_f64()
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("radiosync: sync with {peer} failed: {}", explain(e, &o));
+                        Ok(ExitCode::from(exit_code(e)))
+                    }
+                },
+                End::TimedOut => {
+                    eprintln!(
+                        "radiosync: sync with {peer} failed: no result within {:?}",
+                        timeout.unwrap_or_default()
+                    );
+                    Ok(ExitCode::from(4))
+                }
+                End::Shutdown => {
+                    eprintln!("radiosync: sync with {peer} stopped by the operator");
+                    Ok(ExitCode::from(130))
+                }
+            }
+        }
+    }
+}
+
+/// Exit codes: 2 refused or incompatible, 3 link lost or peer silent, 4 timed
+/// out, 5 local failure, 1 anything else.
+fn exit_code(e: &SessionError) -> u8 {
+    match e {
+        SessionError::LinkLost => 3,
+        SessionError::Local(_) => 5,
+        SessionError::Cancelled => 130,
+        SessionError::SchemaMismatch { .. }
+        | SessionError::Version { .. }
+        | SessionError::UnknownStation { .. }
+        | SessionError::WrongStation { .. }
+        | SessionError::BundleRefused(_)
+        | SessionError::PeerError { .. } => 2,
+        _ => 1,
+    }
+}
+
+fn explain(e: &SessionError, o: &Outcome) -> String {
+    match e {
+        SessionError::LinkLost => match &o.link_lost {
+            Some(why) => format!(
+                "link lost: {why}; is the peer's `radiosync run` on the same channel with the \
+                 same profile?"
+            ),
+            None => "link lost: the peer went silent".into(),
+        },
+        SessionError::PeerError {
+            code: ErrorCode::UnknownStation,
+            text,
+        } => format!(
+            "the peer refused this station ({text}): register it there with `radiosync peer add`"
+        ),
+        SessionError::PeerError {
+            code: ErrorCode::SchemaMismatch,
+            text,
+        } => format!("schema mismatch ({text}): track the same tables on both stations"),
+        other => other.to_string(),
+    }
+}
+
+/// A bar with bytes, airtime and ETA on a terminal; log lines otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    bitrate: u32,
+    last_line: Option<Instant>,
+    daemon: bool,
+}
+
+impl Progress {
+    fn new(profile: &Profile, daemon: bool) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(250));
+            b
+        });
+        Progress {
+            bar,
+            bitrate: profile.bitrate,
+            last_line: None,
+            daemon,
+        }
+    }
+
+    fn tick(&self) -> Duration {
+        if self.bar.is_some() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let stamp = radiosync::store::now_text();
+        match &self.bar {
+            Some(b) => b.println(format!("{stamp} {text}")),
+            None => eprintln!("{stamp} {text}"),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn note(&mut self, text: &str) {
+        self.line(text);
+    }
+
+    fn progress(&mut self, sessions: &[SessionView]) {
+        let (mut done, mut total, mut air) = (0u64, 0u64, Duration::ZERO);
+        for s in sessions {
+            for (d, t) in [s.progress.sending, s.progress.receiving]
+                .into_iter()
+                .flatten()
+            {
+                done += d;
+                total += t;
+            }
+            air += s.stats.airtime;
+        }
+        let peers: Vec<&str> = sessions.iter().filter_map(|s| s.peer.as_deref()).collect();
+        let msg = format!(
+            "{} airtime {:.0} s at {} bit/s",
+            peers.join(","),
+            air.as_secs_f64(),
+            self.bitrate
+        );
+        match &self.bar {
+            Some(b) => {
+                b.set_length(total.max(done));
+                b.set_position(done);
+                b.set_message(msg);
+            }
+            None => {
+                let due = self.last_line.is_none_or(|t| {
+                    t.elapsed() >= Duration::from_secs(if self.daemon { 30 } else { 10 })
+                });
+                if due {
+                    self.last_line = Some(Instant::now());
+                    self.line(&format!("progress: {done}/{total} bundle bytes, {msg}"));
+                }
+            }
+        }
+    }
+
+    fn outcome(&mut self, _: &Outcome) {
+        // The station's note already says how it ended; the next session starts a fresh bar.
+        if let Some(b) = &self.bar {
+            b.set_length(0);
+            b.set_position(0);
+        }
+    }
 }

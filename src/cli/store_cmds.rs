@@ -120,6 +120,20 @@ pub enum DictCommand {
     },
 }
 
+/// A callsign as AX.25 carries it (upper case, `-SSID` 0..15), refused early if it is not one.
+fn callsign_arg(c: Option<String>) -> anyhow::Result<Option<String>> {
+    c.map(|c| {
+        c.parse::<radiosync::frame::ax25::Callsign>()
+            .map(|call| call.to_string())
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{c:?} is not an amateur callsign: 1-6 letters and digits, optionally -SSID 0..15"
+                )
+            })
+    })
+    .transpose()
+}
+
 fn open(db: &PathBuf) -> anyhow::Result<Store> {
     Store::open(db).with_context(|| format!("opening {}", db.display()))
 }
@@ -137,6 +151,7 @@ pub fn print_report(r: &ImportReport) {
 pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         StoreCommand::Init { db, name, callsign } => {
+            let callsign = callsign_arg(callsign)?;
             let s = Store::init(&db, name.as_deref(), callsign.as_deref())?;
             let st = s.station();
             println!("station {} ({})", st.name, st.id);
@@ -178,6 +193,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             uuid,
             callsign,
         }) => {
+            let callsign = callsign_arg(callsign)?;
             let mut s = open(&db)?;
             let id = StationId::parse(&uuid)
                 .map_err(|_| radiosync::store::StoreError::BadUuid(uuid.clone()))?;
@@ -294,6 +310,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             name,
             callsign,
         } => {
+            let callsign = callsign_arg(callsign)?;
             let b = Store::clone_station(&from, &to, &name, callsign.as_deref())?;
             let st = b.station();
             println!(

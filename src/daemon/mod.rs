@@ -1,5 +1,10 @@
 //! The shell around the pure engine: store work, the station that routes
 //! sessions over one link, the virtual-time harness, and the tokio loop.
+//!
+//! The loop is thin (quinn's `ConnectionDriver` style): write every pending
+//! transmission to the port at once, then wait for bytes from the port, the
+//! station's next deadline, the next scheduled sync, or shutdown. Everything
+//! else happens in `Station`, which the tests drive on virtual time.
 
 pub mod simlink;
 pub mod station;
@@ -7,3 +12,241 @@ pub mod store_work;
 
 #[cfg(test)]
 mod tests;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::engine::kiss_setup;
+use crate::profile::{self, Framing, Profile};
+use crate::transport::{DataBits, FlowControl, LinkStatus, Parity, SerialSettings, StopBits};
+
+pub use station::{Outcome, SessionView, Station, StationError};
+
+/// Host-side serial settings from a profile (9600 8N1 when it names none).
+pub fn serial_settings(p: &Profile) -> SerialSettings {
+    let Some(s) = p.serial else {
+        return SerialSettings::default();
+    };
+    SerialSettings {
+        baud: s.baud,
+        data_bits: match s.data_bits {
+            5 => DataBits::Five,
+            6 => DataBits::Six,
+            7 => DataBits::Seven,
+            _ => DataBits::Eight,
+        },
+        parity: match s.parity {
+            profile::Parity::None => Parity::None,
+            profile::Parity::Even => Parity::Even,
+            profile::Parity::Odd => Parity::Odd,
+        },
+        stop_bits: if s.stop_bits == 2 {
+            StopBits::Two
+        } else {
+            StopBits::One
+        },
+        flow_control: match s.flow_control {
+            profile::FlowControl::None => FlowControl::None,
+            profile::FlowControl::Software => FlowControl::Software,
+            profile::FlowControl::Hardware => FlowControl::Hardware,
+        },
+    }
+}
+
+/// What the loop does.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `radiosync sync`: call `peer` once; return its outcome.
+    Sync { peer: String },
+    /// `radiosync run`: answer calls; with `every`, call each registered peer
+    /// on that schedule. Runs until shutdown.
+    Run { every: Option<Duration> },
+}
+
+/// How the loop ended.
+#[derive(Debug)]
+pub enum End {
+    /// `Sync`: the session's outcome.
+    Synced(Box<Outcome>),
+    /// Shutdown was asked (Ctrl-C); sessions were cancelled.
+    Shutdown,
+    /// `Sync`: the time limit passed; the session was cancelled.
+    TimedOut,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("port I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the link closed (end of stream): the modem or TNC went away")]
+    Closed,
+    #[error(transparent)]
+    Station(#[from] StationError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// What the operator sees; the CLI prints it as a bar or as log lines.
+pub trait Observer {
+    fn note(&mut self, text: &str);
+    /// Called at most every `tick` while sessions run.
+    fn progress(&mut self, sessions: &[SessionView]);
+    fn outcome(&mut self, outcome: &Outcome);
+}
+
+/// Options of the loop.
+pub struct Options {
+    pub mode: Mode,
+    /// `Sync`: give up after this long.
+    pub timeout: Option<Duration>,
+    /// A reconnecting link's status: on a reopen, the deframer is reset and
+    /// the KISS parameters are sent again.
+    pub link_status: Option<Arc<LinkStatus>>,
+    /// How often `Observer::progress` is called.
+    pub tick: Duration,
+}
+
+/// After a cancel, how long the peers get to hear it before the loop returns.
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+async fn write_tx<L: AsyncWrite + Unpin>(link: &mut L, bytes: &[u8]) -> std::io::Result<()> {
+    // One write_all per transmission: a TNC sends frames queued together in one key-up.
+    link.write_all(bytes).await?;
+    link.flush().await
+}
+
+async fn send_kiss_setup<L: AsyncWrite + Unpin>(
+    link: &mut L,
+    profile: &Profile,
+) -> std::io::Result<()> {
+    if profile.framing != Framing::Kiss {
+        return Ok(());
+    }
+    let all: Vec<u8> = kiss_setup(profile).concat();
+    write_tx(link, &all).await
+}
+
+/// Drives `station` over `link` until the mode's end or `shutdown` resolves.
+pub async fn drive<L, S>(
+    link: &mut L,
+    station: &mut Station,
+    opts: Options,
+    shutdown: S,
+    obs: &mut dyn Observer,
+) -> Result<End, DaemonError>
+where
+    L: AsyncRead + AsyncWrite + Unpin,
+    S: Future<Output = ()>,
+{
+    let profile = station.profile().clone();
+    send_kiss_setup(link, &profile).await?;
+    let mut opens = opts.link_status.as_ref().map_or(0, |s| s.opens());
+    let start = Instant::now();
+    let mut our_session = None;
+    let mut next_round = None;
+    match &opts.mode {
+        Mode::Sync { peer } => {
+            our_session = Some(station.start_sync(start, peer, rand::random())?);
+        }
+        Mode::Run { every: Some(_) } => next_round = Some(start),
+        Mode::Run { every: None } => {}
+    }
+    let deadline = opts.timeout.map(|t| start + t);
+    let mut cancelled_at: Option<Instant> = None;
+    let mut timed_out = false;
+    let mut next_tick = start;
+    let mut buf = vec![0u8; 4096];
+    tokio::pin!(shutdown);
+    let mut shutdown_seen = false;
+    loop {
+        let now = Instant::now();
+        if let Some(st) = &opts.link_status {
+            if st.opens() != opens {
+                opens = st.opens();
+                station.link_reset(now);
+                send_kiss_setup(link, &profile).await?;
+            }
+        }
+        if station.poll_timeout().is_some_and(|t| t <= now) {
+            station.handle_timeout(now);
+        }
+        if let (Some(at), Mode::Run { every: Some(every) }) = (next_round, &opts.mode) {
+            if now >= at && cancelled_at.is_none() {
+                next_round = Some(now + *every);
+                let peers = station.store().peers()?;
+                for p in peers {
+                    if !station.busy_with(&p.name) {
+                        if let Err(e) = station.start_sync(now, &p.name, rand::random()) {
+                            obs.note(&format!("cannot call {}: {e}", p.name));
+                        }
+                    }
+                }
+            }
+        }
+        if deadline.is_some_and(|d| now >= d) && cancelled_at.is_none() {
+            timed_out = true;
+            cancelled_at = Some(now);
+            station.cancel_all(now);
+        }
+        while let Some(tx) = station.poll_transmit(now) {
+            write_tx(link, &tx).await?;
+        }
+        while let Some(n) = station.poll_note() {
+            obs.note(&n);
+        }
+        while let Some(o) = station.poll_outcome() {
+            obs.outcome(&o);
+            if our_session == Some(o.session) {
+                return Ok(if timed_out {
+                    End::TimedOut
+                } else {
+                    End::Synced(Box::new(o))
+                });
+            }
+        }
+        if let Some(c) = cancelled_at {
+            let quiet = !station.has_sessions();
+            if quiet || now >= c + CANCEL_GRACE {
+                return Ok(if shutdown_seen || !timed_out {
+                    End::Shutdown
+                } else {
+                    End::TimedOut
+                });
+            }
+        }
+        if now >= next_tick {
+            if station.has_sessions() {
+                obs.progress(&station.sessions());
+            }
+            next_tick = now + opts.tick;
+        }
+        let mut wake = next_tick;
+        for t in [station.poll_timeout(), next_round, deadline]
+            .into_iter()
+            .flatten()
+        {
+            wake = wake.min(t);
+        }
+        if let Some(c) = cancelled_at {
+            wake = wake.min(c + CANCEL_GRACE);
+        }
+        tokio::select! {
+            r = link.read(&mut buf) => match r {
+                Ok(0) => return Err(DaemonError::Closed),
+                Ok(n) => station.handle_bytes(Instant::now(), &buf[..n]),
+                Err(e) => return Err(e.into()),
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = &mut shutdown, if !shutdown_seen => {
+                shutdown_seen = true;
+                let now = Instant::now();
+                obs.note("stopping: telling peers");
+                station.cancel_all(now);
+                cancelled_at = Some(now);
+            }
+        }
+    }
+}

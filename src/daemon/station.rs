@@ -51,6 +51,8 @@ pub struct Outcome {
     /// The peer's name here (or its UUID if it is not registered).
     pub peer: Option<String>,
     pub result: Result<Summary, SessionError>,
+    /// Why the link was given up, when it was.
+    pub link_lost: Option<String>,
     pub stats: EngineStats,
 }
 
@@ -68,6 +70,7 @@ struct Slot {
     engine: Engine,
     peer_name: Option<String>,
     last_heard: Instant,
+    link_lost: Option<String>,
 }
 
 /// Counters of frames no session took.
@@ -215,7 +218,7 @@ impl Station {
                 session: id,
                 role: s.engine.session().role(),
                 peer: s.peer_name.clone(),
-                progress: s.engine.session().progress(),
+                progress: s.engine.progress(),
                 stats: s.engine.stats(),
             })
             .collect()
@@ -263,6 +266,7 @@ impl Station {
                 engine,
                 peer_name: Some(name.into()),
                 last_heard: now,
+                link_lost: None,
             },
         );
         self.note(now, format!("session {id:04x}: calling {name}{resume}"));
@@ -326,6 +330,7 @@ impl Station {
                         engine,
                         peer_name: None,
                         last_heard: now,
+                        link_lost: None,
                     },
                 );
                 self.note(now, format!("session {id:04x}: answering a call"));
@@ -370,6 +375,7 @@ impl Station {
             {
                 let secs = self.silence_limit.as_secs();
                 s.engine.give_up();
+                s.link_lost = Some(format!("peer silent: nothing heard for {secs} s"));
                 self.note(now, format!("session {id:04x}: peer silent for {secs} s"));
             }
             self.service(now, id);
@@ -452,6 +458,7 @@ impl Station {
                 // Recorded by `route`, where every received frame passes.
                 EngineEvent::FrameReceived { .. } => {}
                 EngineEvent::LinkLost(l) => {
+                    slot.link_lost = Some(l.to_string());
                     self.note(now, format!("session {id:04x}: link lost: {l}"))
                 }
             }
@@ -484,6 +491,7 @@ impl Station {
                 role: session.role(),
                 peer: s.peer_name.clone(),
                 result,
+                link_lost: s.link_lost.clone(),
                 stats: s.engine.stats(),
             });
         }

@@ -381,3 +381,55 @@ fn amateur_profile_needs_a_callsign() {
         .unwrap();
     assert!(err.to_string().contains("callsign"), "{err}");
 }
+
+/// Figures for a look by hand (the benchmark has the full grid):
+/// `cargo test --release --lib -- --ignored --nocapture daemon::tests::measure`
+#[test]
+#[ignore]
+fn measure() {
+    for (profile, ber, loss) in [
+        ("sim-kiss-1200", 0.0, 0.0),
+        ("sim-kiss-1200", 0.0, 0.1),
+        ("sim-transparent-9600", 0.0, 0.0),
+        ("sim-transparent-9600", 1e-4, 0.0),
+        ("sim-transparent-9600", 1e-3, 0.0),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = stations(dir.path());
+        let big = profile.contains("9600");
+        edit(&a, 1, 100, if big { 600 } else { 150 }, 200);
+        edit(&b, 2, 100, if big { 600 } else { 150 }, 200);
+        let p = Profile::load(profile).unwrap();
+        let link = SimLink::new(channel_config(&p, ber, None, loss, 11)).unwrap();
+        let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", 1)
+            .unwrap();
+        let mut t_done = None;
+        let mut outs = Vec::new();
+        let end = pair.run_until(Duration::from_secs(20_000), |p| {
+            while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                outs.push(o);
+                t_done = Some(p.link.elapsed());
+            }
+            !outs.is_empty()
+        });
+        assert_eq!(end, RunEnd::Done);
+        let o = &outs[0];
+        let s = o.result.as_ref().unwrap();
+        let t = t_done.unwrap().as_secs_f64();
+        let payload = (s.bundle_bytes_sent + s.bundle_bytes_received) as f64;
+        println!(
+            "{profile} ber {ber} loss {loss}: bundles {} + {} B in {t:.1} s: {:.1} B/s, efficiency {:.3}; A airtime {:.1} s, retrans {}, crc fail {}",
+            s.bundle_bytes_sent,
+            s.bundle_bytes_received,
+            payload / t,
+            payload * 8.0 / (f64::from(p.bitrate) * t),
+            o.stats.airtime.as_secs_f64(),
+            o.stats.retransmissions,
+            o.stats.crc_failures,
+        );
+    }
+}

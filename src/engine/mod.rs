@@ -449,6 +449,22 @@ impl Engine {
         self.session.cancel();
     }
 
+    /// Bundle progress each way, (bytes done, total). Sending counts what the
+    /// peer acknowledged, not what was handed to the ARQ: message bytes still
+    /// unacknowledged are taken off the session's count.
+    pub fn progress(&self) -> crate::sync::Progress {
+        let mut p = self.session.progress();
+        if let Some((next, total)) = p.sending {
+            let in_flight = self
+                .session
+                .summary()
+                .message_bytes_sent
+                .saturating_sub(self.arq.stats().bytes_acked);
+            p.sending = Some((next.saturating_sub(in_flight), total));
+        }
+        p
+    }
+
     pub fn stats(&self) -> EngineStats {
         let a = self.arq.stats();
         let s = self.session.summary();
