@@ -56,7 +56,7 @@ enum Overlap {
     Random,
 }
 
-const WORKLOAD_SEED: u64 = 0x5ad10_5eed;
+const WORKLOAD_SEED: u64 = 0x0005_ad10_5eed;
 
 /// Station ids fixed so that bundle bytes (and so every figure) repeat from run to run.
 const STATION_A: [u8; 16] = *b"radiobench-alpha";
@@ -330,7 +330,7 @@ fn build_workload(dir: &Path, overlap: Overlap) -> anyhow::Result<Workload> {
     Connection::open(&a)?.execute("UPDATE rs_station SET uuid = ?1", [STATION_A.to_vec()])?;
     let mut sa = Store::open(&a)?;
     let tables = sa.syncable_tables()?;
-    let rows_total = sa.track(&tables, &["id".to_string()])? as usize;
+    let rows_total = sa.track(&tables, &["id".to_string()])?;
     sa.retrain_dictionary()?;
     drop(sa);
     let old_b = Store::clone_station(&a, &b, "bravo", None)?.station().id;

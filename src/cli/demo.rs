@@ -3,12 +3,26 @@
 //! code (in-process links through `transport::sim::Channel` on the wall clock), then checked
 //! against the rules. `--file` carries the bundles as files instead.
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use radiosync::daemon::{
+    self, simlink, End, Mode, Observer, Options, Outcome, SessionView, Station,
+};
+use radiosync::profile::{Framing, Profile};
 use radiosync::store::Store;
+use radiosync::transport::sim::Channel;
 use rusqlite::types::Value;
+use tokio::io::DuplexStream;
+use tokio::sync::{watch, Notify};
+
+use super::sim_relay;
 
 /// The first 100 rows of each table of the public dataset (see data/README.md).
 pub const SAMPLE_SQL: &str = include_str!("../../data/sample.sql");
@@ -31,7 +45,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0.0)]
     ber: f64,
     /// Seed of the channel's random errors and channel access.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 5)]
     seed: u64,
 }
 
@@ -79,7 +93,7 @@ INSERT INTO pr_person (id, uuid, modified_on, deleted, sex, first_name, last_nam
          (SELECT last_name FROM pr_person WHERE id = 1 + (i * 29) % 100),
          'Volunteer', printf('volunteer%02d@redcross.tl', i), printf('+670 77%06d', (i * 7919) % 1000000),
          'Timor-Leste Red Cross', 'Volunteer', 'TL',
-         (SELECT l1 FROM gis_location WHERE id = 1 + (i * 17) % 100)
+         (SELECT l2 FROM gis_location WHERE id = 1 + (i * 17) % 100)
   FROM n;
 UPDATE inv_inv_item SET quantity = (quantity * 7 + id) % 500, modified_on = printf('2026-03-02T14:%02d:00.000Z', id % 60)
   WHERE id BETWEEN 10 AND 40;
@@ -287,7 +301,306 @@ fn file_demo(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sync rounds the radio demo runs at most: a row whose later edit arrives as a delta that
+/// cannot apply is asked for in full, and the next round brings it.
+const MAX_ROUNDS: usize = 3;
+
 fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
-    let _ = (&args.profile, args.frame_loss, args.ber, args.seed);
-    file_demo(dir)
+    let profile = Profile::load(&args.profile)?;
+    ensure!(
+        !profile.amateur,
+        "the demo stations have no callsigns: use a non-amateur profile such as sim-kiss-1200"
+    );
+    let chan_cfg = simlink::channel_config(&profile, args.ber, None, args.frame_loss, args.seed);
+    let (a_path, b_path) = set_up(dir, true)?;
+    let (a, b) = (Store::open(&a_path)?, Store::open(&b_path)?);
+    println!(
+        "pending: alpha has {} rows for bravo, bravo {} for alpha",
+        a.pending_for(&b.station().id)?,
+        b.pending_for(&a.station().id)?
+    );
+    let mut a = Station::new(a, profile.clone(), false)?;
+    let mut b = Station::new(b, profile.clone(), true)?;
+    let mut errors = Vec::new();
+    if chan_cfg.frame_loss > 0.0 {
+        errors.push(format!(
+            "{:.0} % of frames lost",
+            chan_cfg.frame_loss * 100.0
+        ));
+    }
+    if chan_cfg.ber > 0.0 {
+        errors.push(format!("bit error rate {:e}", chan_cfg.ber));
+    }
+    println!(
+        "radio: {} ({} framing), {} bit/s, TXDELAY {} ms, {}; channel simulator seed {}",
+        profile.name,
+        match profile.framing {
+            Framing::Kiss => "KISS",
+            Framing::Transparent => "transparent",
+        },
+        profile.bitrate,
+        profile.txdelay_ms,
+        if errors.is_empty() {
+            "no errors".to_string()
+        } else {
+            errors.join(", ")
+        },
+        args.seed
+    );
+    println!("bravo runs `radiosync run`, alpha `radiosync sync --peer bravo` (in-process links)");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let (stats, rounds) = rt.block_on(async {
+        let (mut a_port, a_air) = tokio::io::duplex(1 << 16);
+        let (mut b_port, b_air) = tokio::io::duplex(1 << 16);
+        let (stop_relay, stop_rx) = watch::channel(false);
+        let (view, relay) = sim_relay::spawn(Channel::new(chan_cfg)?, a_air, b_air, stop_rx);
+        let mut rounds = 0;
+        while rounds < MAX_ROUNDS {
+            rounds += 1;
+            if rounds > 1 {
+                println!("round {rounds}: rows asked for in full");
+            }
+            radio_round(&mut a, &mut a_port, &mut b, &mut b_port, &view).await?;
+            if verify(a.store(), b.store()).is_ok() {
+                break;
+            }
+        }
+        let _ = stop_relay.send(true);
+        let stats = relay.await??;
+        anyhow::Ok((stats, rounds))
+    })?;
+    let wall = started.elapsed();
+    let (rows, conflicts) = verify(a.store(), b.store())?;
+    let air = stats.a_to_b.airtime_s + stats.b_to_a.airtime_s;
+    let lost: u64 = [&stats.a_to_b, &stats.b_to_a]
+        .iter()
+        .map(|d| d.frames_lost_random + d.frames_lost_bit_errors + d.frames_lost_collision)
+        .sum();
+    println!(
+        "result: {rows} synced rows identical on both stations after {rounds} sync{}; \
+         {conflicts} losing versions kept for review (`radiosync conflicts`)",
+        if rounds == 1 { "" } else { "s" }
+    );
+    println!("hospital 1: bravo's later status wins; hospital 2: alpha's later bed count wins");
+    println!(
+        "airtime: {air:.1} s in {} transmissions (alpha {:.1} s, bravo {:.1} s); {} of {} frames \
+         lost on the way and sent again; {:.1} s wall time",
+        stats.a_to_b.transmissions + stats.b_to_a.transmissions,
+        stats.a_to_b.airtime_s,
+        stats.b_to_a.airtime_s,
+        lost,
+        stats.a_to_b.frames_sent + stats.b_to_a.frames_sent,
+        wall.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One `sync` from alpha to bravo's `run`, both through the daemon's loop.
+async fn radio_round(
+    a: &mut Station,
+    a_port: &mut DuplexStream,
+    b: &mut Station,
+    b_port: &mut DuplexStream,
+    view: &sim_relay::RelayView,
+) -> anyhow::Result<()> {
+    let bitrate = a.profile().bitrate;
+    let mut bar = Bar::new("alpha", bitrate, Some(view.clone()));
+    let mut quiet = Bar::new("bravo", bitrate, None);
+    let bravo_closed = quiet.closed.clone();
+    let alpha_done = Arc::new(Notify::new());
+    let tick = bar.tick();
+    let opts = |mode| Options {
+        mode,
+        timeout: Some(Duration::from_secs(600)),
+        link_status: None,
+        tick,
+    };
+    let alpha = async {
+        let end = daemon::drive(
+            a_port,
+            a,
+            opts(Mode::Sync {
+                peer: "bravo".into(),
+            }),
+            std::future::pending(),
+            &mut bar,
+        )
+        .await;
+        alpha_done.notify_one();
+        bar.finish();
+        end
+    };
+    // Bravo stops once its side of the session has closed too (it still has to hear
+    // alpha's ack of its last message), or a little later if that ack was lost.
+    let bravo_stop = async {
+        alpha_done.notified().await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), bravo_closed.notified()).await;
+    };
+    let bravo = daemon::drive(
+        b_port,
+        b,
+        opts(Mode::Run { every: None }),
+        bravo_stop,
+        &mut quiet,
+    );
+    let (ea, eb) = tokio::join!(alpha, bravo);
+    eb.context("bravo's daemon")?;
+    match ea.context("alpha's sync")? {
+        End::Synced(o) => match &o.result {
+            Ok(sum) => {
+                println!(
+                    "alpha: synced with bravo: {} bundle bytes sent, {} received; \
+                     {} frames resent, {} timeouts",
+                    sum.bundle_bytes_sent,
+                    sum.bundle_bytes_received,
+                    o.stats.retransmissions,
+                    o.stats.timeouts
+                );
+                Ok(())
+            }
+            Err(e) => bail!("alpha's sync failed: {e}"),
+        },
+        End::TimedOut => bail!("alpha's sync timed out"),
+        End::Shutdown => bail!("alpha's sync was stopped"),
+    }
+}
+
+/// The operator's view: a progress bar (bundle bytes, airtime, ETA) on a terminal, log lines
+/// otherwise. `view` is the channel, for the airtime both stations spent.
+struct Bar {
+    name: &'static str,
+    bar: Option<ProgressBar>,
+    bitrate: u32,
+    view: Option<sim_relay::RelayView>,
+    /// Per session: highest (done, total) seen receiving and sending.
+    seen: BTreeMap<u16, [(u64, u64); 2]>,
+    last_line: Option<Instant>,
+    closed: Arc<Notify>,
+}
+
+impl Bar {
+    fn new(name: &'static str, bitrate: u32, view: Option<sim_relay::RelayView>) -> Bar {
+        let bar = (view.is_some() && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(250));
+            b
+        });
+        Bar {
+            name,
+            bar,
+            bitrate,
+            view,
+            seen: BTreeMap::new(),
+            last_line: None,
+            closed: Arc::new(Notify::new()),
+        }
+    }
+
+    fn tick(&self) -> Duration {
+        Duration::from_millis(if self.bar.is_some() { 500 } else { 1000 })
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+
+    /// Bundle bytes moved so far (both ways) and the airtime spent.
+    fn show(&mut self, now: bool) {
+        let Some(view) = &self.view else { return };
+        let (done, total) = self
+            .seen
+            .values()
+            .flatten()
+            .fold((0, 0), |(d, t), (dd, tt)| (d + dd, t + tt));
+        // The channel counts a transmission's airtime when it keys up; on a half-duplex
+        // channel the keyed time never runs ahead of the clock.
+        let air = view.airtime().min(view.elapsed());
+        let msg = format!(
+            "airtime {:.0} s at {} bit/s",
+            air.as_secs_f64(),
+            self.bitrate
+        );
+        match &self.bar {
+            Some(b) => {
+                b.set_length(total.max(done));
+                b.set_position(done);
+                b.set_message(msg);
+            }
+            None => {
+                if now
+                    || self
+                        .last_line
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                {
+                    self.last_line = Some(Instant::now());
+                    self.line(&format!(
+                        "  progress: {done}/{total} bundle bytes, {msg}, {:.0} s",
+                        view.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Observer for Bar {
+    fn note(&mut self, text: &str) {
+        // The demo stops bravo's daemon itself once the sync is over.
+        if !text.starts_with("stopping") {
+            self.line(&format!("  {}: {text}", self.name));
+        }
+    }
+
+    fn progress(&mut self, sessions: &[SessionView]) {
+        for s in sessions {
+            let e = self.seen.entry(s.session).or_default();
+            // A phase may start and end between two ticks: the counters keep what moved.
+            // Sending counts what the peer acknowledged (a Hello's few bytes included), not
+            // what was queued for the radio.
+            let moved = [s.stats.bundle_bytes_received, s.stats.payload_bytes_acked];
+            for (i, p) in [s.progress.receiving, s.progress.sending]
+                .iter()
+                .enumerate()
+            {
+                let mut t = e[i].1.max(p.map_or(0, |p| p.1));
+                if i == 0 {
+                    // What arrived is known even if its phase was never seen running.
+                    t = t.max(moved[0]);
+                }
+                e[i] = (e[i].0.max(moved[i]).min(t), t);
+            }
+        }
+        self.show(false);
+    }
+
+    fn outcome(&mut self, o: &Outcome) {
+        if o.result.is_ok() {
+            if let Some(e) = self.seen.get_mut(&o.session) {
+                for (d, t) in e.iter_mut() {
+                    *d = *t;
+                }
+            }
+            self.show(true);
+        }
+        self.closed.notify_one();
+    }
 }

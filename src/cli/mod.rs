@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod radio_cmds;
+mod sim_relay;
 pub mod store_cmds;
 
 use std::process::ExitCode;
