@@ -376,10 +376,21 @@ fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     let wall = started.elapsed();
     let (rows, conflicts) = verify(a.store(), b.store())?;
     let air = stats.a_to_b.airtime_s + stats.b_to_a.airtime_s;
-    let lost: u64 = [&stats.a_to_b, &stats.b_to_a]
-        .iter()
-        .map(|d| d.frames_lost_random + d.frames_lost_bit_errors + d.frames_lost_collision)
-        .sum();
+    let dirs = [&stats.a_to_b, &stats.b_to_a];
+    let damage = match profile.framing {
+        Framing::Kiss => format!(
+            "{} of {} frames lost on the way and sent again",
+            dirs.iter()
+                .map(|d| d.frames_lost_random + d.frames_lost_bit_errors + d.frames_lost_collision)
+                .sum::<u64>(),
+            dirs.iter().map(|d| d.frames_sent).sum::<u64>()
+        ),
+        Framing::Transparent => format!(
+            "{} bytes on air, {} bits flipped by the channel",
+            dirs.iter().map(|d| d.bytes_sent).sum::<u64>(),
+            dirs.iter().map(|d| d.bits_flipped).sum::<u64>()
+        ),
+    };
     println!(
         "result: {rows} synced rows identical on both stations after {rounds} sync{}; \
          {conflicts} losing versions kept for review (`radiosync conflicts`)",
@@ -387,13 +398,11 @@ fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     );
     println!("hospital 1: bravo's later status wins; hospital 2: alpha's later bed count wins");
     println!(
-        "airtime: {air:.1} s in {} transmissions (alpha {:.1} s, bravo {:.1} s); {} of {} frames \
-         lost on the way and sent again; {:.1} s wall time",
+        "airtime: {air:.1} s in {} transmissions (alpha {:.1} s, bravo {:.1} s); {damage}; \
+         {:.1} s wall time",
         stats.a_to_b.transmissions + stats.b_to_a.transmissions,
         stats.a_to_b.airtime_s,
         stats.b_to_a.airtime_s,
-        lost,
-        stats.a_to_b.frames_sent + stats.b_to_a.frames_sent,
         wall.as_secs_f64()
     );
     Ok(())
