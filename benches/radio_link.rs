@@ -785,6 +785,29 @@ fn parse_cell(v: &str) -> anyhow::Result<Cell> {
     })
 }
 
+/// The work directory, kept (not deleted) with RADIO_BENCH_KEEP for a look at the stores.
+enum WorkDir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        match self {
+            WorkDir::Temp(d) => d.path(),
+            WorkDir::Kept(p) => p,
+        }
+    }
+}
+
+fn scopeguard(d: tempfile::TempDir) -> WorkDir {
+    if std::env::var_os("RADIO_BENCH_KEEP").is_some() {
+        WorkDir::Kept(d.keep())
+    } else {
+        WorkDir::Temp(d)
+    }
+}
+
 /// Seeds of the headline cells (mean and worst are reported); the grid uses the first.
 const SEEDS: [u64; 4] = [1, 2, 3, 4];
 
@@ -803,6 +826,10 @@ fn main() -> anyhow::Result<()> {
         true => tempfile::tempdir_in("/dev/shm")?,
         false => tempfile::tempdir()?,
     };
+    if std::env::var_os("RADIO_BENCH_KEEP").is_some() {
+        eprintln!("keeping {}", dir.path().display());
+    }
+    let dir = scopeguard(dir);
     let started = std::time::Instant::now();
     let w = build_workload(&dir.path().join("disjoint"), Overlap::Disjoint)?;
     println!(
@@ -817,8 +844,8 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "payload = bundle bytes delivered both ways; efficiency = payload bits / (bit/s x time to sync); \
-         time runs from alpha's first transmission until both sessions have finished and both \
-         databases are equal; airtime = keyed time of both stations; tx = transmissions; \
+         time runs from alpha's first transmission until alpha's session has ended (bravo has \
+         committed by then) with both databases equal, sessions back to back; airtime = keyed time of both stations; tx = transmissions; \
          retx = frames resent; profiles: sim-kiss-1200 (512-byte frames) and sim-transparent-9600 \
          (1020-byte frames, RS(255,239)) with the cell's bit/s and TXDELAY, frames per transmission \
          scaled with the bit/s so a transmission keeps the profile's airtime\n"
