@@ -219,24 +219,43 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             let end = daemon::drive(&mut s.link, &mut s.station, opts, ctrl_c(), &mut obs).await?;
             obs.finish();
             match end {
-                End::Synced(o) => match &o.result {
-                    Ok(sum) => {
-                        println!(
-                            "synced with {peer}: {} bundle(s) applied here, {} confirmed by {peer}; \
-                             {} bundle bytes sent, {} received; airtime {:.1} s",
-                            sum.bundles_applied,
-                            sum.bundles_confirmed,
-                            sum.bundle_bytes_sent,
-                            sum.bundle_bytes_received,
-                            o.stats.airtime.as_secs_f64()
-                        );
+                End::Synced { outcomes, complete } => {
+                    let Some(last) = outcomes.last() else {
+                        bail!("sync with {peer} ended without a session outcome");
+                    };
+                    if let Err(e) = &last.result {
+                        eprintln!("radiosync: sync with {peer} failed: {}", explain(e, last));
+                        return Ok(ExitCode::from(exit_code(e)));
+                    }
+                    let (mut applied, mut confirmed, mut sent, mut got) = (0, 0, 0, 0);
+                    let mut air = Duration::ZERO;
+                    for o in &outcomes {
+                        if let Ok(s) = &o.result {
+                            applied += s.bundles_applied;
+                            confirmed += s.bundles_confirmed;
+                            sent += s.bundle_bytes_sent;
+                            got += s.bundle_bytes_received;
+                        }
+                        air += o.stats.airtime;
+                    }
+                    println!(
+                        "synced with {peer} in {} session(s): {applied} bundle(s) applied here, \
+                         {confirmed} confirmed by {peer}; {sent} bundle bytes sent, {got} \
+                         received; airtime {:.1} s",
+                        outcomes.len(),
+                        air.as_secs_f64()
+                    );
+                    if complete {
                         Ok(ExitCode::SUCCESS)
+                    } else {
+                        eprintln!(
+                            "radiosync: rows are still to be sent in full after {} sessions: \
+                             run sync again",
+                            outcomes.len()
+                        );
+                        Ok(ExitCode::from(6))
                     }
-                    Err(e) => {
-                        eprintln!("radiosync: sync with {peer} failed: {}", explain(e, &o));
-                        Ok(ExitCode::from(exit_code(e)))
-                    }
-                },
+                }
                 End::TimedOut => {
                     eprintln!(
                         "radiosync: sync with {peer} failed: no result within {:?}",
@@ -254,7 +273,8 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Exit codes: 2 refused or incompatible, 3 link lost or peer silent, 4 timed
-/// out, 5 local failure, 1 anything else.
+/// out, 5 local failure, 6 rows still to send after `MAX_ROUNDS` sessions,
+/// 130 stopped by the operator, 1 anything else.
 fn exit_code(e: &SessionError) -> u8 {
     match e {
         SessionError::LinkLost => 3,

@@ -69,8 +69,13 @@ pub enum Mode {
 /// How the loop ended.
 #[derive(Debug)]
 pub enum End {
-    /// `Sync`: the session's outcome.
-    Synced(Box<Outcome>),
+    /// `Sync`: the outcomes of its sessions (more than one when a first
+    /// session left rows to be sent in full; see `MAX_ROUNDS`), the last one
+    /// deciding. `complete`: neither side lacks anything afterwards.
+    Synced {
+        outcomes: Vec<Outcome>,
+        complete: bool,
+    },
     /// Shutdown was asked (Ctrl-C); sessions were cancelled.
     Shutdown,
     /// `Sync`: the time limit passed; the session was cancelled.
@@ -109,6 +114,13 @@ pub struct Options {
     pub tick: Duration,
 }
 
+/// Sessions one `sync` runs at most: a row whose delta could not apply is
+/// asked for in full and travels in the next session.
+pub const MAX_ROUNDS: usize = 3;
+
+/// Times one `sync` calls again after losing a link it had heard the peer on.
+pub const MAX_RESUMES: usize = 3;
+
 /// After a cancel, how long the peers get to hear it before the loop returns.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
@@ -146,6 +158,8 @@ where
     let mut opens = opts.link_status.as_ref().map_or(0, |s| s.opens());
     let start = Instant::now();
     let mut our_session = None;
+    let mut outcomes = Vec::new();
+    let mut resumes = 0;
     let mut next_round = None;
     match &opts.mode {
         Mode::Sync { peer } => {
@@ -199,11 +213,38 @@ where
         }
         while let Some(o) = station.poll_outcome() {
             obs.outcome(&o);
-            if our_session == Some(o.session) {
-                return Ok(if timed_out {
-                    End::TimedOut
+            if our_session != Some(o.session) {
+                continue;
+            }
+            if timed_out {
+                return Ok(End::TimedOut);
+            }
+            let Mode::Sync { peer } = &opts.mode else {
+                continue;
+            };
+            let ok = o.result.is_ok();
+            // A link lost after the peer was heard (its process restarted, the
+            // channel went away for a while): call again, resuming.
+            let lost = matches!(o.result, Err(crate::sync::SessionError::LinkLost))
+                && o.stats.frames_received > 0;
+            outcomes.push(o);
+            let rounds = outcomes.iter().filter(|o| o.result.is_ok()).count();
+            let more = ok && station.needs_another_round(peer)?;
+            let again = (more && rounds < MAX_ROUNDS) || (lost && resumes < MAX_RESUMES);
+            if again && cancelled_at.is_none() {
+                if lost {
+                    resumes += 1;
+                    obs.note(&format!("calling {peer} again to resume"));
                 } else {
-                    End::Synced(Box::new(o))
+                    obs.note(&format!(
+                        "rows remain to be sent in full: another session with {peer}"
+                    ));
+                }
+                our_session = Some(station.start_sync(now, peer, rand::random())?);
+            } else {
+                return Ok(End::Synced {
+                    outcomes,
+                    complete: ok && !more,
                 });
             }
         }

@@ -224,6 +224,18 @@ impl Station {
             .collect()
     }
 
+    /// After a finished session with `name`: does either side still lack
+    /// something? A delta this station could not apply is asked for in full
+    /// and comes with the next session's pull; a delta the peer could not
+    /// apply shows as a vector the peer confirmed that does not cover ours.
+    pub fn needs_another_round(&self, name: &str) -> Result<bool, StoreError> {
+        let peer = self
+            .store
+            .peer_by_name(name)?
+            .ok_or_else(|| StoreError::UnknownPeerName(name.into()))?;
+        Ok(self.store.wanted_from(&peer.id)? > 0 || self.store.pending_for(&peer.id)? > 0)
+    }
+
     /// Calls the registered peer `name` with session id `session_id` (the shell
     /// picks it at random, so a restarted process never reuses one).
     pub fn start_sync(
@@ -439,9 +451,13 @@ impl Station {
             match ev {
                 EngineEvent::Session(ev) => {
                     if let crate::sync::SessionEvent::PeerHello { station, .. } = &ev {
+                        let responder = slot.engine.session().role() == Role::Responder;
                         let label = self.peer_label(station);
                         if let Some(s) = self.sessions.get_mut(&id) {
-                            s.peer_name = Some(label);
+                            s.peer_name = Some(label.clone());
+                        }
+                        if responder && !self.settle_duplicate(now, id, &label, station) {
+                            continue;
                         }
                     }
                     let slot = self.sessions.get_mut(&id).expect("slot present");
@@ -495,6 +511,46 @@ impl Station {
                 stats: s.engine.stats(),
             });
         }
+    }
+
+    /// A peer called (session `id`) while another session with it runs. One
+    /// session per peer at a time: both write the same kept transfers.
+    /// - An older call of the peer that we answer: the peer restarted and
+    ///   called again; the old session is given up.
+    /// - Our own call to the peer (calls crossed): the call of the station
+    ///   with the smaller UUID goes on, on both sides alike.
+    ///
+    /// Returns whether the new call goes on.
+    fn settle_duplicate(&mut self, now: Instant, id: u16, label: &str, peer: &StationId) -> bool {
+        let others: Vec<(u16, Role)> = self
+            .sessions
+            .iter()
+            .filter(|(&o, s)| o != id && s.peer_name.as_deref() == Some(label))
+            .map(|(&o, s)| (o, s.engine.session().role()))
+            .collect();
+        let ours_wins = self.store.station().id < *peer;
+        for (other, role) in others {
+            if role == Role::Initiator && ours_wins {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.engine.cancel();
+                }
+                self.note(
+                    now,
+                    format!("session {id:04x}: {label} called while our call {other:04x} runs: declined"),
+                );
+                return false;
+            }
+            if let Some(s) = self.sessions.get_mut(&other) {
+                s.engine.give_up();
+                s.link_lost = Some(format!("superseded by session {id:04x}"));
+            }
+            self.note(
+                now,
+                format!("session {other:04x}: {label} called again (session {id:04x}): dropped"),
+            );
+            self.service(now, other);
+        }
+        true
     }
 
     fn peer_label(&self, station: &StationId) -> String {

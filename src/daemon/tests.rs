@@ -26,6 +26,7 @@ fn stations(dir: &Path) -> (PathBuf, PathBuf) {
     }
     let mut s = Store::init(&a, Some("A"), None).unwrap();
     s.track(&[], &["id".to_string()]).unwrap();
+    s.retrain_dictionary().unwrap();
     drop(s);
     Store::clone_station(&a, &b, "B", None).unwrap();
     (a, b)
@@ -141,7 +142,57 @@ fn assert_converged(a: &Path, b: &Path) {
     }
 }
 
-fn converge(profile: &str, ber: f64, burst: Option<Burst>, loss: f64, seed: u64) -> Duration {
+/// The same row written `times` times at one station: its history (4
+/// entries) no longer holds the version the other station started from.
+fn edit_row_times(path: &Path, uuid_rank: usize, times: usize, day: u32) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let uuid: String = conn
+        .query_row(
+            "SELECT uuid FROM pr_person ORDER BY uuid LIMIT 1 OFFSET ?1",
+            [uuid_rank as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    for i in 0..times {
+        conn.execute(
+            "UPDATE pr_person SET job_title = ?1, modified_on = ?2 WHERE uuid = ?3",
+            rusqlite::params![
+                format!("edit {day}-{i}"),
+                format!("2025-05-{day:02}T08:{i:02}:00.000Z"),
+                uuid
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// A calls B in sessions until neither lacks anything (at most 3, as `sync`).
+fn sync_rounds(pair: &mut SimPair, first_id: u16) -> Vec<(Outcome, Vec<Outcome>)> {
+    let mut rounds = Vec::new();
+    for i in 0..3u16 {
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", first_id + i)
+            .unwrap();
+        let (oa, ob) = run_sync(pair, pair.link.elapsed() + Duration::from_secs(3600));
+        assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
+        let peer_side = ob.iter().find(|o| o.session == oa[0].session);
+        assert!(peer_side.is_some_and(|o| o.result.is_ok()), "{ob:?}");
+        rounds.push((oa[0].clone(), ob));
+        if !pair
+            .station(Side::A)
+            .unwrap()
+            .needs_another_round("B")
+            .unwrap()
+        {
+            return rounds;
+        }
+    }
+    panic!("still not converged after 3 sessions");
+}
+
+fn converge(profile: &str, ber: f64, burst: Option<Burst>, loss: f64, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = stations(dir.path());
     edit(&a, 1, 40, 30, 120);
@@ -149,21 +200,33 @@ fn converge(profile: &str, ber: f64, burst: Option<Burst>, loss: f64, seed: u64)
     let p = Profile::load(profile).unwrap();
     let link = SimLink::new(channel_config(&p, ber, burst, loss, seed)).unwrap();
     let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
-    let now = pair.link.now();
-    pair.station(Side::A)
-        .unwrap()
-        .start_sync(now, "B", 0x1234)
-        .unwrap();
-    let (oa, ob) = run_sync(&mut pair, Duration::from_secs(3600));
-    let sa = oa[0].result.as_ref().expect("A finished");
-    let sb = ob[0].result.as_ref().expect("B finished");
+    let rounds = sync_rounds(&mut pair, 0x1234);
+    let (oa, ob) = &rounds[0];
+    let sa = oa.result.as_ref().unwrap();
+    let sb = ob.last().unwrap().result.as_ref().unwrap();
     assert_eq!((sa.bundles_applied, sb.bundles_applied), (1, 1));
-    assert!(oa[0].stats.bundle_bytes_received > 1000);
+    assert!(oa.stats.bundle_bytes_received > 1000);
+    assert!(oa.stats.airtime > Duration::ZERO);
     drop(pair);
     assert_converged(&a, &b);
-    let elapsed = oa[0].stats.airtime;
-    assert!(elapsed > Duration::ZERO);
-    elapsed
+}
+
+#[test]
+fn a_delta_that_cannot_apply_comes_in_full_in_a_second_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    // A writes row 3 six times (its history forgets the shared base); B writes
+    // it once, later: A cannot apply B's delta and asks for the row in full.
+    edit_row_times(&a, 3, 6, 10);
+    edit_row_times(&b, 3, 1, 20);
+    edit(&b, 9, 10, 5, 50);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 8)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let rounds = sync_rounds(&mut pair, 40);
+    assert_eq!(rounds.len(), 2);
+    drop(pair);
+    assert_converged(&a, &b);
 }
 
 #[test]
@@ -432,4 +495,93 @@ fn measure() {
             o.stats.crc_failures,
         );
     }
+}
+
+#[test]
+fn crossed_calls_leave_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 11, 10, 5, 80);
+    edit(&b, 12, 10, 5, 80);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 9)).unwrap();
+    // Both run the daemon and call each other at the same moment.
+    let mut pair = SimPair::new(link, station(&a, &p, true), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 500)
+        .unwrap();
+    pair.station(Side::B)
+        .unwrap()
+        .start_sync(now, "A", 600)
+        .unwrap();
+    let mut outs = Vec::new();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        for side in [Side::A, Side::B] {
+            while let Some(o) = p.station(side).unwrap().poll_outcome() {
+                outs.push(o);
+            }
+        }
+        [Side::A, Side::B]
+            .into_iter()
+            .all(|s| !p.station(s).unwrap().has_sessions())
+    });
+    assert_eq!(end, RunEnd::Done, "{outs:?}");
+    // Both sides of one call finished; the other call was declined.
+    let ok: Vec<u16> = outs
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .map(|o| o.session)
+        .collect();
+    assert_eq!(ok.len(), 2, "{outs:?}");
+    assert_eq!(ok[0], ok[1]);
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn resume_with_a_pending_want_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    // A will ask for row 3 in full; B's bundle is large.
+    edit_row_times(&a, 3, 6, 10);
+    edit_row_times(&b, 3, 1, 20);
+    edit(&b, 13, 20, 80, 200);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 10)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 70)
+        .unwrap();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        partial_len(p.stations[0].as_ref().unwrap(), &b) > 6000
+    });
+    assert_eq!(end, RunEnd::Done);
+    let first = pair.take(Side::A).unwrap().sessions()[0]
+        .stats
+        .bundle_bytes_received;
+    let total = Store::open(&b)
+        .unwrap()
+        .transfer_state(&Store::open(&a).unwrap().station().id)
+        .unwrap()
+        .outgoing
+        .unwrap()
+        .bytes
+        .len() as u64;
+    pair.put(Side::A, station(&a, &p, false));
+    let rounds = sync_rounds(&mut pair, 71);
+    let rest: u64 = rounds
+        .iter()
+        .map(|(o, _)| o.stats.bundle_bytes_received)
+        .sum();
+    // The kept bundle once, then only the row asked for in full (a few hundred bytes).
+    assert!(
+        first + rest < total + 1000,
+        "{first} + {rest} for a {total}-byte bundle"
+    );
+    drop(pair);
+    assert_converged(&a, &b);
 }

@@ -97,6 +97,16 @@ impl Store {
         Ok(PeerState { outgoing, incoming })
     }
 
+    /// Rows this station asked `peer` for in full and still lacks.
+    pub fn wanted_from(&self, peer: &StationId) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM rs_want WHERE peer = ?1",
+            [peer.0.to_vec()],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Keep the exact bytes being sent to `peer` (replacing any earlier ones).
     pub fn transfer_keep_outgoing(
         &self,
