@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
@@ -20,7 +19,7 @@ use radiosync::store::Store;
 use radiosync::transport::sim::Channel;
 use rusqlite::types::Value;
 use tokio::io::DuplexStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use super::sim_relay;
 
@@ -301,10 +300,6 @@ fn file_demo(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sync rounds the radio demo runs at most: a row whose later edit arrives as a delta that
-/// cannot apply is asked for in full, and the next round brings it.
-const MAX_ROUNDS: usize = 3;
-
 fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     let profile = Profile::load(&args.profile)?;
     ensure!(
@@ -358,17 +353,7 @@ fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         let (mut b_port, b_air) = tokio::io::duplex(1 << 16);
         let (stop_relay, stop_rx) = watch::channel(false);
         let (view, relay) = sim_relay::spawn(Channel::new(chan_cfg)?, a_air, b_air, stop_rx);
-        let mut rounds = 0;
-        while rounds < MAX_ROUNDS {
-            rounds += 1;
-            if rounds > 1 {
-                println!("round {rounds}: rows asked for in full");
-            }
-            radio_round(&mut a, &mut a_port, &mut b, &mut b_port, &view).await?;
-            if verify(a.store(), b.store()).is_ok() {
-                break;
-            }
-        }
+        let rounds = radio_sync(&mut a, &mut a_port, &mut b, &mut b_port, &view).await?;
         let _ = stop_relay.send(true);
         let stats = relay.await??;
         anyhow::Ok((stats, rounds))
@@ -392,7 +377,7 @@ fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         ),
     };
     println!(
-        "result: {rows} synced rows identical on both stations after {rounds} sync{}; \
+        "result: {rows} synced rows identical on both stations after {rounds} session{}; \
          {conflicts} losing versions kept for review (`radiosync conflicts`)",
         if rounds == 1 { "" } else { "s" }
     );
@@ -408,19 +393,21 @@ fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One `sync` from alpha to bravo's `run`, both through the daemon's loop.
-async fn radio_round(
+/// One `sync` from alpha to bravo's `run`, both through the daemon's loop. Returns the
+/// number of sessions the sync took (a row whose later edit arrived as a delta that could
+/// not apply goes in full in another session).
+async fn radio_sync(
     a: &mut Station,
     a_port: &mut DuplexStream,
     b: &mut Station,
     b_port: &mut DuplexStream,
     view: &sim_relay::RelayView,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let bitrate = a.profile().bitrate;
     let mut bar = Bar::new("alpha", bitrate, Some(view.clone()));
     let mut quiet = Bar::new("bravo", bitrate, None);
-    let bravo_closed = quiet.closed.clone();
-    let alpha_done = Arc::new(Notify::new());
+    let mut bravo_closed = quiet.closed.subscribe();
+    let (alpha_done, mut alpha_sessions) = watch::channel(None::<usize>);
     let tick = bar.tick();
     let opts = |mode| Options {
         mode,
@@ -439,15 +426,29 @@ async fn radio_round(
             &mut bar,
         )
         .await;
-        alpha_done.notify_one();
+        let n = match &end {
+            Ok(End::Synced { outcomes, .. }) => outcomes.len(),
+            _ => 0,
+        };
+        let _ = alpha_done.send(Some(n));
         bar.finish();
         end
     };
-    // Bravo stops once its side of the session has closed too (it still has to hear
+    // Bravo stops once its side of every session has closed too (it still has to hear
     // alpha's ack of its last message), or a little later if that ack was lost.
     let bravo_stop = async {
-        alpha_done.notified().await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), bravo_closed.notified()).await;
+        let Ok(n) = alpha_sessions
+            .wait_for(Option::is_some)
+            .await
+            .map(|n| n.unwrap_or(0))
+        else {
+            return;
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            bravo_closed.wait_for(|&closed| closed >= n),
+        )
+        .await;
     };
     let bravo = daemon::drive(
         b_port,
@@ -459,20 +460,27 @@ async fn radio_round(
     let (ea, eb) = tokio::join!(alpha, bravo);
     eb.context("bravo's daemon")?;
     match ea.context("alpha's sync")? {
-        End::Synced(o) => match &o.result {
-            Ok(sum) => {
-                println!(
-                    "alpha: synced with bravo: {} bundle bytes sent, {} received; \
-                     {} frames resent, {} timeouts",
-                    sum.bundle_bytes_sent,
-                    sum.bundle_bytes_received,
-                    o.stats.retransmissions,
-                    o.stats.timeouts
-                );
-                Ok(())
+        End::Synced { outcomes, complete } => {
+            let (mut sent, mut got, mut resent, mut timeouts) = (0, 0, 0, 0);
+            for o in &outcomes {
+                if let Err(e) = &o.result {
+                    bail!("alpha's sync failed: {e}");
+                }
+                if let Ok(sum) = &o.result {
+                    sent += sum.bundle_bytes_sent;
+                    got += sum.bundle_bytes_received;
+                }
+                resent += o.stats.retransmissions;
+                timeouts += o.stats.timeouts;
             }
-            Err(e) => bail!("alpha's sync failed: {e}"),
-        },
+            ensure!(complete, "rows are still to be sent in full after the sync");
+            println!(
+                "alpha: synced with bravo in {} session(s): {sent} bundle bytes sent, {got} \
+                 received; {resent} frames resent, {timeouts} timeouts",
+                outcomes.len()
+            );
+            Ok(outcomes.len())
+        }
         End::TimedOut => bail!("alpha's sync timed out"),
         End::Shutdown => bail!("alpha's sync was stopped"),
     }
@@ -488,7 +496,8 @@ struct Bar {
     /// Per session: highest (done, total) seen receiving and sending.
     seen: BTreeMap<u16, [(u64, u64); 2]>,
     last_line: Option<Instant>,
-    closed: Arc<Notify>,
+    /// Sessions closed so far.
+    closed: watch::Sender<usize>,
 }
 
 impl Bar {
@@ -511,7 +520,7 @@ impl Bar {
             view,
             seen: BTreeMap::new(),
             last_line: None,
-            closed: Arc::new(Notify::new()),
+            closed: watch::channel(0).0,
         }
     }
 
@@ -610,6 +619,6 @@ impl Observer for Bar {
             }
             self.show(true);
         }
-        self.closed.notify_one();
+        self.closed.send_modify(|n| *n += 1);
     }
 }
