@@ -471,6 +471,20 @@ fn cell_profile(c: &Cell) -> anyhow::Result<Profile> {
     p.bitrate = c.bitrate;
     p.txdelay_ms = c.txdelay_ms;
     p.max_frames_per_transmission = frames;
+    // Experiments with other shapes: RADIO_BENCH_MTU, RADIO_BENCH_FRAMES (frames per
+    // transmission at this cell's bit/s).
+    if let Some(v) = std::env::var("RADIO_BENCH_MTU")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        p.mtu = v;
+    }
+    if let Some(v) = std::env::var("RADIO_BENCH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        p.max_frames_per_transmission = v;
+    }
     Ok(p)
 }
 
