@@ -836,9 +836,9 @@ fn main() -> anyhow::Result<()> {
         .map(|v| parse_cell(v))
         .transpose()?;
     // tmpfs when there is one: the stores' fsyncs are not what this measures.
-    let dir = match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm")?,
-        false => tempfile::tempdir()?,
+    let dir = match tempfile::tempdir_in("/dev/shm") {
+        Ok(d) => d,
+        Err(_) => tempfile::tempdir()?,
     };
     if std::env::var_os("RADIO_BENCH_KEEP").is_some() {
         eprintln!("keeping {}", dir.path().display());
