@@ -100,6 +100,10 @@ pub struct Station {
 
 const CLOSED_MEMORY: Duration = Duration::from_secs(600);
 
+/// Unanswered transmissions after which a call the peer had answered is
+/// ended so that the shell calls again (a restarted peer only answers calls).
+pub const RECALL_AFTER: u32 = 4;
+
 fn parse_call(whose: &str, call: Option<&str>) -> Result<Option<Callsign>, StationError> {
     match call {
         None | Some("") => Ok(None),
@@ -381,6 +385,20 @@ impl Station {
             };
             if s.engine.poll_timeout().is_some_and(|t| now >= t) {
                 s.engine.handle_timeout(now);
+                let ours = s.engine.session().role() == Role::Initiator;
+                if ours
+                    && !s.engine.session().is_closed()
+                    && s.engine.stats().frames_received > 0
+                    && s.engine.unanswered() >= RECALL_AFTER
+                {
+                    // The peer answered before and now does not: its process may
+                    // have restarted and forgotten this session. End it; the
+                    // caller calls again and resumes from what is stored.
+                    s.engine.give_up();
+                    s.link_lost = Some(format!(
+                        "no answer to {RECALL_AFTER} transmissions after the peer had answered"
+                    ));
+                }
             } else if s.engine.poll_timeout().is_none()
                 && !s.engine.session().is_closed()
                 && now >= s.last_heard + self.silence_limit

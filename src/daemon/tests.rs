@@ -585,3 +585,88 @@ fn resume_with_a_pending_want_sends_nothing_twice() {
     drop(pair);
     assert_converged(&a, &b);
 }
+
+/// A `Write` into a shared buffer, for capture files in memory.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn capture_holds_every_frame_as_on_air() {
+    use crate::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
+    use crate::engine::LinkFramer;
+    for (profile, ber) in [("sim-transparent-9600", 2e-4), ("sim-kiss-1200", 0.0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = stations(dir.path());
+        edit(&a, 21, 10, 10, 100);
+        edit(&b, 22, 10, 10, 100);
+        let p = Profile::load(profile).unwrap();
+        let link = SimLink::new(channel_config(&p, ber, None, 0.05, 12)).unwrap();
+        let mut sb = station(&b, &p, true);
+        let buf = SharedBuf::default();
+        let header = CaptureHeader {
+            start_unix_ms: 0,
+            station: sb.store().station().id,
+            framing: LinkFraming::Transparent,
+            profile_name: profile.into(),
+            profile_text: String::new(),
+        };
+        let mut w = Writer::new(buf.clone(), &header).unwrap();
+        let start = link.now();
+        sb.set_recorder(Box::new(move |at, kind, bytes| {
+            let at_ms = at.duration_since(start).as_millis() as u64;
+            w.write(&Record {
+                at_ms,
+                kind,
+                bytes: bytes.to_vec(),
+            })
+            .unwrap();
+        }));
+        let mut pair = SimPair::new(link, station(&a, &p, false), sb);
+        let rounds = sync_rounds(&mut pair, 90);
+        let bytes = buf.0.lock().unwrap().clone();
+        let (mut sent, mut received, mut corrected) = (0u64, 0u64, 0u64);
+        let mut last_ms = 0;
+        for r in Reader::new(&bytes[..]).unwrap() {
+            let r = r.unwrap();
+            assert!(r.at_ms >= last_ms);
+            last_ms = r.at_ms;
+            if r.kind == RecordKind::Note {
+                continue;
+            }
+            // Each frame record decodes on its own, as `capture show` will do it.
+            let mut f = LinkFramer::new(&p).unwrap();
+            f.push(pair.link.now(), &r.bytes);
+            let rx = f.next().expect("one frame");
+            let d = rx.decoded.expect("decodes");
+            assert_eq!(rx.bytes, r.bytes);
+            assert!(f.next().is_none());
+            match r.kind {
+                RecordKind::Sent => sent += 1,
+                _ => {
+                    received += 1;
+                    corrected += d.info.corrected_symbols as u64;
+                }
+            }
+        }
+        let b_sent: u64 = rounds
+            .iter()
+            .flat_map(|(_, ob)| ob)
+            .map(|o| o.stats.frames_sent)
+            .sum();
+        assert_eq!(sent, b_sent, "{profile}");
+        assert!(received > 3, "{profile}: {received} frames received");
+        if ber > 0.0 {
+            assert!(corrected > 0, "BER {ber} but nothing corrected");
+        }
+    }
+}

@@ -437,6 +437,15 @@ impl Engine {
             && (self.gave_up || self.arq.is_quiet() || self.arq.error().is_some())
     }
 
+    /// Our transmissions in a row that got no answer (0 while the peer answers).
+    pub fn unanswered(&self) -> u32 {
+        match self.arq.state() {
+            crate::arq::State::Ready { attempt, .. }
+            | crate::arq::State::AwaitingReply { attempt, .. } => *attempt,
+            _ => 0,
+        }
+    }
+
     /// The shell stopped waiting for a silent peer: the session fails with a
     /// lost link and the engine is done.
     pub fn give_up(&mut self) {
