@@ -19,9 +19,10 @@ fn dict_size() -> usize {
     std::env::var("DICT_KIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(32)
+        .unwrap_or(64)
         * 1024
 }
+
 /// Columns that are not payload: identity, version and the site-local id.
 const NOT_PAYLOAD: [&str; 3] = ["id", "uuid", "modified_on"];
 
@@ -365,4 +366,292 @@ fn main() {
         };
         print_row(&label, &sum, (n * draws) as f64);
     }
+
+    mixed_store(&tables, &mut rng);
+}
+
+/// Indexes (into a table row) of the payload columns, in payload order.
+fn payload_columns(t: &Table) -> Vec<usize> {
+    (0..t.columns.len())
+        .filter(|c| !NOT_PAYLOAD.contains(&t.columns[*c].as_str()))
+        .collect()
+}
+
+fn sql_value(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Integer(i) => rusqlite::types::Value::Integer(*i),
+        Value::Real(x) => rusqlite::types::Value::Real(*x),
+        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// What one site changed: inserted rows and (table, uuid) of edited rows.
+struct SiteEdits {
+    inserted: Vec<RowRef>,
+    edited: Vec<(usize, String)>,
+}
+
+/// The mixed workload through the real store: both sites start from the same
+/// data (station B is a `clone` of A, dictionary trained at `track` time), each
+/// makes a few hundred inserts of rows nobody had, updates of 1-3 columns and
+/// soft-deletes with plain SQL, then exports a bundle for the other.
+fn mixed_store(tables: &[Table], rng: &mut ChaCha8Rng) {
+    use radiosync::store::Store;
+    const INSERTS: usize = 300;
+    const UPDATES: usize = 200;
+    const DELETES: usize = 40;
+    println!(
+        "\n## Mixed workload through the store (`clone`, plain SQL edits, `export_bundle_bytes`)\n"
+    );
+    println!(
+        "Per site: {INSERTS} inserts (rows neither site nor the dictionary had), {UPDATES} updates of 1-3 columns, \
+         {DELETES} soft-deletes, then one bundle for the other site. JSON carries whole rows, as getdata does. \
+         Our bundle is exactly what `export_bundle_bytes` writes (store dictionary: {} KiB).\n",
+        radiosync::store::DICT_SIZE / 1024
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let a_path = dir.path().join("a.sqlite");
+    let b_path = dir.path().join("b.sqlite");
+    std::fs::copy(DB, &a_path).unwrap();
+
+    let mut pool: Vec<RowRef> = tables
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| (0..t.rows.len()).map(move |ri| (ti, ri)))
+        .collect();
+    pool.shuffle(rng);
+    let (new_a, rest) = pool.split_at(INSERTS);
+    let (new_b, rest) = rest.split_at(INSERTS);
+    let (edit_a, rest) = rest.split_at(UPDATES + DELETES);
+    let edit_b = &rest[..UPDATES + DELETES];
+    let uuid_of = |(ti, ri): RowRef| -> String {
+        let t = &tables[ti];
+        match &t.rows[ri][t.columns.iter().position(|c| c == "uuid").unwrap()] {
+            Value::Text(u) => u.clone(),
+            _ => unreachable!("uuid is text"),
+        }
+    };
+    {
+        // The rows to be inserted later exist nowhere yet.
+        let conn = rusqlite::Connection::open(&a_path).unwrap();
+        for r in new_a.iter().chain(new_b) {
+            conn.execute(
+                &format!("DELETE FROM {} WHERE uuid = ?1", quote(&tables[r.0].name)),
+                [uuid_of(*r)],
+            )
+            .unwrap();
+        }
+    }
+    let mut a = Store::init(&a_path, Some("site-a"), None).unwrap();
+    a.track(&[], &["id".to_string()]).unwrap();
+    a.retrain_dictionary().unwrap();
+    let mut b = Store::clone_station(&a_path, &b_path, "site-b", None).unwrap();
+
+    let mut ms = 1_736_496_000_000i64;
+    let mut edit = |store: &Store, inserts: &[RowRef], edits: &[RowRef], rng: &mut ChaCha8Rng| {
+        let conn = store.connection();
+        let mut out = SiteEdits {
+            inserted: inserts.to_vec(),
+            edited: Vec::new(),
+        };
+        let mut now = |rng: &mut ChaCha8Rng| {
+            ms += rng.gen_range(1_000..600_000);
+            radiosync::delta::time::canonical_text(ms).expect("in range")
+        };
+        for (ti, ri) in inserts {
+            let t = &tables[*ti];
+            let next_id: i64 = conn
+                .query_row(
+                    &format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {}", quote(&t.name)),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let mut row: Vec<rusqlite::types::Value> = t.rows[*ri].iter().map(sql_value).collect();
+            for (c, v) in t.columns.iter().zip(row.iter_mut()) {
+                match c.as_str() {
+                    "id" => *v = rusqlite::types::Value::Integer(next_id),
+                    // An inserted row carries the site's clock.
+                    "modified_on" => *v = rusqlite::types::Value::Text(now(rng)),
+                    _ => {}
+                }
+            }
+            let cols: Vec<String> = t.columns.iter().map(|c| quote(c)).collect();
+            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+            conn.execute(
+                &format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    quote(&t.name),
+                    cols.join(", "),
+                    marks.join(", ")
+                ),
+                rusqlite::params_from_iter(row),
+            )
+            .unwrap();
+        }
+        for (k, r) in edits.iter().enumerate() {
+            let t = &tables[r.0];
+            let uuid = uuid_of(*r);
+            let mut sets: Vec<(String, rusqlite::types::Value)> = Vec::new();
+            if k < UPDATES {
+                let cols = payload_columns(t);
+                let mut picks: Vec<usize> = cols
+                    .into_iter()
+                    .filter(|c| t.columns[*c] != "deleted")
+                    .collect();
+                picks.shuffle(rng);
+                picks.truncate(rng.gen_range(1..=3));
+                for c in picks {
+                    // A value this column holds in another row.
+                    let other = &t.rows[rng.gen_range(0..t.rows.len())];
+                    sets.push((t.columns[c].clone(), sql_value(&other[c])));
+                }
+            } else {
+                sets.push(("deleted".into(), rusqlite::types::Value::Integer(1)));
+            }
+            sets.push(("modified_on".into(), rusqlite::types::Value::Text(now(rng))));
+            let assign: Vec<String> = sets
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| format!("{} = ?{}", quote(c), i + 1))
+                .collect();
+            let mut params: Vec<rusqlite::types::Value> =
+                sets.into_iter().map(|(_, v)| v).collect();
+            params.push(rusqlite::types::Value::Text(uuid.clone()));
+            conn.execute(
+                &format!(
+                    "UPDATE {} SET {} WHERE uuid = ?{}",
+                    quote(&t.name),
+                    assign.join(", "),
+                    params.len()
+                ),
+                rusqlite::params_from_iter(params),
+            )
+            .unwrap();
+            out.edited.push((r.0, uuid));
+        }
+        out
+    };
+    let ea = edit(&a, new_a, edit_a, rng);
+    let eb = edit(&b, new_b, edit_b, rng);
+
+    print_header("site");
+    let mut total = zero();
+    let mut changed = 0usize;
+    let a_id = a.station().id;
+    let b_id = b.station().id;
+    for (name, from, to, edits, peer_id) in [
+        ("site A -> B", &a, &b, &ea, b_id),
+        ("site B -> A", &b, &a, &eb, a_id),
+    ] {
+        let bytes = from.export_bundle_bytes(&peer_id).unwrap();
+        let bundle = from.export_for(&peer_id).unwrap();
+        let rows: usize = bundle.tables.iter().map(|t| t.rows.len()).sum();
+        let deltas: usize = bundle
+            .tables
+            .iter()
+            .flat_map(|t| &t.rows)
+            .filter(|r| matches!(r.body, RowBody::Delta { .. }))
+            .count();
+        let _ = to;
+        // JSON: the changed rows, whole, as they are now at the sender.
+        let mut json_rows: Vec<(usize, Vec<Value>)> = Vec::new();
+        let changed_uuids = edits
+            .inserted
+            .iter()
+            .map(|r| (r.0, uuid_of(*r)))
+            .chain(edits.edited.iter().cloned());
+        for (ti, uuid) in changed_uuids {
+            let t = &tables[ti];
+            let n = t.columns.len();
+            let row = from
+                .connection()
+                .query_row(
+                    &format!("SELECT * FROM {} WHERE uuid = ?1", quote(&t.name)),
+                    [uuid],
+                    |r| {
+                        (0..n)
+                            .map(|i| {
+                                Ok(match r.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Null => Value::Null,
+                                    rusqlite::types::ValueRef::Integer(i) => Value::Integer(i),
+                                    rusqlite::types::ValueRef::Real(x) => Value::Real(x),
+                                    rusqlite::types::ValueRef::Text(t) => {
+                                        Value::Text(String::from_utf8_lossy(t).into_owned())
+                                    }
+                                    rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    },
+                )
+                .unwrap();
+            json_rows.push((ti, row));
+        }
+        let json = nicedbdump_rows(tables, &json_rows);
+        let dict = from.dictionary().unwrap().expect("trained");
+        let plain = codec::encode(&bundle, None, false).unwrap();
+        let s = Sizes {
+            json: json.len(),
+            gzip: gzip9(&json),
+            xz: xz9(&json),
+            ours: plain.len(),
+            ours_dict: bytes.len(),
+        };
+        assert_eq!(codec::decode(&bytes, Some(&dict)).unwrap(), bundle);
+        print_row(
+            &format!("{name}: {rows} rows ({deltas} deltas)"),
+            &s,
+            json_rows.len() as f64,
+        );
+        // Proposal, not what the store sends: a delta row addressed by its base
+        // tag alone (empty uuid), since the receiver holds exactly that version.
+        let mut by_base = bundle.clone();
+        for r in by_base.tables.iter_mut().flat_map(|t| t.rows.iter_mut()) {
+            if matches!(r.body, RowBody::Delta { .. }) {
+                r.uuid.clear();
+            }
+        }
+        let e = codec::encode(&by_base, Some(&dict), true).unwrap().len() as f64;
+        println!(
+            "| {name}, deltas addressed by base tag (proposal) | | | | | {:.1} | | {:.2} | {:.2} |",
+            e / json_rows.len() as f64,
+            e / s.gzip as f64,
+            e / s.xz as f64
+        );
+        add(&mut total, &s);
+        changed += json_rows.len();
+    }
+    print_row("**both sites**", &total, changed as f64);
+    // The bundles really carry the changes: apply them both ways.
+    let ab = a.export_bundle_bytes(&b_id).unwrap();
+    let ba = b.export_bundle_bytes(&a_id).unwrap();
+    let rb = b.import_bundle_bytes(&ab).unwrap();
+    let ra = a.import_bundle_bytes(&ba).unwrap();
+    println!(
+        "\nImported: A -> B applied {}, B -> A applied {} (conflicts kept local: {} / {}).",
+        rb.applied, ra.applied, rb.kept_local, ra.kept_local
+    );
+}
+
+/// nicedbdump of explicit row values (edited rows carry their new values).
+fn nicedbdump_rows(tables: &[Table], rows: &[(usize, Vec<Value>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (ti, t) in tables.iter().enumerate() {
+        let mine: Vec<serde_json::Value> = rows
+            .iter()
+            .filter(|(x, _)| *x == ti)
+            .map(|(_, r)| r.iter().map(json_value).collect())
+            .collect();
+        if !mine.is_empty() {
+            out.push(serde_json::json!([t.name, t.columns, mine]));
+        }
+    }
+    serde_json::to_vec(&out).unwrap()
 }

@@ -12,7 +12,7 @@ fn exec(s: &Store, sql: &str) {
 
 fn pair(dir: &std::path::Path) -> (Store, Store) {
     let a = first_station(dir, "a", 5);
-    let b = Store::clone_station(path_of(dir, "a"), path_of(dir, "b"), "b", None).unwrap();
+    let b = clone_of(dir, "a", "b");
     let a = Store::open(a.path()).unwrap();
     (a, b)
 }
@@ -290,7 +290,11 @@ fn refused_bundles_change_nothing() {
     own.sender = b.station().id;
     cases.push(("from self", own));
     for (what, bundle) in cases {
-        assert!(b.import_bundle(&bundle).is_err(), "{what} accepted");
+        let err = b.import_bundle(&bundle).expect_err(what);
+        assert!(
+            err.is_bundle_fault(),
+            "{what}: {err} is not the bundle's fault"
+        );
         assert_eq!(dump(b.path()), before, "{what} changed the database");
     }
     // A bad row late in the bundle rolls back the rows before it.

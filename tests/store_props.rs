@@ -95,8 +95,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = scratch();
     let d = dir.path();
     let a = first_station(d, "a", 2);
-    let b = Store::clone_station(path_of(d, "a"), path_of(d, "b"), "b", None).unwrap();
-    let c = Store::clone_station(path_of(d, "a"), path_of(d, "c"), "c", None).unwrap();
+    let b = clone_of(d, "a", "b");
+    let c = clone_of(d, "a", "c");
     let a = Store::open(a.path()).unwrap();
     let mut st = vec![a, b, c];
     for s in &st {

@@ -83,11 +83,13 @@ fn diverged_copies_of_the_public_dataset_converge_by_the_rules() {
     let dir = scratch();
     let a_path = dir.path().join("a.sqlite");
     std::fs::copy(PUBLIC, &a_path).unwrap();
-    let mut a = Store::init(&a_path, Some("a"), None).unwrap();
+    let mut a = Store::init_as(&a_path, id_of("a"), Some("a"), None).unwrap();
     let tables = a.syncable_tables().unwrap();
     assert_eq!(tables.len(), 8);
     assert_eq!(a.track(&tables, &["id".into()]).unwrap(), 14_587);
-    let mut b = Store::clone_station(&a_path, dir.path().join("b.sqlite"), "b", None).unwrap();
+    let mut b =
+        Store::clone_station_as(&a_path, dir.path().join("b.sqlite"), id_of("b"), "b", None)
+            .unwrap();
     let mut a = Store::open(&a_path).unwrap();
     a.connection().execute_batch(EDITS_A).unwrap();
     b.connection().execute_batch(EDITS_B).unwrap();

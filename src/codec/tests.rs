@@ -175,6 +175,10 @@ fn malformed_fields_behind_a_good_hash() {
         decode(&rehash(b), None),
         Err(CodecError::BadStationIndex(7))
     );
+    // "One zstd block" on a raw body.
+    let mut b = SMALL_BUNDLE.to_vec();
+    b[3] |= 0x40;
+    assert_eq!(decode(&rehash(b), None), Err(CodecError::BadFlags(0x48)));
     // Unknown row flag.
     let mut b = SMALL_BUNDLE.to_vec();
     b[body_at + 4] |= 0x80;
@@ -235,6 +239,10 @@ fn dictionary_round_trip_and_errors() {
     let h = peek_header(&with).unwrap();
     assert_eq!(h.dict_id, dict.id);
     assert!(h.uses_dict);
+    assert!(
+        h.one_block,
+        "a small body is one zstd block, sent without its header"
+    );
     assert_eq!(decode(&with, Some(&dict)).unwrap(), bundle);
     assert_eq!(
         decode(&with, None),

@@ -289,6 +289,17 @@ impl Store {
         name: Option<&str>,
         callsign: Option<&str>,
     ) -> Result<Store, StoreError> {
+        Store::init_as(path, StationId::new_random(), name, callsign)
+    }
+
+    /// `init` with a given station id for a new station (tests and tools that
+    /// need reproducible ids; stations should use `init`).
+    pub fn init_as(
+        path: impl AsRef<Path>,
+        id: StationId,
+        name: Option<&str>,
+        callsign: Option<&str>,
+    ) -> Result<Store, StoreError> {
         let path = path.as_ref();
         let conn = Connection::open(path)?;
         let tx = conn.unchecked_transaction()?;
@@ -304,7 +315,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO rs_station (one, uuid, name, callsign, created_on) VALUES (1, ?1, ?2, ?3, ?4)",
                 params![
-                    StationId::new_random().0.to_vec(),
+                    id.0.to_vec(),
                     name.unwrap_or(&default_name),
                     callsign,
                     now_text()
@@ -666,6 +677,17 @@ impl Store {
         name: &str,
         callsign: Option<&str>,
     ) -> Result<Store, StoreError> {
+        Store::clone_station_as(from, to, StationId::new_random(), name, callsign)
+    }
+
+    /// `clone_station` with a given id for the new station (reproducible tests).
+    pub fn clone_station_as(
+        from: impl AsRef<Path>,
+        to: impl AsRef<Path>,
+        b_id: StationId,
+        name: &str,
+        callsign: Option<&str>,
+    ) -> Result<Store, StoreError> {
         let to = to.as_ref();
         if to.exists() {
             return Err(StoreError::TargetExists(to.display().to_string()));
@@ -674,7 +696,6 @@ impl Store {
         let a_vec = a.vector()?;
         a.conn
             .execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])?;
-        let b_id = StationId::new_random();
         let dict_id = a.dictionary()?.map(|d| d.id).unwrap_or(0);
         {
             let conn = open_conn(to)?;

@@ -37,9 +37,31 @@ pub fn first_station(dir: &Path, name: &str, rows: u32) -> Store {
             .unwrap();
         }
     }
-    let mut s = Store::init(&path, Some(name), None).unwrap();
+    let mut s = Store::init_as(&path, id_of(name), Some(name), None).unwrap();
     s.track(&[], &["id".to_string()]).unwrap();
     s
+}
+
+/// Reproducible station ids, so tie-breaks by writer are the same every run.
+pub fn id_of(name: &str) -> radiosync::delta::StationId {
+    let mut id = [0u8; 16];
+    for (i, b) in name.bytes().enumerate().take(16) {
+        id[i] = b;
+    }
+    id[15] |= 1;
+    radiosync::delta::StationId(id)
+}
+
+/// Clone station `from` (a file in `dir`) as `name`, with a reproducible id.
+pub fn clone_of(dir: &Path, from: &str, name: &str) -> Store {
+    Store::clone_station_as(
+        path_of(dir, from),
+        path_of(dir, name),
+        id_of(name),
+        name,
+        None,
+    )
+    .unwrap()
 }
 
 pub fn path_of(dir: &Path, name: &str) -> PathBuf {
