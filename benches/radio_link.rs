@@ -515,7 +515,7 @@ const MAX_SESSIONS: u32 = 3;
 /// Sessions between copies of the workload's stations over the cell's channel, on simulated
 /// time, until the stores agree: alpha calls (`radiosync sync`), bravo answers
 /// (`radiosync run`); both are the daemon's `Station` (store work, framing, engines).
-fn run_cell(w: &Workload, c: &Cell, dir: &Path) -> anyhow::Result<Outcome> {
+fn run_cell(w: &Workload, c: &Cell, dir: &Path, follow_answerer: bool) -> anyhow::Result<Outcome> {
     let profile = cell_profile(c)?;
     let (a_path, b_path) = (dir.join("a.sqlite"), dir.join("b.sqlite"));
     for p in [&a_path, &b_path] {
@@ -618,8 +618,20 @@ fn run_cell(w: &Workload, c: &Cell, dir: &Path) -> anyhow::Result<Outcome> {
             out.sessions, out.pending.0, out.pending.1
         );
     }
-    let stats = &pair.link.channel.stats();
     out.time = pair.link.elapsed();
+    if follow_answerer {
+        // How long bravo's side stays open after the sync is over (it may still wait for the
+        // ack of its last message); not part of the figures.
+        pair.run_until(GIVE_UP, |p| {
+            p.station(Side::B).is_some_and(|s| !s.has_sessions())
+        });
+        let linger = pair.link.elapsed() - out.time;
+        println!(
+            "bravo's sessions all closed {:.1} s after alpha's end",
+            linger.as_secs_f64()
+        );
+    }
+    let stats = &pair.link.channel.stats();
     out.airtime = Duration::from_secs_f64(stats.a_to_b.airtime_s + stats.b_to_a.airtime_s);
     out.transmissions = stats.a_to_b.transmissions + stats.b_to_a.transmissions;
     out.frames_lost = [&stats.a_to_b, &stats.b_to_a]
@@ -868,7 +880,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&cell_dir)?;
     if let Some(c) = one {
         print_header();
-        print_row(&c, &run_cell(&w, &c, &cell_dir)?);
+        print_row(&c, &run_cell(&w, &c, &cell_dir, true)?);
         return Ok(());
     }
 
@@ -876,7 +888,7 @@ fn main() -> anyhow::Result<()> {
         println!("## Grid (seed {})\n", SEEDS[0]);
         print_header();
         for c in grid(SEEDS[0]) {
-            let o = run_cell(&w, &c, &cell_dir)?;
+            let o = run_cell(&w, &c, &cell_dir, false)?;
             print_row(&c, &o);
         }
         println!();
@@ -890,7 +902,7 @@ fn main() -> anyhow::Result<()> {
         let mut failed = None;
         for seed in SEEDS {
             let c = Cell { seed, ..t.cell };
-            let o = run_cell(&w, &c, &cell_dir)?;
+            let o = run_cell(&w, &c, &cell_dir, false)?;
             if !o.converged {
                 failed = Some(o.failure.clone());
             }
@@ -939,7 +951,7 @@ fn main() -> anyhow::Result<()> {
             seed: SEEDS[0],
             ..t.cell
         };
-        print_row(&c, &run_cell(&wr, &c, &cell_dir)?);
+        print_row(&c, &run_cell(&wr, &c, &cell_dir, false)?);
     }
     println!(
         "\n(ran in {:.1} s of wall time)",
