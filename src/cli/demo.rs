@@ -503,12 +503,11 @@ struct Bar {
 impl Bar {
     fn new(name: &'static str, bitrate: u32, view: Option<sim_relay::RelayView>) -> Bar {
         let bar = (view.is_some() && std::io::stderr().is_terminal()).then(|| {
+            // A spinner until the first bundle's size is known, then the bar.
             let b = ProgressBar::new(0);
             b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.enable_steady_tick(Duration::from_millis(250));
             b
@@ -559,6 +558,14 @@ impl Bar {
         );
         match &self.bar {
             Some(b) => {
+                if total > 0 && b.length() == Some(0) {
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg} ETA {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                }
                 b.set_length(total.max(done));
                 b.set_position(done);
                 b.set_message(msg);
