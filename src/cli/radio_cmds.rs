@@ -293,10 +293,7 @@ fn exit_code(e: &SessionError) -> u8 {
 fn explain(e: &SessionError, o: &Outcome) -> String {
     match e {
         SessionError::LinkLost => match &o.link_lost {
-            Some(why) => format!(
-                "link lost: {why}; is the peer's `radiosync run` on the same channel with the \
-                 same profile?"
-            ),
+            Some(why) => format!("link lost: {why}"),
             None => "link lost: the peer went silent".into(),
         },
         SessionError::PeerError {
@@ -391,7 +388,8 @@ impl Observer for Progress {
         );
         match &self.bar {
             Some(b) => {
-                b.set_length(total.max(done));
+                // Nothing known yet (hellos): an empty bar, not a full one.
+                b.set_length(total.max(done).max(1));
                 b.set_position(done);
                 b.set_message(msg);
             }

@@ -277,7 +277,17 @@ where
         tokio::select! {
             r = link.read(&mut buf) => match r {
                 Ok(0) => return Err(DaemonError::Closed),
-                Ok(n) => station.handle_bytes(Instant::now(), &buf[..n]),
+                Ok(n) => {
+                    // Bytes from a reopened link: drop what the old one left half-done first.
+                    if let Some(st) = &opts.link_status {
+                        if st.opens() != opens {
+                            opens = st.opens();
+                            station.link_reset(Instant::now());
+                            send_kiss_setup(link, &profile).await?;
+                        }
+                    }
+                    station.handle_bytes(Instant::now(), &buf[..n]);
+                }
                 Err(e) => return Err(e.into()),
             },
             _ = tokio::time::sleep_until(wake.into()) => {}

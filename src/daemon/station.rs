@@ -94,7 +94,8 @@ pub struct Station {
     notes: VecDeque<String>,
     recorder: Option<FrameRecorder>,
     stats: StationStats,
-    /// A session that hears nothing this long while holding no timer is given up.
+    /// A session that hears nothing this long while its ARQ holds no timer
+    /// (it waits for the peer) is given up.
     silence_limit: Duration,
 }
 
@@ -103,6 +104,10 @@ const CLOSED_MEMORY: Duration = Duration::from_secs(600);
 /// Unanswered transmissions after which a call the peer had answered is
 /// ended so that the shell calls again (a restarted peer only answers calls).
 pub const RECALL_AFTER: u32 = 4;
+
+/// Unanswered calls (Hellos nobody acknowledged) before a call is given up:
+/// about two minutes at 1200 bit/s instead of the ARQ's twelve tries (six).
+pub const CALL_TRIES: u32 = 6;
 
 fn parse_call(whose: &str, call: Option<&str>) -> Result<Option<Callsign>, StationError> {
     match call {
@@ -137,8 +142,11 @@ impl Station {
         }
         let framer = LinkFramer::new(&profile).map_err(EngineError::from)?;
         let a = ArqConfig::from_profile(&profile);
+        // A live peer that owes us something transmits again within its reply
+        // wait plus its longest backoff (and a transmission); twice that without
+        // a sound means it is gone (or restarted and forgot the session).
         let silence_limit =
-            (a.backoff_cap + a.reply_wait() + a.transmission_budget()) * a.max_tries.max(1);
+            (a.backoff_cap + a.reply_wait() + a.key_up() + a.transmission_budget()) * 2;
         Ok(Station {
             store,
             profile,
@@ -386,11 +394,15 @@ impl Station {
             if s.engine.poll_timeout().is_some_and(|t| now >= t) {
                 s.engine.handle_timeout(now);
                 let ours = s.engine.session().role() == Role::Initiator;
-                if ours
-                    && !s.engine.session().is_closed()
-                    && s.engine.stats().frames_received > 0
-                    && s.engine.unanswered() >= RECALL_AFTER
-                {
+                let open = !s.engine.session().is_closed();
+                let heard = s.engine.stats().frames_received > 0;
+                if ours && open && !heard && s.engine.unanswered() >= CALL_TRIES {
+                    s.engine.give_up();
+                    s.link_lost = Some(format!(
+                        "peer silent: no answer to {CALL_TRIES} calls; is its daemon running \
+                         on this channel with the same profile?"
+                    ));
+                } else if ours && open && heard && s.engine.unanswered() >= RECALL_AFTER {
                     // The peer answered before and now does not: its process may
                     // have restarted and forgotten this session. End it; the
                     // caller calls again and resumes from what is stored.

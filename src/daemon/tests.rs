@@ -670,3 +670,200 @@ fn capture_holds_every_frame_as_on_air() {
         }
     }
 }
+
+#[test]
+fn link_cut_for_a_minute_mid_transfer() {
+    for profile in ["sim-kiss-1200", "sim-transparent-9600"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = stations(dir.path());
+        edit(&a, 31, 20, 60, 200);
+        edit(&b, 32, 20, 60, 200);
+        let p = Profile::load(profile).unwrap();
+        let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 13)).unwrap();
+        let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", 1)
+            .unwrap();
+        let end = pair.run_until(Duration::from_secs(3600), |p| {
+            partial_len(p.stations[0].as_ref().unwrap(), &b) > 3000
+        });
+        assert_eq!(end, RunEnd::Done);
+        pair.link.set_link_up(false);
+        let back = pair.link.elapsed() + Duration::from_secs(60);
+        let mut outs = Vec::new();
+        pair.run_until(back, |p| {
+            while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                outs.push(o);
+            }
+            false
+        });
+        pair.link.set_link_up(true);
+        // As `sync` does: call again if the link was lost after the peer had answered.
+        for id in 2..6 {
+            if outs.iter().any(|o| o.result.is_ok()) {
+                break;
+            }
+            if !pair.station(Side::A).unwrap().has_sessions() {
+                assert!(outs.last().is_some_and(|o| o.stats.frames_received > 0));
+                let now = pair.link.now();
+                pair.station(Side::A)
+                    .unwrap()
+                    .start_sync(now, "B", id)
+                    .unwrap();
+            }
+            let end = pair.run_until(pair.link.elapsed() + Duration::from_secs(3600), |p| {
+                while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+                    outs.push(o);
+                }
+                !p.station(Side::A).unwrap().has_sessions()
+            });
+            assert_eq!(end, RunEnd::Done);
+        }
+        assert!(outs.last().unwrap().result.is_ok(), "{profile}: {outs:?}");
+        if pair
+            .station(Side::A)
+            .unwrap()
+            .needs_another_round("B")
+            .unwrap()
+        {
+            sync_rounds(&mut pair, 50);
+        }
+        let b_idle = pair.run_until(pair.link.elapsed() + Duration::from_secs(3600), |p| {
+            !p.station(Side::B).unwrap().has_sessions()
+        });
+        assert_eq!(b_idle, RunEnd::Done);
+        drop(pair);
+        assert_converged(&a, &b);
+    }
+}
+
+#[test]
+fn a_call_nobody_answers_fails_as_peer_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 14)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    drop(pair.take(Side::B));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 1)
+        .unwrap();
+    let mut outs = Vec::new();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+            outs.push(o);
+        }
+        !outs.is_empty()
+    });
+    assert_eq!(end, RunEnd::Done);
+    let o = &outs[0];
+    assert_eq!(o.result, Err(crate::sync::SessionError::LinkLost));
+    assert!(
+        o.link_lost.as_deref().unwrap_or("").contains("peer silent"),
+        "{o:?}"
+    );
+    assert_eq!(o.stats.frames_received, 0);
+    // Six calls with doubling backoff: about two minutes at 1200 bit/s.
+    let t = pair.link.elapsed();
+    assert!(
+        t > Duration::from_secs(60) && t < Duration::from_secs(180),
+        "{t:?}"
+    );
+}
+
+/// A fast, lossless KISS link so the tokio loop can run on the wall clock
+/// in a test: timeouts come out in milliseconds.
+const FAST_PROFILE: &str = r#"
+name = "test-fast"
+description = "test only: 1 Mbit/s, no key-up delay"
+source = "tests"
+framing = "kiss"
+amateur = false
+bitrate = 1000000
+txdelay_ms = 0
+turnaround_ms = 0
+persist = 255
+slottime_ms = 0
+duplex = "half"
+mtu = 512
+max_frames_per_transmission = 6
+kiss_tcp_port = 8001
+[retry]
+max_tries = 12
+backoff_cap_ms = 2000
+"#;
+
+struct Quiet;
+
+impl super::Observer for Quiet {
+    fn note(&mut self, _: &str) {}
+    fn progress(&mut self, _: &[super::SessionView]) {}
+    fn outcome(&mut self, _: &Outcome) {}
+}
+
+#[test]
+fn drive_syncs_over_an_in_process_stream() {
+    use super::{drive, End, Mode, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 41, 10, 10, 100);
+    edit(&b, 42, 10, 10, 100);
+    let p = Profile::parse(FAST_PROFILE, "test").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ea, eb) = rt.block_on(async {
+        let (mut la, mut lb) = tokio::io::duplex(1 << 16);
+        let mut sa = station(&a, &p, false);
+        let mut sb = station(&b, &p, true);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (mut qa, mut qb) = (Quiet, Quiet);
+        let opts = |mode| Options {
+            mode,
+            timeout: Some(Duration::from_secs(120)),
+            link_status: None,
+            tick: Duration::from_millis(100),
+        };
+        let b_side = drive(
+            &mut lb,
+            &mut sb,
+            opts(Mode::Run { every: None }),
+            async {
+                let _ = stopped.await;
+            },
+            &mut qb,
+        );
+        let a_side = async {
+            let end = drive(
+                &mut la,
+                &mut sa,
+                opts(Mode::Sync { peer: "B".into() }),
+                std::future::pending(),
+                &mut qa,
+            )
+            .await;
+            let _ = stop.send(());
+            end
+        };
+        tokio::join!(a_side, b_side)
+    });
+    match ea.unwrap() {
+        End::Synced { outcomes, complete } => {
+            assert!(complete);
+            assert!(outcomes.last().unwrap().result.is_ok());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(eb.unwrap(), End::Shutdown));
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn kiss_1200_with_30_percent_loss_converges() {
+    converge("sim-kiss-1200", 0.0, None, 0.3, 15);
+}
