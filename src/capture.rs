@@ -336,6 +336,10 @@ impl<W: Write> Writer<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
+
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
 }
 
 /// Reads a capture: the header up front, then an iterator of records that

@@ -356,3 +356,136 @@ fn stale_base_asks_for_the_full_row() {
         .unwrap()
         .covers(&a.row_tag("item", "item-2").unwrap().unwrap().0));
 }
+
+fn edit(s: &Store, uuid: &str, set: &str, time: &str) {
+    exec(
+        s,
+        &format!("UPDATE item SET {set}, modified_on = '{time}' WHERE uuid = '{uuid}'"),
+    );
+}
+
+#[test]
+fn a_delta_is_addressed_by_its_base_tag_and_applied() {
+    let dir = scratch();
+    let (a, mut b) = pair(dir.path());
+    edit(&a, "item-2", "qty = 42", "2024-07-01T00:00:00.000Z");
+    let bundle = a.export_for(&b.station().id).unwrap();
+    let row = &bundle.tables[0].rows[0];
+    assert!(row.by_base(), "no uuid travels: {row:?}");
+    // Through the bytes too: the codec drops the uuid and the store finds the row.
+    let bytes = a.export_bundle_bytes(&b.station().id).unwrap();
+    let rep = b.import_bundle_bytes(&bytes).unwrap();
+    assert_eq!((rep.applied, rep.wanted), (1, 0));
+    assert_eq!(content(&a), content(&b));
+}
+
+#[test]
+fn an_unplaceable_base_tag_is_wanted_by_tag_then_sent_in_full() {
+    let dir = scratch();
+    let (mut a, mut b) = pair(dir.path());
+    // b's own older edits push the shared base out of its history.
+    for i in 0..5 {
+        edit(
+            &b,
+            "item-2",
+            &format!("note = 'b{i}'"),
+            &format!("2024-01-0{}T00:00:00.000Z", i + 1),
+        );
+    }
+    edit(&a, "item-2", "qty = 77", "2024-12-31T00:00:00.000Z");
+    let rep = b
+        .import_bundle_bytes(&a.export_bundle_bytes(&b.station().id).unwrap())
+        .unwrap();
+    assert_eq!(rep.wanted, 1);
+    let tag = a.row_tag("item", "item-2").unwrap().unwrap().0;
+    assert!(!b.vector().unwrap().covers(&tag));
+    let back = b.export_for(&a.station().id).unwrap();
+    assert!(back
+        .wants
+        .iter()
+        .any(|w| w.row == radiosync::delta::RowRef::Tag(tag)));
+    a.import_bundle_bytes(&b.export_bundle_bytes(&a.station().id).unwrap())
+        .unwrap();
+    let full = send(&a, &mut b);
+    let row = full.tables[0]
+        .rows
+        .iter()
+        .find(|r| r.uuid == "item-2")
+        .expect("item-2 in full");
+    assert!(matches!(row.body, RowBody::Full(_)));
+    send(&b, &mut a);
+    send(&a, &mut b);
+    assert_eq!(content(&a), content(&b));
+    assert!(b.vector().unwrap().covers(&tag));
+    assert_eq!(rows_in(&a.export_for(&b.station().id).unwrap()), 0);
+    assert_eq!(rows_in(&b.export_for(&a.station().id).unwrap()), 0);
+}
+
+#[test]
+fn a_tag_the_sender_forgot_falls_back_to_uuids_and_converges() {
+    let dir = scratch();
+    let (mut a, mut b) = pair(dir.path());
+    for i in 0..5 {
+        edit(
+            &b,
+            "item-2",
+            &format!("note = 'b{i}'"),
+            &format!("2024-01-0{}T00:00:00.000Z", i + 1),
+        );
+    }
+    edit(&a, "item-2", "qty = 77", "2024-12-30T00:00:00.000Z");
+    let rep = send(&a, &mut b);
+    assert!(rep.tables[0].rows[0].by_base());
+    // a moves on before it reads b's want: the wanted tag leaves its history.
+    for i in 0..5 {
+        edit(
+            &a,
+            "item-2",
+            &format!("qty = {}", 100 + i),
+            &format!("2024-12-31T00:00:0{i}.000Z"),
+        );
+    }
+    send(&b, &mut a);
+    assert!(a.peer_by_id(&b.station().id).unwrap().unwrap().unplaced);
+    let next = a.export_for(&b.station().id).unwrap();
+    assert!(
+        next.tables[0].rows.iter().all(|r| !r.uuid.is_empty()),
+        "uuids again after an unplaced want"
+    );
+    for _ in 0..4 {
+        send(&a, &mut b);
+        send(&b, &mut a);
+    }
+    assert_eq!(content(&a), content(&b));
+    assert_eq!(rows_in(&a.export_for(&b.station().id).unwrap()), 0);
+    assert_eq!(rows_in(&b.export_for(&a.station().id).unwrap()), 0);
+}
+
+#[test]
+fn station_keys_refuse_another_receiver_and_an_unregistered_sender() {
+    let dir = scratch();
+    let (a, mut b) = pair(dir.path());
+    edit(&a, "item-1", "qty = 3", "2024-07-01T00:00:00.000Z");
+    let for_b = a.export_bundle_bytes(&b.station().id).unwrap();
+    // c is a's peer too, but the bundle is for b.
+    let mut c = clone_of(dir.path(), "a", "c");
+    let err = c.import_bundle_bytes(&for_b).unwrap_err();
+    assert!(matches!(err, StoreError::WrongReceiver { .. }), "{err}");
+    assert!(err.to_string().contains("another station"), "{err}");
+    // d never registered a: a's key names no peer there.
+    let mut d = first_station(dir.path(), "d", 5);
+    let mut a = Store::open(a.path()).unwrap();
+    a.add_peer("d", d.station().id, None).unwrap();
+    let for_d = a.export_bundle_bytes(&d.station().id).unwrap();
+    let before = dump(d.path());
+    let err = d.import_bundle_bytes(&for_d).unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnknownSender { matches: 0, .. }),
+        "{err}"
+    );
+    assert!(err.is_bundle_fault());
+    assert_eq!(dump(d.path()), before);
+    // b itself takes it.
+    b.import_bundle_bytes(&for_b).unwrap();
+    assert_eq!(content(&a), content(&b));
+}

@@ -6,7 +6,7 @@ use super::value::{canonical_uuid, get_value, put_value, uuid_text};
 use super::wire::{Reader, Writer};
 use super::CodecError;
 use crate::delta::time::{canonical_millis, canonical_text};
-use crate::delta::{RowBody, RowVersion, StationId, TableChanges, Tag, Value, Want};
+use crate::delta::{RowBody, RowRef, RowVersion, StationId, TableChanges, Tag, Value, Want};
 use std::collections::HashMap;
 
 /// Per origin, the last sequence seen in this body; starts at the sender's
@@ -24,7 +24,9 @@ const WRITER_IS_ORIGIN: u8 = 4;
 const DELTA: u8 = 8;
 /// A full row whose value count differs from the table's usual count.
 const IRREGULAR: u8 = 16;
-const KNOWN_FLAGS: u8 = 31;
+/// A delta addressed by its base tag: no uuid travels (only with `DELTA`).
+const BY_BASE: u8 = 32;
+const KNOWN_FLAGS: u8 = 63;
 
 /// The per-bundle station table: index 0 = sender, then receiver, then others.
 #[derive(Default)]
@@ -71,6 +73,15 @@ impl Stations {
                 if let RowBody::Delta { base, .. } = &r.body {
                     self.add(base.origin);
                 }
+            }
+        }
+    }
+
+    /// Every station the wants name by tag.
+    pub fn collect_wants(&mut self, wants: &[Want]) {
+        for w in wants {
+            if let RowRef::Tag(t) = &w.row {
+                self.add(t.origin);
             }
         }
     }
@@ -150,6 +161,9 @@ pub(crate) fn put_table(w: &mut Writer, t: &TableChanges, st: &Stations, seqs: &
         if r.writer == r.tag.origin {
             f |= WRITER_IS_ORIGIN;
         }
+        if r.by_base() {
+            f |= BY_BASE;
+        }
         match &r.body {
             RowBody::Delta { .. } => f |= DELTA,
             RowBody::Full(v) if v.len() != ncols => f |= IRREGULAR,
@@ -180,7 +194,7 @@ pub(crate) fn put_table(w: &mut Writer, t: &TableChanges, st: &Stations, seqs: &
     }
     // Identity and version last: random bytes that would break the
     // dictionary matches running from the table head into the values.
-    for r in rows {
+    for r in rows.iter().filter(|r| !r.by_base()) {
         match canonical_uuid(&r.uuid) {
             Some(u) => w.raw(&u),
             None => w.bytes(r.uuid.as_bytes()),
@@ -227,10 +241,11 @@ pub(crate) fn get_table(
     let n = r.count(r.remaining(), "row count")?;
     let ncols = r.count(r.remaining(), "column count")?;
     let flags = r.raw(n, "row flags")?.to_vec();
-    if flags
-        .iter()
-        .any(|f| f & !KNOWN_FLAGS != 0 || (f & DELTA != 0 && f & IRREGULAR != 0))
-    {
+    if flags.iter().any(|f| {
+        f & !KNOWN_FLAGS != 0
+            || (f & DELTA != 0 && f & IRREGULAR != 0)
+            || (f & BY_BASE != 0 && (f & DELTA == 0 || f & UUID_BIN != 0))
+    }) {
         return Err(CodecError::Malformed("unknown row flag"));
     }
     let mut shapes = Vec::with_capacity(n);
@@ -279,7 +294,9 @@ pub(crate) fn get_table(
     }
     let mut uuids = Vec::with_capacity(n);
     for f in &flags {
-        uuids.push(if f & UUID_BIN != 0 {
+        uuids.push(if f & BY_BASE != 0 {
+            String::new()
+        } else if f & UUID_BIN != 0 {
             uuid_text(r.array16("row uuid")?)
         } else {
             r.str("row uuid")?.to_owned()
@@ -349,9 +366,17 @@ pub(crate) fn put_body(
     if !wants.is_empty() {
         w.varint(wants.len() as u64);
     }
+    // Per want: table << 1 | by tag, then the uuid (ident) or the tag.
     for want in wants {
-        w.varint(u64::from(want.table));
-        put_ident(w, &want.uuid);
+        let by_tag = matches!(want.row, RowRef::Tag(_));
+        w.varint(u64::from(want.table) << 1 | u64::from(by_tag));
+        match &want.row {
+            RowRef::Uuid(u) => put_ident(w, u),
+            RowRef::Tag(t) => {
+                w.varint(st.idx(&t.origin));
+                w.varint(t.seq);
+            }
+        }
     }
     for t in tables {
         put_table(w, t, st, &mut seqs);
@@ -383,12 +408,19 @@ pub(crate) fn get_body(
     };
     let mut wants = Vec::with_capacity(nw);
     for _ in 0..nw {
-        let table = u16::try_from(r.varint("want table")?)
+        let head = r.varint("want table")?;
+        let table = u16::try_from(head >> 1)
             .map_err(|_| CodecError::Malformed("table index above 65535"))?;
-        wants.push(Want {
-            table,
-            uuid: get_ident(&mut r)?,
-        });
+        let row = if head & 1 != 0 {
+            let origin = st.get(r.varint("want tag")?)?;
+            RowRef::Tag(Tag {
+                origin,
+                seq: r.varint("want tag")?,
+            })
+        } else {
+            RowRef::Uuid(get_ident(&mut r)?)
+        };
+        wants.push(Want { table, row });
     }
     let mut tables = Vec::with_capacity(nt);
     for _ in 0..nt {

@@ -15,7 +15,7 @@ use body::Stations;
 use wire::{Reader, Writer};
 
 pub const MAGIC: [u8; 2] = *b"RS";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Largest uncompressed body we accept: bounds what a hostile length makes us allocate.
 pub const MAX_BODY_LEN: u64 = 64 << 20;
 /// zstd level: bundles are small and CPU is cheap next to airtime.
@@ -29,6 +29,29 @@ const HASH_LEN: usize = 4;
 /// itself. 32 bits, not 64: see docs/wire-format.md for the trade.
 const HASH: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 const DICT_ID: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// The 4 bytes that name a station in a bundle header: CRC-32C of its UUID.
+/// The receiver checks its own; the sender's is looked up among the peers.
+pub fn station_key(id: &StationId) -> u32 {
+    HASH.checksum(&id.0)
+}
+
+/// The two stations a bundle is between, as the receiver resolved them from
+/// the header's station keys (`decode` checks that they match).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ends {
+    pub sender: StationId,
+    pub receiver: Option<StationId>,
+}
+
+impl Ends {
+    pub fn of(b: &Bundle) -> Self {
+        Ends {
+            sender: b.sender,
+            receiver: b.receiver,
+        }
+    }
+}
 
 // Flag bits (byte 3).
 const F_SLICE: u8 = 0x01;
@@ -72,8 +95,10 @@ pub enum Compression {
 /// `peek_header` has already checked the whole bundle's hash.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {
-    pub sender: StationId,
-    pub receiver: Option<StationId>,
+    /// `station_key` of the sender's UUID.
+    pub sender_key: u32,
+    /// `station_key` of the receiver's UUID (absent in an unaddressed Slice).
+    pub receiver_key: Option<u32>,
     pub schema: SchemaFingerprint,
     /// The sender's dictionary (0 = none); whether the body uses it is in `uses_dict`.
     pub dict_id: u32,
@@ -82,8 +107,6 @@ pub struct Header {
     pub compression: Compression,
     /// The zstd body is one block whose block header was left out.
     pub one_block: bool,
-    /// What the sender holds, per origin.
-    pub sender_vector: VersionVector,
     /// Uncompressed body length.
     pub body_len: u64,
 }
@@ -112,6 +135,10 @@ pub enum CodecError {
     BadStationIndex(u64),
     #[error("bundle is corrupted: {0}")]
     Malformed(&'static str),
+    #[error(
+        "bundle names stations {sender:#010x} -> {receiver:?} in its header, not the ones given"
+    )]
+    WrongEnds { sender: u32, receiver: Option<u32> },
     #[error(
         "bundle body is compressed with dictionary {0:#010x}, which this station does not hold"
     )]
@@ -260,6 +287,7 @@ pub fn encode(
         st.add(*origin);
     }
     st.collect_rows(&bundle.tables);
+    st.collect_wants(&bundle.wants);
 
     let mut b = Writer::default();
     body::put_body(
@@ -306,9 +334,9 @@ pub fn encode(
         ),
     ]);
     w.raw(&[0; HASH_LEN]);
-    w.raw(&bundle.sender.0);
+    w.raw(&station_key(&bundle.sender).to_le_bytes());
     if let Some(r) = bundle.receiver {
-        w.raw(&r.0);
+        w.raw(&station_key(&r).to_le_bytes());
     }
     w.raw(&bundle.schema.0.to_le_bytes());
     if let Some(d) = own_dict {
@@ -344,7 +372,10 @@ fn hash_of(bytes: &[u8]) -> u32 {
 /// The header plus the station table and where the body starts.
 struct Parsed<'a> {
     header: Header,
-    stations: Stations,
+    /// The "other stations" of the header, in order.
+    extra: Vec<StationId>,
+    /// Sender vector entries: (station index, seq), resolved once the ends are known.
+    vector: Vec<(u64, u64)>,
     body: &'a [u8],
 }
 
@@ -378,16 +409,18 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
         return Err(CodecError::HashMismatch { stored, computed });
     }
 
-    let mut st = Stations::default();
-    let sender = StationId(r.array16("sender")?);
-    st.push(sender);
-    let receiver = if flags & F_RECEIVER != 0 {
-        let s = StationId(r.array16("receiver")?);
-        st.push(s);
-        Some(s)
+    let key = |r: &mut Reader<'_>, what| -> Result<u32, CodecError> {
+        Ok(u32::from_le_bytes(
+            r.raw(4, what)?.try_into().expect("4 bytes"),
+        ))
+    };
+    let sender_key = key(&mut r, "sender key")?;
+    let receiver_key = if flags & F_RECEIVER != 0 {
+        Some(key(&mut r, "receiver key")?)
     } else {
         None
     };
+    let fixed = 1 + usize::from(receiver_key.is_some());
     let schema = SchemaFingerprint(u32::from_le_bytes(
         r.raw(4, "schema fingerprint")?.try_into().expect("4 bytes"),
     ));
@@ -405,23 +438,27 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
     } else {
         0
     };
+    let mut others = Vec::with_capacity(extra);
     for _ in 0..extra {
         let s = StationId(r.array16("station table")?);
-        if st.list.contains(&s) {
+        if others.contains(&s) {
             return Err(CodecError::Malformed("a station is listed twice"));
         }
-        st.push(s);
+        others.push(s);
     }
     let nv = r.count(r.remaining() / 2, "version vector length")?;
-    let mut vector = VersionVector::default();
+    let mut vector = Vec::with_capacity(nv);
     for _ in 0..nv {
-        let origin = st.get(r.varint("version vector")?)?;
-        let seq = r.varint("version vector")?;
-        if vector.0.insert(origin, seq).is_some() {
+        let i = r.varint("version vector")?;
+        if i >= (fixed + others.len()) as u64 {
+            return Err(CodecError::BadStationIndex(i));
+        }
+        if vector.iter().any(|(j, _)| *j == i) {
             return Err(CodecError::Malformed(
                 "version vector names a station twice",
             ));
         }
+        vector.push((i, r.varint("version vector")?));
     }
     let body_len = r.varint("body length")?;
     if body_len > MAX_BODY_LEN {
@@ -438,8 +475,8 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
         });
     }
     let header = Header {
-        sender,
-        receiver,
+        sender_key,
+        receiver_key,
         schema,
         dict_id,
         uses_dict: comp == Compression::ZstdDict,
@@ -450,12 +487,12 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
         },
         compression: comp,
         one_block: flags & F_ONE_BLOCK != 0,
-        sender_vector: vector,
         body_len,
     };
     Ok(Parsed {
         header,
-        stations: st,
+        extra: others,
+        vector,
         body,
     })
 }
@@ -484,13 +521,43 @@ fn blocks(payload: &[u8], one_block: bool) -> Result<Vec<u8>, CodecError> {
 }
 
 /// Decode untrusted bytes. `dict` must be the dictionary the header names when the
-/// body uses one.
-pub fn decode(bytes: &[u8], dict: Option<&Dictionary>) -> Result<Bundle, CodecError> {
+/// body uses one; `ends` the sender and receiver whose station keys the header
+/// carries (the receiver resolves them: itself, and the peer with that key).
+pub fn decode(bytes: &[u8], dict: Option<&Dictionary>, ends: &Ends) -> Result<Bundle, CodecError> {
     let Parsed {
         header: h,
-        stations,
+        extra,
+        vector,
         body: payload,
     } = parse(bytes)?;
+    let matches = station_key(&ends.sender) == h.sender_key
+        && ends.receiver.map(|r| station_key(&r)) == h.receiver_key;
+    // Fuzzing builds take any ends, as they skip the hash.
+    if !matches && !cfg!(fuzzing) {
+        return Err(CodecError::WrongEnds {
+            sender: h.sender_key,
+            receiver: h.receiver_key,
+        });
+    }
+    let mut stations = Stations::default();
+    stations.push(ends.sender);
+    if h.receiver_key.is_some() {
+        stations.push(ends.receiver.unwrap_or(ends.sender));
+    }
+    for s in extra {
+        if stations.list.contains(&s) {
+            return Err(CodecError::Malformed("a station is listed twice"));
+        }
+        stations.push(s);
+    }
+    let mut sender_vector = VersionVector::default();
+    for (i, seq) in vector {
+        if sender_vector.0.insert(stations.get(i)?, seq).is_some() {
+            return Err(CodecError::Malformed(
+                "version vector names a station twice",
+            ));
+        }
+    }
     let body_bytes;
     let body = match h.compression {
         Compression::None => payload,
@@ -510,13 +577,13 @@ pub fn decode(bytes: &[u8], dict: Option<&Dictionary>) -> Result<Bundle, CodecEr
             &body_bytes[..]
         }
     };
-    let (wants, tables) = body::get_body(body, &stations, start_seqs(&h.sender_vector))?;
+    let (wants, tables) = body::get_body(body, &stations, start_seqs(&sender_vector))?;
     Ok(Bundle {
         kind: h.kind,
-        sender: h.sender,
-        receiver: h.receiver,
+        sender: ends.sender,
+        receiver: h.receiver_key.and(ends.receiver),
         schema: h.schema,
-        sender_vector: h.sender_vector,
+        sender_vector,
         wants,
         tables,
     })
@@ -524,10 +591,20 @@ pub fn decode(bytes: &[u8], dict: Option<&Dictionary>) -> Result<Bundle, CodecEr
 
 /// Samples for dictionary training, in exactly the byte form rows take inside bundles:
 /// each is the body of a bundle carrying that one row, as its origin would send it.
+/// A small table's samples are repeated (up to 16 times) towards the mean
+/// table's count, so the trainer keeps segments of narrow and wide small
+/// tables too instead of only those of the biggest one.
 pub fn training_samples(tables: &[crate::delta::TableChanges]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
+    let filled: Vec<usize> = tables
+        .iter()
+        .map(|t| t.rows.len())
+        .filter(|n| *n > 0)
+        .collect();
+    let mean = filled.iter().sum::<usize>() / filled.len().max(1);
     for t in tables {
-        for row in &t.rows {
+        let repeat = (mean / t.rows.len().max(1)).clamp(1, MAX_REPEAT);
+        for row in t.rows.iter().flat_map(|r| std::iter::repeat_n(r, repeat)) {
             let one = crate::delta::TableChanges {
                 table: t.table,
                 rows: vec![row.clone()],
@@ -547,6 +624,9 @@ pub fn training_samples(tables: &[crate::delta::TableChanges]) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// Most times a small table's training samples are repeated.
+const MAX_REPEAT: usize = 16;
 
 /// Train a zstd dictionary of at most `max_size` bytes on `samples`.
 pub fn train_dictionary(samples: &[Vec<u8>], max_size: usize) -> Result<Dictionary, CodecError> {

@@ -1,10 +1,19 @@
 use super::*;
-use crate::delta::{RowBody, RowVersion, TableChanges, Tag, Value, Want};
+use crate::delta::{RowBody, RowRef, RowVersion, TableChanges, Tag, Value, Want};
 use proptest::prelude::*;
 
 const A: StationId = StationId([0x11; 16]);
 const B: StationId = StationId([0x22; 16]);
 const C: StationId = StationId([0x33; 16]);
+const AB: Ends = Ends {
+    sender: A,
+    receiver: Some(B),
+};
+
+/// Decode a bundle from A to B.
+fn dec(bytes: &[u8], dict: Option<&Dictionary>) -> Result<Bundle, CodecError> {
+    decode(bytes, dict, &AB)
+}
 
 fn small_bundle() -> Bundle {
     let mut v = VersionVector::default();
@@ -37,13 +46,11 @@ fn small_bundle() -> Bundle {
 
 #[rustfmt::skip]
 const SMALL_BUNDLE: &[u8] = &[
-    b'R', b'S', 0x01,             // magic, version
+    b'R', b'S', 0x02,             // magic, version
     0x08,                         // flags: delta, no compression, receiver present
-    0x4f, 0xfa, 0x4e, 0xf1,       // CRC-32C of all other bytes (LE)
-    0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, // sender
-    0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
-    0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, // receiver
-    0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+    0xa8, 0xac, 0x46, 0xbd,       // CRC-32C of all other bytes (LE)
+    0x42, 0xad, 0x5a, 0x3b,       // sender key: CRC-32C of its UUID (LE)
+    0xba, 0xf5, 0x24, 0xb0,       // receiver key
     0xdd, 0xcc, 0xbb, 0xaa,       // schema fingerprint (LE)
     0x02, 0x00, 0x05, 0x01, 0x03, // vector: 2 entries, (station 0: 5), (station 1: 3)
     0x2c,                         // body length 44
@@ -66,16 +73,32 @@ const SMALL_BUNDLE: &[u8] = &[
 fn literal_bytes_emit_and_parse() {
     let bytes = encode(&small_bundle(), None, false).unwrap();
     assert_eq!(bytes, SMALL_BUNDLE, "{bytes:02x?}");
-    assert_eq!(decode(SMALL_BUNDLE, None).unwrap(), small_bundle());
+    assert_eq!(dec(SMALL_BUNDLE, None).unwrap(), small_bundle());
     let h = peek_header(SMALL_BUNDLE).unwrap();
-    assert_eq!(h.sender, A);
-    assert_eq!(h.receiver, Some(B));
+    assert_eq!(h.sender_key, station_key(&A));
+    assert_eq!(h.receiver_key, Some(station_key(&B)));
     assert_eq!(h.schema, SchemaFingerprint(0xaabb_ccdd));
     assert_eq!(h.dict_id, 0);
     assert!(!h.uses_dict);
     assert_eq!(h.compression, Compression::None);
     assert_eq!(h.body_len, 44);
-    assert_eq!(h.sender_vector.get(&A), 5);
+    // Other ends than the header's keys name are refused.
+    let wrong = Ends {
+        sender: C,
+        receiver: Some(B),
+    };
+    assert!(matches!(
+        decode(SMALL_BUNDLE, None, &wrong),
+        Err(CodecError::WrongEnds { .. })
+    ));
+    let unaddressed = Ends {
+        sender: A,
+        receiver: None,
+    };
+    assert!(matches!(
+        decode(SMALL_BUNDLE, None, &unaddressed),
+        Err(CodecError::WrongEnds { .. })
+    ));
 }
 
 #[test]
@@ -84,7 +107,7 @@ fn every_flipped_byte_is_refused() {
         for bit in [0x01u8, 0x80, 0xff] {
             let mut b = SMALL_BUNDLE.to_vec();
             b[i] ^= bit;
-            assert!(decode(&b, None).is_err(), "flip {bit:#x} at {i}");
+            assert!(dec(&b, None).is_err(), "flip {bit:#x} at {i}");
             assert!(peek_header(&b).is_err(), "flip {bit:#x} at {i}");
         }
     }
@@ -93,35 +116,35 @@ fn every_flipped_byte_is_refused() {
 #[test]
 fn every_truncation_and_extension_is_refused() {
     for n in 0..SMALL_BUNDLE.len() {
-        assert!(decode(&SMALL_BUNDLE[..n], None).is_err(), "cut at {n}");
+        assert!(dec(&SMALL_BUNDLE[..n], None).is_err(), "cut at {n}");
     }
     let mut longer = SMALL_BUNDLE.to_vec();
     longer.push(0);
-    assert!(decode(&longer, None).is_err());
+    assert!(dec(&longer, None).is_err());
 }
 
 #[test]
 fn typed_errors() {
     let mut b = SMALL_BUNDLE.to_vec();
     b[0] = b'X';
-    assert_eq!(decode(&b, None), Err(CodecError::BadMagic));
+    assert_eq!(dec(&b, None), Err(CodecError::BadMagic));
     let mut b = SMALL_BUNDLE.to_vec();
     b[2] = 9;
-    assert_eq!(decode(&b, None), Err(CodecError::UnsupportedVersion(9)));
+    assert_eq!(dec(&b, None), Err(CodecError::UnsupportedVersion(9)));
     let mut b = SMALL_BUNDLE.to_vec();
     b[3] |= 0x80;
-    assert!(matches!(decode(&b, None), Err(CodecError::BadFlags(_))));
+    assert!(matches!(dec(&b, None), Err(CodecError::BadFlags(_))));
     let mut b = SMALL_BUNDLE.to_vec();
     b[45] ^= 1;
     assert!(matches!(
-        decode(&b, None),
+        dec(&b, None),
         Err(CodecError::HashMismatch { .. })
     ));
     assert_eq!(
-        decode(&SMALL_BUNDLE[..3], None),
+        dec(&SMALL_BUNDLE[..3], None),
         Err(CodecError::Truncated("flags"))
     );
-    assert_eq!(decode(&[], None), Err(CodecError::Truncated("magic")));
+    assert_eq!(dec(&[], None), Err(CodecError::Truncated("magic")));
 }
 
 /// Rewrite the hash so that a deliberately malformed field gets past it.
@@ -138,12 +161,12 @@ fn malformed_fields_behind_a_good_hash() {
     let mut b = SMALL_BUNDLE.to_vec();
     b.push(0);
     b[body_at - 1] = 45;
-    assert_eq!(decode(&rehash(b), None), Err(CodecError::TrailingBytes(1)));
+    assert_eq!(dec(&rehash(b), None), Err(CodecError::TrailingBytes(1)));
     // Declared body length disagrees with the raw body.
     let mut b = SMALL_BUNDLE.to_vec();
     b[body_at - 1] = 43;
     assert!(matches!(
-        decode(&rehash(b), None),
+        dec(&rehash(b), None),
         Err(CodecError::BodyLength {
             declared: 43,
             actual: 44
@@ -154,7 +177,7 @@ fn malformed_fields_behind_a_good_hash() {
     b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x7f]);
     b.extend_from_slice(&SMALL_BUNDLE[body_at..]);
     assert!(matches!(
-        decode(&rehash(b), None),
+        dec(&rehash(b), None),
         Err(CodecError::AbsurdLength {
             what: "body length",
             ..
@@ -165,25 +188,22 @@ fn malformed_fields_behind_a_good_hash() {
     b.extend_from_slice(&[0xff; 11]);
     b.extend_from_slice(&SMALL_BUNDLE[body_at - 3..]);
     assert_eq!(
-        decode(&rehash(b), None),
+        dec(&rehash(b), None),
         Err(CodecError::BadVarint("version vector"))
     );
     // Vector naming a station index not in the table.
     let mut b = SMALL_BUNDLE.to_vec();
     b[body_at - 3] = 7;
-    assert_eq!(
-        decode(&rehash(b), None),
-        Err(CodecError::BadStationIndex(7))
-    );
+    assert_eq!(dec(&rehash(b), None), Err(CodecError::BadStationIndex(7)));
     // "One zstd block" on a raw body.
     let mut b = SMALL_BUNDLE.to_vec();
     b[3] |= 0x40;
-    assert_eq!(decode(&rehash(b), None), Err(CodecError::BadFlags(0x48)));
+    assert_eq!(dec(&rehash(b), None), Err(CodecError::BadFlags(0x48)));
     // Unknown row flag.
     let mut b = SMALL_BUNDLE.to_vec();
     b[body_at + 4] |= 0x80;
     assert_eq!(
-        decode(&rehash(b), None),
+        dec(&rehash(b), None),
         Err(CodecError::Malformed("unknown row flag"))
     );
     // A huge row count is refused before allocating.
@@ -192,7 +212,7 @@ fn malformed_fields_behind_a_good_hash() {
     b.push(body.len() as u8);
     b.extend_from_slice(&body);
     assert!(matches!(
-        decode(&rehash(b), None),
+        dec(&rehash(b), None),
         Err(CodecError::AbsurdLength {
             what: "row count",
             ..
@@ -243,14 +263,14 @@ fn dictionary_round_trip_and_errors() {
         h.one_block,
         "a small body is one zstd block, sent without its header"
     );
-    assert_eq!(decode(&with, Some(&dict)).unwrap(), bundle);
+    assert_eq!(dec(&with, Some(&dict)).unwrap(), bundle);
     assert_eq!(
-        decode(&with, None),
+        dec(&with, None),
         Err(CodecError::DictionaryMissing(dict.id))
     );
     let other = Dictionary::new(b"not the same dictionary".to_vec());
     assert_eq!(
-        decode(&with, Some(&other)),
+        dec(&with, Some(&other)),
         Err(CodecError::DictionaryMismatch {
             expected: dict.id,
             given: other.id
@@ -260,7 +280,7 @@ fn dictionary_round_trip_and_errors() {
     let advertised = encode(&bundle, Some(&dict), false).unwrap();
     let h = peek_header(&advertised).unwrap();
     assert_eq!((h.dict_id, h.uses_dict), (dict.id, false));
-    assert_eq!(decode(&advertised, None).unwrap(), bundle);
+    assert_eq!(dec(&advertised, None).unwrap(), bundle);
     assert!(matches!(
         encode(&bundle, None, true),
         Err(CodecError::InvalidBundle(_))
@@ -273,18 +293,18 @@ fn compressed_bundles_round_trip_and_refuse_damage() {
     bundle.tables = sample_rows(200);
     let bytes = encode(&bundle, None, false).unwrap();
     assert_eq!(peek_header(&bytes).unwrap().compression, Compression::Zstd);
-    assert_eq!(decode(&bytes, None).unwrap(), bundle);
+    assert_eq!(dec(&bytes, None).unwrap(), bundle);
     // The trimmed frame carries no zstd magic.
     assert!(!bytes.windows(4).any(|w| w == ZSTD_MAGIC));
     for n in (0..bytes.len()).step_by(7) {
-        assert!(decode(&bytes[..n], None).is_err());
+        assert!(dec(&bytes[..n], None).is_err());
     }
     // Damage behind a recomputed hash reaches zstd or the body parser: still an error.
     let body_at = bytes.len() - 20;
     for i in body_at..bytes.len() {
         let mut b = bytes.clone();
         b[i] ^= 0x55;
-        let _ = decode(&rehash(b), None);
+        let _ = dec(&rehash(b), None);
     }
 }
 
@@ -296,13 +316,32 @@ fn delta_rows_wants_and_odd_stations() {
     bundle.wants = vec![
         Want {
             table: 3,
-            uuid: "274bcace-1eb4-528c-90e0-68af52f38c5a".into(),
+            row: RowRef::Uuid("274bcace-1eb4-528c-90e0-68af52f38c5a".into()),
         },
         Want {
             table: 65535,
-            uuid: "NOT-A-UUID".into(),
+            row: RowRef::Uuid("NOT-A-UUID".into()),
+        },
+        Want {
+            table: 65535,
+            row: RowRef::Tag(Tag {
+                origin: C,
+                seq: u64::MAX,
+            }),
         },
     ];
+    // A delta addressed by its base tag: no uuid travels.
+    bundle.tables[0].rows.push(RowVersion {
+        uuid: String::new(),
+        tag: Tag { origin: A, seq: 9 },
+        writer: A,
+        modified_on: "2024-12-06T17:19:08.000Z".into(),
+        body: RowBody::Delta {
+            base: Tag { origin: C, seq: 3 },
+            mask: 0b10,
+            values: vec![Value::Text("x".into())],
+        },
+    });
     bundle.tables[0].rows.push(RowVersion {
         uuid: "plain text id".into(),
         tag: Tag { origin: C, seq: 2 },
@@ -329,7 +368,7 @@ fn delta_rows_wants_and_odd_stations() {
         body: RowBody::Full(vec![]),
     });
     let bytes = encode(&bundle, None, false).unwrap();
-    assert_eq!(decode(&bytes, None).unwrap(), bundle);
+    assert_eq!(decode(&bytes, None, &Ends::of(&bundle)).unwrap(), bundle);
     let mut bad = bundle.clone();
     bad.tables[0].rows[1].body = RowBody::Delta {
         base: Tag { origin: A, seq: 1 },
@@ -433,7 +472,14 @@ fn bundle() -> impl Strategy<Value = Bundle> {
         proptest::option::of(station()),
         any::<u32>(),
         proptest::collection::btree_map(station(), any::<u64>(), 0..4),
-        proptest::collection::vec((any::<u16>(), ident()), 0..3),
+        proptest::collection::vec(
+            (
+                any::<u16>(),
+                ident(),
+                proptest::option::of((station(), any::<u64>())),
+            ),
+            0..3,
+        ),
         proptest::collection::vec((any::<u16>(), proptest::collection::vec(row(), 0..5)), 0..3),
     )
         .prop_map(
@@ -449,7 +495,13 @@ fn bundle() -> impl Strategy<Value = Bundle> {
                 sender_vector: VersionVector(vv),
                 wants: wants
                     .into_iter()
-                    .map(|(table, uuid)| Want { table, uuid })
+                    .map(|(table, uuid, tag)| Want {
+                        table,
+                        row: match tag {
+                            Some((origin, seq)) => RowRef::Tag(Tag { origin, seq }),
+                            None => RowRef::Uuid(uuid),
+                        },
+                    })
                     .collect(),
                 tables: tables
                     .into_iter()
@@ -465,15 +517,15 @@ proptest! {
     #[test]
     fn decode_inverts_encode(b in bundle()) {
         let bytes = encode(&b, None, false).unwrap();
-        prop_assert_eq!(decode(&bytes, None).unwrap(), b.clone());
+        prop_assert_eq!(decode(&bytes, None, &Ends::of(&b)).unwrap(), b.clone());
         let h = peek_header(&bytes).unwrap();
-        prop_assert_eq!(h.sender, b.sender);
-        prop_assert_eq!(h.receiver, b.receiver);
+        prop_assert_eq!(h.sender_key, station_key(&b.sender));
+        prop_assert_eq!(h.receiver_key, b.receiver.as_ref().map(station_key));
     }
 
     #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let _ = decode(&bytes, None);
+        let _ = dec(&bytes, None);
     }
 
     #[test]
@@ -481,6 +533,6 @@ proptest! {
         let mut bytes = encode(&b, None, false).unwrap();
         let i = at.index(bytes.len());
         bytes[i] ^= 1 << bit;
-        prop_assert!(decode(&bytes, None).is_err());
+        prop_assert!(decode(&bytes, None, &Ends::of(&b)).is_err());
     }
 }

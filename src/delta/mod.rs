@@ -120,7 +120,9 @@ pub enum RowBody {
 /// One version of one row, as it travels between stations.
 #[derive(Clone, PartialEq, Debug)]
 pub struct RowVersion {
-    /// The row's identity, exactly as the application wrote it.
+    /// The row's identity, exactly as the application wrote it. Empty in a
+    /// `Delta` addressed by its base tag ([`RowVersion::by_base`]): the receiver
+    /// holds the base version and finds the row by it.
     pub uuid: String,
     /// The name of the change that produced this version.
     pub tag: Tag,
@@ -130,6 +132,13 @@ pub struct RowVersion {
     /// Exactly as the application wrote it.
     pub modified_on: String,
     pub body: RowBody,
+}
+
+impl RowVersion {
+    /// A delta that names its row only by its base tag (no uuid travels).
+    pub fn by_base(&self) -> bool {
+        self.uuid.is_empty() && matches!(self.body, RowBody::Delta { .. })
+    }
 }
 
 /// The changes of one table inside a bundle. `table` indexes the sorted list of
@@ -144,7 +153,17 @@ pub struct TableChanges {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub struct Want {
     pub table: u16,
-    pub uuid: String,
+    pub row: RowRef,
+}
+
+/// How a want names its row.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum RowRef {
+    /// By its uuid, exactly as the application wrote it.
+    Uuid(String),
+    /// By the tag of the version we were sent as a base-addressed delta and
+    /// could not place: the peer maps it to the row through its history.
+    Tag(Tag),
 }
 
 /// What a bundle is for.

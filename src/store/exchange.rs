@@ -12,8 +12,8 @@ use super::{
 use crate::codec;
 use crate::delta::merge::{decide, Verdict, VersionKey};
 use crate::delta::{
-    Bundle, BundleKind, RowBody, RowVersion, StationId, TableChanges, Tag, Value, VersionVector,
-    Want,
+    Bundle, BundleKind, RowBody, RowRef, RowVersion, StationId, TableChanges, Tag, Value,
+    VersionVector, Want,
 };
 
 /// What one import did.
@@ -141,6 +141,19 @@ fn history(conn: &Connection, table: &str, uuid: &str) -> Result<Vec<(Tag, u64)>
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// The row of `table` one of whose recent versions (current or in history)
+/// carries `tag`. Tags are unique per change, so at most one row matches.
+fn row_by_tag(conn: &Connection, table: &str, tag: Tag) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT uuid FROM rs_hist WHERE tbl = ?1 AND origin = ?2 AND seq = ?3 LIMIT 1",
+        )?
+        .query_row(params![table, tag.origin.0.to_vec(), tag.seq as i64], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }
 
 fn push_history(
@@ -304,10 +317,11 @@ impl Store {
         if self.tables.is_empty() {
             return Err(StoreError::NothingTracked);
         }
-        let wanted: BTreeSet<(u16, String)> =
-            p.wants.iter().map(|w| (w.table, w.uuid.clone())).collect();
-        let lost: BTreeSet<(u16, String)> =
-            p.lost.iter().map(|w| (w.table, w.uuid.clone())).collect();
+        let wanted: BTreeSet<(u16, String)> = p.wants.iter().filter_map(uuid_key).collect();
+        let lost: BTreeSet<(u16, String)> = p.lost.iter().filter_map(uuid_key).collect();
+        // Deltas name their row by base tag, unless the peer asked for a tag we
+        // could not map back to a row: then every delta carries its uuid again.
+        let by_base = !p.unplaced;
         let mut tables = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
             let ti = i as u16;
@@ -339,6 +353,14 @@ impl Store {
                     Ok(body_for(values, delta, n))
                 },
             )?;
+            let mut rows = rows;
+            if by_base {
+                for r in rows.iter_mut() {
+                    if matches!(r.body, RowBody::Delta { .. }) {
+                        r.uuid.clear();
+                    }
+                }
+            }
             if !rows.is_empty() {
                 tables.push(TableChanges { table: ti, rows });
             }
@@ -398,10 +420,24 @@ impl Store {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows
+        let mut out: Vec<Want> = rows
             .into_iter()
-            .filter_map(|(t, uuid)| self.table_index(&t).map(|table| Want { table, uuid }))
-            .collect())
+            .filter_map(|(t, uuid)| {
+                self.table_index(&t).map(|table| Want {
+                    table,
+                    row: RowRef::Uuid(uuid),
+                })
+            })
+            .collect();
+        for (t, tag) in tag_wants(&self.conn, peer)? {
+            if let Some(table) = self.table_index(&t) {
+                out.push(Want {
+                    table,
+                    row: RowRef::Tag(tag),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// How many rows an export to `peer` would carry now.
@@ -490,7 +526,8 @@ impl Store {
         clear_partial: Option<&StationId>,
     ) -> Result<ImportReport, StoreError> {
         let header = codec::peek_header(bytes)?;
-        self.check_addressing(header.sender, header.receiver, header.schema)?;
+        let ends = self.resolve_ends(&header)?;
+        self.check_addressing(ends.sender, ends.receiver, header.schema)?;
         let dict = self.dictionary()?;
         let dict = if header.uses_dict {
             match dict {
@@ -505,14 +542,48 @@ impl Store {
         } else {
             None
         };
-        let bundle = codec::decode(bytes, dict.as_ref())?;
-        if bundle.sender != header.sender
-            || bundle.receiver != header.receiver
+        let bundle = codec::decode(bytes, dict.as_ref(), &ends)?;
+        if bundle.sender != ends.sender
+            || bundle.receiver != ends.receiver
             || bundle.schema != header.schema
         {
             return Err(StoreError::Malformed("header and body disagree".into()));
         }
         self.import_checked(&bundle, Some(header.dict_id), clear_partial)
+    }
+
+    /// The stations behind the header's 4-byte keys: the receiver must be us,
+    /// the sender exactly one registered peer.
+    fn resolve_ends(&self, h: &codec::Header) -> Result<codec::Ends, StoreError> {
+        let me = self.station.id;
+        let my_key = codec::station_key(&me);
+        if h.sender_key == my_key {
+            return Err(StoreError::FromSelf(me));
+        }
+        if let Some(k) = h.receiver_key {
+            if k != my_key {
+                return Err(StoreError::WrongReceiver {
+                    to: format!("with key {k:08x}"),
+                    us: format!("{me} (key {my_key:08x})"),
+                });
+            }
+        }
+        let peers: Vec<StationId> = self
+            .peers()?
+            .into_iter()
+            .map(|p| p.id)
+            .filter(|id| codec::station_key(id) == h.sender_key)
+            .collect();
+        match peers[..] {
+            [sender] => Ok(codec::Ends {
+                sender,
+                receiver: h.receiver_key.map(|_| me),
+            }),
+            _ => Err(StoreError::UnknownSender {
+                key: h.sender_key,
+                matches: peers.len(),
+            }),
+        }
     }
 
     /// Merge a bundle in one transaction: all or nothing.
@@ -554,7 +625,10 @@ impl Store {
         }
         if let Some(to) = receiver {
             if to != me {
-                return Err(StoreError::WrongReceiver { to, us: me });
+                return Err(StoreError::WrongReceiver {
+                    to: to.to_string(),
+                    us: me.to_string(),
+                });
             }
         }
         if self.peer_by_id(&sender)?.is_none() {
@@ -585,13 +659,20 @@ impl Store {
             | (BundleKind::Delta, Some(_)) => {}
         }
         let mut seen = BTreeSet::new();
+        let mut seen_bases = BTreeSet::new();
         for t in &b.tables {
             let info = self.tables.get(t.table as usize).ok_or_else(|| {
                 StoreError::Malformed(format!("table index {} out of range", t.table))
             })?;
             let n = info.payload.len();
             for r in &t.rows {
-                if !seen.insert((t.table, r.uuid.as_str())) {
+                let dup = match &r.body {
+                    RowBody::Delta { base, .. } if r.by_base() => {
+                        !seen_bases.insert((t.table, *base))
+                    }
+                    _ => !seen.insert((t.table, r.uuid.as_str())),
+                };
+                if dup {
                     return Err(StoreError::Malformed(format!(
                         "row {} of {} appears twice",
                         r.uuid, info.name
@@ -642,11 +723,32 @@ impl Store {
         // Skip what we processed before. The raw vector (not lowered by wants) is
         // right here: a wanted row from this sender is never skipped, and a
         // change we only lack in full comes from the peer we asked.
-        let our_vector = self.raw_vector()?;
-        let me = self.station.id;
+        // Lowered below the versions we asked this sender for by tag: the answer
+        // (the full row, under that tag or a newer one) must not be skipped.
+        let mut our_vector = self.raw_vector()?;
         let sender_key = b.sender.0.to_vec();
+        let by_tag = tag_wants(&self.conn, &b.sender)?;
+        for (_, t) in &by_tag {
+            if let Some(e) = our_vector.0.get_mut(&t.origin) {
+                *e = (*e).min(t.seq.saturating_sub(1));
+            }
+        }
+        let me = self.station.id;
         let tx = self.conn.unchecked_transaction()?;
         tx.execute("UPDATE rs_ctl SET applying = 1", [])?;
+        // A bundle made after the one we could not place (its vector covers the
+        // tag) carries the row again: in full if the sender read our want, else
+        // as before, when the want is recorded again below.
+        if b.kind == BundleKind::Delta {
+            for (t, tag) in &by_tag {
+                if b.sender_vector.covers(tag) {
+                    tx.execute(
+                        "DELETE FROM rs_want_tag WHERE peer = ?1 AND tbl = ?2 AND origin = ?3 AND seq = ?4",
+                        params![sender_key, t, tag.origin.0.to_vec(), tag.seq as i64],
+                    )?;
+                }
+            }
+        }
         let mut rep = ImportReport {
             sender: b.sender,
             peer_name: peer.name.clone(),
@@ -674,6 +776,30 @@ impl Store {
                     rep.skipped += 1;
                     continue;
                 }
+                let placed;
+                let row = match &row.body {
+                    RowBody::Delta { base, .. } if row.by_base() => {
+                        match row_by_tag(&tx, &info.name, *base)? {
+                            Some(uuid) => {
+                                placed = RowVersion {
+                                    uuid,
+                                    ..row.clone()
+                                };
+                                &placed
+                            }
+                            None => {
+                                // We hold another version, or forgot the base: ask by tag.
+                                let added = tx.execute(
+                                    "INSERT OR IGNORE INTO rs_want_tag (peer, tbl, origin, seq) VALUES (?1, ?2, ?3, ?4)",
+                                    params![sender_key, info.name, row.tag.origin.0.to_vec(), row.tag.seq as i64],
+                                )?;
+                                rep.wanted += added as u64;
+                                continue;
+                            }
+                        }
+                    }
+                    _ => row,
+                };
                 let local = read_local(&tx, info, &row.uuid, me)?;
                 let outcome = apply_row(&tx, info, row, local.as_ref(), b, &peer.name, &now)?;
                 match outcome {
@@ -751,14 +877,23 @@ impl Store {
             raise_peer_vector(&tx, &b.sender, &b.sender_vector)?;
             // The bundle's wants are the sender's whole current list.
             tx.execute(
-                "DELETE FROM rs_peer_want WHERE peer = ?1 AND kind = 'asked'",
+                "DELETE FROM rs_peer_want WHERE peer = ?1 AND kind IN ('asked', 'unplaced')",
                 [&sender_key],
             )?;
             for w in &b.wants {
                 let name = &self.tables[w.table as usize].name;
+                // A tag we no longer map to a row: the peer gets uuids on deltas
+                // again (kind 'unplaced'), so its next miss names the row by uuid.
+                let (uuid, kind) = match &w.row {
+                    RowRef::Uuid(u) => (u.clone(), "asked"),
+                    RowRef::Tag(tag) => match row_by_tag(&tx, name, *tag)? {
+                        Some(u) => (u, "asked"),
+                        None => (String::new(), "unplaced"),
+                    },
+                };
                 tx.execute(
-                    "INSERT OR REPLACE INTO rs_peer_want (peer, tbl, uuid, kind) VALUES (?1, ?2, ?3, 'asked')",
-                    params![sender_key, name, w.uuid],
+                    "INSERT OR REPLACE INTO rs_peer_want (peer, tbl, uuid, kind) VALUES (?1, ?2, ?3, ?4)",
+                    params![sender_key, name, uuid, kind],
                 )?;
             }
             // A lost version is moot once the peer confirms our current one.
@@ -851,6 +986,35 @@ impl Store {
         tx.commit()?;
         Ok(rep)
     }
+}
+
+fn uuid_key(w: &Want) -> Option<(u16, String)> {
+    match &w.row {
+        RowRef::Uuid(u) => Some((w.table, u.clone())),
+        RowRef::Tag(_) => None,
+    }
+}
+
+/// Versions we asked `peer` for by tag: (table name, tag).
+pub(crate) fn tag_wants(
+    conn: &Connection,
+    peer: &StationId,
+) -> Result<Vec<(String, Tag)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tbl, origin, seq FROM rs_want_tag WHERE peer = ?1 ORDER BY tbl, origin, seq",
+    )?;
+    let rows = stmt
+        .query_map([peer.0.to_vec()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Tag {
+                    origin: station_id_from(r.get(1)?)?,
+                    seq: r.get::<_, i64>(2)?.max(0) as u64,
+                },
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 /// What we know of a peer, to tell whether an import brought anything new.

@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::codec::{CodecError, Dictionary};
-use crate::delta::{SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
+use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
 pub use exchange::{Exported, ImportReport};
 pub use schema::{Column, TableInfo};
 
 /// Dictionary size trained after `track`.
-pub const DICT_SIZE: usize = 16 * 1024;
+pub const DICT_SIZE: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,8 +53,10 @@ pub enum StoreError {
     PeerExists(String),
     #[error("{0} is this station's own UUID, not a peer")]
     SelfAsPeer(StationId),
-    #[error("this bundle is addressed to station {to}, but this is {us}: import it at the station it was made for")]
-    WrongReceiver { to: StationId, us: StationId },
+    #[error("this bundle is addressed to another station ({to}), but this is {us}: import it at the station it was made for")]
+    WrongReceiver { to: String, us: String },
+    #[error("the bundle's sender (station key {key:08x}) is {}: add it with `radiosync peer add` if you trust it", if *matches == 0 { "not a registered peer".to_string() } else { format!("ambiguous ({matches} registered peers share that key)") })]
+    UnknownSender { key: u32, matches: usize },
     #[error(
         "this bundle was made by this station itself ({0}): import it at the peer it was made for"
     )]
@@ -86,6 +88,7 @@ impl StoreError {
             StoreError::WrongReceiver { .. }
                 | StoreError::FromSelf(_)
                 | StoreError::UnknownPeer(_)
+                | StoreError::UnknownSender { .. }
                 | StoreError::SchemaMismatch { .. }
                 | StoreError::Malformed(_)
                 | StoreError::Codec(_)
@@ -126,6 +129,9 @@ pub struct PeerInfo {
     /// Rows where the peer's version lost here: it gets ours in full (a delta
     /// against its base would not apply) until it confirms ours.
     pub lost: Vec<Want>,
+    /// The peer asked for a version by a tag we could not map to a row: our
+    /// deltas to it carry their uuids until its next bundle.
+    pub unplaced: bool,
 }
 
 /// One line of `rs_log`.
@@ -417,9 +423,10 @@ impl Store {
     /// any change we could not apply and still want in full.
     pub fn vector(&self) -> Result<VersionVector, StoreError> {
         let mut v = self.raw_vector()?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT origin, min(seq) FROM rs_want GROUP BY origin")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT origin, min(seq) FROM (SELECT origin, seq FROM rs_want
+                 UNION ALL SELECT origin, seq FROM rs_want_tag) GROUP BY origin",
+        )?;
         let caps = stmt
             .query_map([], |r| {
                 Ok((station_id_from(r.get(0)?)?, r.get::<_, i64>(1)?))
@@ -475,6 +482,7 @@ impl Store {
             dict_id: r.get::<_, i64>(5)? as u32,
             wants: Vec::new(),
             lost: Vec::new(),
+            unplaced: false,
         })
     }
 
@@ -499,11 +507,14 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         for (t, uuid, kind) in wants {
             if let Some(table) = self.table_index(&t) {
-                let w = Want { table, uuid };
-                if kind == "lost" {
-                    p.lost.push(w);
-                } else {
-                    p.wants.push(w);
+                let w = Want {
+                    table,
+                    row: RowRef::Uuid(uuid),
+                };
+                match kind.as_str() {
+                    "lost" => p.lost.push(w),
+                    "unplaced" => p.unplaced = true,
+                    _ => p.wants.push(w),
                 }
             }
         }
@@ -706,7 +717,7 @@ impl Store {
             )?;
             tx.execute_batch(
                 "DELETE FROM rs_vector; DELETE FROM rs_peer; DELETE FROM rs_peer_vector;
-                 DELETE FROM rs_peer_want; DELETE FROM rs_want; DELETE FROM rs_conflict;
+                 DELETE FROM rs_peer_want; DELETE FROM rs_want; DELETE FROM rs_want_tag; DELETE FROM rs_conflict;
                  DELETE FROM rs_log; DELETE FROM rs_transfer; DELETE FROM rs_transfer_chunk;
                  UPDATE rs_clock SET seq = 0; UPDATE rs_ctl SET applying = 0;",
             )?;

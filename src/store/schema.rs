@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS rs_row (tbl TEXT NOT NULL, uuid TEXT NOT NULL, origin
 CREATE TABLE IF NOT EXISTS rs_hist (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, uuid TEXT NOT NULL,
     origin BLOB NOT NULL, seq INTEGER NOT NULL, mask INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS rs_hist_row ON rs_hist (tbl, uuid);
+CREATE INDEX IF NOT EXISTS rs_hist_tag ON rs_hist (tbl, origin, seq);
 CREATE TABLE IF NOT EXISTS rs_vector (origin BLOB PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rs_peer (uuid BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, callsign TEXT,
     added_on TEXT NOT NULL, last_sync TEXT, sync_count INTEGER NOT NULL DEFAULT 0,
@@ -33,6 +34,8 @@ CREATE TABLE IF NOT EXISTS rs_peer_want (peer BLOB NOT NULL, tbl TEXT NOT NULL, 
     kind TEXT NOT NULL, PRIMARY KEY (peer, tbl, uuid));
 CREATE TABLE IF NOT EXISTS rs_want (peer BLOB NOT NULL, tbl TEXT NOT NULL, uuid TEXT NOT NULL,
     origin BLOB NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (peer, tbl, uuid));
+CREATE TABLE IF NOT EXISTS rs_want_tag (peer BLOB NOT NULL, tbl TEXT NOT NULL, origin BLOB NOT NULL,
+    seq INTEGER NOT NULL, PRIMARY KEY (peer, tbl, origin, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rs_conflict (id INTEGER PRIMARY KEY, time TEXT NOT NULL, tbl TEXT NOT NULL,
     uuid TEXT NOT NULL, peer TEXT, loser_side TEXT NOT NULL, loser_modified_on TEXT NOT NULL,
     loser_writer BLOB NOT NULL, winner_modified_on TEXT NOT NULL, winner_writer BLOB NOT NULL,

@@ -100,7 +100,8 @@ impl Store {
     /// Rows this station asked `peer` for in full and still lacks.
     pub fn wanted_from(&self, peer: &StationId) -> Result<u64, StoreError> {
         let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM rs_want WHERE peer = ?1",
+            "SELECT (SELECT count(*) FROM rs_want WHERE peer = ?1)
+                  + (SELECT count(*) FROM rs_want_tag WHERE peer = ?1)",
             [peer.0.to_vec()],
             |r| r.get(0),
         )?;

@@ -1,0 +1,473 @@
+//! Captures written by the real stations (src/daemon) during a sync over
+//! chansim's channel model, replayed into copies of the databases as they
+//! were before the sync: the application tables must end as the live sync
+//! left them.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use radiosync::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
+use radiosync::daemon::simlink::{channel_config, RunEnd, SimLink, SimPair};
+use radiosync::daemon::station::{Outcome, Station};
+use radiosync::profile::{Framing, Profile};
+use radiosync::replay::{self, BundleFate, ReplayOptions, ReplayReport, Replayer};
+use radiosync::store::Store;
+use radiosync::transport::sim::Side;
+
+const SAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/sample.sql"));
+
+fn stations(dir: &Path) -> (PathBuf, PathBuf) {
+    let a = dir.join("a.sqlite");
+    let b = dir.join("b.sqlite");
+    rusqlite::Connection::open(&a)
+        .unwrap()
+        .execute_batch(SAMPLE)
+        .unwrap();
+    let mut s = Store::init(&a, Some("A"), None).unwrap();
+    s.track(&[], &["id".to_string()]).unwrap();
+    drop(s);
+    Store::clone_station(&a, &b, "B", None).unwrap();
+    (a, b)
+}
+
+/// Updates of pr_person rows and new cms_post rows with random text.
+fn edit(path: &Path, seed: u64, updates: usize, inserts: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let uuids: Vec<String> = conn
+        .prepare("SELECT uuid FROM pr_person ORDER BY uuid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for i in 0..updates {
+        let u = &uuids[rng.gen_range(0..uuids.len())];
+        conn.execute(
+            "UPDATE pr_person SET job_title = ?1, modified_on = ?2 WHERE uuid = ?3",
+            rusqlite::params![
+                format!("post {seed}-{i}"),
+                format!("2025-03-0{}T10:{:02}:00.000Z", 1 + seed % 8, i % 60),
+                u
+            ],
+        )
+        .unwrap();
+    }
+    let max_id: i64 = conn
+        .query_row("SELECT max(id) FROM cms_post", [], |r| r.get(0))
+        .unwrap();
+    for i in 0..inserts {
+        let body: String = (0..120)
+            .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
+            .collect();
+        conn.execute(
+            "INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body) VALUES (?1, ?2, ?3, 0, 'Report', ?4)",
+            rusqlite::params![
+                max_id + 1 + i as i64 + seed as i64 * 1000,
+                format!("{seed:04}-{i:08}-0000-0000-000000000000"),
+                "2025-03-01T12:00:00.000Z",
+                body
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// The application tables, comparable.
+fn snapshot(path: &Path) -> Vec<String> {
+    let store = Store::open(path).unwrap();
+    let mut out = Vec::new();
+    for t in store.tables() {
+        let cols: Vec<String> = t
+            .payload
+            .iter()
+            .map(|c| format!("quote(\"{}\")", c.name))
+            .collect();
+        let sql = format!(
+            "SELECT uuid || '|' || modified_on || '|' || {} FROM \"{}\" ORDER BY uuid",
+            cols.join(" || '|' || "),
+            t.name
+        );
+        let mut st = store.connection().prepare(&sql).unwrap();
+        let rows: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        out.push(t.name.clone());
+        out.extend(rows);
+    }
+    out
+}
+
+type Shared = Arc<Mutex<Writer<Vec<u8>>>>;
+
+/// A station whose frames go into a capture, as `--capture` does.
+fn capturing_station(
+    path: &Path,
+    profile: &Profile,
+    accept: bool,
+    epoch: Instant,
+) -> (Station, Shared) {
+    let store = Store::open(path).unwrap();
+    let header = CaptureHeader {
+        start_unix_ms: 1_700_000_000_000,
+        station: store.station().id,
+        framing: match profile.framing {
+            Framing::Kiss => LinkFraming::Kiss,
+            Framing::Transparent => LinkFraming::Transparent,
+        },
+        profile_name: profile.name.clone(),
+        profile_text: std::fs::read_to_string(format!(
+            "{}/firmware-profiles/{}.toml",
+            env!("CARGO_MANIFEST_DIR"),
+            profile.name
+        ))
+        .unwrap(),
+    };
+    let w = Arc::new(Mutex::new(Writer::new(Vec::new(), &header).unwrap()));
+    let mut st = Station::new(store, profile.clone(), accept).unwrap();
+    let w2 = w.clone();
+    st.set_recorder(Box::new(
+        move |now: Instant, kind: RecordKind, bytes: &[u8]| {
+            let at_ms = now.saturating_duration_since(epoch).as_millis() as u64;
+            w2.lock()
+                .unwrap()
+                .write(&Record {
+                    at_ms,
+                    kind,
+                    bytes: bytes.to_vec(),
+                })
+                .unwrap();
+        },
+    ));
+    (st, w)
+}
+
+fn run_sync(pair: &mut SimPair) -> (Vec<Outcome>, Vec<Outcome>) {
+    let mut outs: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
+            if let Some(s) = p.station(side) {
+                while let Some(o) = s.poll_outcome() {
+                    outs[i].push(o);
+                }
+            }
+        }
+        let idle = |s: Option<&mut Station>| s.is_none_or(|s| !s.has_sessions());
+        !outs[0].is_empty() && idle(p.station(Side::A)) && idle(p.station(Side::B))
+    });
+    assert_eq!(end, RunEnd::Done, "A: {:?} B: {:?}", outs[0], outs[1]);
+    let [a, b] = outs;
+    (a, b)
+}
+
+fn replay_into(db: &Path, capture: &[u8], opts: ReplayOptions) -> ReplayReport {
+    let mut store = Store::open(db).unwrap();
+    let reader = Reader::new(capture).unwrap();
+    let header = reader.header().clone();
+    let mut r = Replayer::new(&mut store, &header, opts).unwrap();
+    for (i, item) in reader.enumerate() {
+        r.feed(i as u64, &item.unwrap());
+    }
+    r.finish(None)
+}
+
+/// Both stations capture a two-way sync; each capture replays into a copy of
+/// its station's database from before the sync and gives the live result.
+fn live_sync_then_replay(profile: &str, loss: f64, ber: f64, seed: u64) -> [ReplayReport; 2] {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 1, 30, 20);
+    edit(&b, 2, 30, 25);
+    let a_before = dir.path().join("a-before.sqlite");
+    let b_before = dir.path().join("b-before.sqlite");
+    std::fs::copy(&a, &a_before).unwrap();
+    std::fs::copy(&b, &b_before).unwrap();
+
+    let p = Profile::load(profile).unwrap();
+    let link = SimLink::new(channel_config(&p, ber, None, loss, seed)).unwrap();
+    let epoch = link.instant(Duration::ZERO);
+    let (sa, wa) = capturing_station(&a, &p, false, epoch);
+    let (sb, wb) = capturing_station(&b, &p, true, epoch);
+    let mut pair = SimPair::new(link, sa, sb);
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 0x2345)
+        .unwrap();
+    let (oa, ob) = run_sync(&mut pair);
+    let ra = oa[0].result.as_ref().expect("A finished");
+    let rb = ob[0].result.as_ref().expect("B finished");
+    assert_eq!((ra.bundles_applied, rb.bundles_applied), (1, 1));
+    drop(pair);
+    let cap_a = Arc::try_unwrap(wa)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap()
+        .into_inner();
+    let cap_b = Arc::try_unwrap(wb)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap()
+        .into_inner();
+
+    let mut reports = Vec::new();
+    for (live, before, cap) in [(&a, &a_before, &cap_a), (&b, &b_before, &cap_b)] {
+        assert_ne!(
+            snapshot(live),
+            snapshot(before),
+            "the sync changed the station"
+        );
+        let report = replay_into(before, cap, ReplayOptions::default());
+        assert_eq!(report.applied(), 1, "{}", replay::summary(&report));
+        assert!(
+            snapshot(live) == snapshot(before),
+            "replay differs from the live sync"
+        );
+        // The listing decodes every frame of a real capture.
+        let reader = Reader::new(cap.as_slice()).unwrap();
+        let header = reader.header().clone();
+        let text = replay::show(&header, reader);
+        assert!(text.contains("Hello v1 from station"), "{text}");
+        assert!(text.contains("BundleStart id"), "{text}");
+        assert!(!text.contains("ends early"), "{text}");
+        reports.push(report);
+    }
+    reports.try_into().unwrap()
+}
+
+#[test]
+fn a_kiss_capture_replays_to_the_live_result() {
+    let [a, b] = live_sync_then_replay("sim-kiss-1200", 0.0, 0.0, 11);
+    assert!(a.bad.is_empty() && b.bad.is_empty());
+}
+
+#[test]
+fn a_lossy_kiss_capture_replays_to_the_live_result() {
+    // 20 % of frames lost on air: what was captured is what arrived,
+    // including the resends that filled the gaps.
+    live_sync_then_replay("sim-kiss-1200", 0.2, 0.0, 12);
+}
+
+#[test]
+fn a_noisy_transparent_capture_replays_to_the_live_result() {
+    let [a, b] = live_sync_then_replay("sim-transparent-9600", 0.0, 1e-4, 13);
+    assert!(a.frames_corrected + b.frames_corrected > 0, "{a:?}");
+}
+
+#[test]
+fn dropping_a_chunk_of_a_real_capture_leaves_the_bundle_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&b, 5, 10, 30);
+    let a_before = dir.path().join("a-before.sqlite");
+    std::fs::copy(&a, &a_before).unwrap();
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 21)).unwrap();
+    let epoch = link.instant(Duration::ZERO);
+    let (sa, wa) = capturing_station(&a, &p, false, epoch);
+    let (sb, _) = capturing_station(&b, &p, true, epoch);
+    let mut pair = SimPair::new(link, sa, sb);
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 9)
+        .unwrap();
+    run_sync(&mut pair);
+    drop(pair);
+    let cap = Arc::try_unwrap(wa)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap()
+        .into_inner();
+    // The record of the first Chunk A received.
+    let reader = Reader::new(cap.as_slice()).unwrap();
+    let header = reader.header().clone();
+    let listing = replay::show(&header, reader);
+    let chunk = listing
+        .lines()
+        .find(|l| l.contains(" recv ") && l.contains("| Chunk offset 0 "))
+        .unwrap_or_else(|| panic!("{listing}"));
+    let index: u64 = chunk[1..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let before = snapshot(&a_before);
+    let report = replay_into(
+        &a_before,
+        &cap,
+        ReplayOptions {
+            drop: [index].into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(report.applied(), 0);
+    assert!(
+        matches!(report.bundles[0].fate, BundleFate::Incomplete { .. }),
+        "{}",
+        replay::summary(&report)
+    );
+    assert!(replay::summary(&report).contains("never arrived"));
+    assert_eq!(snapshot(&a_before), before);
+}
+
+/// `cargo test --test replay_engine -- --ignored` writes a real capture to
+/// look at with `radiosync capture show /tmp/radiosync-real.rscap`.
+#[test]
+#[ignore]
+fn write_a_real_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 1, 5, 3);
+    edit(&b, 2, 5, 8);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.2, 4)).unwrap();
+    let epoch = link.instant(Duration::ZERO);
+    let (sa, wa) = capturing_station(&a, &p, false, epoch);
+    let (sb, _) = capturing_station(&b, &p, true, epoch);
+    let mut pair = SimPair::new(link, sa, sb);
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 3)
+        .unwrap();
+    run_sync(&mut pair);
+    drop(pair);
+    let cap = Arc::try_unwrap(wa)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap()
+        .into_inner();
+    std::fs::write(std::env::temp_dir().join("radiosync-real.rscap"), cap).unwrap();
+}
+
+/// B (the responder) restarts in the middle of the pull; A calls again and
+/// the bundle resumes where it stopped. A's capture spans both sessions: the
+/// replay carries the first session's bytes into the second, as A's partial
+/// did live. Replaying only the second session into a copy of A's database
+/// taken between the two (which holds the partial) also completes.
+#[test]
+fn a_capture_across_a_resumed_transfer_replays_to_the_live_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 7, 5, 0);
+    edit(&b, 8, 20, 250);
+    let a_before = dir.path().join("a-before.sqlite");
+    std::fs::copy(&a, &a_before).unwrap();
+    let p = Profile::load("sim-transparent-9600").unwrap();
+    let link = SimLink::new(channel_config(&p, 1e-5, None, 0.0, 6)).unwrap();
+    let epoch = link.instant(Duration::ZERO);
+    let (sa, wa) = capturing_station(&a, &p, false, epoch);
+    let (sb, _) = capturing_station(&b, &p, true, epoch);
+    let mut pair = SimPair::new(link, sa, sb);
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 300)
+        .unwrap();
+    let b_id = Store::open(&b).unwrap().station().id;
+    let stored = |p: &mut SimPair| {
+        p.station(Side::A)
+            .unwrap()
+            .store()
+            .transfer_state(&b_id)
+            .unwrap()
+            .incoming
+            .map_or(0, |x| x.bytes.len())
+    };
+    let end = pair.run_until(Duration::from_secs(3600), |p| stored(p) > 4000);
+    assert_eq!(end, RunEnd::Done);
+    drop(pair.take(Side::B));
+    pair.put(
+        Side::B,
+        Station::new(Store::open(&b).unwrap(), p.clone(), true).unwrap(),
+    );
+    let mut first = Vec::new();
+    let end = pair.run_until(Duration::from_secs(7200), |p| {
+        while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+            first.push(o);
+        }
+        !first.is_empty()
+    });
+    assert_eq!(end, RunEnd::Done);
+    assert!(first[0].result.is_err(), "the first session fails");
+    // A's database between the sessions, with its partial.
+    let a_between = dir.path().join("a-between.sqlite");
+    pair.station(Side::A)
+        .unwrap()
+        .store()
+        .connection()
+        .execute("VACUUM INTO ?1", [a_between.to_str().unwrap()])
+        .unwrap();
+    let between_bytes = wa.lock().unwrap().get_ref().len();
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 301)
+        .unwrap();
+    let (oa, _) = run_sync(&mut pair);
+    assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
+    drop(pair);
+    let cap = Arc::try_unwrap(wa)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap()
+        .into_inner();
+
+    let report = replay_into(&a_before, &cap, ReplayOptions::default());
+    assert_eq!(report.applied(), 1, "{}", replay::summary(&report));
+    assert!(
+        report
+            .log
+            .iter()
+            .any(|l| l.contains("where session 300 left it")),
+        "{:?}",
+        report.log
+    );
+    assert!(
+        snapshot(&a) == snapshot(&a_before),
+        "replay differs from the live sync"
+    );
+
+    // The second session alone (header + the records written after the cut).
+    let mut second = Vec::new();
+    {
+        let reader = Reader::new(cap.as_slice()).unwrap();
+        let mut w = Writer::new(&mut second, reader.header()).unwrap();
+        let mut offset = 0usize;
+        let mut head = Vec::new();
+        reader.header().emit(&mut head).unwrap();
+        offset += head.len();
+        for item in reader {
+            let rec = item.unwrap();
+            let mut buf = Vec::new();
+            rec.emit(&mut buf).unwrap();
+            if offset >= between_bytes {
+                w.write(&rec).unwrap();
+            }
+            offset += buf.len();
+        }
+    }
+    let report = replay_into(&a_between, &second, ReplayOptions::default());
+    assert_eq!(report.applied(), 1, "{}", replay::summary(&report));
+    assert!(report
+        .log
+        .iter()
+        .any(|l| l.contains("that the database holds from an earlier session")));
+    assert!(
+        snapshot(&a) == snapshot(&a_between),
+        "replay differs from the live sync"
+    );
+}
