@@ -38,9 +38,9 @@ struct EditCounts {
 }
 
 const EDITS: EditCounts = EditCounts {
-    inserts: 200,
-    updates: 500,
-    deletes: 60,
+    inserts: 320,
+    updates: 800,
+    deletes: 100,
     conflicts: 30,
 };
 
