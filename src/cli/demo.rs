@@ -1,21 +1,51 @@
-//! `radiosync demo`: two stations from the embedded sample data, edited on both
-//! sides with plain SQL, synced through bundle files, checked against the rules.
+//! `radiosync demo`: two stations from the embedded sample data, edited on both sides with
+//! plain SQL, synced over a simulated 1200 bit/s radio channel with errors by the real daemon
+//! code (in-process links through `transport::sim::Channel` on the wall clock), then checked
+//! against the rules. `--file` carries the bundles as files instead.
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use radiosync::daemon::{
+    self, simlink, End, Mode, Observer, Options, Outcome, SessionView, Station,
+};
+use radiosync::profile::{Framing, Profile};
 use radiosync::store::Store;
+use radiosync::transport::sim::Channel;
 use rusqlite::types::Value;
+use tokio::io::DuplexStream;
+use tokio::sync::watch;
+
+use super::sim_relay;
 
 /// The first 100 rows of each table of the public dataset (see data/README.md).
 pub const SAMPLE_SQL: &str = include_str!("../../data/sample.sql");
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// Keep the demo's databases and bundles in this directory instead of a temporary one.
+    /// The file-sync demo instead: bundles carried as files (USB stick), no radio.
+    #[arg(long)]
+    file: bool,
+    /// Keep the demo's databases (and bundles) in this directory instead of a temporary one.
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Modem profile of both stations: a simulator profile (sim-kiss-1200, sim-transparent-9600).
+    #[arg(long, default_value = "sim-kiss-1200")]
+    profile: String,
+    /// Probability that the channel loses a whole frame (KISS profiles).
+    #[arg(long, default_value_t = 0.05)]
+    frame_loss: f64,
+    /// Bit error rate of the channel.
+    #[arg(long, default_value_t = 0.0)]
+    ber: f64,
+    /// Seed of the channel's random errors and channel access.
+    #[arg(long, default_value_t = 5)]
+    seed: u64,
 }
 
 /// Plain SQL as the stations' applications would run it.
@@ -47,6 +77,43 @@ UPDATE vulnerability_data SET value = value + 1, modified_on = '2026-03-02T09:30
 UPDATE cms_post SET deleted = 1, modified_on = '2026-03-02T09:40:00.000Z' WHERE id = 3;
 UPDATE hms_hospital SET status = 'Open (b)', modified_on = '2026-03-02T11:00:00.000Z' WHERE id = 1;
 UPDATE hms_hospital SET beds_total = 80, modified_on = '2026-03-02T11:30:00.000Z' WHERE id = 2;
+";
+
+/// More field work for the radio demo, so the bundles are a few KB: alpha registers
+/// volunteers and counts stock, bravo files situation reports and checks locations.
+const MORE_EDITS_A: &str = "
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 16)
+INSERT INTO pr_person (id, uuid, modified_on, deleted, sex, first_name, last_name, type, email,
+                       mobile_phone, organisation, job_title, home_country, home_l1)
+  SELECT (SELECT max(id) FROM pr_person) + i, printf('demo-a-volunteer-%02d', i),
+         printf('2026-03-02T13:%02d:00.000Z', i), 0,
+         (SELECT sex FROM pr_person WHERE id = 1 + (i * 7) % 100),
+         (SELECT first_name FROM pr_person WHERE id = 1 + (i * 13) % 100),
+         (SELECT last_name FROM pr_person WHERE id = 1 + (i * 29) % 100),
+         'Volunteer', printf('volunteer%02d@redcross.tl', i), printf('+670 77%06d', (i * 7919) % 1000000),
+         'Timor-Leste Red Cross', 'Volunteer', 'TL',
+         (SELECT l2 FROM gis_location WHERE id = 1 + (i * 17) % 100)
+  FROM n;
+UPDATE inv_inv_item SET quantity = (quantity * 7 + id) % 500, modified_on = printf('2026-03-02T14:%02d:00.000Z', id % 60)
+  WHERE id BETWEEN 10 AND 40;
+";
+
+const MORE_EDITS_B: &str = "
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12)
+INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body, country, l1, l2, author, date)
+  SELECT (SELECT max(id) FROM cms_post) + i, printf('demo-b-sitrep-%02d', i),
+         printf('2026-03-02T13:%02d:30.000Z', i), 0, 'Situation Report',
+         printf('Sitrep %d: %s, %s: road %s, %d families in evacuation centre', i,
+                (SELECT l3 FROM gis_location WHERE id = 1 + (i * 11) % 100),
+                (SELECT l2 FROM gis_location WHERE id = 1 + (i * 11) % 100),
+                CASE i % 3 WHEN 0 THEN 'open' WHEN 1 THEN 'blocked' ELSE 'passable with 4x4' END,
+                (i * 37) % 90 + 10),
+         'TL', (SELECT l2 FROM gis_location WHERE id = 1 + (i * 11) % 100),
+         (SELECT l3 FROM gis_location WHERE id = 1 + (i * 11) % 100),
+         'bravo.field@redcross.tl', '2026-03-02'
+  FROM n;
+UPDATE gis_location SET lat = round(lat + 0.0001 * id, 6), modified_on = printf('2026-03-02T14:%02d:30.000Z', id % 60)
+  WHERE id BETWEEN 20 AND 50;
 ";
 
 fn synced_content(s: &Store) -> anyhow::Result<Vec<Vec<Value>>> {
@@ -117,10 +184,10 @@ fn carry(from: &Store, to: &mut Store, dir: &Path, step: usize) -> anyhow::Resul
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let (dir, temporary) = match args.keep {
+    let (dir, temporary) = match &args.keep {
         Some(d) => {
-            std::fs::create_dir_all(&d)?;
-            (d, false)
+            std::fs::create_dir_all(d)?;
+            (d.clone(), false)
         }
         None => {
             let d = std::env::temp_dir().join(format!("radiosync-demo-{}", std::process::id()));
@@ -128,7 +195,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             (d, true)
         }
     };
-    let result = demo_in(&dir);
+    let result = if args.file {
+        file_demo(&dir)
+    } else {
+        radio_demo(&dir, &args)
+    };
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -136,7 +207,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn demo_in(dir: &Path) -> anyhow::Result<()> {
+/// Two stations from the sample, cloned, then edited on both sides with plain SQL.
+fn set_up(dir: &Path, more: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
     let a_path = dir.join("station-a.sqlite");
     let b_path = dir.join("station-b.sqlite");
     for p in [&a_path, &b_path] {
@@ -156,18 +228,56 @@ fn demo_in(dir: &Path) -> anyhow::Result<()> {
         Ok(d) => println!("  trained a {}-byte zstd dictionary", d.bytes.len()),
         Err(e) => println!("  no dictionary: {e}"),
     }
-    let mut b = Store::clone_station(&a_path, &b_path, "bravo", None)?;
-    let mut a = Store::open(&a_path)?;
+    drop(a);
+    drop(Store::clone_station(&a_path, &b_path, "bravo", None)?);
     println!("station bravo: cloned from alpha; they share every row and send none of it");
 
     // The applications write with plain SQL on their own files.
     rusqlite::Connection::open(&a_path)?.execute_batch(EDITS_A)?;
     rusqlite::Connection::open(&b_path)?.execute_batch(EDITS_B)?;
-    println!("alpha: 2 inserts, 4 updates, 1 soft-delete, 2 hospital edits");
-    println!(
-        "bravo: 1 insert, 3 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)"
-    );
+    if more {
+        rusqlite::Connection::open(&a_path)?.execute_batch(MORE_EDITS_A)?;
+        rusqlite::Connection::open(&b_path)?.execute_batch(MORE_EDITS_B)?;
+        println!("alpha: 18 inserts, 35 updates, 1 soft-delete, 2 hospital edits");
+        println!(
+            "bravo: 13 inserts, 34 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)"
+        );
+    } else {
+        println!("alpha: 2 inserts, 4 updates, 1 soft-delete, 2 hospital edits");
+        println!(
+            "bravo: 1 insert, 3 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)"
+        );
+    }
+    Ok((a_path, b_path))
+}
 
+/// Both databases hold the same rows and the conflicting edits were decided by the rules.
+/// Returns the number of synced rows and of losing versions kept.
+fn verify(a: &Store, b: &Store) -> anyhow::Result<(usize, usize)> {
+    ensure!(
+        a.pending_for(&b.station().id)? == 0 && b.pending_for(&a.station().id)? == 0,
+        "stations still have changes for each other"
+    );
+    let (ca, cb) = (synced_content(a)?, synced_content(b)?);
+    ensure!(ca == cb, "the two databases differ after sync");
+    for s in [a, b] {
+        ensure!(
+            hospital(s, 1)?.0 == "Open (b)",
+            "hospital 1 at {}: bravo's later edit should win",
+            s.station().name
+        );
+        ensure!(
+            hospital(s, 2)?.1 == 120,
+            "hospital 2 at {}: alpha's later edit should win",
+            s.station().name
+        );
+    }
+    Ok((ca.len(), a.conflicts()?.len() + b.conflicts()?.len()))
+}
+
+fn file_demo(dir: &Path) -> anyhow::Result<()> {
+    let (a_path, b_path) = set_up(dir, false)?;
+    let (mut a, mut b) = (Store::open(&a_path)?, Store::open(&b_path)?);
     println!("bundles, as files on a USB stick:");
     let (mut total_rows, mut total_bytes, mut step) = (0, 0, 0);
     for _ in 0..3 {
@@ -181,25 +291,341 @@ fn demo_in(dir: &Path) -> anyhow::Result<()> {
             break;
         }
     }
-    ensure!(
-        a.pending_for(&b.station().id)? == 0 && b.pending_for(&a.station().id)? == 0,
-        "stations still have changes for each other"
-    );
-    let (ca, cb) = (synced_content(&a)?, synced_content(&b)?);
-    ensure!(ca == cb, "the two databases differ after sync");
-    ensure!(
-        hospital(&a, 1)?.0 == "Open (b)",
-        "hospital 1: bravo's later edit should win"
-    );
-    ensure!(
-        hospital(&b, 2)?.1 == 120,
-        "hospital 2: alpha's later edit should win"
-    );
-    let conflicts = a.conflicts()?.len() + b.conflicts()?.len();
+    let (rows, conflicts) = verify(&a, &b)?;
     println!(
-        "result: {} synced rows identical on both stations; {total_rows} rows moved in {total_bytes} bytes; \
+        "result: {rows} synced rows identical on both stations; {total_rows} rows moved in {total_bytes} bytes; \
+         {conflicts} losing versions kept for review (`radiosync conflicts`)"
+    );
+    println!("hospital 1: bravo's later status wins; hospital 2: alpha's later bed count wins");
+    Ok(())
+}
+
+fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+    let profile = Profile::load(&args.profile)?;
+    ensure!(
+        !profile.amateur,
+        "the demo stations have no callsigns: use a non-amateur profile such as sim-kiss-1200"
+    );
+    let chan_cfg = simlink::channel_config(&profile, args.ber, None, args.frame_loss, args.seed);
+    let (a_path, b_path) = set_up(dir, true)?;
+    let (a, b) = (Store::open(&a_path)?, Store::open(&b_path)?);
+    println!(
+        "pending: alpha has {} rows for bravo, bravo {} for alpha",
+        a.pending_for(&b.station().id)?,
+        b.pending_for(&a.station().id)?
+    );
+    let mut a = Station::new(a, profile.clone(), false)?;
+    let mut b = Station::new(b, profile.clone(), true)?;
+    let mut errors = Vec::new();
+    if chan_cfg.frame_loss > 0.0 {
+        errors.push(format!(
+            "{:.0} % of frames lost",
+            chan_cfg.frame_loss * 100.0
+        ));
+    }
+    if chan_cfg.ber > 0.0 {
+        errors.push(format!("bit error rate {:e}", chan_cfg.ber));
+    }
+    println!(
+        "radio: {} ({} framing), {} bit/s, TXDELAY {} ms, {}; channel simulator seed {}",
+        profile.name,
+        match profile.framing {
+            Framing::Kiss => "KISS",
+            Framing::Transparent => "transparent",
+        },
+        profile.bitrate,
+        profile.txdelay_ms,
+        if errors.is_empty() {
+            "no errors".to_string()
+        } else {
+            errors.join(", ")
+        },
+        args.seed
+    );
+    println!("bravo runs `radiosync run`, alpha `radiosync sync --peer bravo` (in-process links)");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let (stats, rounds) = rt.block_on(async {
+        let (mut a_port, a_air) = tokio::io::duplex(1 << 16);
+        let (mut b_port, b_air) = tokio::io::duplex(1 << 16);
+        let (stop_relay, stop_rx) = watch::channel(false);
+        let (view, relay) = sim_relay::spawn(Channel::new(chan_cfg)?, a_air, b_air, stop_rx);
+        let rounds = radio_sync(&mut a, &mut a_port, &mut b, &mut b_port, &view).await?;
+        let _ = stop_relay.send(true);
+        let stats = relay.await??;
+        anyhow::Ok((stats, rounds))
+    })?;
+    let wall = started.elapsed();
+    let (rows, conflicts) = verify(a.store(), b.store())?;
+    let air = stats.a_to_b.airtime_s + stats.b_to_a.airtime_s;
+    let dirs = [&stats.a_to_b, &stats.b_to_a];
+    let damage = match profile.framing {
+        Framing::Kiss => format!(
+            "{} of {} frames lost on the way and sent again",
+            dirs.iter()
+                .map(|d| d.frames_lost_random + d.frames_lost_bit_errors + d.frames_lost_collision)
+                .sum::<u64>(),
+            dirs.iter().map(|d| d.frames_sent).sum::<u64>()
+        ),
+        Framing::Transparent => format!(
+            "{} bytes on air, {} bits flipped by the channel",
+            dirs.iter().map(|d| d.bytes_sent).sum::<u64>(),
+            dirs.iter().map(|d| d.bits_flipped).sum::<u64>()
+        ),
+    };
+    println!(
+        "result: {rows} synced rows identical on both stations after {rounds} session{}; \
          {conflicts} losing versions kept for review (`radiosync conflicts`)",
-        ca.len()
+        if rounds == 1 { "" } else { "s" }
+    );
+    println!("hospital 1: bravo's later status wins; hospital 2: alpha's later bed count wins");
+    println!(
+        "airtime: {air:.1} s in {} transmissions (alpha {:.1} s, bravo {:.1} s); {damage}; \
+         {:.1} s wall time",
+        stats.a_to_b.transmissions + stats.b_to_a.transmissions,
+        stats.a_to_b.airtime_s,
+        stats.b_to_a.airtime_s,
+        wall.as_secs_f64()
     );
     Ok(())
+}
+
+/// One `sync` from alpha to bravo's `run`, both through the daemon's loop. Returns the
+/// number of sessions the sync took (a row whose later edit arrived as a delta that could
+/// not apply goes in full in another session).
+async fn radio_sync(
+    a: &mut Station,
+    a_port: &mut DuplexStream,
+    b: &mut Station,
+    b_port: &mut DuplexStream,
+    view: &sim_relay::RelayView,
+) -> anyhow::Result<usize> {
+    let bitrate = a.profile().bitrate;
+    let mut bar = Bar::new("alpha", bitrate, Some(view.clone()));
+    let mut quiet = Bar::new("bravo", bitrate, None);
+    let mut bravo_closed = quiet.closed.subscribe();
+    let (alpha_done, mut alpha_sessions) = watch::channel(None::<usize>);
+    let tick = bar.tick();
+    let opts = |mode| Options {
+        mode,
+        timeout: Some(Duration::from_secs(600)),
+        link_status: None,
+        tick,
+    };
+    let alpha = async {
+        let end = daemon::drive(
+            a_port,
+            a,
+            opts(Mode::Sync {
+                peer: "bravo".into(),
+            }),
+            std::future::pending(),
+            &mut bar,
+        )
+        .await;
+        let n = match &end {
+            Ok(End::Synced { outcomes, .. }) => outcomes.len(),
+            _ => 0,
+        };
+        let _ = alpha_done.send(Some(n));
+        bar.finish();
+        end
+    };
+    // Bravo stops once its side of every session has closed too (it still has to hear
+    // alpha's ack of its last message), or a little later if that ack was lost.
+    let bravo_stop = async {
+        let Ok(n) = alpha_sessions
+            .wait_for(Option::is_some)
+            .await
+            .map(|n| n.unwrap_or(0))
+        else {
+            return;
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            bravo_closed.wait_for(|&closed| closed >= n),
+        )
+        .await;
+    };
+    let bravo = daemon::drive(
+        b_port,
+        b,
+        opts(Mode::Run { every: None }),
+        bravo_stop,
+        &mut quiet,
+    );
+    let (ea, eb) = tokio::join!(alpha, bravo);
+    eb.context("bravo's daemon")?;
+    match ea.context("alpha's sync")? {
+        End::Synced { outcomes, complete } => {
+            let (mut sent, mut got, mut resent, mut timeouts) = (0, 0, 0, 0);
+            for o in &outcomes {
+                if let Err(e) = &o.result {
+                    bail!("alpha's sync failed: {e}");
+                }
+                if let Ok(sum) = &o.result {
+                    sent += sum.bundle_bytes_sent;
+                    got += sum.bundle_bytes_received;
+                }
+                resent += o.stats.retransmissions;
+                timeouts += o.stats.timeouts;
+            }
+            ensure!(complete, "rows are still to be sent in full after the sync");
+            println!(
+                "alpha: synced with bravo in {} session(s): {sent} bundle bytes sent, {got} \
+                 received; {resent} frames resent, {timeouts} timeouts",
+                outcomes.len()
+            );
+            Ok(outcomes.len())
+        }
+        End::TimedOut => bail!("alpha's sync timed out"),
+        End::Shutdown => bail!("alpha's sync was stopped"),
+    }
+}
+
+/// The operator's view: a progress bar (bundle bytes, airtime, ETA) on a terminal, log lines
+/// otherwise. `view` is the channel, for the airtime both stations spent.
+struct Bar {
+    name: &'static str,
+    bar: Option<ProgressBar>,
+    bitrate: u32,
+    view: Option<sim_relay::RelayView>,
+    /// Per session: highest (done, total) seen receiving and sending.
+    seen: BTreeMap<u16, [(u64, u64); 2]>,
+    last_line: Option<Instant>,
+    /// Sessions closed so far.
+    closed: watch::Sender<usize>,
+}
+
+impl Bar {
+    fn new(name: &'static str, bitrate: u32, view: Option<sim_relay::RelayView>) -> Bar {
+        let bar = (view.is_some() && std::io::stderr().is_terminal()).then(|| {
+            // A spinner until the first bundle's size is known, then the bar.
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(250));
+            b
+        });
+        Bar {
+            name,
+            bar,
+            bitrate,
+            view,
+            seen: BTreeMap::new(),
+            last_line: None,
+            closed: watch::channel(0).0,
+        }
+    }
+
+    fn tick(&self) -> Duration {
+        Duration::from_millis(if self.bar.is_some() { 500 } else { 1000 })
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+
+    /// Bundle bytes moved so far (both ways) and the airtime spent.
+    fn show(&mut self, now: bool) {
+        let Some(view) = &self.view else { return };
+        let (done, total) = self
+            .seen
+            .values()
+            .flatten()
+            .fold((0, 0), |(d, t), (dd, tt)| (d + dd, t + tt));
+        // The channel counts a transmission's airtime when it keys up; on a half-duplex
+        // channel the keyed time never runs ahead of the clock.
+        let air = view.airtime().min(view.elapsed());
+        let msg = format!(
+            "airtime {:.0} s at {} bit/s",
+            air.as_secs_f64(),
+            self.bitrate
+        );
+        match &self.bar {
+            Some(b) => {
+                if total > 0 && b.length() == Some(0) {
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg} ETA {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                }
+                b.set_length(total.max(done));
+                b.set_position(done);
+                b.set_message(msg);
+            }
+            None => {
+                if now
+                    || self
+                        .last_line
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                {
+                    self.last_line = Some(Instant::now());
+                    self.line(&format!(
+                        "  progress: {done}/{total} bundle bytes, {msg}, {:.0} s",
+                        view.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Observer for Bar {
+    fn note(&mut self, text: &str) {
+        // The demo stops bravo's daemon itself once the sync is over.
+        if !text.starts_with("stopping") {
+            self.line(&format!("  {}: {text}", self.name));
+        }
+    }
+
+    fn progress(&mut self, sessions: &[SessionView]) {
+        for s in sessions {
+            let e = self.seen.entry(s.session).or_default();
+            // A phase may start and end between two ticks: the counters keep what moved.
+            // Sending counts what the peer acknowledged (a Hello's few bytes included), not
+            // what was queued for the radio.
+            let moved = [s.stats.bundle_bytes_received, s.stats.payload_bytes_acked];
+            for (i, p) in [s.progress.receiving, s.progress.sending]
+                .iter()
+                .enumerate()
+            {
+                let mut t = e[i].1.max(p.map_or(0, |p| p.1));
+                if i == 0 {
+                    // What arrived is known even if its phase was never seen running.
+                    t = t.max(moved[0]);
+                }
+                e[i] = (e[i].0.max(moved[i]).min(t), t);
+            }
+        }
+        self.show(false);
+    }
+
+    fn outcome(&mut self, o: &Outcome) {
+        if o.result.is_ok() {
+            if let Some(e) = self.seen.get_mut(&o.session) {
+                for (d, t) in e.iter_mut() {
+                    *d = *t;
+                }
+            }
+            self.show(true);
+        }
+        self.closed.send_modify(|n| *n += 1);
+    }
 }
