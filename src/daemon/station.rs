@@ -5,7 +5,11 @@
 //!
 //! A frame of an unknown session that is a data frame with sequence 0 (a
 //! Hello's first frame) starts a responder engine when the station answers
-//! calls; anything else of an unknown or recently closed session is ignored.
+//! calls; anything else of an unknown or recently closed session is ignored,
+//! except that the last data or ack frame of a transmission of an unknown session
+//! (one this station forgot in a restart) is answered with a control frame
+//! "unknown session": its caller then ends that session and calls again,
+//! resuming, instead of waiting for its retries to run out.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -13,10 +17,12 @@ use std::time::{Duration, Instant};
 use crate::arq::ArqConfig;
 use crate::capture::RecordKind;
 use crate::delta::StationId;
+use crate::engine::unknown_session_frame;
 use crate::engine::{
     Engine, EngineConfig, EngineError, EngineEvent, EngineStats, LinkFramer, RxFrame,
 };
 use crate::frame::ax25::Callsign;
+use crate::frame::link::Ax25Addresses;
 use crate::frame::FrameKind;
 use crate::profile::Profile;
 use crate::store::{Store, StoreError};
@@ -79,6 +85,8 @@ pub struct StationStats {
     pub frames_received: u64,
     pub bad_frames: u64,
     pub ignored_frames: u64,
+    /// "Unknown session" answers sent.
+    pub unknown_told: u64,
 }
 
 pub struct Station {
@@ -87,6 +95,8 @@ pub struct Station {
     local_call: Option<Callsign>,
     framer: LinkFramer,
     sessions: BTreeMap<u16, Slot>,
+    /// "Unknown session" answers waiting to be sent.
+    tell: VecDeque<Vec<u8>>,
     /// Recently closed sessions: their stray frames are ignored, not answered.
     closed: VecDeque<(u16, Instant)>,
     accept_calls: bool,
@@ -154,6 +164,7 @@ impl Station {
             framer,
             sessions: BTreeMap::new(),
             closed: VecDeque::new(),
+            tell: VecDeque::new(),
             accept_calls,
             outcomes: VecDeque::new(),
             notes: VecDeque::new(),
@@ -344,6 +355,18 @@ impl Station {
         let recently_closed = self.closed.iter().any(|(c, _)| *c == id);
         if !(self.accept_calls && is_call && addressed_here && !recently_closed) {
             self.stats.ignored_frames += 1;
+            // Answer once per transmission of the peer: at its last frame (no
+            // airtime left after it), when the channel is ours.
+            let ends_tx = d.frame.payload.get(..2) == Some(&[0, 0][..]);
+            if matches!(d.frame.kind, FrameKind::Data | FrameKind::Ack)
+                && !is_call
+                && addressed_here
+                && !recently_closed
+                && ends_tx
+            {
+                let to = d.ax25.as_ref().map(|(source, _)| source.clone());
+                self.tell_unknown(now, id, to);
+            }
             return;
         }
         match self.new_responder(id) {
@@ -364,6 +387,37 @@ impl Station {
         }
     }
 
+    /// Queues a control frame telling the sender of session `id` (`to` on
+    /// AX.25) that this station does not know it.
+    fn tell_unknown(&mut self, now: Instant, id: u16, to: Option<Callsign>) {
+        let addrs = match (to, &self.local_call) {
+            (Some(peer), Some(local)) => Some(Ax25Addresses {
+                local: local.clone(),
+                peer,
+            }),
+            (None, _) => None,
+            // An AX.25 frame we cannot answer from our own callsign.
+            (Some(_), None) => return,
+        };
+        match self
+            .framer
+            .encode(&unknown_session_frame(id), addrs.as_ref())
+        {
+            Ok(bytes) => {
+                self.stats.unknown_told += 1;
+                self.note(
+                    now,
+                    format!("session {id:04x}: unknown here; telling the caller to call again"),
+                );
+                self.tell.push_back(bytes);
+            }
+            Err(e) => self.note(
+                now,
+                format!("session {id:04x}: cannot frame an answer: {e}"),
+            ),
+        }
+    }
+
     fn new_responder(&self, id: u16) -> Result<Engine, StationError> {
         let cfg = EngineConfig {
             profile: self.profile.clone(),
@@ -378,6 +432,9 @@ impl Station {
         if let Some(s) = self.sessions.get_mut(&id) {
             s.last_heard = now;
             s.engine.handle_frame(now, rx);
+            if s.engine.peer_forgot() && s.link_lost.is_none() {
+                s.link_lost = Some("the peer does not know this session (it restarted)".into());
+            }
         }
         self.service(now, id);
     }
@@ -434,6 +491,10 @@ impl Station {
 
     /// One transmission to write to the port at once, if a session has one.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if let Some(bytes) = self.tell.pop_front() {
+            self.record(now, RecordKind::Sent, &bytes);
+            return Some(bytes);
+        }
         let ids: Vec<u16> = self.sessions.keys().copied().collect();
         for id in ids {
             let tx = self

@@ -433,6 +433,83 @@ fn responder_restart_mid_pull_resumes_without_resending() {
     assert_converged(&a, &b);
 }
 
+/// B's daemon restarts mid-push and forgets the session: it answers A's next
+/// transmission with "unknown session", so A ends that session within one
+/// exchange (not after `RECALL_AFTER` silent retries) and its new call resumes.
+#[test]
+fn restarted_responder_tells_the_caller_to_call_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 9, 20, 80, 200);
+    edit(&b, 10, 5, 0, 0);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 9)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 400)
+        .unwrap();
+    let end = pair.run_until(Duration::from_secs(3600), |p| {
+        partial_len(p.stations[1].as_ref().unwrap(), &a) > 4000
+    });
+    assert_eq!(end, RunEnd::Done);
+    let stored_before = partial_len(pair.stations[1].as_ref().unwrap(), &a);
+    drop(pair.take(Side::B));
+    pair.put(Side::B, station(&b, &p, true));
+    let restarted = pair.link.elapsed();
+    let mut outs_a = Vec::new();
+    let end = pair.run_until(Duration::from_secs(7200), |p| {
+        while let Some(o) = p.station(Side::A).unwrap().poll_outcome() {
+            outs_a.push(o);
+        }
+        !outs_a.is_empty()
+    });
+    assert_eq!(end, RunEnd::Done);
+    let ended_after = pair.link.elapsed() - restarted;
+    let first = &outs_a[0];
+    assert!(first.result.is_err(), "{:?}", first.result);
+    assert!(
+        first
+            .link_lost
+            .as_deref()
+            .is_some_and(|l| l.contains("does not know")),
+        "{:?}",
+        first.link_lost
+    );
+    assert!(pair.station(Side::B).unwrap().stats().unknown_told > 0);
+    // Within one exchange of the restart (the silent retries took 40 s and more).
+    assert!(
+        ended_after < Duration::from_secs(20),
+        "A's session ended {ended_after:?} after B's restart"
+    );
+    let total = Store::open(&a)
+        .unwrap()
+        .transfer_state(&Store::open(&b).unwrap().station().id)
+        .unwrap()
+        .outgoing
+        .expect("A keeps the bundle it was sending")
+        .bytes
+        .len() as u64;
+    assert!(stored_before > 0 && stored_before < total);
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 401)
+        .unwrap();
+    let (oa, ob) = run_sync(&mut pair, Duration::from_secs(14_400));
+    assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
+    // The new session brought only what B had not stored.
+    let got_b = received(&ob);
+    assert_eq!(
+        got_b,
+        total - stored_before,
+        "B received {got_b} bytes again"
+    );
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
 #[test]
 fn amateur_profile_needs_a_callsign() {
     let dir = tempfile::tempdir().unwrap();

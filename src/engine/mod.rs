@@ -24,6 +24,22 @@ use crate::frame::{DecodeInfo, Frame, FrameKind};
 use crate::profile::Profile;
 use crate::sync::{self, LocalInfo, PeerState, Session, SessionError, SessionEvent};
 
+/// Payload of a control frame meaning "I know no session of this id, call
+/// again": a restarted daemon's answer to data of the session it forgot.
+pub const CONTROL_UNKNOWN_SESSION: &[u8] = &[0x01];
+
+/// A control frame telling the sender of session `session` that it is unknown
+/// here (kind Control, seq 0).
+pub fn unknown_session_frame(session: u16) -> Frame {
+    Frame {
+        kind: FrameKind::Control,
+        session,
+        seq: 0,
+        payload: CONTROL_UNKNOWN_SESSION.to_vec(),
+        auth_tag: None,
+    }
+}
+
 /// What an engine needs besides the station's data.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -142,6 +158,10 @@ pub struct Engine {
     /// the session's progress follows the air and memory stays small.
     feed_limit: usize,
     gave_up: bool,
+    /// A data or ack frame of the peer came in this session.
+    heard: bool,
+    /// The peer, heard before, said it knows no such session.
+    peer_forgot: bool,
 }
 
 impl Engine {
@@ -201,6 +221,8 @@ impl Engine {
             stats: EngineStats::default(),
             feed_limit,
             gave_up: false,
+            heard: false,
+            peer_forgot: false,
         };
         e.pump();
         Ok(e)
@@ -273,11 +295,23 @@ impl Engine {
         let kind = match d.frame.kind {
             FrameKind::Data => ArqKind::Data,
             FrameKind::Ack => ArqKind::Ack,
+            // Only a peer that had answered can have forgotten the session; before
+            // that, our call may simply not have reached it yet.
+            FrameKind::Control
+                if d.frame.payload == CONTROL_UNKNOWN_SESSION
+                    && self.heard
+                    && !self.session.is_closed() =>
+            {
+                self.peer_forgot = true;
+                self.give_up();
+                return;
+            }
             FrameKind::Control | FrameKind::Unknown(_) => {
                 self.stats.refused_frames += 1;
                 return;
             }
         };
+        self.heard = true;
         let frame = ArqFrame {
             kind,
             seq: d.frame.seq,
@@ -451,6 +485,12 @@ impl Engine {
     pub fn give_up(&mut self) {
         self.gave_up = true;
         self.session.link_lost();
+    }
+
+    /// The peer said it knows no such session (its process restarted): the
+    /// session failed with a lost link, and a new call can resume at once.
+    pub fn peer_forgot(&self) -> bool {
+        self.peer_forgot
     }
 
     /// The operator stopped: the peer is told (if the link still works).

@@ -204,3 +204,40 @@ fn frames_of_other_sessions_and_stations_are_ignored() {
     assert_eq!(y.stats().foreign_frames, 1);
     assert_eq!(y.session_id(), None);
 }
+
+/// "Unknown session" from a peer that answered before ends the session as a
+/// lost link; before the peer was heard (our call may not have reached it) it
+/// changes nothing, and a responder's frames of another session do not count.
+#[test]
+fn unknown_session_ends_a_session_the_peer_had_answered() {
+    let p = "sim-transparent-9600";
+    let mut a = Engine::initiate(
+        cfg(p, None, None, Some(7)),
+        local(1, ""),
+        StationId([2; 16]),
+        PeerState::default(),
+    )
+    .unwrap();
+    let mut b = Engine::respond(cfg(p, None, None, None), local(2, "")).unwrap();
+    let framer = LinkFramer::new(&Profile::load(p).unwrap()).unwrap();
+    let unknown = |id| framer.encode(&unknown_session_frame(id), None).unwrap();
+    let mut now = Instant::now();
+    let call = a.poll_transmit(now).unwrap();
+    a.handle_bytes(now, &unknown(7));
+    assert!(!a.peer_forgot() && !a.session().is_closed());
+    // B answers the call: A has heard its peer.
+    now += Duration::from_millis(500);
+    b.handle_bytes(now, &call);
+    while b.poll_event().is_some() {}
+    let answer = b.poll_transmit(now).unwrap();
+    now += Duration::from_millis(500);
+    a.handle_bytes(now, &answer);
+    // Another session's "unknown" is not ours.
+    a.handle_bytes(now, &unknown(8));
+    assert!(!a.peer_forgot() && !a.session().is_closed());
+    a.handle_bytes(now, &unknown(7));
+    assert!(a.peer_forgot());
+    assert_eq!(a.session().error(), Some(&SessionError::LinkLost));
+    while a.poll_event().is_some() {}
+    assert!(a.is_done());
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
+use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 /// The binaries, copied once per test process: a build started meanwhile (a
 /// shared CARGO_TARGET_DIR, an editor's cargo check) must not swap them under
@@ -905,6 +905,35 @@ pub fn wants(db: &Path) -> u64 {
     let conn = Connection::open(db).unwrap();
     conn.query_row("SELECT count(*) FROM rs_want", [], |r| r.get::<_, i64>(0))
         .unwrap() as u64
+}
+
+/// The bundle a station is receiving and keeps for resume (`rs_transfer` row
+/// `in`): (bytes stored, total). Read-only, so a running process is not
+/// disturbed; None while there is none or the file cannot be read (busy, or a
+/// hot journal a killed process left).
+pub fn partial_in(db: &Path) -> Option<(u64, u64)> {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.busy_timeout(Duration::from_millis(500)).ok()?;
+    conn.query_row(
+        "SELECT (SELECT coalesce(sum(length(c.bytes)), 0) FROM rs_transfer_chunk c \
+                 WHERE c.peer = t.peer), t.total FROM rs_transfer t WHERE t.dir = 'in'",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+    .ok()
+}
+
+/// Waits up to `limit` until the station at `db` has stored part, not all, of
+/// a bundle it is receiving; returns (stored, total). A kill right after this
+/// leaves a partial to resume whatever the machine's speed: the rest of the
+/// bundle takes at least one more chunk's airtime.
+pub fn wait_partial(db: &Path, limit: Duration) -> Option<(u64, u64)> {
+    let mut seen = None;
+    wait_until(limit, || {
+        seen = partial_in(db).filter(|&(stored, total)| stored > 0 && stored < total);
+        seen.is_some()
+    });
+    seen
 }
 
 /// Rows the station still has for its peers (`status --json`).
