@@ -384,33 +384,6 @@ fn build_workload(dir: &Path, overlap: Overlap) -> anyhow::Result<Workload> {
     })
 }
 
-/// Every synced row's identity, version and payload, table by table: equal on both
-/// stations when they have converged.
-fn synced_content(s: &Store) -> anyhow::Result<Vec<Vec<SqlValue>>> {
-    let mut out = Vec::new();
-    for t in s.tables() {
-        let cols: Vec<String> = t.payload.iter().map(|c| quoted(&c.name)).collect();
-        let sql = format!(
-            "SELECT uuid, modified_on, {} FROM \"{}\" ORDER BY uuid",
-            cols.join(", "),
-            t.name
-        );
-        let mut stmt = s.connection().prepare(&sql)?;
-        let n = cols.len() + 2;
-        let rows = stmt.query_map([], |r| {
-            (0..n)
-                .map(|i| r.get::<_, SqlValue>(i))
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        for r in rows {
-            let mut r = r?;
-            r.insert(0, SqlValue::Text(t.name.clone()));
-            out.push(r);
-        }
-    }
-    Ok(out)
-}
-
 /// One cell of the grid.
 #[derive(Clone, Copy, Debug)]
 struct Cell {
@@ -593,10 +566,10 @@ fn run_cell(w: &Workload, c: &Cell, dir: &Path, follow_answerer: bool) -> anyhow
             break;
         }
         let sa = station(&mut pair, Side::A)?.store();
-        let ca = synced_content(sa)?;
+        let ca = sa.synced_rows()?;
         let pa = sa.pending_for(&w.b_id)?;
         let sb = station(&mut pair, Side::B)?.store();
-        let same = ca == synced_content(sb)?;
+        let same = ca == sb.synced_rows()?;
         out.pending = (pa, sb.pending_for(&w.a_id)?);
         if std::env::var_os("RADIO_BENCH_DEBUG").is_some() {
             eprintln!(

@@ -78,30 +78,8 @@ fn edit(path: &Path, seed: u64, inserts: usize) {
     .unwrap();
 }
 
-fn snapshot(path: &Path) -> Vec<String> {
-    let store = Store::open(path).unwrap();
-    let mut out = Vec::new();
-    for t in store.tables() {
-        let cols: Vec<String> = t
-            .payload
-            .iter()
-            .map(|c| format!("quote(\"{}\")", c.name))
-            .collect();
-        let sql = format!(
-            "SELECT uuid || '|' || modified_on || '|' || {} FROM \"{}\" ORDER BY uuid",
-            cols.join(" || '|' || "),
-            t.name
-        );
-        let mut st = store.connection().prepare(&sql).unwrap();
-        let rows: Vec<String> = st
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        out.push(t.name.clone());
-        out.extend(rows);
-    }
-    out
+fn snapshot(path: &Path) -> Vec<radiosync::store::SyncedRow> {
+    Store::open(path).unwrap().synced_rows().unwrap()
 }
 
 fn radiosync(args: &[&str]) -> std::process::Output {

@@ -17,7 +17,6 @@ use radiosync::daemon::{
 use radiosync::profile::{Framing, Profile};
 use radiosync::store::Store;
 use radiosync::transport::sim::Channel;
-use rusqlite::types::Value;
 use tokio::io::DuplexStream;
 use tokio::sync::watch;
 
@@ -115,35 +114,6 @@ INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body, country, l1,
 UPDATE gis_location SET lat = round(lat + 0.0001 * id, 6), modified_on = printf('2026-03-02T14:%02d:30.000Z', id % 60)
   WHERE id BETWEEN 20 AND 50;
 ";
-
-fn synced_content(s: &Store) -> anyhow::Result<Vec<Vec<Value>>> {
-    let mut out = Vec::new();
-    for t in s.tables() {
-        let cols: Vec<String> = t
-            .payload
-            .iter()
-            .map(|c| format!("\"{}\"", c.name.replace('"', "\"\"")))
-            .collect();
-        let sql = format!(
-            "SELECT uuid, modified_on, {} FROM \"{}\" ORDER BY uuid",
-            cols.join(", "),
-            t.name
-        );
-        let mut stmt = s.connection().prepare(&sql)?;
-        let n = cols.len() + 2;
-        let rows = stmt.query_map([], |r| {
-            (0..n)
-                .map(|i| r.get::<_, Value>(i))
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        for r in rows {
-            let mut r = r?;
-            r.insert(0, Value::Text(t.name.clone()));
-            out.push(r);
-        }
-    }
-    Ok(out)
-}
 
 fn hospital(s: &Store, id: i64) -> anyhow::Result<(String, i64)> {
     Ok(s.connection().query_row(
@@ -258,7 +228,7 @@ fn verify(a: &Store, b: &Store) -> anyhow::Result<(usize, usize)> {
         a.pending_for(&b.station().id)? == 0 && b.pending_for(&a.station().id)? == 0,
         "stations still have changes for each other"
     );
-    let (ca, cb) = (synced_content(a)?, synced_content(b)?);
+    let (ca, cb) = (a.synced_rows()?, b.synced_rows()?);
     ensure!(ca == cb, "the two databases differ after sync");
     for s in [a, b] {
         ensure!(

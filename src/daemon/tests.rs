@@ -81,29 +81,8 @@ fn edit(path: &Path, seed: u64, updates: usize, inserts: usize, text_len: usize)
 }
 
 /// The synced content of every tracked table, in a comparable form.
-fn snapshot(store: &Store) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in store.tables() {
-        let cols: Vec<String> = t
-            .payload
-            .iter()
-            .map(|c| format!("quote(\"{}\")", c.name))
-            .collect();
-        let sql = format!(
-            "SELECT uuid || '|' || modified_on || '|' || {} FROM \"{}\" ORDER BY uuid",
-            cols.join(" || '|' || "),
-            t.name
-        );
-        let mut st = store.connection().prepare(&sql).unwrap();
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        out.push(t.name.clone());
-        out.extend(rows);
-    }
-    out
+fn snapshot(store: &Store) -> Vec<crate::store::SyncedRow> {
+    store.synced_rows().unwrap()
 }
 
 fn station(path: &Path, profile: &Profile, accept: bool) -> Station {

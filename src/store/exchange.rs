@@ -239,6 +239,16 @@ fn body_for(values: Vec<Value>, delta: Option<(Tag, u64)>, ncols: usize) -> RowB
     }
 }
 
+/// One synced row as `Store::synced_rows` lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncedRow {
+    pub table: String,
+    pub uuid: String,
+    pub modified_on: String,
+    /// Payload columns in the table's payload order (`deleted` among them).
+    pub values: Vec<Value>,
+}
+
 impl Store {
     fn table_rows(
         &self,
@@ -278,6 +288,34 @@ impl Store {
                 modified_on,
                 body,
             });
+        }
+        Ok(out)
+    }
+
+    /// Every synced row as `(table, uuid, modified_on, payload values)`, tables in
+    /// tracked order and rows by uuid. Two stations that have converged return
+    /// the same list (site-local columns such as `id` are left out).
+    pub fn synced_rows(&self) -> Result<Vec<SyncedRow>, StoreError> {
+        let mut out = Vec::new();
+        for info in &self.tables {
+            let sql = format!(
+                "SELECT t.uuid, t.modified_on{} FROM {} t ORDER BY t.uuid",
+                payload_prefix(info),
+                quote_ident(&info.name)
+            );
+            let n = info.payload.len();
+            let mut stmt = self.conn.prepare(&sql)?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                out.push(SyncedRow {
+                    table: info.name.clone(),
+                    uuid: text_of(value_from_ref(r.get_ref(0)?)),
+                    modified_on: text_of(value_from_ref(r.get_ref(1)?)),
+                    values: (0..n)
+                        .map(|i| r.get_ref(2 + i).map(value_from_ref))
+                        .collect::<Result<Vec<_>, _>>()?,
+                });
+            }
         }
         Ok(out)
     }

@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::codec::{CodecError, Dictionary};
 use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
-pub use exchange::{Exported, ImportReport};
+pub use exchange::{Exported, ImportReport, SyncedRow};
 pub use schema::{Column, TableInfo};
 
 /// Dictionary size trained after `track`.
