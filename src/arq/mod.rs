@@ -254,6 +254,11 @@ impl Arq {
         self.state == State::Idle && self.unacked() == 0 && !self.ack_owed
     }
 
+    /// Whether data frame `seq` of the peer was delivered already.
+    pub fn delivered(&self, seq: u16) -> bool {
+        Seq(seq).distance(self.next_expected) < 0
+    }
+
     pub fn unacked(&self) -> usize {
         self.queue.len()
             + self

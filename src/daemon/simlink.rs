@@ -154,6 +154,10 @@ pub struct SimPair {
     /// Bytes that reached a side while its station was down (chansim keeps
     /// up to 4 KiB in the tty buffer for a restarted process).
     pub pending: [Vec<u8>; 2],
+    /// Transmissions written so far, per side.
+    pub tx_count: [u64; 2],
+    /// Per side, numbers (from 0, as in `tx_count`) of transmissions lost on the way.
+    pub lose_tx: [Vec<u64>; 2],
 }
 
 /// Limits and outcome of a run.
@@ -175,6 +179,8 @@ impl SimPair {
             link,
             stations: [Some(a), Some(b)],
             pending: [Vec::new(), Vec::new()],
+            tx_count: [0, 0],
+            lose_tx: [Vec::new(), Vec::new()],
         }
     }
 
@@ -220,7 +226,11 @@ impl SimPair {
                 s.handle_timeout(now);
             }
             while let Some(tx) = s.poll_transmit(now) {
-                self.link.write(side, &tx);
+                let n = self.tx_count[idx(side)];
+                self.tx_count[idx(side)] += 1;
+                if !self.lose_tx[idx(side)].contains(&n) {
+                    self.link.write(side, &tx);
+                }
             }
         }
     }

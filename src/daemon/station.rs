@@ -5,11 +5,15 @@
 //!
 //! A frame of an unknown session that is a data frame with sequence 0 (a
 //! Hello's first frame) starts a responder engine when the station answers
-//! calls; anything else of an unknown or recently closed session is ignored,
+//! calls; anything else of an unknown session is ignored,
 //! except that the last data or ack frame of a transmission of an unknown session
 //! (one this station forgot in a restart) is answered with a control frame
 //! "unknown session": its caller then ends that session and calls again,
 //! resuming, instead of waiting for its retries to run out.
+//!
+//! TIME-WAIT: a session that ended well keeps its engine for a while, so a
+//! peer that lost our last ack and resends an already delivered frame (or
+//! polls) is acked again and ends its session instead of retrying for minutes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -97,8 +101,10 @@ pub struct Station {
     sessions: BTreeMap<u16, Slot>,
     /// "Unknown session" answers waiting to be sent.
     tell: VecDeque<Vec<u8>>,
-    /// Recently closed sessions: their stray frames are ignored, not answered.
-    closed: VecDeque<(u16, Instant)>,
+    /// Recently closed sessions: their stray frames are not answered "unknown".
+    closed: VecDeque<Closed>,
+    /// Acks of closed sessions waiting to be sent (recorded when built).
+    reacks: VecDeque<Vec<u8>>,
     accept_calls: bool,
     outcomes: VecDeque<Outcome>,
     notes: VecDeque<String>,
@@ -108,6 +114,18 @@ pub struct Station {
     /// (it waits for the peer) is given up.
     silence_limit: Duration,
 }
+
+/// A recently closed session; `engine` is kept (TIME-WAIT) for `silence_limit`
+/// after a session that ended well, to ack again what it had received.
+struct Closed {
+    id: u16,
+    at: Instant,
+    engine: Option<Engine>,
+    answers: u32,
+}
+
+/// At most this many acks again per closed session.
+const TIME_WAIT_ANSWERS: u32 = 8;
 
 const CLOSED_MEMORY: Duration = Duration::from_secs(600);
 
@@ -164,6 +182,7 @@ impl Station {
             framer,
             sessions: BTreeMap::new(),
             closed: VecDeque::new(),
+            reacks: VecDeque::new(),
             tell: VecDeque::new(),
             accept_calls,
             outcomes: VecDeque::new(),
@@ -275,7 +294,7 @@ impl Station {
             .peer_by_name(name)?
             .ok_or_else(|| StoreError::UnknownPeerName(name.into()))?;
         let mut id = session_id;
-        while self.sessions.contains_key(&id) || self.closed.iter().any(|(c, _)| *c == id) {
+        while self.sessions.contains_key(&id) || self.closed.iter().any(|c| c.id == id) {
             id = id.wrapping_add(1);
         }
         let cfg = EngineConfig {
@@ -352,8 +371,14 @@ impl Station {
             None => true,
         };
         let is_call = d.frame.kind == FrameKind::Data && d.frame.seq == 0;
-        let recently_closed = self.closed.iter().any(|(c, _)| *c == id);
-        if !(self.accept_calls && is_call && addressed_here && !recently_closed) {
+        if self.closed.iter().any(|c| c.id == id) {
+            self.stats.ignored_frames += 1;
+            if addressed_here {
+                self.time_wait(now, id, rx);
+            }
+            return;
+        }
+        if !(self.accept_calls && is_call && addressed_here) {
             self.stats.ignored_frames += 1;
             // Answer once per transmission of the peer: at its last frame (no
             // airtime left after it), when the channel is ours.
@@ -361,7 +386,6 @@ impl Station {
             if matches!(d.frame.kind, FrameKind::Data | FrameKind::Ack)
                 && !is_call
                 && addressed_here
-                && !recently_closed
                 && ends_tx
             {
                 let to = d.ax25.as_ref().map(|(source, _)| source.clone());
@@ -385,6 +409,49 @@ impl Station {
             }
             Err(e) => self.note(now, format!("cannot answer session {id:04x}: {e}")),
         }
+    }
+
+    /// A frame of recently closed session `id`: a delivered data frame or a
+    /// poll is acked again by the kept engine (the peer lost our last ack).
+    fn time_wait(&mut self, now: Instant, id: u16, rx: RxFrame) {
+        let limit = self.silence_limit;
+        let Some(c) = self.closed.iter_mut().find(|c| c.id == id) else {
+            return;
+        };
+        if now >= c.at + limit || c.answers >= TIME_WAIT_ANSWERS {
+            c.engine = None;
+        }
+        let Some(engine) = c.engine.as_mut() else {
+            return;
+        };
+        let Ok(d) = &rx.decoded else {
+            return;
+        };
+        let old = match d.frame.kind {
+            FrameKind::Data => engine.arq().delivered(d.frame.seq),
+            FrameKind::Ack => true,
+            _ => false,
+        };
+        if !old {
+            return;
+        }
+        engine.handle_frame(now, rx);
+        let tx = engine.poll_transmit(now);
+        let mut sent = Vec::new();
+        while let Some(ev) = engine.poll_event() {
+            if let EngineEvent::FrameSent { bytes, .. } = ev {
+                sent.push(bytes);
+            }
+        }
+        let Some(tx) = tx else {
+            return;
+        };
+        c.answers += 1;
+        for b in sent {
+            self.record(now, RecordKind::Sent, &b);
+        }
+        self.note(now, format!("session {id:04x}: closed here; acking again"));
+        self.reacks.push_back(tx);
     }
 
     /// Queues a control frame telling the sender of session `id` (`to` on
@@ -479,8 +546,13 @@ impl Station {
             }
             self.service(now, id);
         }
+        for c in self.closed.iter_mut() {
+            if now >= c.at + self.silence_limit {
+                c.engine = None;
+            }
+        }
         let before = now.checked_sub(CLOSED_MEMORY);
-        while let Some(&(_, t)) = self.closed.front() {
+        while let Some(t) = self.closed.front().map(|c| c.at) {
             if before.is_some_and(|b| t < b) {
                 self.closed.pop_front();
             } else {
@@ -493,6 +565,9 @@ impl Station {
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         if let Some(bytes) = self.tell.pop_front() {
             self.record(now, RecordKind::Sent, &bytes);
+            return Some(bytes);
+        }
+        if let Some(bytes) = self.reacks.pop_front() {
             return Some(bytes);
         }
         let ids: Vec<u16> = self.sessions.keys().copied().collect();
@@ -592,15 +667,22 @@ impl Station {
                 ),
             };
             self.note(now, text);
-            self.closed.push_back((id, now));
-            self.outcomes.push_back(Outcome {
+            let outcome = Outcome {
                 session: id,
                 role: session.role(),
                 peer: s.peer_name.clone(),
-                result,
                 link_lost: s.link_lost.clone(),
                 stats: s.engine.stats(),
+                result,
+            };
+            let ended_well = outcome.result.is_ok() && outcome.link_lost.is_none();
+            self.closed.push_back(Closed {
+                id,
+                at: now,
+                engine: ended_well.then_some(s.engine),
+                answers: 0,
             });
+            self.outcomes.push_back(outcome);
         }
     }
 

@@ -923,3 +923,47 @@ fn drive_syncs_over_an_in_process_stream() {
 fn kiss_1200_with_30_percent_loss_converges() {
     converge("sim-kiss-1200", 0.0, None, 0.3, 15);
 }
+
+/// A's last transmission, the ack of B's last data, is lost (and A's next
+/// ack too): B resends, A's closed session acks again (TIME-WAIT), and B
+/// ends well within a few exchanges instead of retrying until it gives up.
+#[test]
+fn a_lost_final_ack_is_answered_by_the_closed_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 21, 5, 5, 100);
+    edit(&b, 22, 5, 5, 100);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    // The same two stations twice: a clean run counts A's transmissions, the
+    // second loses A's last one (and the one after it).
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for f in [&a, &b] {
+        std::fs::copy(f, copy.join(f.file_name().unwrap())).unwrap();
+    }
+    let run = |a: &Path, b: &Path, lose: Vec<u64>| {
+        let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 21)).unwrap();
+        let mut pair = SimPair::new(link, station(a, &p, false), station(b, &p, true));
+        pair.lose_tx[0] = lose;
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", 70)
+            .unwrap();
+        let (oa, ob) = run_sync(&mut pair, Duration::from_secs(3600));
+        (oa, ob, pair.tx_count[0], pair.link.elapsed())
+    };
+    let (_, ob, a_txs, clean_end) = run(&a, &b, Vec::new());
+    assert!(ob[0].result.is_ok(), "{:?}", ob[0].result);
+    assert_eq!(ob[0].stats.retransmissions, 0);
+    let (a2, b2) = (copy.join("a.sqlite"), copy.join("b.sqlite"));
+    let (oa, ob, _, end) = run(&a2, &b2, vec![a_txs - 1, a_txs]);
+    assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
+    let o = &ob[0];
+    assert!(o.result.is_ok() && o.link_lost.is_none(), "{o:?}");
+    assert!(o.stats.retransmissions > 0);
+    // Two resends after their backoff, not the ARQ's give-up (minutes).
+    let late = end - clean_end;
+    assert!(late < Duration::from_secs(60), "B ended {late:?} late");
+    assert_converged(&a2, &b2);
+}
