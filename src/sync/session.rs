@@ -807,19 +807,7 @@ impl Session {
                 Vec::new()
             }
         };
-        if buf.len() as u64 == total {
-            self.complete(phase, id, buf, resumed);
-        } else {
-            self.state = State::Recv(
-                phase,
-                Receiving::Transfer {
-                    id,
-                    total,
-                    buf,
-                    resumed,
-                },
-            );
-        }
+        self.received(phase, id, total, buf, resumed);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -835,15 +823,7 @@ impl Session {
     ) {
         let have = buf.len() as u64;
         if offset != have || have + bytes.len() as u64 > total {
-            self.state = State::Recv(
-                phase,
-                Receiving::Transfer {
-                    id,
-                    total,
-                    buf,
-                    resumed,
-                },
-            );
+            self.keep_receiving(phase, id, total, buf, resumed);
             let text = format!(
                 "chunk of {} bytes at {offset}, expected one at {have} within {total}",
                 bytes.len()
@@ -862,19 +842,35 @@ impl Session {
             offset,
             bytes,
         });
+        self.received(phase, id, total, buf, resumed);
+    }
+
+    /// Hand a whole bundle on, or wait for the rest of it.
+    fn received(&mut self, phase: Phase, id: BundleId, total: u64, buf: Vec<u8>, resumed: bool) {
         if buf.len() as u64 == total {
             self.complete(phase, id, buf, resumed);
         } else {
-            self.state = State::Recv(
-                phase,
-                Receiving::Transfer {
-                    id,
-                    total,
-                    buf,
-                    resumed,
-                },
-            );
+            self.keep_receiving(phase, id, total, buf, resumed);
         }
+    }
+
+    fn keep_receiving(
+        &mut self,
+        phase: Phase,
+        id: BundleId,
+        total: u64,
+        buf: Vec<u8>,
+        resumed: bool,
+    ) {
+        self.state = State::Recv(
+            phase,
+            Receiving::Transfer {
+                id,
+                total,
+                buf,
+                resumed,
+            },
+        );
     }
 
     fn complete(&mut self, phase: Phase, id: BundleId, buf: Vec<u8>, resumed: bool) {
