@@ -197,6 +197,7 @@ fn bundle(w: &World, tables: Vec<TableChanges>) -> Bundle {
         sender_vector: v,
         wants: vec![],
         tables,
+        layout: None,
     }
 }
 

@@ -6,7 +6,9 @@ use super::value::{canonical_uuid, get_value, put_value, uuid_text};
 use super::wire::{Reader, Writer};
 use super::CodecError;
 use crate::delta::time::{canonical_millis, canonical_text};
-use crate::delta::{RowBody, RowRef, RowVersion, StationId, TableChanges, Tag, Value, Want};
+use crate::delta::{
+    RowBody, RowRef, RowVersion, StationId, TableChanges, TableLayout, Tag, Value, Want,
+};
 use std::collections::HashMap;
 
 /// Per origin, the last sequence seen in this body; starts at the sender's
@@ -352,6 +354,47 @@ pub(crate) fn get_table(
         })
         .collect();
     Ok(TableChanges { table, rows })
+}
+
+/// Most tables and columns a layout may name (bounds what hostile counts allocate).
+const MAX_LAYOUT_TABLES: usize = 4096;
+const MAX_LAYOUT_COLUMNS: usize = 4096;
+
+/// The layout section (only with the header's layout flag): table count, then
+/// per table its name and its payload column names, as postcard strings.
+pub(crate) fn put_layout(w: &mut Writer, layout: &[TableLayout]) {
+    w.varint(layout.len() as u64);
+    for t in layout {
+        w.bytes(t.name.as_bytes());
+        w.varint(t.columns.len() as u64);
+        for c in &t.columns {
+            w.bytes(c.as_bytes());
+        }
+    }
+}
+
+/// Reads the layout section; returns it and the number of bytes it took.
+pub(crate) fn get_layout(bytes: &[u8]) -> Result<(Vec<TableLayout>, usize), CodecError> {
+    let mut r = Reader::new(bytes);
+    let nt = r.count(MAX_LAYOUT_TABLES.min(r.remaining()), "layout table count")?;
+    let mut out = Vec::with_capacity(nt);
+    for _ in 0..nt {
+        let name = r.str("layout table name")?.to_owned();
+        if out.iter().any(|t: &TableLayout| t.name == name) {
+            return Err(CodecError::Malformed("layout names a table twice"));
+        }
+        let nc = r.count(MAX_LAYOUT_COLUMNS.min(r.remaining()), "layout column count")?;
+        let mut columns = Vec::with_capacity(nc);
+        for _ in 0..nc {
+            let c = r.str("layout column name")?.to_owned();
+            if columns.contains(&c) {
+                return Err(CodecError::Malformed("layout names a column twice"));
+            }
+            columns.push(c);
+        }
+        out.push(TableLayout { name, columns });
+    }
+    Ok((out, bytes.len() - r.remaining()))
 }
 
 /// Body head: table count << 1, low bit set when a want list follows.

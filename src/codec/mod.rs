@@ -61,7 +61,8 @@ const F_RECEIVER: u8 = 0x08;
 const F_DICT_ID: u8 = 0x10;
 const F_STATIONS: u8 = 0x20;
 const F_ONE_BLOCK: u8 = 0x40;
-const F_RESERVED: u8 = 0x80;
+/// The body starts with the sender's table layout (`Bundle::layout`).
+const F_LAYOUT: u8 = 0x80;
 /// zstd block type "compressed", and the largest block zstd writes.
 const ZSTD_COMPRESSED_BLOCK: u32 = 2;
 const ZSTD_MAX_BLOCK: usize = 128 * 1024;
@@ -107,6 +108,8 @@ pub struct Header {
     pub compression: Compression,
     /// The zstd body is one block whose block header was left out.
     pub one_block: bool,
+    /// The body carries the sender's table layout.
+    pub has_layout: bool,
     /// Uncompressed body length.
     pub body_len: u64,
 }
@@ -180,6 +183,9 @@ fn flags_of(bundle: &Bundle, comp: Compression, dict: bool, extra: bool, one_blo
     }
     if one_block {
         f |= F_ONE_BLOCK;
+    }
+    if bundle.layout.is_some() {
+        f |= F_LAYOUT;
     }
     f
 }
@@ -290,6 +296,9 @@ pub fn encode(
     st.collect_wants(&bundle.wants);
 
     let mut b = Writer::default();
+    if let Some(layout) = &bundle.layout {
+        body::put_layout(&mut b, layout);
+    }
     body::put_body(
         &mut b,
         &bundle.wants,
@@ -395,8 +404,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
         2 => Compression::ZstdDict,
         _ => return Err(CodecError::BadFlags(flags)),
     };
-    if flags & F_RESERVED != 0
-        || (comp == Compression::ZstdDict && flags & F_DICT_ID == 0)
+    if (comp == Compression::ZstdDict && flags & F_DICT_ID == 0)
         || (comp == Compression::None && flags & F_ONE_BLOCK != 0)
     {
         return Err(CodecError::BadFlags(flags));
@@ -487,6 +495,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
         },
         compression: comp,
         one_block: flags & F_ONE_BLOCK != 0,
+        has_layout: flags & F_LAYOUT != 0,
         body_len,
     };
     Ok(Parsed {
@@ -577,8 +586,22 @@ pub fn decode(bytes: &[u8], dict: Option<&Dictionary>, ends: &Ends) -> Result<Bu
             &body_bytes[..]
         }
     };
+    let (layout, body) = if h.has_layout {
+        let (layout, used) = body::get_layout(body)?;
+        (Some(layout), &body[used..])
+    } else {
+        (None, body)
+    };
     let (wants, tables) = body::get_body(body, &stations, start_seqs(&sender_vector))?;
+    if let Some(l) = &layout {
+        let beyond = tables.iter().any(|t| usize::from(t.table) >= l.len())
+            || wants.iter().any(|w| usize::from(w.table) >= l.len());
+        if beyond {
+            return Err(CodecError::Malformed("a table index beyond the layout"));
+        }
+    }
     Ok(Bundle {
+        layout,
         kind: h.kind,
         sender: ends.sender,
         receiver: h.receiver_key.and(ends.receiver),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::delta::{RowBody, RowRef, RowVersion, TableChanges, Tag, Value, Want};
+use crate::delta::{RowBody, RowRef, RowVersion, TableChanges, TableLayout, Tag, Value, Want};
 use proptest::prelude::*;
 
 const A: StationId = StationId([0x11; 16]);
@@ -41,6 +41,7 @@ fn small_bundle() -> Bundle {
                 ]),
             }],
         }],
+        layout: None,
     }
 }
 
@@ -132,7 +133,7 @@ fn typed_errors() {
     b[2] = 9;
     assert_eq!(dec(&b, None), Err(CodecError::UnsupportedVersion(9)));
     let mut b = SMALL_BUNDLE.to_vec();
-    b[3] |= 0x80;
+    b[3] |= 0x06;
     assert!(matches!(dec(&b, None), Err(CodecError::BadFlags(_))));
     let mut b = SMALL_BUNDLE.to_vec();
     b[45] ^= 1;
@@ -507,8 +508,29 @@ fn bundle() -> impl Strategy<Value = Bundle> {
                     .into_iter()
                     .map(|(table, rows)| TableChanges { table, rows })
                     .collect(),
+                layout: None,
             },
         )
+}
+
+#[test]
+fn layout_travels_and_bounds_table_indexes() {
+    let mut b = small_bundle();
+    let three = |n: &str| TableLayout {
+        name: n.into(),
+        columns: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+    };
+    b.layout = Some(vec![three("t0"), three("t1"), three("t2")]);
+    let bytes = encode(&b, None, false).unwrap();
+    assert!(peek_header(&bytes).unwrap().has_layout);
+    assert_eq!(dec(&bytes, None).unwrap(), b);
+    // Table 2 needs a layout of three tables at least.
+    b.layout = Some(vec![three("t0"), three("t1")]);
+    let bytes = encode(&b, None, false).unwrap();
+    assert!(matches!(dec(&bytes, None), Err(CodecError::Malformed(_))));
+    b.layout = Some(vec![three("t0"), three("t0"), three("t2")]);
+    let bytes = encode(&b, None, false).unwrap();
+    assert!(matches!(dec(&bytes, None), Err(CodecError::Malformed(_))));
 }
 
 proptest! {

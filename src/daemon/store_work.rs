@@ -61,7 +61,13 @@ pub fn do_store_work(
 fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(), StoreWorkError> {
     let responder = engine.session().role() == crate::sync::Role::Responder;
     match event {
-        SessionEvent::PeerHello { station, .. } => {
+        SessionEvent::PeerHello {
+            station, schema, ..
+        } => {
+            // Capture checks itself before every sync: a table rebuilt or
+            // migrated since the last one is noticed before we export.
+            store.check_capture()?;
+            store.set_peer_schema_hint(station, schema);
             if responder {
                 if store.peer_by_id(&station)?.is_some() {
                     let state = store.transfer_state(&station)?;

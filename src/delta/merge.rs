@@ -44,6 +44,101 @@ pub fn decide(local: VersionKey<'_>, incoming: VersionKey<'_>) -> Verdict {
     }
 }
 
+/// The receiving station's side of one row, as the plan needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalSide<'a> {
+    pub key: VersionKey<'a>,
+    /// The sender's vector covers our version's tag: the sender saw it.
+    pub seen_by_sender: bool,
+    /// Our version has no tag yet (written while capture was off).
+    pub untagged: bool,
+    /// We saw the incoming version before (its tag is in our history).
+    pub incoming_seen_here: bool,
+}
+
+/// How the incoming version travels.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IncomingBody {
+    Full,
+    /// Changed columns against a base; `applies` when our row is that base or
+    /// differs from it only in columns the delta carries.
+    Delta {
+        applies: bool,
+    },
+}
+
+/// Why a row cannot be merged yet. The row is kept aside, never dropped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HoldReason {
+    /// The incoming version's `modified_on` is not a time we can read.
+    IncomingTimeUnreadable,
+    /// Our own version's `modified_on` is not a time we can read.
+    LocalTimeUnreadable,
+}
+
+impl HoldReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            HoldReason::IncomingTimeUnreadable => {
+                "its modified_on is not a readable time (use ISO 8601, UTC)"
+            }
+            HoldReason::LocalTimeUnreadable => {
+                "this station's version has an unreadable modified_on: fix it (ISO 8601, UTC)"
+            }
+        }
+    }
+}
+
+/// What to do with one incoming row version: the whole merge decision, pure.
+/// The store carries it out.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RowPlan {
+    /// No local row: insert the incoming version.
+    Insert,
+    /// The incoming version wins. `conflict`: the sender never saw ours, so
+    /// ours is kept in the conflict record.
+    Overwrite { conflict: bool },
+    /// Ours wins. `conflict`: we had not seen theirs before (record it);
+    /// `reannounce`: the sender saw ours yet holds a loser, so ours travels again.
+    Keep { conflict: bool, reannounce: bool },
+    /// The same version on both sides.
+    Same,
+    /// A delta we cannot apply: ask the sender for the full row.
+    AskFull,
+    /// Neither wins nor loses: keep the row aside with the reason.
+    Hold(HoldReason),
+}
+
+/// The merge rule for one row: newer `modified_on` wins, ties by writer, a
+/// delete is a version like any other; an unreadable time never decides.
+pub fn plan(local: Option<LocalSide<'_>>, incoming: VersionKey<'_>, body: IncomingBody) -> RowPlan {
+    if parse_millis(incoming.modified_on).is_none() {
+        return RowPlan::Hold(HoldReason::IncomingTimeUnreadable);
+    }
+    let Some(l) = local else {
+        return match body {
+            IncomingBody::Full => RowPlan::Insert,
+            IncomingBody::Delta { .. } => RowPlan::AskFull,
+        };
+    };
+    if parse_millis(l.key.modified_on).is_none() {
+        return RowPlan::Hold(HoldReason::LocalTimeUnreadable);
+    }
+    match decide(l.key, incoming) {
+        Verdict::Incoming => match body {
+            IncomingBody::Delta { applies: false } => RowPlan::AskFull,
+            _ => RowPlan::Overwrite {
+                conflict: !l.seen_by_sender,
+            },
+        },
+        Verdict::Local => RowPlan::Keep {
+            conflict: !l.incoming_seen_here,
+            reannounce: l.seen_by_sender || l.untagged,
+        },
+        Verdict::Same => RowPlan::Same,
+    }
+}
+
 /// Whether a `deleted` column value means "deleted": SQLite integers, and the
 /// 'T'/'F' text web2py writes for booleans.
 pub fn is_deleted(value: &super::Value) -> bool {
@@ -82,6 +177,94 @@ mod tests {
         assert_eq!(decide(a, b), Verdict::Incoming);
         assert_eq!(decide(b, a), Verdict::Local);
         assert_eq!(decide(a, a), Verdict::Same);
+    }
+
+    fn side(k: VersionKey<'_>) -> LocalSide<'_> {
+        LocalSide {
+            key: k,
+            seen_by_sender: false,
+            untagged: false,
+            incoming_seen_here: false,
+        }
+    }
+
+    #[test]
+    fn plan_inserts_new_rows_and_asks_for_unplaceable_deltas() {
+        let k = key("2024-01-01T00:00:00.000Z", 1);
+        assert_eq!(plan(None, k, IncomingBody::Full), RowPlan::Insert);
+        assert_eq!(
+            plan(None, k, IncomingBody::Delta { applies: true }),
+            RowPlan::AskFull
+        );
+        let older = key("2023-01-01T00:00:00.000Z", 1);
+        assert_eq!(
+            plan(Some(side(older)), k, IncomingBody::Delta { applies: false }),
+            RowPlan::AskFull
+        );
+    }
+
+    #[test]
+    fn plan_holds_unreadable_times_whichever_side() {
+        let good = key("2024-01-01T00:00:00.000Z", 1);
+        let bad = key("last tuesday", 2);
+        assert_eq!(
+            plan(Some(side(good)), bad, IncomingBody::Full),
+            RowPlan::Hold(HoldReason::IncomingTimeUnreadable)
+        );
+        assert_eq!(
+            plan(None, bad, IncomingBody::Full),
+            RowPlan::Hold(HoldReason::IncomingTimeUnreadable)
+        );
+        assert_eq!(
+            plan(Some(side(bad)), good, IncomingBody::Full),
+            RowPlan::Hold(HoldReason::LocalTimeUnreadable)
+        );
+    }
+
+    fn time_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        (0i64..4_000, prop::bool::ANY).prop_map(|(s, web2py)| {
+            let ms = 1_700_000_000_000 + s * 500;
+            let t = crate::delta::time::canonical_text(ms).unwrap();
+            if web2py {
+                t.replace('T', " ").trim_end_matches('Z').to_string()
+            } else {
+                t
+            }
+        })
+    }
+
+    proptest::proptest! {
+        /// Every station picks the same winner whichever version is local.
+        #[test]
+        fn plan_is_symmetric(
+            ta in time_text(), tb in time_text(), wa in 0u8..3, wb in 0u8..3,
+            seen_a in proptest::bool::ANY, seen_b in proptest::bool::ANY,
+        ) {
+            let (a, b) = (key(&ta, wa), key(&tb, wb));
+            let la = LocalSide { seen_by_sender: seen_b, ..side(a) };
+            let lb = LocalSide { seen_by_sender: seen_a, ..side(b) };
+            let at_a = plan(Some(la), b, IncomingBody::Full);
+            let at_b = plan(Some(lb), a, IncomingBody::Full);
+            match at_a {
+                RowPlan::Overwrite { .. } => {
+                    let keeps = matches!(at_b, RowPlan::Keep { .. });
+                    proptest::prop_assert!(keeps, "{:?}", at_b);
+                }
+                RowPlan::Keep { .. } => {
+                    let overwrites = matches!(at_b, RowPlan::Overwrite { .. });
+                    proptest::prop_assert!(overwrites, "{:?}", at_b);
+                }
+                RowPlan::Same => proptest::prop_assert_eq!(at_b, RowPlan::Same),
+                other => proptest::prop_assert!(false, "unexpected {:?}", other),
+            }
+            // The winner is the later time whenever the times differ.
+            let (ma, mb) = (parse_millis(&ta).unwrap(), parse_millis(&tb).unwrap());
+            if ma < mb {
+                let overwrites = matches!(at_a, RowPlan::Overwrite { .. });
+                proptest::prop_assert!(overwrites, "{:?}", at_a);
+            }
+        }
     }
 
     #[test]

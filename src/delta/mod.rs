@@ -6,6 +6,7 @@
 //! whose current tag P's vector does not cover. Only the latest version of a row
 //! travels; the merge rule decides which version a store keeps.
 
+pub mod digest;
 pub mod merge;
 pub mod time;
 
@@ -188,6 +189,17 @@ pub struct Bundle {
     pub sender_vector: VersionVector,
     pub wants: Vec<Want>,
     pub tables: Vec<TableChanges>,
+    /// The sender's tracked tables and their payload columns, carried when the
+    /// sender does not know the receiver to share its schema: `table` indexes
+    /// and row values then follow this layout, and the receiver maps them by name.
+    pub layout: Option<Vec<TableLayout>>,
+}
+
+/// One tracked table as a bundle's layout names it: payload columns in order.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TableLayout {
+    pub name: String,
+    pub columns: Vec<String>,
 }
 
 /// A hash over the tracked tables and their synced columns (names and declared

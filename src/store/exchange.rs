@@ -5,15 +5,11 @@ use std::collections::BTreeSet;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema::{quote_ident, TableInfo};
-use super::{
-    now_text, station_id_from, value_from_ref, value_json, value_to_sql, LogEntry, Store,
-    StoreError,
-};
+use super::{station_id_from, value_from_ref, LogEntry, Store, StoreError};
 use crate::codec;
-use crate::delta::merge::{decide, Verdict, VersionKey};
 use crate::delta::{
-    Bundle, BundleKind, RowBody, RowRef, RowVersion, StationId, TableChanges, Tag, Value,
-    VersionVector, Want,
+    Bundle, BundleKind, RowBody, RowRef, RowVersion, StationId, TableChanges, TableLayout, Tag,
+    Value, VersionVector, Want,
 };
 
 /// What one import did.
@@ -37,6 +33,14 @@ pub struct ImportReport {
     pub retagged: u64,
     /// Per table: (name, rows in the bundle, applied, conflicts).
     pub per_table: Vec<(String, u64, u64, u64)>,
+    /// Rows this database refused (a constraint, an unreadable time), kept aside.
+    pub quarantined: u64,
+    /// Quarantined rows that went in this time.
+    pub released: u64,
+    /// Rows held in the same version whose columns we lacked, filled in.
+    pub repaired: u64,
+    /// Rows of tables this station does not track.
+    pub untracked: u64,
 }
 
 /// An encoded export.
@@ -48,11 +52,13 @@ pub struct Exported {
 }
 
 /// A row as it is now in this store.
-struct LocalRow {
-    tag: Option<Tag>,
-    writer: StationId,
-    modified_on: String,
-    values: Vec<Value>,
+pub(super) struct LocalRow {
+    pub tag: Option<Tag>,
+    pub writer: StationId,
+    pub modified_on: String,
+    pub values: Vec<Value>,
+    /// Hard-deleted here: only the tombstone remains.
+    pub gone: bool,
 }
 
 fn select_payload(info: &TableInfo) -> String {
@@ -63,7 +69,7 @@ fn select_payload(info: &TableInfo) -> String {
         .join(", ")
 }
 
-fn payload_prefix(info: &TableInfo) -> String {
+pub(super) fn payload_prefix(info: &TableInfo) -> String {
     let p = select_payload(info);
     if p.is_empty() {
         String::new()
@@ -72,7 +78,7 @@ fn payload_prefix(info: &TableInfo) -> String {
     }
 }
 
-fn read_local(
+pub(super) fn read_local(
     conn: &Connection,
     info: &TableInfo,
     uuid: &str,
@@ -108,14 +114,67 @@ fn read_local(
                 writer,
                 modified_on,
                 values,
+                gone: false,
             })
         })
         .optional()?;
-    Ok(row)
+    if row.is_some() {
+        return Ok(row);
+    }
+    read_tombstone(conn, info, uuid)
+}
+
+/// A hard-deleted row as its tombstone keeps it: the last values (NULL where
+/// unknown) with `deleted` set, at the time of deletion.
+pub(super) fn read_tombstone(
+    conn: &Connection,
+    info: &TableInfo,
+    uuid: &str,
+) -> Result<Option<LocalRow>, StoreError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT b.modified_on, b.deleted, r.origin, r.seq, r.writer FROM rs_tomb b
+             JOIN rs_row r ON r.tbl = b.tbl AND r.uuid = b.uuid WHERE b.tbl = ?1 AND b.uuid = ?2",
+        )?
+        .query_row(params![info.name, uuid], |r| {
+            Ok((
+                text_of(value_from_ref(r.get_ref(0)?)),
+                value_from_ref(r.get_ref(1)?),
+                Tag {
+                    origin: station_id_from(r.get(2)?)?,
+                    seq: r.get::<_, i64>(3)?.max(0) as u64,
+                },
+                station_id_from(r.get(4)?)?,
+            ))
+        })
+        .optional()?;
+    let Some((modified_on, deleted, tag, writer)) = head else {
+        return Ok(None);
+    };
+    let mut values = vec![Value::Null; info.payload.len()];
+    let mut stmt =
+        conn.prepare_cached("SELECT col, v FROM rs_tomb_val WHERE tbl = ?1 AND uuid = ?2")?;
+    let mut rows = stmt.query(params![info.name, uuid])?;
+    while let Some(r) = rows.next()? {
+        let col: String = r.get(0)?;
+        if let Some(i) = info.payload.iter().position(|c| c.name == col) {
+            values[i] = value_from_ref(r.get_ref(1)?);
+        }
+    }
+    if let Some(i) = info.payload.iter().position(|c| c.name == "deleted") {
+        values[i] = deleted;
+    }
+    Ok(Some(LocalRow {
+        tag: Some(tag),
+        writer,
+        modified_on,
+        values,
+        gone: true,
+    }))
 }
 
 /// modified_on as text; other storage classes in their SQL text form.
-fn text_of(v: Value) -> String {
+pub(super) fn text_of(v: Value) -> String {
     match v {
         Value::Text(t) => t,
         Value::Integer(i) => i.to_string(),
@@ -125,7 +184,11 @@ fn text_of(v: Value) -> String {
     }
 }
 
-fn history(conn: &Connection, table: &str, uuid: &str) -> Result<Vec<(Tag, u64)>, StoreError> {
+pub(super) fn history(
+    conn: &Connection,
+    table: &str,
+    uuid: &str,
+) -> Result<Vec<(Tag, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT origin, seq, mask FROM rs_hist WHERE tbl = ?1 AND uuid = ?2 ORDER BY id",
     )?;
@@ -145,7 +208,11 @@ fn history(conn: &Connection, table: &str, uuid: &str) -> Result<Vec<(Tag, u64)>
 
 /// The row of `table` one of whose recent versions (current or in history)
 /// carries `tag`. Tags are unique per change, so at most one row matches.
-fn row_by_tag(conn: &Connection, table: &str, tag: Tag) -> Result<Option<String>, StoreError> {
+pub(super) fn row_by_tag(
+    conn: &Connection,
+    table: &str,
+    tag: Tag,
+) -> Result<Option<String>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT uuid FROM rs_hist WHERE tbl = ?1 AND origin = ?2 AND seq = ?3 LIMIT 1",
@@ -156,7 +223,7 @@ fn row_by_tag(conn: &Connection, table: &str, tag: Tag) -> Result<Option<String>
         .optional()?)
 }
 
-fn push_history(
+pub(super) fn push_history(
     conn: &Connection,
     table: &str,
     uuid: &str,
@@ -182,7 +249,7 @@ fn push_history(
     Ok(())
 }
 
-fn set_row_tag(
+pub(super) fn set_row_tag(
     conn: &Connection,
     table: &str,
     uuid: &str,
@@ -190,14 +257,22 @@ fn set_row_tag(
     writer: StationId,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO rs_row (tbl, uuid, origin, seq, writer) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO rs_row (tbl, uuid, origin, seq, writer) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tbl, uuid) DO UPDATE SET origin = excluded.origin, seq = excluded.seq,
+           writer = excluded.writer",
     )?
-    .execute(params![table, uuid, tag.origin.0.to_vec(), tag.seq as i64, writer.0.to_vec()])?;
+    .execute(params![
+        table,
+        uuid,
+        tag.origin.0.to_vec(),
+        tag.seq as i64,
+        writer.0.to_vec()
+    ])?;
     Ok(())
 }
 
 /// Bit i set = payload column i differs (type or bits).
-fn diff_mask(a: &[Value], b: &[Value]) -> u64 {
+pub(super) fn diff_mask(a: &[Value], b: &[Value]) -> u64 {
     if a.len() > 64 {
         return u64::MAX;
     }
@@ -250,12 +325,24 @@ pub struct SyncedRow {
 }
 
 impl Store {
+    /// The rows of `info` that `keep` selects (by uuid, tag, modified_on),
+    /// hard-deleted ones as their tombstones, in tag order. Rows held back
+    /// (`rs_held`: unreadable time, duplicate uuid) never leave.
     fn table_rows(
         &self,
         info: &TableInfo,
         mut keep: impl FnMut(&str, Tag, &str) -> bool,
         mut make: impl FnMut(&str, Tag, Vec<Value>) -> Result<RowBody, StoreError>,
     ) -> Result<Vec<RowVersion>, StoreError> {
+        let held: BTreeSet<String> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT uuid FROM rs_held WHERE tbl = ?1")?;
+            let v = stmt
+                .query_map([&info.name], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            v
+        };
         let sql = format!(
             "SELECT r.uuid, r.origin, r.seq, r.writer, t.modified_on{} FROM rs_row r
              JOIN {} t ON t.uuid = r.uuid WHERE r.tbl = ?1 ORDER BY r.seq, r.uuid",
@@ -265,7 +352,7 @@ impl Store {
         let n = info.payload.len();
         let mut stmt = self.conn.prepare(&sql)?;
         let mut rows = stmt.query([&info.name])?;
-        let mut out = Vec::new();
+        let mut found: Vec<(String, Tag, StationId, String, Vec<Value>)> = Vec::new();
         while let Some(r) = rows.next()? {
             let uuid: String = r.get(0)?;
             let tag = Tag {
@@ -273,13 +360,53 @@ impl Store {
                 seq: r.get::<_, i64>(2)?.max(0) as u64,
             };
             let modified_on = text_of(value_from_ref(r.get_ref(4)?));
-            if !keep(&uuid, tag, &modified_on) {
+            if held.contains(&uuid) || !keep(&uuid, tag, &modified_on) {
                 continue;
             }
             let writer = station_id_from(r.get(3)?)?;
             let values = (0..n)
                 .map(|i| r.get_ref(5 + i).map(value_from_ref))
                 .collect::<Result<Vec<_>, _>>()?;
+            found.push((uuid, tag, writer, modified_on, values));
+        }
+        drop(rows);
+        // Two application rows under one uuid cannot travel; the capture check holds them.
+        let mut dup = BTreeSet::new();
+        for w in found.windows(2) {
+            if w[0].0 == w[1].0 {
+                dup.insert(w[0].0.clone());
+            }
+        }
+        found.retain(|f| !dup.contains(&f.0));
+        let tombs: Vec<(String, Tag, String)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT b.uuid, r.origin, r.seq, b.modified_on FROM rs_tomb b
+                 JOIN rs_row r ON r.tbl = b.tbl AND r.uuid = b.uuid WHERE b.tbl = ?1 ORDER BY r.seq",
+            )?;
+            let v = stmt
+                .query_map([&info.name], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Tag {
+                            origin: station_id_from(r.get(1)?)?,
+                            seq: r.get::<_, i64>(2)?.max(0) as u64,
+                        },
+                        text_of(value_from_ref(r.get_ref(3)?)),
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            v
+        };
+        for (uuid, tag, modified_on) in tombs {
+            if held.contains(&uuid) || !keep(&uuid, tag, &modified_on) {
+                continue;
+            }
+            if let Some(l) = read_tombstone(&self.conn, info, &uuid)? {
+                found.push((uuid, tag, l.writer, l.modified_on, l.values));
+            }
+        }
+        let mut out = Vec::with_capacity(found.len());
+        for (uuid, tag, writer, modified_on, values) in found {
             let body = make(&uuid, tag, values)?;
             out.push(RowVersion {
                 uuid,
@@ -357,6 +484,14 @@ impl Store {
         }
         let wanted: BTreeSet<(u16, String)> = p.wants.iter().filter_map(uuid_key).collect();
         let lost: BTreeSet<(u16, String)> = p.lost.iter().filter_map(uuid_key).collect();
+        // Tables whose every row the peer gets in full: it gained columns we have.
+        let me = self.station.id;
+        let backfill: BTreeSet<String> = self
+            .backfills(peer)?
+            .into_iter()
+            .filter(|(_, sent_at)| sent_at.is_none_or(|s| p.confirmed.get(&me) < s))
+            .map(|(t, _)| t)
+            .collect();
         // Deltas name their row by base tag, unless the peer asked for a tag we
         // could not map back to a row: then every delta carries its uuid again.
         let by_base = !p.unplaced;
@@ -364,15 +499,16 @@ impl Store {
         for (i, info) in self.tables.iter().enumerate() {
             let ti = i as u16;
             let n = info.payload.len();
+            let all = backfill.contains(&info.name);
             let rows = self.table_rows(
                 info,
                 |uuid, tag, _| {
-                    wanted.contains(&(ti, uuid.to_string()))
+                    all || wanted.contains(&(ti, uuid.to_string()))
                         || (tag.origin != *peer && !p.confirmed.covers(&tag))
                 },
                 |uuid, tag, values| {
                     let key = (ti, uuid.to_string());
-                    if wanted.contains(&key) || lost.contains(&key) {
+                    if all || wanted.contains(&key) || lost.contains(&key) {
                         return Ok(RowBody::Full(values));
                     }
                     let hist = history(&self.conn, &info.name, uuid)?;
@@ -411,7 +547,79 @@ impl Store {
             sender_vector: self.vector()?,
             wants: self.my_wants(peer)?,
             tables,
+            // A peer not known to share our tables learns their layout.
+            layout: (self.schema_hints.get(peer).copied().or(p.schema) != Some(self.fingerprint))
+                .then(|| self.layout()),
         })
+    }
+
+    /// Our tracked tables and their payload columns, in bundle order.
+    pub fn layout(&self) -> Vec<TableLayout> {
+        self.tables
+            .iter()
+            .map(|t| TableLayout {
+                name: t.name.clone(),
+                columns: t.payload.iter().map(|c| c.name.clone()).collect(),
+            })
+            .collect()
+    }
+
+    /// Before a bundle with backfilled tables goes out: our clock moves on one
+    /// step and the tables remember it, so the peer's vector tells when it
+    /// holds the bundle. Backfills the peer confirmed are dropped.
+    fn mark_backfills_sent(
+        &self,
+        peer: &StationId,
+        holds: Option<&VersionVector>,
+    ) -> Result<(), StoreError> {
+        let backfills = self.backfills(peer)?;
+        if backfills.is_empty() {
+            return Ok(());
+        }
+        let confirmed = match holds {
+            Some(v) => v.get(&self.station.id),
+            None => self
+                .peer_by_id(peer)?
+                .map(|p| p.confirmed.get(&self.station.id))
+                .unwrap_or(0),
+        };
+        let key = peer.0.to_vec();
+        let mut open = false;
+        for (t, sent_at) in &backfills {
+            if sent_at.is_some_and(|s| confirmed >= s) {
+                self.conn.execute(
+                    "DELETE FROM rs_peer_backfill WHERE peer = ?1 AND tbl = ?2",
+                    params![key, t],
+                )?;
+            } else {
+                open = true;
+            }
+        }
+        if open {
+            self.conn.execute("UPDATE rs_clock SET seq = seq + 1", [])?;
+            self.conn.execute(
+                "UPDATE rs_peer_backfill SET sent_at = (SELECT seq FROM rs_clock) WHERE peer = ?1",
+                [key],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Tables the peer gets in full (it gained columns), and our clock when
+    /// that was last sent (None: not yet).
+    fn backfills(&self, peer: &StationId) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT tbl, sent_at FROM rs_peer_backfill WHERE peer = ?1")?;
+        let rows = stmt
+            .query_map([peer.0.to_vec()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?.map(|s| s.max(0) as u64),
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     /// A manual export by age: full rows with `modified_on >= since` (compared
@@ -446,6 +654,8 @@ impl Store {
             sender_vector: self.vector()?,
             wants: Vec::new(),
             tables,
+            // Any station may import it: it describes itself.
+            layout: Some(self.layout()),
         })
     }
 
@@ -506,6 +716,7 @@ impl Store {
         peer: &StationId,
         holds: Option<&VersionVector>,
     ) -> Result<Exported, StoreError> {
+        self.mark_backfills_sent(peer, holds)?;
         let bundle = self.export_against(peer, holds)?;
         let p = self
             .peer_by_id(peer)?
@@ -532,501 +743,9 @@ impl Store {
             wants: bundle.wants.len() as u64,
         })
     }
-
-    /// Decode with the right dictionary and import. A refused bundle changes
-    /// nothing but an rs_log line.
-    pub fn import_bundle_bytes(&mut self, bytes: &[u8]) -> Result<ImportReport, StoreError> {
-        let res = self.import_bytes_inner(bytes, None);
-        if let Err(e) = &res {
-            self.log_refusal(None, e);
-        }
-        res
-    }
-
-    /// `import_bundle_bytes` for a bundle that arrived over radio: the partial
-    /// transfer kept for `peer` is deleted in the import's own transaction, so a
-    /// crash can never leave a committed bundle that a later session offers to resume.
-    pub fn import_transfer(
-        &mut self,
-        bytes: &[u8],
-        peer: &StationId,
-    ) -> Result<ImportReport, StoreError> {
-        let res = self.import_bytes_inner(bytes, Some(peer));
-        if let Err(e) = &res {
-            self.log_refusal(None, e);
-        }
-        res
-    }
-
-    fn import_bytes_inner(
-        &mut self,
-        bytes: &[u8],
-        clear_partial: Option<&StationId>,
-    ) -> Result<ImportReport, StoreError> {
-        let header = codec::peek_header(bytes)?;
-        let ends = self.resolve_ends(&header)?;
-        self.check_addressing(ends.sender, ends.receiver, header.schema)?;
-        let dict = self.dictionary()?;
-        let dict = if header.uses_dict {
-            match dict {
-                Some(d) if d.id == header.dict_id => Some(d),
-                other => {
-                    return Err(StoreError::DictMismatch {
-                        theirs: header.dict_id,
-                        ours: other.map(|d| d.id).unwrap_or(0),
-                    })
-                }
-            }
-        } else {
-            None
-        };
-        let bundle = codec::decode(bytes, dict.as_ref(), &ends)?;
-        if bundle.sender != ends.sender
-            || bundle.receiver != ends.receiver
-            || bundle.schema != header.schema
-        {
-            return Err(StoreError::Malformed("header and body disagree".into()));
-        }
-        self.import_checked(&bundle, Some(header.dict_id), clear_partial)
-    }
-
-    /// The stations behind the header's 4-byte keys: the receiver must be us,
-    /// the sender exactly one registered peer.
-    fn resolve_ends(&self, h: &codec::Header) -> Result<codec::Ends, StoreError> {
-        let me = self.station.id;
-        let my_key = codec::station_key(&me);
-        if h.sender_key == my_key {
-            return Err(StoreError::FromSelf(me));
-        }
-        if let Some(k) = h.receiver_key {
-            if k != my_key {
-                return Err(StoreError::WrongReceiver {
-                    to: format!("with key {k:08x}"),
-                    us: format!("{me} (key {my_key:08x})"),
-                });
-            }
-        }
-        let peers: Vec<StationId> = self
-            .peers()?
-            .into_iter()
-            .map(|p| p.id)
-            .filter(|id| codec::station_key(id) == h.sender_key)
-            .collect();
-        match peers[..] {
-            [sender] => Ok(codec::Ends {
-                sender,
-                receiver: h.receiver_key.map(|_| me),
-            }),
-            _ => Err(StoreError::UnknownSender {
-                key: h.sender_key,
-                matches: peers.len(),
-            }),
-        }
-    }
-
-    /// Merge a bundle in one transaction: all or nothing.
-    pub fn import_bundle(&mut self, bundle: &Bundle) -> Result<ImportReport, StoreError> {
-        let res = self.import_checked(bundle, None, None);
-        if let Err(e) = &res {
-            self.log_refusal(Some(bundle.sender), e);
-        }
-        res
-    }
-
-    fn log_refusal(&self, sender: Option<StationId>, e: &StoreError) {
-        let peer = sender.and_then(|s| {
-            self.peer_by_id(&s)
-                .ok()
-                .flatten()
-                .map(|p| p.name)
-                .or(Some(s.to_string()))
-        });
-        // Best effort: the refusal itself is what the caller reports.
-        let _ = self.log_event(&LogEntry {
-            peer,
-            direction: "in".into(),
-            result: "refused".into(),
-            message: e.to_string(),
-            ..Default::default()
-        });
-    }
-
-    fn check_addressing(
-        &self,
-        sender: StationId,
-        receiver: Option<StationId>,
-        schema: crate::delta::SchemaFingerprint,
-    ) -> Result<(), StoreError> {
-        let me = self.station.id;
-        if sender == me {
-            return Err(StoreError::FromSelf(me));
-        }
-        if let Some(to) = receiver {
-            if to != me {
-                return Err(StoreError::WrongReceiver {
-                    to: to.to_string(),
-                    us: me.to_string(),
-                });
-            }
-        }
-        if self.peer_by_id(&sender)?.is_none() {
-            return Err(StoreError::UnknownPeer(sender));
-        }
-        if self.tables.is_empty() {
-            return Err(StoreError::NothingTracked);
-        }
-        if schema != self.fingerprint {
-            return Err(StoreError::SchemaMismatch {
-                ours: self.fingerprint.0,
-                theirs: schema.0,
-            });
-        }
-        Ok(())
-    }
-
-    fn validate(&self, b: &Bundle) -> Result<(), StoreError> {
-        self.check_addressing(b.sender, b.receiver, b.schema)?;
-        match (b.kind, b.receiver) {
-            (BundleKind::Delta, None) => {
-                return Err(StoreError::Malformed(
-                    "a delta bundle without a receiver".into(),
-                ))
-            }
-            (BundleKind::Slice, Some(_))
-            | (BundleKind::Slice, None)
-            | (BundleKind::Delta, Some(_)) => {}
-        }
-        let mut seen = BTreeSet::new();
-        let mut seen_bases = BTreeSet::new();
-        for t in &b.tables {
-            let info = self.tables.get(t.table as usize).ok_or_else(|| {
-                StoreError::Malformed(format!("table index {} out of range", t.table))
-            })?;
-            let n = info.payload.len();
-            for r in &t.rows {
-                let dup = match &r.body {
-                    RowBody::Delta { base, .. } if r.by_base() => {
-                        !seen_bases.insert((t.table, *base))
-                    }
-                    _ => !seen.insert((t.table, r.uuid.as_str())),
-                };
-                if dup {
-                    return Err(StoreError::Malformed(format!(
-                        "row {} of {} appears twice",
-                        r.uuid, info.name
-                    )));
-                }
-                match &r.body {
-                    RowBody::Full(v) if v.len() != n => {
-                        return Err(StoreError::Malformed(format!(
-                            "a row of {} has {} values, the table has {n} synced columns",
-                            info.name,
-                            v.len()
-                        )))
-                    }
-                    RowBody::Delta { mask, values, .. } => {
-                        let beyond = n < 64 && (mask >> n) != 0;
-                        if beyond || mask.count_ones() as usize != values.len() {
-                            return Err(StoreError::Malformed(format!(
-                                "a delta row of {} has a mask that does not match its values",
-                                info.name
-                            )));
-                        }
-                    }
-                    RowBody::Full(_) => {}
-                }
-            }
-        }
-        for w in &b.wants {
-            if self.tables.get(w.table as usize).is_none() {
-                return Err(StoreError::Malformed(format!(
-                    "want for table index {}",
-                    w.table
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    fn import_checked(
-        &mut self,
-        b: &Bundle,
-        dict_id: Option<u32>,
-        clear_partial: Option<&StationId>,
-    ) -> Result<ImportReport, StoreError> {
-        self.validate(b)?;
-        let peer = self
-            .peer_by_id(&b.sender)?
-            .ok_or(StoreError::UnknownPeer(b.sender))?;
-        // Skip what we processed before. The raw vector (not lowered by wants) is
-        // right here: a wanted row from this sender is never skipped, and a
-        // change we only lack in full comes from the peer we asked.
-        // Lowered below the versions we asked this sender for by tag: the answer
-        // (the full row, under that tag or a newer one) must not be skipped.
-        let mut our_vector = self.raw_vector()?;
-        let sender_key = b.sender.0.to_vec();
-        let by_tag = tag_wants(&self.conn, &b.sender)?;
-        for (_, t) in &by_tag {
-            if let Some(e) = our_vector.0.get_mut(&t.origin) {
-                *e = (*e).min(t.seq.saturating_sub(1));
-            }
-        }
-        let me = self.station.id;
-        let tx = self.conn.unchecked_transaction()?;
-        tx.execute("UPDATE rs_ctl SET applying = 1", [])?;
-        // A bundle made after the one we could not place (its vector covers the
-        // tag) carries the row again: in full if the sender read our want, else
-        // as before, when the want is recorded again below.
-        if b.kind == BundleKind::Delta {
-            for (t, tag) in &by_tag {
-                if b.sender_vector.covers(tag) {
-                    tx.execute(
-                        "DELETE FROM rs_want_tag WHERE peer = ?1 AND tbl = ?2 AND origin = ?3 AND seq = ?4",
-                        params![sender_key, t, tag.origin.0.to_vec(), tag.seq as i64],
-                    )?;
-                }
-            }
-        }
-        let mut rep = ImportReport {
-            sender: b.sender,
-            peer_name: peer.name.clone(),
-            ..Default::default()
-        };
-        let mut wanted_from_sender: BTreeSet<(String, String)> = BTreeSet::new();
-        {
-            let mut stmt = tx.prepare("SELECT tbl, uuid FROM rs_want WHERE peer = ?1")?;
-            for w in stmt.query_map([&sender_key], |r| Ok((r.get(0)?, r.get(1)?)))? {
-                wanted_from_sender.insert(w?);
-            }
-        }
-        // Rows whose version here beat the sender's: the sender gets them in full.
-        let mut lost_at_sender: Vec<(String, String)> = Vec::new();
-        let peer_before = dump_peer_state(&tx, &sender_key)?;
-        let mut clock: i64 = tx.query_row("SELECT seq FROM rs_clock", [], |r| r.get(0))?;
-        let now = now_text();
-        for tc in &b.tables {
-            let info = &self.tables[tc.table as usize];
-            let (mut applied, mut conflicts) = (0u64, 0u64);
-            for row in &tc.rows {
-                let key = (info.name.clone(), row.uuid.clone());
-                let is_wanted = wanted_from_sender.contains(&key);
-                if our_vector.covers(&row.tag) && !is_wanted {
-                    rep.skipped += 1;
-                    continue;
-                }
-                let placed;
-                let row = match &row.body {
-                    RowBody::Delta { base, .. } if row.by_base() => {
-                        match row_by_tag(&tx, &info.name, *base)? {
-                            Some(uuid) => {
-                                placed = RowVersion {
-                                    uuid,
-                                    ..row.clone()
-                                };
-                                &placed
-                            }
-                            None => {
-                                // We hold another version, or forgot the base: ask by tag.
-                                let added = tx.execute(
-                                    "INSERT OR IGNORE INTO rs_want_tag (peer, tbl, origin, seq) VALUES (?1, ?2, ?3, ?4)",
-                                    params![sender_key, info.name, row.tag.origin.0.to_vec(), row.tag.seq as i64],
-                                )?;
-                                rep.wanted += added as u64;
-                                continue;
-                            }
-                        }
-                    }
-                    _ => row,
-                };
-                let local = read_local(&tx, info, &row.uuid, me)?;
-                let outcome = apply_row(&tx, info, row, local.as_ref(), b, &peer.name, &now)?;
-                match outcome {
-                    Outcome::Applied { conflict } => {
-                        applied += 1;
-                        rep.applied += 1;
-                        conflicts += conflict as u64;
-                        rep.conflicts += conflict as u64;
-                    }
-                    Outcome::Kept {
-                        conflict,
-                        reannounce,
-                    } => {
-                        rep.kept_local += 1;
-                        lost_at_sender.push((info.name.clone(), row.uuid.clone()));
-                        conflicts += conflict as u64;
-                        rep.conflicts += conflict as u64;
-                        if reannounce && b.kind == BundleKind::Delta {
-                            let l = local.as_ref().expect("kept implies a local row");
-                            clock += 1;
-                            let tag = Tag {
-                                origin: me,
-                                seq: clock as u64,
-                            };
-                            set_row_tag(&tx, &info.name, &row.uuid, tag, l.writer)?;
-                            // All-ones: the sender holds another version, so it gets the row in full.
-                            push_history(&tx, &info.name, &row.uuid, tag, u64::MAX)?;
-                            rep.reannounced += 1;
-                        }
-                    }
-                    Outcome::Same => {
-                        // The same version under another tag: a re-announcement. Take its tag,
-                        // so our exports carry it to stations that hold a loser yet would
-                        // claim this tag through our vector.
-                        let l = local.as_ref().expect("same implies a local row");
-                        if b.kind == BundleKind::Delta && l.tag != Some(row.tag) {
-                            set_row_tag(&tx, &info.name, &row.uuid, row.tag, l.writer)?;
-                            push_history(&tx, &info.name, &row.uuid, row.tag, u64::MAX)?;
-                            rep.retagged += 1;
-                        }
-                    }
-                    Outcome::Want => {
-                        // Record the need; the vector cap keeps this change unclaimed.
-                        // Keep the first want: its cap is the one that matters.
-                        let added = tx.execute(
-                            "INSERT OR IGNORE INTO rs_want (peer, tbl, uuid, origin, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![sender_key, info.name, row.uuid, row.tag.origin.0.to_vec(), row.tag.seq as i64],
-                        )?;
-                        rep.wanted += added as u64;
-                        continue;
-                    }
-                }
-                if is_wanted {
-                    tx.execute(
-                        "DELETE FROM rs_want WHERE peer = ?1 AND tbl = ?2 AND uuid = ?3",
-                        params![sender_key, info.name, row.uuid],
-                    )?;
-                }
-            }
-            rep.per_table
-                .push((info.name.clone(), tc.rows.len() as u64, applied, conflicts));
-        }
-        tx.execute("UPDATE rs_clock SET seq = ?1", [clock])?;
-        if b.kind == BundleKind::Delta {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO rs_vector (origin, seq) VALUES (?1, ?2)
-                 ON CONFLICT (origin) DO UPDATE SET seq = max(seq, excluded.seq)",
-            )?;
-            for (o, s) in &b.sender_vector.0 {
-                if *o != me {
-                    stmt.execute(params![o.0.to_vec(), *s as i64])?;
-                }
-            }
-            drop(stmt);
-            raise_peer_vector(&tx, &b.sender, &b.sender_vector)?;
-            // The bundle's wants are the sender's whole current list.
-            tx.execute(
-                "DELETE FROM rs_peer_want WHERE peer = ?1 AND kind IN ('asked', 'unplaced')",
-                [&sender_key],
-            )?;
-            for w in &b.wants {
-                let name = &self.tables[w.table as usize].name;
-                // A tag we no longer map to a row: the peer gets uuids on deltas
-                // again (kind 'unplaced'), so its next miss names the row by uuid.
-                let (uuid, kind) = match &w.row {
-                    RowRef::Uuid(u) => (u.clone(), "asked"),
-                    RowRef::Tag(tag) => match row_by_tag(&tx, name, *tag)? {
-                        Some(u) => (u, "asked"),
-                        None => (String::new(), "unplaced"),
-                    },
-                };
-                tx.execute(
-                    "INSERT OR REPLACE INTO rs_peer_want (peer, tbl, uuid, kind) VALUES (?1, ?2, ?3, ?4)",
-                    params![sender_key, name, uuid, kind],
-                )?;
-            }
-            // A lost version is moot once the peer confirms our current one.
-            let confirmed = super::read_vector(
-                &tx,
-                "SELECT origin, seq FROM rs_peer_vector WHERE peer = ?1",
-                Some(&sender_key),
-            )?;
-            let lost: Vec<(String, String, Vec<u8>, i64)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT w.tbl, w.uuid, r.origin, r.seq FROM rs_peer_want w
-                     JOIN rs_row r ON r.tbl = w.tbl AND r.uuid = w.uuid
-                     WHERE w.peer = ?1 AND w.kind = 'lost'",
-                )?;
-                let v = stmt
-                    .query_map([&sender_key], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                v
-            };
-            for (t, u, o, s) in lost {
-                let tag = Tag {
-                    origin: station_id_from(o)?,
-                    seq: s.max(0) as u64,
-                };
-                if confirmed.covers(&tag) {
-                    tx.execute(
-                        "DELETE FROM rs_peer_want WHERE peer = ?1 AND tbl = ?2 AND uuid = ?3 AND kind = 'lost'",
-                        params![sender_key, t, u],
-                    )?;
-                }
-            }
-        }
-        for (t, u) in &lost_at_sender {
-            tx.execute(
-                "INSERT OR IGNORE INTO rs_peer_want (peer, tbl, uuid, kind) VALUES (?1, ?2, ?3, 'lost')",
-                params![sender_key, t, u],
-            )?;
-        }
-        if let Some(d) = dict_id {
-            tx.execute(
-                "UPDATE rs_peer SET dict_id = ?1 WHERE uuid = ?2",
-                params![d as i64, sender_key],
-            )?;
-        }
-        // A bundle that brings nothing new (e.g. the same one twice) changes nothing.
-        let news = rep.applied + rep.kept_local + rep.wanted + rep.retagged > 0
-            || dump_peer_state(&tx, &sender_key)? != peer_before;
-        if news {
-            tx.execute(
-                "UPDATE rs_peer SET last_sync = ?1, sync_count = sync_count + 1 WHERE uuid = ?2",
-                params![now, sender_key],
-            )?;
-        }
-        let kind = match b.kind {
-            BundleKind::Delta => "delta",
-            BundleKind::Slice => "slice",
-        };
-        let mut log = tx.prepare(
-            "INSERT INTO rs_log (time, peer, tbl, direction, rows_in, rows_out, conflicts, result, message)
-             VALUES (?1, ?2, ?3, 'in', ?4, 0, ?5, 'ok', ?6)",
-        )?;
-        for (t, n, applied, c) in &rep.per_table {
-            log.execute(params![
-                now,
-                peer.name,
-                t,
-                *n as i64,
-                *c as i64,
-                format!("{kind}: {applied} applied")
-            ])?;
-        }
-        log.execute(params![
-            now,
-            peer.name,
-            Option::<String>::None,
-            rep.applied as i64 + rep.skipped as i64 + rep.kept_local as i64 + rep.wanted as i64,
-            rep.conflicts as i64,
-            format!(
-                "{kind}: {} applied, {} already held, {} kept local, {} asked in full, {} re-announced",
-                rep.applied, rep.skipped, rep.kept_local, rep.wanted, rep.reannounced
-            )
-        ])?;
-        drop(log);
-        if let Some(p) = clear_partial {
-            super::transfer::clear_partial(&tx, p)?;
-        }
-        tx.execute("UPDATE rs_ctl SET applying = 0", [])?;
-        tx.commit()?;
-        Ok(rep)
-    }
 }
 
-fn uuid_key(w: &Want) -> Option<(u16, String)> {
+pub(super) fn uuid_key(w: &Want) -> Option<(u16, String)> {
     match &w.row {
         RowRef::Uuid(u) => Some((w.table, u.clone())),
         RowRef::Tag(_) => None,
@@ -1034,7 +753,7 @@ fn uuid_key(w: &Want) -> Option<(u16, String)> {
 }
 
 /// Versions we asked `peer` for by tag: (table name, tag).
-pub(crate) fn tag_wants(
+pub(super) fn tag_wants(
     conn: &Connection,
     peer: &StationId,
 ) -> Result<Vec<(String, Tag)>, StoreError> {
@@ -1053,277 +772,6 @@ pub(crate) fn tag_wants(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
-}
-
-/// What we know of a peer, to tell whether an import brought anything new.
-fn dump_peer_state(tx: &Connection, peer: &[u8]) -> Result<String, StoreError> {
-    let s: String = tx.query_row(
-        "SELECT coalesce((SELECT group_concat(hex(origin) || ':' || seq, ',') FROM
-            (SELECT origin, seq FROM rs_peer_vector WHERE peer = ?1 ORDER BY origin)), '')
-         || '|' || coalesce((SELECT group_concat(tbl || ':' || uuid || ':' || kind, ',') FROM
-            (SELECT tbl, uuid, kind FROM rs_peer_want WHERE peer = ?1 ORDER BY tbl, uuid)), '')
-         || '|' || coalesce((SELECT dict_id FROM rs_peer WHERE uuid = ?1), '')",
-        [peer],
-        |r| r.get(0),
-    )?;
-    Ok(s)
-}
-
-enum Outcome {
-    Applied { conflict: bool },
-    Kept { conflict: bool, reannounce: bool },
-    Same,
-    Want,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn record_conflict(
-    conn: &Connection,
-    info: &TableInfo,
-    uuid: &str,
-    peer: &str,
-    now: &str,
-    loser_side: &str,
-    loser: (&str, StationId, Vec<(usize, &Value)>),
-    winner: (&str, StationId),
-) -> Result<(), StoreError> {
-    let dup: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM rs_conflict WHERE tbl = ?1 AND uuid = ?2 AND loser_side = ?3
-               AND loser_modified_on = ?4 AND loser_writer = ?5",
-            params![info.name, uuid, loser_side, loser.0, loser.1 .0.to_vec()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if dup.is_some() {
-        return Ok(());
-    }
-    let mut obj = serde_json::Map::new();
-    for (i, v) in loser.2 {
-        obj.insert(info.payload[i].name.clone(), value_json(v));
-    }
-    conn.execute(
-        "INSERT INTO rs_conflict (time, tbl, uuid, peer, loser_side, loser_modified_on, loser_writer,
-           winner_modified_on, winner_writer, loser_values) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            now,
-            info.name,
-            uuid,
-            peer,
-            loser_side,
-            loser.0,
-            loser.1 .0.to_vec(),
-            winner.0,
-            winner.1 .0.to_vec(),
-            serde_json::Value::Object(obj).to_string()
-        ],
-    )?;
-    Ok(())
-}
-
-fn apply_row(
-    tx: &Connection,
-    info: &TableInfo,
-    row: &RowVersion,
-    local: Option<&LocalRow>,
-    b: &Bundle,
-    peer: &str,
-    now: &str,
-) -> Result<Outcome, StoreError> {
-    let Some(l) = local else {
-        return match &row.body {
-            RowBody::Full(values) => {
-                insert_row(tx, info, row, values)?;
-                set_row_tag(tx, &info.name, &row.uuid, row.tag, row.writer)?;
-                push_history(tx, &info.name, &row.uuid, row.tag, u64::MAX)?;
-                Ok(Outcome::Applied { conflict: false })
-            }
-            RowBody::Delta { .. } => Ok(Outcome::Want),
-        };
-    };
-    let verdict = decide(
-        VersionKey {
-            modified_on: &l.modified_on,
-            writer: l.writer,
-        },
-        VersionKey {
-            modified_on: &row.modified_on,
-            writer: row.writer,
-        },
-    );
-    match verdict {
-        Verdict::Incoming => {
-            let new_values: Vec<Value> = match &row.body {
-                RowBody::Full(v) => v.clone(),
-                RowBody::Delta { base, mask, values } => {
-                    if !delta_applies(tx, info, &row.uuid, l.tag, *base, *mask)? {
-                        return Ok(Outcome::Want);
-                    }
-                    let mut out = l.values.clone();
-                    let mut it = values.iter();
-                    for (i, slot) in out.iter_mut().enumerate() {
-                        if i < 64 && mask & (1u64 << i) != 0 {
-                            if let Some(v) = it.next() {
-                                *slot = v.clone();
-                            }
-                        }
-                    }
-                    out
-                }
-            };
-            // Our version loses; it is a conflict if the sender never saw it.
-            let seen_by_sender = l.tag.is_some_and(|t| b.sender_vector.covers(&t));
-            let conflict = !seen_by_sender;
-            if conflict {
-                record_conflict(
-                    tx,
-                    info,
-                    &row.uuid,
-                    peer,
-                    now,
-                    "local",
-                    (
-                        &l.modified_on,
-                        l.writer,
-                        l.values.iter().enumerate().collect(),
-                    ),
-                    (&row.modified_on, row.writer),
-                )?;
-            }
-            let mask = diff_mask(&l.values, &new_values);
-            update_row(tx, info, &row.uuid, &row.modified_on, &new_values, mask)?;
-            set_row_tag(tx, &info.name, &row.uuid, row.tag, row.writer)?;
-            push_history(tx, &info.name, &row.uuid, row.tag, mask)?;
-            Ok(Outcome::Applied { conflict })
-        }
-        Verdict::Local => {
-            let seen_before = history(tx, &info.name, &row.uuid)?
-                .iter()
-                .any(|(t, _)| *t == row.tag);
-            let conflict = !seen_before;
-            if conflict {
-                let loser: Vec<(usize, &Value)> = match &row.body {
-                    RowBody::Full(v) => v.iter().enumerate().collect(),
-                    RowBody::Delta { mask, values, .. } => (0..info.payload.len().min(64))
-                        .filter(|i| mask & (1u64 << i) != 0)
-                        .zip(values.iter())
-                        .collect(),
-                };
-                record_conflict(
-                    tx,
-                    info,
-                    &row.uuid,
-                    peer,
-                    now,
-                    "remote",
-                    (&row.modified_on, row.writer, loser),
-                    (&l.modified_on, l.writer),
-                )?;
-            }
-            // The sender saw our winner yet holds a loser: send the winner again.
-            let reannounce = match l.tag {
-                Some(t) => b.sender_vector.covers(&t),
-                None => true,
-            };
-            Ok(Outcome::Kept {
-                conflict,
-                reannounce,
-            })
-        }
-        Verdict::Same => Ok(Outcome::Same),
-    }
-}
-
-/// A delta applies when our row is exactly its base, or when every change we
-/// hold since the base touched only columns the delta carries (then all other
-/// columns still equal the base's, and the result is the sender's version).
-fn delta_applies(
-    tx: &Connection,
-    info: &TableInfo,
-    uuid: &str,
-    current: Option<Tag>,
-    base: Tag,
-    mask: u64,
-) -> Result<bool, StoreError> {
-    if current == Some(base) {
-        return Ok(true);
-    }
-    let hist = history(tx, &info.name, uuid)?;
-    if hist.last().map(|h| h.0) != current {
-        return Ok(false);
-    }
-    Ok(match hist.iter().rposition(|(t, _)| *t == base) {
-        Some(j) => hist[j + 1..].iter().all(|(_, m)| m & !mask == 0),
-        None => false,
-    })
-}
-
-fn update_row(
-    tx: &Connection,
-    info: &TableInfo,
-    uuid: &str,
-    modified_on: &str,
-    values: &[Value],
-    mask: u64,
-) -> Result<(), StoreError> {
-    let mut sets = vec!["modified_on = ?1".to_string()];
-    let mut args: Vec<rusqlite::types::Value> = vec![modified_on.to_string().into()];
-    for (i, c) in info.payload.iter().enumerate() {
-        let changed = i >= 64 || mask & (1u64 << i) != 0;
-        if changed {
-            args.push(value_to_sql(&values[i]));
-            sets.push(format!("{} = ?{}", quote_ident(&c.name), args.len()));
-        }
-    }
-    args.push(uuid.to_string().into());
-    let sql = format!(
-        "UPDATE {} SET {} WHERE uuid = ?{}",
-        quote_ident(&info.name),
-        sets.join(", "),
-        args.len()
-    );
-    tx.execute(&sql, rusqlite::params_from_iter(args))?;
-    Ok(())
-}
-
-fn insert_row(
-    tx: &Connection,
-    info: &TableInfo,
-    row: &RowVersion,
-    values: &[Value],
-) -> Result<(), StoreError> {
-    let qt = quote_ident(&info.name);
-    let mut cols = vec!["uuid".to_string(), "modified_on".to_string()];
-    let mut args: Vec<rusqlite::types::Value> =
-        vec![row.uuid.clone().into(), row.modified_on.clone().into()];
-    for (c, v) in info.payload.iter().zip(values) {
-        cols.push(quote_ident(&c.name));
-        args.push(value_to_sql(v));
-    }
-    // A fresh site-local value where the table cannot provide one itself.
-    for c in &info.local {
-        let rowid_alias = c.pk && c.decl_type.eq_ignore_ascii_case("INTEGER");
-        if c.notnull && !c.has_default && !rowid_alias {
-            let next: i64 = tx.query_row(
-                &format!(
-                    "SELECT coalesce(max({}), 0) + 1 FROM {qt}",
-                    quote_ident(&c.name)
-                ),
-                [],
-                |r| r.get(0),
-            )?;
-            cols.push(quote_ident(&c.name));
-            args.push(next.into());
-        }
-    }
-    let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
-    let sql = format!(
-        "INSERT INTO {qt} ({}) VALUES ({})",
-        cols.join(", "),
-        marks.join(", ")
-    );
-    tx.execute(&sql, rusqlite::params_from_iter(args))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! payload columns each changed). `rs_ctl.applying` is set inside radiosync's
 //! own apply transaction so remote rows are never taken for local changes.
 
+mod capture;
 mod exchange;
+mod import;
 pub mod schema;
 mod transfer;
 
@@ -17,6 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::codec::{CodecError, Dictionary};
 use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
+pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
 pub use exchange::{Exported, ImportReport, SyncedRow};
 pub use schema::{Column, TableInfo};
 
@@ -41,8 +44,16 @@ pub enum StoreError {
         column: String,
         why: String,
     },
-    #[error("the columns of {0} changed since it was tracked: run `radiosync track` for it again on every station")]
-    SchemaDrift(String),
+    #[error("the sender's tables differ from ours (schema {theirs:08x}, ours {ours:08x}) and the bundle does not describe them: import a bundle from this station at the sender first, then export again there")]
+    SchemaUnknown { ours: u32, theirs: u32 },
+    #[error("{0} was last used by an older radiosync: open it once with write access (any command) to upgrade it")]
+    NeedsUpgrade(String),
+    #[error(
+        "{0} is read-only here: this command changes the station (check the file's permissions)"
+    )]
+    ReadOnly(String),
+    #[error("table {0} is not tracked")]
+    NotTracked(String),
     #[error("no tables are tracked: run `radiosync track --db FILE --all` first")]
     NothingTracked,
     #[error("no peer named {0:?}: see `radiosync peer list`, or add it with `radiosync peer add`")]
@@ -90,6 +101,7 @@ impl StoreError {
                 | StoreError::UnknownPeer(_)
                 | StoreError::UnknownSender { .. }
                 | StoreError::SchemaMismatch { .. }
+                | StoreError::SchemaUnknown { .. }
                 | StoreError::Malformed(_)
                 | StoreError::Codec(_)
                 | StoreError::DictMismatch { .. }
@@ -132,6 +144,8 @@ pub struct PeerInfo {
     /// The peer asked for a version by a tag we could not map to a row: our
     /// deltas to it carry their uuids until its next bundle.
     pub unplaced: bool,
+    /// The schema fingerprint the peer last showed (a Hello, a bundle header).
+    pub schema: Option<SchemaFingerprint>,
 }
 
 /// One line of `rs_log`.
@@ -173,6 +187,13 @@ pub struct Store {
     station: StationInfo,
     tables: Vec<TableInfo>,
     fingerprint: SchemaFingerprint,
+    /// Opened without write access: read-only commands only.
+    read_only: bool,
+    /// Tracked tables that cannot sync until the operator acts: (table, what to do).
+    problems: Vec<(String, String)>,
+    /// Schema fingerprints peers showed in a session's Hello (not stored: a
+    /// stored one changes only with a layout, so schema upgrades are noticed).
+    schema_hints: std::collections::HashMap<StationId, SchemaFingerprint>,
 }
 
 pub fn now_text() -> String {
@@ -260,15 +281,23 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl Store {
-    /// Open an initialised station.
+    /// Open an initialised station. Its capture is checked (and repaired) and
+    /// schema changes are taken in; a file without write access opens
+    /// read-only, for the commands that only read.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref();
         let conn = open_conn(path)?;
         if !schema::is_initialised(&conn)? {
             return Err(StoreError::NotInitialised(path.display().to_string()));
         }
-        // Older files may predate a table; CREATE IF NOT EXISTS is idempotent.
-        conn.execute_batch(schema::DDL)?;
+        let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
+        if read_only {
+            if !schema::is_current(&conn)? {
+                return Err(StoreError::NeedsUpgrade(path.display().to_string()));
+            }
+        } else {
+            schema::migrate(&conn)?;
+        }
         let station = conn.query_row("SELECT uuid, name, callsign FROM rs_station", [], |r| {
             Ok(StationInfo {
                 id: station_id_from(r.get(0)?)?,
@@ -276,15 +305,41 @@ impl Store {
                 callsign: r.get(2)?,
             })
         })?;
-        let tables = schema::load_tables(&conn)?;
-        let fingerprint = schema::fingerprint(&tables);
-        Ok(Store {
+        let mut store = Store {
             conn,
             path: path.to_path_buf(),
             station,
-            tables,
-            fingerprint,
-        })
+            tables: Vec::new(),
+            fingerprint: SchemaFingerprint::default(),
+            read_only,
+            problems: Vec::new(),
+            schema_hints: Default::default(),
+        };
+        store.check_capture()?;
+        Ok(store)
+    }
+
+    /// Whether the file was opened without write access.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.path.display().to_string()));
+        }
+        Ok(())
+    }
+
+    /// Tracked tables that cannot sync until the operator acts: (table, what to do).
+    pub fn problems(&self) -> &[(String, String)] {
+        &self.problems
+    }
+
+    /// The schema fingerprint a peer showed in a session's Hello: its bundle
+    /// carries our table layout unless it matches ours.
+    pub fn set_peer_schema_hint(&mut self, peer: StationId, fp: SchemaFingerprint) {
+        self.schema_hints.insert(peer, fp);
     }
 
     /// Create radiosync's tables and the station UUID once (creating the file
@@ -368,6 +423,7 @@ impl Store {
         tables: &[String],
         local_columns: &[String],
     ) -> Result<usize, StoreError> {
+        self.writable()?;
         let names = if tables.is_empty() {
             schema::user_tables(&self.conn)?
         } else {
@@ -378,12 +434,51 @@ impl Store {
         for name in &names {
             let info = schema::describe(&tx, name, local_columns)?;
             schema::install(&tx, &info)?;
+            // Masks of an older column list would name the wrong columns.
+            tx.execute("UPDATE rs_hist SET mask = -1 WHERE tbl = ?1", [name])?;
             tagged += schema::tag_existing_rows(&tx, &info)?;
         }
         tx.commit()?;
-        self.tables = schema::load_tables(&self.conn)?;
-        self.fingerprint = schema::fingerprint(&self.tables);
+        self.check_capture()?;
         Ok(tagged)
+    }
+
+    /// Stop syncing a table: its triggers and radiosync's records of it go;
+    /// the table itself is left as it is.
+    pub fn untrack(&mut self, table: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        let tx = self.conn.unchecked_transaction()?;
+        let n = tx.execute("DELETE FROM rs_table WHERE name = ?1", [table])?;
+        if n == 0 {
+            return Err(StoreError::NotTracked(table.to_string()));
+        }
+        for t in schema::trigger_names(table) {
+            tx.execute_batch(&format!(
+                "DROP TRIGGER IF EXISTS {}",
+                schema::quote_ident(&t)
+            ))?;
+        }
+        for own in [
+            "rs_row",
+            "rs_hist",
+            "rs_tomb",
+            "rs_tomb_val",
+            "rs_held",
+            "rs_quarantine",
+            "rs_peer_want",
+            "rs_want",
+            "rs_want_tag",
+            "rs_peer_backfill",
+        ] {
+            tx.execute(&format!("DELETE FROM {own} WHERE tbl = ?1"), [table])?;
+        }
+        tx.execute(
+            "INSERT INTO rs_log (time, tbl, direction, result, message) VALUES (?1, ?2, 'local', 'ok', ?3)",
+            params![now_text(), table, "untracked: no longer synced"],
+        )?;
+        tx.commit()?;
+        self.check_capture()?;
+        Ok(())
     }
 
     /// Tracked tables that pass `track`'s check, for `track --all`.
@@ -483,6 +578,9 @@ impl Store {
             wants: Vec::new(),
             lost: Vec::new(),
             unplaced: false,
+            schema: r
+                .get::<_, Option<i64>>(6)?
+                .map(|f| SchemaFingerprint(f as u32)),
         })
     }
 
@@ -521,7 +619,7 @@ impl Store {
         Ok(p)
     }
 
-    const PEER_COLS: &'static str = "uuid, name, callsign, last_sync, sync_count, dict_id";
+    const PEER_COLS: &'static str = "uuid, name, callsign, last_sync, sync_count, dict_id, schema";
 
     pub fn peers(&self) -> Result<Vec<PeerInfo>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
@@ -731,6 +829,7 @@ impl Store {
         }
         let mut b = Store::open(to)?;
         b.add_peer(&a.station.name, a.station.id, a.station.callsign.as_deref())?;
+        b.set_peer_schema(&a.station.id, a.fingerprint)?;
         b.note_peer_vector(&a.station.id, &a_vec)?;
         b.set_peer_dict(&a.station.id, dict_id)?;
         let b_name = b.station.name.clone();
@@ -738,6 +837,7 @@ impl Store {
             return Err(StoreError::PeerExists(b_name));
         }
         a.add_peer(&b_name, b_id, callsign)?;
+        a.set_peer_schema(&b_id, a.fingerprint)?;
         a.note_peer_vector(&b_id, &a_vec)?;
         a.set_peer_dict(&b_id, dict_id)?;
         let msg = format!("cloned into {} as {b_name} ({b_id})", to.display());
@@ -757,6 +857,19 @@ impl Store {
         self.conn.execute(
             "UPDATE rs_peer SET dict_id = ?1 WHERE uuid = ?2",
             params![dict_id as i64, peer.0.to_vec()],
+        )?;
+        Ok(())
+    }
+
+    /// Record that a peer's tables are known to have this shape (a clone has ours).
+    pub(crate) fn set_peer_schema(
+        &self,
+        peer: &StationId,
+        fp: SchemaFingerprint,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE rs_peer SET schema = ?1 WHERE uuid = ?2",
+            params![fp.0 as i64, peer.0.to_vec()],
         )?;
         Ok(())
     }

@@ -78,6 +78,9 @@ pub enum SessionEvent {
         station: StationId,
         callsign: String,
         dict_id: u32,
+        /// The peer's schema fingerprint: when it differs from ours, our
+        /// bundles carry our table layout.
+        schema: SchemaFingerprint,
     },
     /// Export what `peer` lacks given `peer_vector` (the peer's own word of
     /// what it holds) and hand the bytes to `bundle_ready` (empty = nothing).
@@ -735,16 +738,8 @@ impl Session {
                 );
             }
         }
-        if h.schema != self.local.schema {
-            let (ours, theirs) = (self.local.schema.0, h.schema.0);
-            return self.fail(
-                SessionError::SchemaMismatch { ours, theirs },
-                Some((
-                    ErrorCode::SchemaMismatch,
-                    format!("schema fingerprint here {ours:08x}, yours {theirs:08x}"),
-                )),
-            );
-        }
+        // Differing schemas still sync: bundles carry the sender's table layout
+        // and the receiver maps columns by name (the shell decides from `schema`).
         self.peer = Some(h.station);
         self.summary.peer = Some(h.station);
         self.peer_vector = h.vector;
@@ -754,6 +749,7 @@ impl Session {
             station: h.station,
             callsign: h.callsign,
             dict_id: h.dict_id,
+            schema: h.schema,
         });
         match self.role {
             Role::Responder => self.state = State::AwaitAccept,
