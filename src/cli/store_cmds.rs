@@ -35,6 +35,12 @@ pub enum StoreCommand {
         #[arg(long, value_delimiter = ',', default_value = "id")]
         local_columns: Vec<String>,
     },
+    /// Stop syncing a table (its triggers and radiosync's records of it go; the table stays).
+    Untrack {
+        #[arg(long)]
+        db: PathBuf,
+        table: String,
+    },
     /// Registered peers.
     #[command(subcommand)]
     Peer(PeerCommand),
@@ -108,6 +114,24 @@ pub enum PeerCommand {
     List {
         #[arg(long)]
         db: PathBuf,
+    },
+    /// Change a registered peer's name or callsign.
+    Edit {
+        #[arg(long)]
+        db: PathBuf,
+        /// The peer's current name.
+        name: String,
+        #[arg(long)]
+        rename: Option<String>,
+        /// Callsign; an empty value removes it.
+        #[arg(long)]
+        callsign: Option<String>,
+    },
+    /// Forget a peer: what it confirmed, asked for and left half-sent goes with it.
+    Remove {
+        #[arg(long)]
+        db: PathBuf,
+        name: String,
     },
 }
 
@@ -200,6 +224,43 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             s.add_peer(&name, id, callsign.as_deref())?;
             println!("peer {name} ({id}) added");
         }
+        StoreCommand::Untrack { db, table } => {
+            let mut s = open(&db)?;
+            s.untrack(&table)?;
+            println!("{table} is no longer synced (the table itself is untouched)");
+        }
+        StoreCommand::Peer(PeerCommand::Edit {
+            db,
+            name,
+            rename,
+            callsign,
+        }) => {
+            let callsign = match callsign {
+                Some(c) if c.is_empty() => Some(None),
+                Some(c) => Some(callsign_arg(Some(c))?),
+                None => None,
+            };
+            let mut s = open(&db)?;
+            s.edit_peer(
+                &name,
+                rename.as_deref(),
+                callsign.as_ref().map(|c| c.as_deref()),
+            )?;
+            let p = s
+                .peer_by_name(rename.as_deref().unwrap_or(&name))?
+                .ok_or_else(|| radiosync::store::StoreError::UnknownPeerName(name.clone()))?;
+            println!(
+                "peer {} ({}) callsign {}",
+                p.name,
+                p.id,
+                p.callsign.as_deref().unwrap_or("-")
+            );
+        }
+        StoreCommand::Peer(PeerCommand::Remove { db, name }) => {
+            let mut s = open(&db)?;
+            s.remove_peer(&name)?;
+            println!("peer {name} removed");
+        }
         StoreCommand::Peer(PeerCommand::List { db }) => {
             let s = open(&db)?;
             println!(
@@ -255,10 +316,22 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             let mut s = open(&db)?;
             let bytes =
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-            let r = s.import_bundle_bytes(&bytes).with_context(|| {
-                format!("bundle {} refused, database unchanged", bundle.display())
-            })?;
-            print_report(&r);
+            match s.import_bundle_bytes(&bytes) {
+                Ok(r) => print_report(&r),
+                Err(e) if e.is_bundle_fault() => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "bundle {} refused, database unchanged",
+                        bundle.display()
+                    )))
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "could not import {} because of a problem on this station (the bundle \
+                         itself was not judged); database unchanged",
+                        bundle.display()
+                    )))
+                }
+            }
         }
         StoreCommand::Status { db, json } => status(&db, json)?,
         StoreCommand::Log { db } => {
@@ -351,6 +424,8 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
         let pending = s.pending_for(&p.id)?;
         peers.push((p, pending));
     }
+    let held = s.held_rows()?;
+    let quarantined = s.quarantined_rows()?;
     if json {
         let v = serde_json::json!({
             "station": { "name": st.name, "uuid": st.id.to_string(), "callsign": st.callsign },
@@ -361,6 +436,10 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
                 "name": p.name, "uuid": p.id.to_string(), "callsign": p.callsign,
                 "last_sync": p.last_sync, "sync_count": p.sync_count, "pending_rows": pending,
             })).collect::<Vec<_>>(),
+            "problems": s.problems().iter().map(|(t, why)| serde_json::json!({"table": t, "problem": why})).collect::<Vec<_>>(),
+            "held": held.iter().map(|h| serde_json::json!({"table": h.table, "uuid": h.uuid, "reason": h.reason, "since": h.since})).collect::<Vec<_>>(),
+            "quarantined": quarantined.iter().map(|q| serde_json::json!({"table": q.table, "uuid": q.uuid, "peer": q.peer, "reason": q.reason, "since": q.since})).collect::<Vec<_>>(),
+            "read_only": s.is_read_only(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -388,6 +467,29 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
             pending,
             p.last_sync.as_deref().unwrap_or("never")
         );
+    }
+    for (t, why) in s.problems() {
+        println!("problem   {t}: {why}");
+    }
+    for h in &held {
+        let what = if h.uuid.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", h.uuid)
+        };
+        println!(
+            "held      {}{what}: {} (since {})",
+            h.table, h.reason, h.since
+        );
+    }
+    for q in &quarantined {
+        println!(
+            "quarantined {} {} from {}: {} (since {}; retried at every import)",
+            q.table, q.uuid, q.peer, q.reason, q.since
+        );
+    }
+    if s.is_read_only() {
+        println!("(read-only: the file is not writable here; capture was not checked)");
     }
     Ok(())
 }

@@ -377,6 +377,12 @@ fn check_changed_rows(tx: &Connection, info: &TableInfo, now: &str) -> Result<u6
                     params![info.name, uuid],
                 )?;
                 if released > 0 {
+                    // Versions made while held never reached a peer: no delta
+                    // may take them as its base, so the row goes in full.
+                    tx.execute(
+                        "UPDATE rs_hist SET mask = -1 WHERE tbl = ?1 AND uuid = ?2",
+                        params![info.name, uuid],
+                    )?;
                     log(
                         tx,
                         now,

@@ -59,6 +59,8 @@ pub(super) struct LocalRow {
     pub values: Vec<Value>,
     /// Hard-deleted here: only the tombstone remains.
     pub gone: bool,
+    /// Some values are unknown (a tombstone made by a scan after the fact).
+    pub partial: bool,
 }
 
 fn select_payload(info: &TableInfo) -> String {
@@ -115,6 +117,7 @@ pub(super) fn read_local(
                 modified_on,
                 values,
                 gone: false,
+                partial: false,
             })
         })
         .optional()?;
@@ -152,6 +155,7 @@ pub(super) fn read_tombstone(
         return Ok(None);
     };
     let mut values = vec![Value::Null; info.payload.len()];
+    let mut known = vec![false; info.payload.len()];
     let mut stmt =
         conn.prepare_cached("SELECT col, v FROM rs_tomb_val WHERE tbl = ?1 AND uuid = ?2")?;
     let mut rows = stmt.query(params![info.name, uuid])?;
@@ -159,8 +163,14 @@ pub(super) fn read_tombstone(
         let col: String = r.get(0)?;
         if let Some(i) = info.payload.iter().position(|c| c.name == col) {
             values[i] = value_from_ref(r.get_ref(1)?);
+            known[i] = true;
         }
     }
+    let deleted_at = info.payload.iter().position(|c| c.name == "deleted");
+    let partial = known
+        .iter()
+        .enumerate()
+        .any(|(i, k)| !k && Some(i) != deleted_at);
     if let Some(i) = info.payload.iter().position(|c| c.name == "deleted") {
         values[i] = deleted;
     }
@@ -170,6 +180,7 @@ pub(super) fn read_tombstone(
         modified_on,
         values,
         gone: true,
+        partial,
     }))
 }
 
@@ -716,6 +727,7 @@ impl Store {
         peer: &StationId,
         holds: Option<&VersionVector>,
     ) -> Result<Exported, StoreError> {
+        self.writable()?;
         self.mark_backfills_sent(peer, holds)?;
         let bundle = self.export_against(peer, holds)?;
         let p = self

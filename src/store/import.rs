@@ -130,6 +130,7 @@ impl Store {
         bytes: &[u8],
         clear_partial: Option<&StationId>,
     ) -> Result<ImportReport, StoreError> {
+        self.writable()?;
         let header = codec::peek_header(bytes)?;
         let ends = self.resolve_ends(&header)?;
         self.check_addressing(ends.sender, ends.receiver)?;
@@ -472,6 +473,7 @@ impl Store {
         dict_id: Option<u32>,
         clear_partial: Option<&StationId>,
     ) -> Result<ImportReport, StoreError> {
+        self.writable()?;
         self.check_addressing(b.sender, b.receiver)?;
         let layout = self.sender_layout(b)?;
         let mapped = self.map_bundle(b, &layout)?;
@@ -972,8 +974,9 @@ fn merge_row(
     let body = match &row.body {
         RowBody::Full(_) => IncomingBody::Full,
         RowBody::Delta { base, mask, .. } => IncomingBody::Delta {
+            // A tombstone with its last values is a base like any other.
             applies: match local {
-                Some(l) if !l.gone => delta_applies(tx, info, &row.uuid, l.tag, *base, *mask)?,
+                Some(l) if !l.partial => delta_applies(tx, info, &row.uuid, l.tag, *base, *mask)?,
                 _ => false,
             },
         },
@@ -1031,7 +1034,7 @@ fn merge_row(
         RowPlan::Insert | RowPlan::Overwrite { .. } => {
             let conflict = matches!(decided, RowPlan::Overwrite { conflict: true });
             let live_local = local.filter(|l| !l.gone);
-            let values = new_values(live_local);
+            let values = new_values(local.filter(|l| !l.partial));
             tx.execute_batch("SAVEPOINT rs_row_apply")?;
             let written = (|| -> Result<(), StoreError> {
                 match live_local {

@@ -275,7 +275,16 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::NoDatabase(path.display().to_string()));
     }
-    let conn = Connection::open(path)?;
+    // A write-protected file opens read-only even for root, whom the OS would let write.
+    let protected = std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly());
+    let conn = if protected {
+        Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )?
+    } else {
+        Connection::open(path)?
+    };
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
 }
@@ -324,7 +333,7 @@ impl Store {
         self.read_only
     }
 
-    fn writable(&self) -> Result<(), StoreError> {
+    pub(crate) fn writable(&self) -> Result<(), StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly(self.path.display().to_string()));
         }
@@ -545,6 +554,7 @@ impl Store {
         id: StationId,
         callsign: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.writable()?;
         if id == self.station.id {
             return Err(StoreError::SelfAsPeer(id));
         }
@@ -656,6 +666,64 @@ impl Store {
         p.map(|p| self.complete_peer(p)).transpose()
     }
 
+    /// Rename a peer or change its callsign (`Some(None)` removes it).
+    pub fn edit_peer(
+        &mut self,
+        name: &str,
+        rename: Option<&str>,
+        callsign: Option<Option<&str>>,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let p = self
+            .peer_by_name(name)?
+            .ok_or_else(|| StoreError::UnknownPeerName(name.to_string()))?;
+        let key = p.id.0.to_vec();
+        if let Some(new) = rename.filter(|n| *n != name) {
+            if self.peer_by_name(new)?.is_some() {
+                return Err(StoreError::PeerExists(new.to_string()));
+            }
+            self.conn.execute(
+                "UPDATE rs_peer SET name = ?1 WHERE uuid = ?2",
+                params![new, key],
+            )?;
+        }
+        if let Some(c) = callsign {
+            self.conn.execute(
+                "UPDATE rs_peer SET callsign = ?1 WHERE uuid = ?2",
+                params![c, key],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Forget a peer and everything kept for it.
+    pub fn remove_peer(&mut self, name: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        let p = self
+            .peer_by_name(name)?
+            .ok_or_else(|| StoreError::UnknownPeerName(name.to_string()))?;
+        let key = p.id.0.to_vec();
+        let tx = self.conn.unchecked_transaction()?;
+        for (table, column) in [
+            ("rs_peer_vector", "peer"),
+            ("rs_peer_want", "peer"),
+            ("rs_want", "peer"),
+            ("rs_want_tag", "peer"),
+            ("rs_transfer", "peer"),
+            ("rs_transfer_chunk", "peer"),
+            ("rs_peer_backfill", "peer"),
+            ("rs_peer", "uuid"),
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [&key])?;
+        }
+        tx.execute(
+            "INSERT INTO rs_log (time, peer, direction, result, message) VALUES (?1, ?2, 'local', 'ok', ?3)",
+            params![now_text(), name, format!("peer {name} ({}) removed", p.id)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The peer confirmed it holds `v` (its own sender vector): raise its watermark.
     pub fn note_peer_vector(&self, peer: &StationId, v: &VersionVector) -> Result<(), StoreError> {
         if self.peer_by_id(peer)?.is_none() {
@@ -759,6 +827,7 @@ impl Store {
     /// Train a dictionary from the tracked rows in their bundle form and keep
     /// it. Peers use it only once they advertise the same id.
     pub fn retrain_dictionary(&mut self) -> Result<Dictionary, StoreError> {
+        self.writable()?;
         let tables = self.all_rows_full()?;
         let samples = crate::codec::training_samples(&tables);
         if samples.len() < 8 {
@@ -802,6 +871,7 @@ impl Store {
             return Err(StoreError::TargetExists(to.display().to_string()));
         }
         let mut a = Store::open(from)?;
+        a.writable()?;
         let a_vec = a.vector()?;
         a.conn
             .execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])?;
