@@ -50,7 +50,7 @@ fn note_pair(dir: &Path) -> (Store, Store) {
 #[test]
 fn an_added_column_joins_the_sync_and_its_values_arrive_once_both_have_it() {
     let d = scratch();
-    let mut a = first_station(d.path(), "a", 5);
+    let a = first_station(d.path(), "a", 5);
     let mut b = clone_of(d.path(), "a", "b");
     exec(&a, "ALTER TABLE item ADD COLUMN colour TEXT");
     // Before: every command refused with "the columns of item changed".
