@@ -426,6 +426,11 @@ fn mixed_store(tables: &[Table], rng: &mut ChaCha8Rng) {
     let a_path = dir.path().join("a.sqlite");
     let b_path = dir.path().join("b.sqlite");
     std::fs::copy(DB, &a_path).unwrap();
+    // The shared data is write-protected; so is a plain copy of it.
+    let mut perms = std::fs::metadata(&a_path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&a_path, perms).unwrap();
 
     let mut pool: Vec<RowRef> = tables
         .iter()

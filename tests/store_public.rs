@@ -83,6 +83,11 @@ fn diverged_copies_of_the_public_dataset_converge_by_the_rules() {
     let dir = scratch();
     let a_path = dir.path().join("a.sqlite");
     std::fs::copy(PUBLIC, &a_path).unwrap();
+    // The shared data is write-protected; so is a plain copy of it.
+    let mut perms = std::fs::metadata(&a_path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&a_path, perms).unwrap();
     let mut a = Store::init_as(&a_path, id_of("a"), Some("a"), None).unwrap();
     let tables = a.syncable_tables().unwrap();
     assert_eq!(tables.len(), 8);

@@ -412,12 +412,7 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
     let st = s.station();
     let mut tables = Vec::new();
     for t in s.tables() {
-        let rows: i64 = s.connection().query_row(
-            &format!("SELECT count(*) FROM \"{}\"", t.name.replace('"', "\"\"")),
-            [],
-            |r| r.get(0),
-        )?;
-        tables.push((t.name.clone(), rows));
+        tables.push((t.name.clone(), s.row_count(&t.name)?));
     }
     let mut peers = Vec::new();
     for p in s.peers()? {

@@ -267,6 +267,9 @@ pub(super) fn set_row_tag(
     tag: Tag,
     writer: StationId,
 ) -> Result<(), StoreError> {
+    // Exports find rows by origin: every origin a row carries is listed.
+    conn.prepare_cached("INSERT OR IGNORE INTO rs_origin (origin) VALUES (?1)")?
+        .execute([tag.origin.0.to_vec()])?;
     conn.prepare_cached(
         "INSERT INTO rs_row (tbl, uuid, origin, seq, writer) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tbl, uuid) DO UPDATE SET origin = excluded.origin, seq = excluded.seq,
@@ -325,6 +328,19 @@ fn body_for(values: Vec<Value>, delta: Option<(Tag, u64)>, ncols: usize) -> RowB
     }
 }
 
+/// Which rows of a table an export reads.
+enum Scope<'a> {
+    /// Every row (dictionary training, a backfill, `export --since`).
+    All,
+    /// Rows whose tag `holds` does not cover, except `peer`'s own changes,
+    /// plus the rows named in `uuids`.
+    Lacking {
+        peer: StationId,
+        holds: &'a VersionVector,
+        uuids: BTreeSet<String>,
+    },
+}
+
 /// One synced row as `Store::synced_rows` lists it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyncedRow {
@@ -336,12 +352,13 @@ pub struct SyncedRow {
 }
 
 impl Store {
-    /// The rows of `info` that `keep` selects (by uuid, tag, modified_on),
-    /// hard-deleted ones as their tombstones, in tag order. Rows held back
-    /// (`rs_held`: unreadable time, duplicate uuid) never leave.
+    /// The rows of `info` in `scope` that `keep` selects (by uuid, tag,
+    /// modified_on), hard-deleted ones as their tombstones, in tag order. Rows
+    /// held back (`rs_held`: unreadable time, duplicate uuid) never leave.
     fn table_rows(
         &self,
         info: &TableInfo,
+        scope: &Scope<'_>,
         mut keep: impl FnMut(&str, Tag, &str) -> bool,
         mut make: impl FnMut(&str, Tag, Vec<Value>) -> Result<RowBody, StoreError>,
     ) -> Result<Vec<RowVersion>, StoreError> {
@@ -354,68 +371,62 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             v
         };
-        let sql = format!(
-            "SELECT r.uuid, r.origin, r.seq, r.writer, t.modified_on{} FROM rs_row r
-             JOIN {} t ON t.uuid = r.uuid WHERE r.tbl = ?1 ORDER BY r.seq, r.uuid",
+        let n = info.payload.len();
+        let mut found: Vec<(String, Tag, StationId, String, Vec<Value>)> = Vec::new();
+        let mut tombs: Vec<(String, Tag, String)> = Vec::new();
+        // (uuid, tag, writer) of the rows in scope.
+        let candidates = self.candidates(info, scope)?;
+        let mut read = self.conn.prepare_cached(&format!(
+            "SELECT t.modified_on{} FROM {} t WHERE t.uuid = ?1",
             payload_prefix(info),
             quote_ident(&info.name)
-        );
-        let n = info.payload.len();
-        let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query([&info.name])?;
-        let mut found: Vec<(String, Tag, StationId, String, Vec<Value>)> = Vec::new();
-        while let Some(r) = rows.next()? {
-            let uuid: String = r.get(0)?;
-            let tag = Tag {
-                origin: station_id_from(r.get(1)?)?,
-                seq: r.get::<_, i64>(2)?.max(0) as u64,
-            };
-            let modified_on = text_of(value_from_ref(r.get_ref(4)?));
-            if held.contains(&uuid) || !keep(&uuid, tag, &modified_on) {
+        ))?;
+        let mut tomb = self
+            .conn
+            .prepare_cached("SELECT modified_on FROM rs_tomb WHERE tbl = ?1 AND uuid = ?2")?;
+        for (uuid, tag, writer) in candidates {
+            if held.contains(&uuid) {
                 continue;
             }
-            let writer = station_id_from(r.get(3)?)?;
-            let values = (0..n)
-                .map(|i| r.get_ref(5 + i).map(value_from_ref))
-                .collect::<Result<Vec<_>, _>>()?;
-            found.push((uuid, tag, writer, modified_on, values));
-        }
-        drop(rows);
-        // Two application rows under one uuid cannot travel; the capture check holds them.
-        let mut dup = BTreeSet::new();
-        for w in found.windows(2) {
-            if w[0].0 == w[1].0 {
-                dup.insert(w[0].0.clone());
+            let mut rows = read.query([&uuid])?;
+            let mut live = Vec::new();
+            while let Some(r) = rows.next()? {
+                let modified_on = text_of(value_from_ref(r.get_ref(0)?));
+                let values = (0..n)
+                    .map(|i| r.get_ref(1 + i).map(value_from_ref))
+                    .collect::<Result<Vec<_>, _>>()?;
+                live.push((modified_on, values));
+            }
+            match live.len() {
+                0 => {
+                    let gone: Option<String> = tomb
+                        .query_row(params![info.name, uuid], |r| {
+                            Ok(text_of(value_from_ref(r.get_ref(0)?)))
+                        })
+                        .optional()?;
+                    if let Some(m) = gone {
+                        tombs.push((uuid, tag, m));
+                    }
+                }
+                1 => {
+                    let (modified_on, values) = live.pop().expect("one row");
+                    if keep(&uuid, tag, &modified_on) {
+                        found.push((uuid, tag, writer, modified_on, values));
+                    }
+                }
+                // Two application rows under one uuid cannot travel; the capture check holds them.
+                _ => {}
             }
         }
-        found.retain(|f| !dup.contains(&f.0));
-        let tombs: Vec<(String, Tag, String)> = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT b.uuid, r.origin, r.seq, b.modified_on FROM rs_tomb b
-                 JOIN rs_row r ON r.tbl = b.tbl AND r.uuid = b.uuid WHERE b.tbl = ?1 ORDER BY r.seq",
-            )?;
-            let v = stmt
-                .query_map([&info.name], |r| {
-                    Ok((
-                        r.get(0)?,
-                        Tag {
-                            origin: station_id_from(r.get(1)?)?,
-                            seq: r.get::<_, i64>(2)?.max(0) as u64,
-                        },
-                        text_of(value_from_ref(r.get_ref(3)?)),
-                    ))
-                })?
-                .collect::<Result<_, _>>()?;
-            v
-        };
         for (uuid, tag, modified_on) in tombs {
-            if held.contains(&uuid) || !keep(&uuid, tag, &modified_on) {
+            if !keep(&uuid, tag, &modified_on) {
                 continue;
             }
             if let Some(l) = read_tombstone(&self.conn, info, &uuid)? {
                 found.push((uuid, tag, l.writer, l.modified_on, l.values));
             }
         }
+        found.sort_by(|a, b| (a.1.seq, &a.0).cmp(&(b.1.seq, &b.0)));
         let mut out = Vec::with_capacity(found.len());
         for (uuid, tag, writer, modified_on, values) in found {
             let body = make(&uuid, tag, values)?;
@@ -426,6 +437,78 @@ impl Store {
                 modified_on,
                 body,
             });
+        }
+        Ok(out)
+    }
+
+    /// The `rs_row` entries of `info` in `scope`: through the (tbl, origin,
+    /// seq) index for what a peer lacks, so the cost follows the changes.
+    fn candidates(
+        &self,
+        info: &TableInfo,
+        scope: &Scope<'_>,
+    ) -> Result<Vec<(String, Tag, StationId)>, StoreError> {
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Tag {
+                    origin: station_id_from(r.get(1)?)?,
+                    seq: r.get::<_, i64>(2)?.max(0) as u64,
+                },
+                station_id_from(r.get(3)?)?,
+            ))
+        };
+        let mut out = Vec::new();
+        match scope {
+            Scope::All => {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT uuid, origin, seq, writer FROM rs_row WHERE tbl = ?1 ORDER BY seq, uuid",
+                )?;
+                for r in stmt.query_map([&info.name], map)? {
+                    out.push(r?);
+                }
+            }
+            Scope::Lacking { peer, holds, uuids } => {
+                let mut by_tag = self.conn.prepare_cached(
+                    "SELECT uuid, origin, seq, writer FROM rs_row
+                     WHERE tbl = ?1 AND origin = ?2 AND seq > ?3",
+                )?;
+                let mut seen = BTreeSet::new();
+                for origin in self.origins()? {
+                    if origin == *peer {
+                        continue;
+                    }
+                    let from = holds.get(&origin).min(i64::MAX as u64) as i64;
+                    for r in by_tag.query_map(params![info.name, origin.0.to_vec(), from], map)? {
+                        let r = r?;
+                        seen.insert(r.0.clone());
+                        out.push(r);
+                    }
+                }
+                let mut by_uuid = self.conn.prepare_cached(
+                    "SELECT uuid, origin, seq, writer FROM rs_row WHERE tbl = ?1 AND uuid = ?2",
+                )?;
+                for u in uuids.iter().filter(|u| !seen.contains(*u)) {
+                    if let Some(r) = by_uuid.query_row(params![info.name, u], map).optional()? {
+                        out.push(r);
+                    }
+                }
+                out.sort_by(|a, b| (a.1.seq, &a.0).cmp(&(b.1.seq, &b.0)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every station whose changes this station holds rows of.
+    fn origins(&self) -> Result<Vec<StationId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT origin FROM rs_origin ORDER BY origin")?;
+        let mut out = stmt
+            .query_map([], |r| station_id_from(r.get(0)?))?
+            .collect::<Result<Vec<_>, _>>()?;
+        if !out.contains(&self.station.id) {
+            out.push(self.station.id);
         }
         Ok(out)
     }
@@ -462,7 +545,12 @@ impl Store {
     pub(crate) fn all_rows_full(&self) -> Result<Vec<TableChanges>, StoreError> {
         let mut out = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
-            let rows = self.table_rows(info, |_, _, _| true, |_, _, v| Ok(RowBody::Full(v)))?;
+            let rows = self.table_rows(
+                info,
+                &Scope::All,
+                |_, _, _| true,
+                |_, _, v| Ok(RowBody::Full(v)),
+            )?;
             out.push(TableChanges {
                 table: i as u16,
                 rows,
@@ -511,8 +599,22 @@ impl Store {
             let ti = i as u16;
             let n = info.payload.len();
             let all = backfill.contains(&info.name);
+            let scope = if all {
+                Scope::All
+            } else {
+                Scope::Lacking {
+                    peer: *peer,
+                    holds: &p.confirmed,
+                    uuids: wanted
+                        .iter()
+                        .filter(|(t, _)| *t == ti)
+                        .map(|(_, u)| u.clone())
+                        .collect(),
+                }
+            };
             let rows = self.table_rows(
                 info,
+                &scope,
                 |uuid, tag, _| {
                     all || wanted.contains(&(ti, uuid.to_string()))
                         || (tag.origin != *peer && !p.confirmed.covers(&tag))
@@ -647,8 +749,12 @@ impl Store {
         };
         let mut tables = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
-            let rows =
-                self.table_rows(info, |_, _, m| recent(m), |_, _, v| Ok(RowBody::Full(v)))?;
+            let rows = self.table_rows(
+                info,
+                &Scope::All,
+                |_, _, m| recent(m),
+                |_, _, v| Ok(RowBody::Full(v)),
+            )?;
             if !rows.is_empty() {
                 tables.push(TableChanges {
                     table: i as u16,

@@ -371,9 +371,12 @@ impl Store {
         callsign: Option<&str>,
     ) -> Result<Store, StoreError> {
         let path = path.as_ref();
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()) {
+            return Err(StoreError::ReadOnly(path.display().to_string()));
+        }
         let conn = Connection::open(path)?;
         let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(schema::DDL)?;
+        schema::migrate(&tx)?;
         let exists: Option<i64> = tx
             .query_row("SELECT 1 FROM rs_station", [], |r| r.get(0))
             .optional()?;
@@ -488,6 +491,26 @@ impl Store {
         tx.commit()?;
         self.check_capture()?;
         Ok(())
+    }
+
+    /// Rows in a tracked table, from the count the triggers keep.
+    pub fn row_count(&self, table: &str) -> Result<u64, StoreError> {
+        let kept: Option<i64> = self
+            .conn
+            .query_row("SELECT nrows FROM rs_table WHERE name = ?1", [table], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten();
+        let n = match kept {
+            Some(n) => n,
+            None => self.conn.query_row(
+                &format!("SELECT count(*) FROM {}", schema::quote_ident(table)),
+                [],
+                |r| r.get(0),
+            )?,
+        };
+        Ok(n.max(0) as u64)
     }
 
     /// Tracked tables that pass `track`'s check, for `track --all`.

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS rs_quarantine (tbl TEXT NOT NULL, uuid TEXT NOT NULL,
     origin BLOB NOT NULL, seq INTEGER NOT NULL, writer BLOB NOT NULL, modified_on TEXT NOT NULL,
     vals TEXT NOT NULL, reason TEXT NOT NULL, since TEXT NOT NULL, PRIMARY KEY (tbl, uuid));
 CREATE TABLE IF NOT EXISTS rs_schema_seen (fp INTEGER PRIMARY KEY, layout TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_origin (origin BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS rs_peer_backfill (peer BLOB NOT NULL, tbl TEXT NOT NULL,
     sent_at INTEGER, PRIMARY KEY (peer, tbl));
 INSERT OR IGNORE INTO rs_clock (one, seq) VALUES (1, 0);
@@ -71,11 +72,16 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rs_table", "payload_types", "TEXT"),
     ("rs_row", "digest", "INTEGER"),
     ("rs_peer", "schema", "INTEGER"),
+    ("rs_table", "nrows", "INTEGER"),
 ];
 
 /// Bring an older station file's own tables up to date. Idempotent.
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let had_origins = !table_columns(conn, "rs_origin")?.is_empty();
     conn.execute_batch(DDL)?;
+    if !had_origins {
+        conn.execute_batch("INSERT OR IGNORE INTO rs_origin SELECT DISTINCT origin FROM rs_row")?;
+    }
     for (table, column, decl) in ADDED_COLUMNS {
         if !table_columns(conn, table)?
             .iter()
@@ -86,7 +92,7 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS rs_row_undigested ON rs_row (tbl, uuid) WHERE digest IS NULL;
-         CREATE INDEX IF NOT EXISTS rs_row_seq ON rs_row (origin, seq);",
+         CREATE INDEX IF NOT EXISTS rs_row_tag ON rs_row (tbl, origin, seq);",
     )?;
     Ok(())
 }
@@ -108,6 +114,7 @@ pub fn is_current(conn: &Connection) -> Result<bool, StoreError> {
         "rs_quarantine",
         "rs_schema_seen",
         "rs_peer_backfill",
+        "rs_origin",
     ] {
         if table_columns(conn, t)?.is_empty() {
             return Ok(false);
@@ -397,9 +404,9 @@ pub fn deleted_mask(info: &TableInfo) -> String {
 }
 
 /// The triggers radiosync keeps on `table`.
-pub fn trigger_names(table: &str) -> [String; 8] {
+pub fn trigger_names(table: &str) -> [String; 10] {
     [
-        "ins", "upd", "del", "deldup", "mv", "mvdup", "noid", "noidupd",
+        "ins", "upd", "del", "deldup", "mv", "mvdup", "noid", "noidupd", "cntins", "cntdel",
     ]
     .map(|k| format!("rs_{k}_{table}"))
 }
@@ -456,6 +463,14 @@ pub fn install(conn: &Connection, info: &TableInfo) -> Result<(), StoreError> {
         ],
     )?;
     conn.execute_batch(&triggers_sql(info))?;
+    // Counted once here, then kept by the triggers: `status` never scans.
+    conn.execute(
+        &format!(
+            "UPDATE rs_table SET nrows = (SELECT count(*) FROM {}) WHERE name = ?1",
+            quote_ident(&info.name)
+        ),
+        [&info.name],
+    )?;
     Ok(())
 }
 
@@ -529,7 +544,7 @@ fn triggers_sql(info: &TableInfo) -> String {
     let gone = format!("NOT EXISTS (SELECT 1 FROM {qt} WHERE uuid = OLD.uuid)");
     let live = "(SELECT applying FROM rs_ctl) = 0";
     let moved = "OLD.uuid IS NOT NULL AND OLD.uuid IS NOT NEW.uuid";
-    let [ins, upd, del, deldup, mv, mvdup, noid, noidupd] =
+    let [ins, upd, del, deldup, mv, mvdup, noid, noidupd, cntins, cntdel] =
         trigger_names(t).map(|n| quote_ident(&n));
     // A row without a uuid cannot sync: the capture check counts them.
     let no_uuid = format!(
@@ -561,7 +576,11 @@ fn triggers_sql(info: &TableInfo) -> String {
            WHEN {live} AND {moved} AND NOT {gone}
          BEGIN {rec_old} END;
          CREATE TRIGGER {noid} AFTER INSERT ON {qt} WHEN NEW.uuid IS NULL BEGIN {no_uuid} END;
-         CREATE TRIGGER {noidupd} AFTER UPDATE ON {qt} WHEN NEW.uuid IS NULL BEGIN {no_uuid} END;",
+         CREATE TRIGGER {noidupd} AFTER UPDATE ON {qt} WHEN NEW.uuid IS NULL BEGIN {no_uuid} END;
+         CREATE TRIGGER {cntins} AFTER INSERT ON {qt}
+         BEGIN UPDATE rs_table SET nrows = nrows + 1 WHERE name = {lit}; END;
+         CREATE TRIGGER {cntdel} AFTER DELETE ON {qt}
+         BEGIN UPDATE rs_table SET nrows = nrows - 1 WHERE name = {lit}; END;",
         untomb_new = untomb("NEW"),
         rec_new_all = record("NEW", "-1"),
         rec_new_mask = record("NEW", &mask),
