@@ -316,8 +316,8 @@ fn check_changed_rows(tx: &Connection, info: &TableInfo, now: &str) -> Result<u6
     let mut seen: BTreeMap<String, (String, Vec<Value>, u64)> = BTreeMap::new();
     {
         let mut stmt = tx.prepare(&format!(
-            "SELECT r.uuid, t.modified_on{} FROM rs_row r JOIN {qt} t ON t.uuid = r.uuid
-             WHERE r.tbl = ?1 AND r.digest IS NULL",
+            "SELECT r.uuid, t.modified_on{} FROM rs_row r INDEXED BY rs_row_undigested
+             JOIN {qt} t ON t.uuid = r.uuid WHERE r.tbl = ?1 AND r.digest IS NULL",
             payload_prefix(info)
         ))?;
         let mut rows = stmt.query([&info.name])?;
