@@ -1,13 +1,16 @@
 //! Property: three stations and a reference model converge after any mix of
 //! inserts, updates, soft-deletes, conflicting edits (wrong clocks included),
-//! and lost, repeated and late bundles.
+//! and lost, repeated and late bundles, under each conflict policy (the same
+//! at every station).
 
 mod store_util;
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use radiosync::delta::merge::{compare, VersionKey};
+use std::cmp::Ordering;
+
+use radiosync::delta::merge::{compare, Policy, VersionKey};
 use radiosync::delta::{Bundle, StationId, Value};
 use radiosync::store::Store;
 use store_util::*;
@@ -91,7 +94,54 @@ fn write(s: &Store, uuid: &str, col: u8, val: u8, when: &str) {
     c.execute(sql, rusqlite::params![v, when, uuid]).unwrap();
 }
 
+/// The conflict policy of `item` in a run.
+#[derive(Clone, Copy, Debug)]
+enum Pol {
+    Newer,
+    /// Station b's versions win.
+    StationB,
+    /// The higher qty wins.
+    HigherQty,
+}
+
+/// Payload index of `qty` in `item` (deleted, name, note, photo, price, qty).
+const QTY: usize = 5;
+
+/// The model's order of two versions under the policy: policy first, then the rules.
+fn model_order(pol: Pol, b: StationId, x: &Version, y: &Version) -> Ordering {
+    let by_policy = match pol {
+        Pol::Newer => Ordering::Equal,
+        Pol::StationB => (x.1 == b).cmp(&(y.1 == b)),
+        Pol::HigherQty => {
+            let q = |v: &Version| match v.2.get(QTY) {
+                Some(Value::Integer(i)) => Some(*i),
+                _ => None,
+            };
+            match (q(x), q(y)) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                _ => Ordering::Equal,
+            }
+        }
+    };
+    by_policy.then_with(|| {
+        compare(
+            VersionKey {
+                modified_on: &x.0,
+                writer: x.1,
+            },
+            VersionKey {
+                modified_on: &y.0,
+                writer: y.1,
+            },
+        )
+    })
+}
+
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    run_with(ops, Pol::Newer)
+}
+
+fn run_with(ops: Vec<Op>, pol: Pol) -> Result<(), TestCaseError> {
     let dir = scratch();
     let d = dir.path();
     let a = first_station(d, "a", 2);
@@ -99,6 +149,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let c = clone_of(d, "a", "c");
     let a = Store::open(a.path()).unwrap();
     let mut st = vec![a, b, c];
+    let station_b = st[1].station().id;
+    let policy = match pol {
+        Pol::Newer => Policy::Newer,
+        Pol::StationB => Policy::Station(station_b),
+        Pol::HigherQty => Policy::Sql("a.qty > b.qty".into()),
+    };
+    for s in st.iter_mut() {
+        s.set_policy("item", policy.clone()).unwrap();
+    }
     for s in &st {
         // Test files need no durability; fsyncs would dominate the run time.
         s.connection()
@@ -144,15 +203,34 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 // A station's clock may be wrong against the others', but it does not run
                 // backwards over its own current version of a row (see docs/architecture.md,
-                // "Known limits").
-                if let Some((m, _)) = row_content(&st[i], &uuid) {
-                    if m > when {
+                // "Known limits"); likewise a write the policy ranks below the version it
+                // replaces is the same limit.
+                let before = row_content(&st[i], &uuid).map(|(m, v)| {
+                    let w = st[i].row_tag("item", &uuid).unwrap().unwrap().1;
+                    (m, w, v)
+                });
+                if let Some((m, _, _)) = &before {
+                    if *m > when {
                         continue;
                     }
                 }
+                let undo = st[i].connection().execute_batch("SAVEPOINT w").is_ok();
                 write(&st[i], &uuid, col, val, &when);
                 let (m, v) = row_content(&st[i], &uuid).unwrap();
-                versions.entry(uuid).or_default().push((m, me, v));
+                let new = (m, me, v);
+                if let Some(old) = &before {
+                    if model_order(pol, station_b, &new, old) == Ordering::Less {
+                        st[i]
+                            .connection()
+                            .execute_batch("ROLLBACK TO w; RELEASE w")
+                            .unwrap();
+                        continue;
+                    }
+                }
+                if undo {
+                    st[i].connection().execute_batch("RELEASE w").unwrap();
+                }
+                versions.entry(uuid).or_default().push(new);
             }
             Op::Sync { from, to, fate } => {
                 let bundle = st[from].export_for(&st[to].station().id).unwrap();
@@ -223,18 +301,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for (uuid, vs) in &held {
         let win = vs
             .iter()
-            .max_by(|x, y| {
-                compare(
-                    VersionKey {
-                        modified_on: &x.0,
-                        writer: x.1,
-                    },
-                    VersionKey {
-                        modified_on: &y.0,
-                        writer: y.1,
-                    },
-                )
-            })
+            .max_by(|x, y| model_order(pol, station_b, x, y))
             .unwrap();
         let got = first.get(&("item".to_string(), uuid.clone())).unwrap();
         prop_assert_eq!(&got.0, &win.0, "row {} modified_on", uuid);
@@ -261,6 +328,14 @@ proptest! {
     #[test]
     fn stations_converge_to_the_rules(ops in proptest::collection::vec(op(), 1..40)) {
         run(ops)?;
+    }
+
+    #[test]
+    fn stations_converge_under_each_conflict_policy(
+        ops in proptest::collection::vec(op(), 1..40),
+        pol in prop_oneof![Just(Pol::Newer), Just(Pol::StationB), Just(Pol::HigherQty)],
+    ) {
+        run_with(ops, pol)?;
     }
 }
 

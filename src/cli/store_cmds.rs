@@ -34,6 +34,11 @@ pub enum StoreCommand {
         /// Site-local columns that are not synced (a remote row gets a fresh local value).
         #[arg(long, value_delimiter = ',', default_value = "id")]
         local_columns: Vec<String>,
+        /// How conflicts on these tables are decided, the same at every station:
+        /// `newer` (default), `station:NAME` (that station's versions win, then newer),
+        /// or `sql:EXPR` over versions a and b, true when a wins (e.g. `sql:a.qty > b.qty`).
+        #[arg(long)]
+        conflict: Option<String>,
     },
     /// Stop syncing a table (its triggers and radiosync's records of it go; the table stays).
     Untrack {
@@ -54,6 +59,10 @@ pub enum StoreCommand {
         /// Export full rows with modified_on >= TIME, importable by any peer; claims nothing.
         #[arg(long)]
         since: Option<String>,
+        /// Only these tables (the blueprint's per-module export); the bundle then claims
+        /// nothing, so a later full export still carries the other tables.
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -158,6 +167,45 @@ fn callsign_arg(c: Option<String>) -> anyhow::Result<Option<String>> {
     .transpose()
 }
 
+/// A conflict policy as typed: `station:NAME` names this station or a peer.
+fn policy_arg(s: &Store, text: &str) -> anyhow::Result<radiosync::delta::merge::Policy> {
+    use radiosync::delta::merge::Policy;
+    if let Some(name) = text.trim().strip_prefix("station:") {
+        let name = name.trim();
+        let st = s.station();
+        let id = if name == st.name || name == st.id.to_string() {
+            st.id
+        } else if let Some(p) = s.peer_by_name(name)? {
+            p.id
+        } else if let Ok(id) = StationId::parse(name) {
+            id
+        } else {
+            bail!("station:{name}: no station or registered peer is called {name:?} (see `radiosync peer list`)");
+        };
+        return Ok(Policy::Station(id));
+    }
+    Ok(Policy::parse(text)?)
+}
+
+/// A policy with station UUIDs shown as names where known.
+fn show_policy(s: &Store, p: &radiosync::delta::merge::Policy) -> String {
+    use radiosync::delta::merge::Policy;
+    match p {
+        Policy::Station(id) => {
+            let name = if *id == s.station().id {
+                Some(s.station().name)
+            } else {
+                s.peer_by_id(id).ok().flatten().map(|p| p.name)
+            };
+            match name {
+                Some(n) => format!("station:{n} ({id})"),
+                None => p.text(),
+            }
+        }
+        other => other.text(),
+    }
+}
+
 fn open(db: &PathBuf) -> anyhow::Result<Store> {
     Store::open(db).with_context(|| format!("opening {}", db.display()))
 }
@@ -185,6 +233,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             tables,
             all,
             local_columns,
+            conflict,
         } => {
             let mut s = open(&db)?;
             let names = if all {
@@ -200,6 +249,13 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 tables
             };
             let tagged = s.track(&names, &local_columns)?;
+            if let Some(text) = conflict {
+                let policy = policy_arg(&s, &text)?;
+                for n in &names {
+                    s.set_policy(n, policy.clone())?;
+                }
+                println!("conflict policy {}", show_policy(&s, &policy));
+            }
             println!(
                 "tracking {} ({} existing rows tagged); schema {:08x}",
                 names.join(", "),
@@ -282,12 +338,41 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             db,
             peer,
             since,
+            tables,
             out,
         } => {
             let s = open(&db)?;
+            for t in &tables {
+                if !s.tables().iter().any(|i| &i.name == t) {
+                    bail!("table {t} is not tracked in {}", db.display());
+                }
+            }
             let (bytes, rows) = match (since, peer) {
+                (None, Some(name)) if !tables.is_empty() => {
+                    let p = s
+                        .peer_by_name(&name)?
+                        .ok_or(radiosync::store::StoreError::UnknownPeerName(name))?;
+                    let b = s.export_tables_for(&p.id, &tables)?;
+                    let rows: usize = b.tables.iter().map(|t| t.rows.len()).sum();
+                    let dict = s.dictionary()?;
+                    (
+                        radiosync::codec::encode(&b, dict.as_ref(), false)
+                            .map_err(radiosync::store::StoreError::Encode)?,
+                        rows,
+                    )
+                }
                 (Some(t), _) => {
-                    let b = s.export_since(&t)?;
+                    let mut b = s.export_since(&t)?;
+                    if !tables.is_empty() {
+                        let keep: Vec<u16> = s
+                            .tables()
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, i)| tables.contains(&i.name))
+                            .map(|(n, _)| n as u16)
+                            .collect();
+                        b.tables.retain(|t| keep.contains(&t.table));
+                    }
                     let rows: usize = b.tables.iter().map(|t| t.rows.len()).sum();
                     let dict = s.dictionary()?;
                     (
@@ -363,7 +448,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             }
             for c in all {
                 println!(
-                    "{} {}/{} peer {}: {} version of {} (writer {}) lost to {} (writer {}): {}",
+                    "{} {}/{} peer {}: {} version of {} (writer {}) lost to {} (writer {}) by {}: {}",
                     c.time,
                     c.table,
                     c.uuid,
@@ -373,6 +458,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                     c.loser_writer,
                     c.winner_modified_on,
                     c.winner_writer,
+                    c.policy,
                     c.loser_values
                 );
             }
@@ -426,7 +512,7 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
             "station": { "name": st.name, "uuid": st.id.to_string(), "callsign": st.callsign },
             "schema": format!("{:08x}", s.schema_fingerprint().0),
             "clock": s.clock()?,
-            "tables": tables.iter().map(|(n, r)| serde_json::json!({"name": n, "rows": r})).collect::<Vec<_>>(),
+            "tables": tables.iter().zip(s.tables()).map(|((n, r), t)| serde_json::json!({"name": n, "rows": r, "conflict_policy": t.policy.text()})).collect::<Vec<_>>(),
             "peers": peers.iter().map(|(p, pending)| serde_json::json!({
                 "name": p.name, "uuid": p.id.to_string(), "callsign": p.callsign,
                 "last_sync": p.last_sync, "sync_count": p.sync_count, "pending_rows": pending,
@@ -450,8 +536,15 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
             ""
         }
     );
-    for (n, r) in &tables {
-        println!("  {n:<24} {r:>8} rows");
+    for ((n, r), t) in tables.iter().zip(s.tables()) {
+        if t.policy == radiosync::delta::merge::Policy::Newer {
+            println!("  {n:<24} {r:>8} rows");
+        } else {
+            println!(
+                "  {n:<24} {r:>8} rows  conflicts: {}",
+                show_policy(&s, &t.policy)
+            );
+        }
     }
     println!("peers     {}", if peers.is_empty() { "none" } else { "" });
     for (p, pending) in &peers {

@@ -361,7 +361,8 @@ const MAX_LAYOUT_TABLES: usize = 4096;
 const MAX_LAYOUT_COLUMNS: usize = 4096;
 
 /// The layout section (only with the header's layout flag): table count, then
-/// per table its name and its payload column names, as postcard strings.
+/// per table its name, its payload column names and its conflict policy, as
+/// postcard strings.
 pub(crate) fn put_layout(w: &mut Writer, layout: &[TableLayout]) {
     w.varint(layout.len() as u64);
     for t in layout {
@@ -370,6 +371,7 @@ pub(crate) fn put_layout(w: &mut Writer, layout: &[TableLayout]) {
         for c in &t.columns {
             w.bytes(c.as_bytes());
         }
+        w.bytes(t.policy.as_bytes());
     }
 }
 
@@ -392,7 +394,12 @@ pub(crate) fn get_layout(bytes: &[u8]) -> Result<(Vec<TableLayout>, usize), Code
             }
             columns.push(c);
         }
-        out.push(TableLayout { name, columns });
+        let policy = r.str("layout policy")?.to_owned();
+        out.push(TableLayout {
+            name,
+            columns,
+            policy,
+        });
     }
     Ok((out, bytes.len() - r.remaining()))
 }

@@ -519,6 +519,7 @@ fn layout_travels_and_bounds_table_indexes() {
     let three = |n: &str| TableLayout {
         name: n.into(),
         columns: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+        policy: "newer".into(),
     };
     b.layout = Some(vec![three("t0"), three("t1"), three("t2")]);
     let bytes = encode(&b, None, false).unwrap();

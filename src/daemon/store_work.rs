@@ -67,7 +67,7 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             // Capture checks itself before every sync: a table rebuilt or
             // migrated since the last one is noticed before we export.
             store.check_capture()?;
-            store.set_peer_schema_hint(station, schema);
+            store.note_peer_schema(&station, schema)?;
             if responder {
                 if store.peer_by_id(&station)?.is_some() {
                     let state = store.transfer_state(&station)?;

@@ -109,9 +109,141 @@ pub enum RowPlan {
     Hold(HoldReason),
 }
 
+/// Which version a table's conflict policy prefers, before the time rule.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Preference {
+    Incoming,
+    Local,
+    /// The policy does not separate them: the newer `modified_on` decides.
+    Neither,
+}
+
+/// A table's conflict policy (the blueprint's conflict hooks; Sahana Eden's
+/// NEWER and MASTER). Every station must hold the same one for a table, and
+/// each picks the same winner whichever version is local.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// The newer `modified_on` wins (the default).
+    Newer,
+    /// Versions written by this station win, then `newer`.
+    Station(StationId),
+    /// A SQL expression over two versions `a` and `b` (columns as `a.col`,
+    /// `b.col`), true when `a` should win. The store evaluates it both ways;
+    /// a version wins only if the expression holds for it and not for the
+    /// other, else `newer` decides.
+    Sql(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("conflict policy {0:?} would let each station keep its own version, so they never converge: use `station:NAME` to make one station's versions win, or `sql:EXPR` to compare the two versions")]
+    NotSymmetric(String),
+    #[error("unknown conflict policy {0:?}: use newer, station:NAME or sql:EXPR")]
+    Unknown(String),
+    #[error("the station in {0:?} is not a station UUID")]
+    BadStation(String),
+    #[error("the expression in sql:{expr} {why}")]
+    BadExpression { expr: String, why: String },
+}
+
+/// SQL that would make the verdict depend on the station or the moment.
+const NOT_DETERMINISTIC: &[&str] = &[
+    "random",
+    "randomblob",
+    "now",
+    "changes",
+    "total_changes",
+    "last_insert_rowid",
+    "select",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+];
+
+impl Policy {
+    /// Parse the stored or typed form; `station:` must carry a UUID here (the
+    /// CLI turns a station name into one).
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        let t = text.trim();
+        if t.is_empty() || t.eq_ignore_ascii_case("newer") {
+            return Ok(Policy::Newer);
+        }
+        if let Some(id) = t.strip_prefix("station:") {
+            return StationId::parse(id.trim())
+                .map(Policy::Station)
+                .map_err(|_| PolicyError::BadStation(t.to_string()));
+        }
+        if let Some(expr) = t.strip_prefix("sql:") {
+            let expr = expr.trim();
+            let lower = expr.to_ascii_lowercase();
+            let words: Vec<&str> = lower
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .collect();
+            if expr.is_empty() {
+                return Err(PolicyError::BadExpression {
+                    expr: expr.into(),
+                    why: "is empty".into(),
+                });
+            }
+            if let Some(bad) = NOT_DETERMINISTIC.iter().find(|w| words.contains(w)) {
+                return Err(PolicyError::BadExpression {
+                    expr: expr.into(),
+                    why: format!(
+                        "uses {bad:?}: the verdict must depend only on the two versions, the same at every station"
+                    ),
+                });
+            }
+            return Ok(Policy::Sql(expr.to_string()));
+        }
+        let lower = t.to_ascii_lowercase();
+        if [
+            "local", "this", "mine", "ours", "remote", "other", "theirs", "incoming",
+        ]
+        .contains(&lower.as_str())
+        {
+            return Err(PolicyError::NotSymmetric(t.to_string()));
+        }
+        Err(PolicyError::Unknown(t.to_string()))
+    }
+
+    /// The stored form (what travels and what the fingerprint covers).
+    pub fn text(&self) -> String {
+        match self {
+            Policy::Newer => "newer".into(),
+            Policy::Station(id) => format!("station:{id}"),
+            Policy::Sql(e) => format!("sql:{e}"),
+        }
+    }
+
+    /// The preference of a policy the merge can decide without the store
+    /// (`None` for `sql:`, which SQLite evaluates).
+    pub fn prefers(&self, local: VersionKey<'_>, incoming: VersionKey<'_>) -> Option<Preference> {
+        match self {
+            Policy::Newer => Some(Preference::Neither),
+            Policy::Station(s) => Some(match (local.writer == *s, incoming.writer == *s) {
+                (true, false) => Preference::Local,
+                (false, true) => Preference::Incoming,
+                _ => Preference::Neither,
+            }),
+            Policy::Sql(_) => None,
+        }
+    }
+}
+
 /// The merge rule for one row: newer `modified_on` wins, ties by writer, a
 /// delete is a version like any other; an unreadable time never decides.
 pub fn plan(local: Option<LocalSide<'_>>, incoming: VersionKey<'_>, body: IncomingBody) -> RowPlan {
+    plan_with(local, incoming, body, Preference::Neither)
+}
+
+/// `plan` under a conflict policy's preference: the policy decides first,
+/// the time rule when it does not separate the versions.
+pub fn plan_with(
+    local: Option<LocalSide<'_>>,
+    incoming: VersionKey<'_>,
+    body: IncomingBody,
+    preferred: Preference,
+) -> RowPlan {
     if parse_millis(incoming.modified_on).is_none() {
         return RowPlan::Hold(HoldReason::IncomingTimeUnreadable);
     }
@@ -124,7 +256,12 @@ pub fn plan(local: Option<LocalSide<'_>>, incoming: VersionKey<'_>, body: Incomi
     if parse_millis(l.key.modified_on).is_none() {
         return RowPlan::Hold(HoldReason::LocalTimeUnreadable);
     }
-    match decide(l.key, incoming) {
+    let verdict = match preferred {
+        Preference::Incoming => Verdict::Incoming,
+        Preference::Local => Verdict::Local,
+        Preference::Neither => decide(l.key, incoming),
+    };
+    match verdict {
         Verdict::Incoming => match body {
             IncomingBody::Delta { applies: false } => RowPlan::AskFull,
             _ => RowPlan::Overwrite {
@@ -239,13 +376,19 @@ mod tests {
         #[test]
         fn plan_is_symmetric(
             ta in time_text(), tb in time_text(), wa in 0u8..3, wb in 0u8..3,
-            seen_a in proptest::bool::ANY, seen_b in proptest::bool::ANY,
+            seen_a in proptest::bool::ANY, seen_b in proptest::bool::ANY, pref in 0u8..3,
         ) {
             let (a, b) = (key(&ta, wa), key(&tb, wb));
             let la = LocalSide { seen_by_sender: seen_b, ..side(a) };
             let lb = LocalSide { seen_by_sender: seen_a, ..side(b) };
-            let at_a = plan(Some(la), b, IncomingBody::Full);
-            let at_b = plan(Some(lb), a, IncomingBody::Full);
+            // A policy's preference, seen from each side.
+            let (pa, pb) = match pref {
+                0 => (Preference::Neither, Preference::Neither),
+                1 => (Preference::Incoming, Preference::Local),
+                _ => (Preference::Local, Preference::Incoming),
+            };
+            let at_a = plan_with(Some(la), b, IncomingBody::Full, pa);
+            let at_b = plan_with(Some(lb), a, IncomingBody::Full, pb);
             match at_a {
                 RowPlan::Overwrite { .. } => {
                     let keeps = matches!(at_b, RowPlan::Keep { .. });
@@ -260,11 +403,40 @@ mod tests {
             }
             // The winner is the later time whenever the times differ.
             let (ma, mb) = (parse_millis(&ta).unwrap(), parse_millis(&tb).unwrap());
-            if ma < mb {
+            if ma < mb && pref == 0 {
                 let overwrites = matches!(at_a, RowPlan::Overwrite { .. });
                 proptest::prop_assert!(overwrites, "{:?}", at_a);
             }
         }
+    }
+
+    #[test]
+    fn policies_parse_and_refuse_one_sided_rules() {
+        assert_eq!(Policy::parse("newer"), Ok(Policy::Newer));
+        let id = StationId([7; 16]);
+        let p = Policy::parse(&format!("station:{id}")).unwrap();
+        assert_eq!(p, Policy::Station(id));
+        assert_eq!(Policy::parse(&p.text()), Ok(p.clone()));
+        let hq = key("2024-01-01T00:00:00.000Z", 7);
+        let field = key("2030-01-01T00:00:00.000Z", 1);
+        assert_eq!(p.prefers(field, hq), Some(Preference::Incoming));
+        assert_eq!(p.prefers(hq, field), Some(Preference::Local));
+        assert!(matches!(
+            Policy::parse("local"),
+            Err(PolicyError::NotSymmetric(_))
+        ));
+        assert!(matches!(
+            Policy::parse("sql:a.qty > b.qty OR random() > 0"),
+            Err(PolicyError::BadExpression { .. })
+        ));
+        assert_eq!(
+            Policy::parse("sql: a.known > b.known"),
+            Ok(Policy::Sql("a.known > b.known".into()))
+        );
+        assert!(matches!(
+            Policy::parse("master"),
+            Err(PolicyError::Unknown(_))
+        ));
     }
 
     #[test]

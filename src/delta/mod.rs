@@ -200,6 +200,8 @@ pub struct Bundle {
 pub struct TableLayout {
     pub name: String,
     pub columns: Vec<String>,
+    /// The table's conflict policy, as `merge::Policy::text` writes it.
+    pub policy: String,
 }
 
 /// A hash over the tracked tables and their synced columns (names and declared

@@ -673,6 +673,7 @@ impl Store {
             .map(|t| TableLayout {
                 name: t.name.clone(),
                 columns: t.payload.iter().map(|c| c.name.clone()).collect(),
+                policy: t.policy.text(),
             })
             .collect()
     }
@@ -733,6 +734,23 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// What `peer` lacks in `tables` only (the blueprint's per-module export):
+    /// a Slice addressed to it, applied by the merge rules, claiming nothing.
+    pub fn export_tables_for(
+        &self,
+        peer: &StationId,
+        tables: &[String],
+    ) -> Result<Bundle, StoreError> {
+        let mut b = self.export_against(peer, None)?;
+        b.tables
+            .retain(|t| tables.contains(&self.tables[t.table as usize].name));
+        // It carries only some tables, so it must claim nothing of what we hold.
+        b.kind = BundleKind::Slice;
+        b.wants.clear();
+        b.layout = Some(self.layout());
+        Ok(b)
     }
 
     /// A manual export by age: full rows with `modified_on >= since` (compared

@@ -18,7 +18,9 @@ use super::{
 };
 use crate::codec;
 use crate::delta::digest::row_digest;
-use crate::delta::merge::{plan, IncomingBody, LocalSide, RowPlan, VersionKey};
+use crate::delta::merge::{
+    plan_with, IncomingBody, LocalSide, Policy, Preference, RowPlan, VersionKey,
+};
 use crate::delta::{
     Bundle, BundleKind, RowBody, RowRef, RowVersion, SchemaFingerprint, StationId, TableLayout,
     Tag, Value, VersionVector, Want,
@@ -33,6 +35,8 @@ struct MappedTable {
     rows: Vec<RowVersion>,
     /// Rows in the bundle (before mapping), for the report.
     count: u64,
+    /// Set when the sender's conflict policy for the table differs from ours.
+    clash: Option<String>,
 }
 
 /// A bundle in our tables' terms.
@@ -79,6 +83,14 @@ pub(crate) fn value_from_json(v: &serde_json::Value) -> Option<Value> {
         }
         _ => return None,
     })
+}
+
+/// A quarantined row as `rs_quarantine` keeps it (values still JSON).
+struct Parked {
+    table: String,
+    row: RowVersion,
+    vals: String,
+    peer: StationId,
 }
 
 /// What became of one row.
@@ -380,6 +392,7 @@ impl Store {
                 absent,
                 rows,
                 count: t.rows.len() as u64,
+                clash: policy_clash(&info.name, &info.policy.text(), &theirs.policy),
             });
         }
         for w in &b.wants {
@@ -394,6 +407,53 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// A peer showed its schema fingerprint (a session's Hello). Our bundles
+    /// carry our layout unless it matches ours; when we know the layout behind
+    /// it, a peer that gained columns is noticed now, not only when it next
+    /// sends a bundle (it may have nothing to send).
+    pub fn note_peer_schema(
+        &mut self,
+        peer: &StationId,
+        fp: SchemaFingerprint,
+    ) -> Result<(), StoreError> {
+        self.set_peer_schema_hint(*peer, fp);
+        if self.read_only || self.peer_by_id(peer)?.is_none() {
+            return Ok(());
+        }
+        if let Some(layout) = self.seen_layout(fp)? {
+            let tx = self.conn.unchecked_transaction()?;
+            self.note_sender_schema(&tx, peer, fp, &layout)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// A clash between our policy for `info` and the one `peer` last showed.
+    fn peer_policy_clash(
+        &self,
+        tx: &Connection,
+        peer: &StationId,
+        info: &TableInfo,
+    ) -> Result<Option<String>, StoreError> {
+        let fp: Option<i64> = tx
+            .query_row(
+                "SELECT schema FROM rs_peer WHERE uuid = ?1",
+                [peer.0.to_vec()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(layout) =
+            fp.and_then(|f| self.seen_layout(SchemaFingerprint(f as u32)).ok().flatten())
+        else {
+            return Ok(None);
+        };
+        Ok(layout
+            .iter()
+            .find(|t| t.name == info.name)
+            .and_then(|t| policy_clash(&info.name, &info.policy.text(), &t.policy)))
     }
 
     /// Remember the sender's schema; when its tables gained columns we have,
@@ -578,7 +638,14 @@ impl Store {
                     _ => row,
                 };
                 let local = read_local(&tx, info, &row.uuid, me)?;
-                match merge_row(&ctx, info, &tc.absent, row, local.as_ref())? {
+                match merge_row(
+                    &ctx,
+                    info,
+                    &tc.absent,
+                    row,
+                    local.as_ref(),
+                    tc.clash.as_deref(),
+                )? {
                     Outcome::Applied { conflict } => {
                         applied += 1;
                         rep.applied += 1;
@@ -781,15 +848,15 @@ impl Store {
     /// many went in.
     fn retry_quarantine(&self, ctx: &RowCtx<'_>) -> Result<u64, StoreError> {
         // (table, the version without its values, the values as JSON)
-        let parked: Vec<(String, RowVersion, String)> = {
+        let parked: Vec<Parked> = {
             let mut stmt = ctx.tx.prepare(
-                "SELECT tbl, uuid, origin, seq, writer, modified_on, vals FROM rs_quarantine ORDER BY rowid",
+                "SELECT tbl, uuid, origin, seq, writer, modified_on, vals, peer FROM rs_quarantine ORDER BY rowid",
             )?;
             let v = stmt
                 .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        RowVersion {
+                    Ok(Parked {
+                        table: r.get(0)?,
+                        row: RowVersion {
                             uuid: r.get(1)?,
                             tag: Tag {
                                 origin: station_id_from(r.get(2)?)?,
@@ -799,14 +866,21 @@ impl Store {
                             modified_on: r.get(5)?,
                             body: RowBody::Full(Vec::new()),
                         },
-                        r.get(6)?,
-                    ))
+                        vals: r.get(6)?,
+                        peer: station_id_from(r.get(7)?)?,
+                    })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             v
         };
         let mut released = 0;
-        for (tbl, mut row, vals) in parked {
+        for Parked {
+            table: tbl,
+            mut row,
+            vals,
+            peer,
+        } in parked
+        {
             let Some(info) = self.tables.iter().find(|t| t.name == tbl) else {
                 continue;
             };
@@ -828,9 +902,10 @@ impl Store {
             }
             row.body = RowBody::Full(values);
             let local = read_local(ctx.tx, info, &row.uuid, self.station.id)?;
+            let clash = self.peer_policy_clash(ctx.tx, &peer, info)?;
             // Still refused: merge_row parked it again (logged only if the reason changed).
             if !matches!(
-                merge_row(ctx, info, &absent, &row, local.as_ref())?,
+                merge_row(ctx, info, &absent, &row, local.as_ref(), clash.as_deref())?,
                 Outcome::Quarantined
             ) {
                 ctx.tx.execute(
@@ -842,6 +917,17 @@ impl Store {
         }
         Ok(released)
     }
+}
+
+/// Why a table does not sync with a peer whose policy for it differs.
+fn policy_clash(table: &str, ours: &str, theirs: &str) -> Option<String> {
+    (ours != theirs).then(|| {
+        format!(
+            "the stations' conflict policies for {table} differ (here {ours}, there {theirs}), \
+             so they could pick different winners: set the same one on both with \
+             `radiosync track {table} --conflict POLICY`; the row is retried then"
+        )
+    })
 }
 
 fn remap_body(body: &RowBody, to_ours: &[Option<usize>], n: usize) -> RowBody {
@@ -880,7 +966,9 @@ fn layout_to_json(layout: &[TableLayout]) -> String {
     serde_json::Value::Array(
         layout
             .iter()
-            .map(|t| serde_json::json!({ "name": t.name, "columns": t.columns }))
+            .map(
+                |t| serde_json::json!({ "name": t.name, "columns": t.columns, "policy": t.policy }),
+            )
             .collect(),
     )
     .to_string()
@@ -903,6 +991,11 @@ fn layout_from_json(text: &str) -> Option<Vec<TableLayout>> {
                     .iter()
                     .map(|c| c.as_str().map(str::to_string))
                     .collect::<Option<Vec<_>>>()?,
+                policy: t
+                    .get("policy")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or("newer")
+                    .to_string(),
             })
         })
         .collect()
@@ -969,6 +1062,7 @@ fn merge_row(
     absent: &[bool],
     row: &RowVersion,
     local: Option<&LocalRow>,
+    clash: Option<&str>,
 ) -> Result<Outcome, StoreError> {
     let tx = ctx.tx;
     let body = match &row.body {
@@ -1003,7 +1097,6 @@ fn merge_row(
         modified_on: &row.modified_on,
         writer: row.writer,
     };
-    let decided = plan(side, incoming, body);
     let new_values = |l: Option<&LocalRow>| -> Vec<Value> {
         match &row.body {
             RowBody::Full(v) => match l {
@@ -1029,6 +1122,52 @@ fn merge_row(
                 out
             }
         }
+    };
+    // Policies differ between the stations for this table: neither decides.
+    if let Some(why) = clash {
+        let values = match (&row.body, body) {
+            (RowBody::Full(_), _) | (_, IncomingBody::Delta { applies: true }) => {
+                new_values(local.filter(|l| !l.partial))
+            }
+            _ => vec![Value::Null; info.payload.len()],
+        };
+        quarantine(ctx, info, absent, row, &values, why)?;
+        return Ok(Outcome::Quarantined);
+    }
+    let preferred = match (
+        local,
+        info.policy
+            .prefers(side.map(|s| s.key).unwrap_or(incoming), incoming),
+    ) {
+        (None, _) => Preference::Neither,
+        (Some(_), Some(p)) => p,
+        (Some(l), None) => {
+            // sql: needs the incoming version whole.
+            if matches!(body, IncomingBody::Delta { applies: false }) || l.partial {
+                return Ok(if local.is_some_and(|l| !l.gone) {
+                    Outcome::Want
+                } else {
+                    Outcome::Quarantined
+                });
+            }
+            let Policy::Sql(expr) = &info.policy else {
+                unreachable!("only sql: needs the store")
+            };
+            sql_prefers(
+                tx,
+                info,
+                expr,
+                (&row.uuid, &l.modified_on, &l.values),
+                (&row.uuid, &row.modified_on, &new_values(Some(l))),
+            )?
+        }
+    };
+    let decided = plan_with(side, incoming, body, preferred);
+    // The rule that picked the winner, kept with a conflict.
+    let rule = if preferred == Preference::Neither {
+        "newer".to_string()
+    } else {
+        info.policy.text()
     };
     match decided {
         RowPlan::Insert | RowPlan::Overwrite { .. } => {
@@ -1102,6 +1241,7 @@ fn merge_row(
                             l.values.iter().enumerate().collect(),
                         ),
                         (&row.modified_on, row.writer),
+                        &rule,
                     )?;
                 }
             }
@@ -1129,6 +1269,7 @@ fn merge_row(
                     "remote",
                     (&row.modified_on, row.writer, loser),
                     (&l.modified_on, l.writer),
+                    &rule,
                 )?;
             }
             Ok(Outcome::Kept {
@@ -1230,6 +1371,7 @@ fn record_conflict(
     loser_side: &str,
     loser: (&str, StationId, Vec<(usize, &Value)>),
     winner: (&str, StationId),
+    rule: &str,
 ) -> Result<(), StoreError> {
     let dup: Option<i64> = conn
         .query_row(
@@ -1248,7 +1390,8 @@ fn record_conflict(
     }
     conn.execute(
         "INSERT INTO rs_conflict (time, tbl, uuid, peer, loser_side, loser_modified_on, loser_writer,
-           winner_modified_on, winner_writer, loser_values) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+           winner_modified_on, winner_writer, loser_values, policy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             now,
             info.name,
@@ -1259,10 +1402,61 @@ fn record_conflict(
             loser.1 .0.to_vec(),
             winner.0,
             winner.1 .0.to_vec(),
-            serde_json::Value::Object(obj).to_string()
+            serde_json::Value::Object(obj).to_string(),
+            rule
         ],
     )?;
     Ok(())
+}
+
+/// An `sql:` policy's preference: the expression is evaluated with (a, b) =
+/// (local, incoming) and the other way round; a version is preferred only
+/// when the expression holds for it and not for the other, so every station
+/// reaches the same verdict whichever version it holds.
+pub(super) fn sql_prefers(
+    conn: &Connection,
+    info: &TableInfo,
+    expr: &str,
+    local: (&str, &str, &[Value]),
+    incoming: (&str, &str, &[Value]),
+) -> Result<Preference, StoreError> {
+    let a_wins =
+        |a: (&str, &str, &[Value]), b: (&str, &str, &[Value])| -> Result<bool, StoreError> {
+            let sql = sql_policy_statement(info, expr);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            for side in [a, b] {
+                args.push(side.0.to_string().into());
+                args.push(side.1.to_string().into());
+                args.extend(side.2.iter().map(value_to_sql));
+            }
+            Ok(stmt.query_row(rusqlite::params_from_iter(args), |r| r.get::<_, bool>(0))?)
+        };
+    Ok(match (a_wins(local, incoming)?, a_wins(incoming, local)?) {
+        (true, false) => Preference::Local,
+        (false, true) => Preference::Incoming,
+        _ => Preference::Neither,
+    })
+}
+
+/// `SELECT (expr) <> 0 FROM (SELECT ? AS uuid, ? AS modified_on, ...) a, (...) b`.
+pub(super) fn sql_policy_statement(info: &TableInfo, expr: &str) -> String {
+    let cols: Vec<&str> = ["uuid", "modified_on"]
+        .into_iter()
+        .chain(info.payload.iter().map(|c| c.name.as_str()))
+        .collect();
+    let side = |first: usize| {
+        cols.iter()
+            .enumerate()
+            .map(|(i, c)| format!("?{} AS {}", first + i, quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "SELECT coalesce(({expr}), 0) <> 0 FROM (SELECT {}) AS a, (SELECT {}) AS b",
+        side(1),
+        side(1 + cols.len())
+    )
 }
 
 /// A delta applies when our row is exactly its base, or when every change we

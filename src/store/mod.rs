@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::codec::{CodecError, Dictionary};
+use crate::delta::merge::Policy;
 use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
 pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
@@ -54,6 +55,8 @@ pub enum StoreError {
     ReadOnly(String),
     #[error("table {0} is not tracked")]
     NotTracked(String),
+    #[error(transparent)]
+    Policy(#[from] crate::delta::merge::PolicyError),
     #[error("no tables are tracked: run `radiosync track --db FILE --all` first")]
     NothingTracked,
     #[error("no peer named {0:?}: see `radiosync peer list`, or add it with `radiosync peer add`")]
@@ -179,6 +182,8 @@ pub struct ConflictEntry {
     pub winner_writer: StationId,
     /// JSON object: column -> value of the losing version.
     pub loser_values: String,
+    /// The rule that picked the winner (`newer`, `station:UUID`, `sql:...`).
+    pub policy: String,
 }
 
 pub struct Store {
@@ -243,6 +248,17 @@ pub(crate) fn value_from_ref(v: rusqlite::types::ValueRef<'_>) -> Value {
         ValueRef::Real(f) => Value::Real(f),
         ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// A value as text (uuids and times as the application wrote them).
+fn value_text(v: Value) -> String {
+    match v {
+        Value::Text(t) => t,
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => f.to_string(),
+        Value::Null => String::new(),
+        Value::Blob(b) => String::from_utf8_lossy(&b).into_owned(),
     }
 }
 
@@ -441,10 +457,18 @@ impl Store {
         } else {
             tables.to_vec()
         };
+        let kept: std::collections::BTreeMap<String, String> = schema::recorded_tables(&self.conn)?
+            .into_iter()
+            .map(|r| (r.name, r.policy))
+            .collect();
         let tx = self.conn.unchecked_transaction()?;
         let mut tagged = 0;
         for name in &names {
-            let info = schema::describe(&tx, name, local_columns)?;
+            let mut info = schema::describe(&tx, name, local_columns)?;
+            // Tracking again keeps the table's conflict policy.
+            if let Some(p) = kept.get(name).and_then(|p| Policy::parse(p).ok()) {
+                info.policy = p;
+            }
             schema::install(&tx, &info)?;
             // Masks of an older column list would name the wrong columns.
             tx.execute("UPDATE rs_hist SET mask = -1 WHERE tbl = ?1", [name])?;
@@ -453,6 +477,111 @@ impl Store {
         tx.commit()?;
         self.check_capture()?;
         Ok(tagged)
+    }
+
+    /// Set a tracked table's conflict policy. Every station must set the same:
+    /// peers whose policy differs do not sync the table (their rows wait in
+    /// quarantine). An `sql:` expression is compiled against the table and
+    /// tried on pairs of its rows: one that says both versions win is refused.
+    pub fn set_policy(&mut self, table: &str, policy: Policy) -> Result<(), StoreError> {
+        self.writable()?;
+        let info = self
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+            .ok_or_else(|| StoreError::NotTracked(table.to_string()))?
+            .clone();
+        if let Policy::Sql(expr) = &policy {
+            self.check_sql_policy(&info, expr)?;
+        }
+        self.conn.execute(
+            "UPDATE rs_table SET policy = ?1 WHERE name = ?2",
+            params![policy.text(), table],
+        )?;
+        self.log_event(&LogEntry {
+            table: Some(table.to_string()),
+            direction: "local".into(),
+            result: "ok".into(),
+            message: format!("conflict policy set to {}", policy.text()),
+            ..Default::default()
+        })?;
+        self.check_capture()?;
+        Ok(())
+    }
+
+    fn check_sql_policy(&self, info: &TableInfo, expr: &str) -> Result<(), StoreError> {
+        let bad = |why: String| {
+            StoreError::Policy(crate::delta::merge::PolicyError::BadExpression {
+                expr: expr.to_string(),
+                why,
+            })
+        };
+        let sql = import::sql_policy_statement(info, expr);
+        self.conn
+            .prepare(&sql)
+            .map_err(|e| bad(format!("does not compile here: {e}")))?;
+        // Try it on pairs of real rows: a rule that prefers both is no rule.
+        let sample = self.sample_rows(info, 12)?;
+        for (i, x) in sample.iter().enumerate() {
+            for y in &sample[i + 1..] {
+                let both = [(x, y), (y, x)]
+                    .iter()
+                    .map(|(a, b)| {
+                        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+                        for side in [a, b] {
+                            args.push(side.0.clone().into());
+                            args.push(side.1.clone().into());
+                            args.extend(side.2.iter().map(value_to_sql));
+                        }
+                        self.conn
+                            .query_row(&sql, rusqlite::params_from_iter(args), |r| {
+                                r.get::<_, bool>(0)
+                            })
+                            .map_err(|e| bad(format!("fails on rows {} and {}: {e}", x.0, y.0)))
+                    })
+                    .collect::<Result<Vec<bool>, _>>()?;
+                if both == [true, true] {
+                    return Err(bad(format!(
+                        "holds both ways for rows {} and {}: it must say which of two versions wins \
+                         (e.g. `a.qty > b.qty`), not something true of both",
+                        x.0, y.0
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `n` rows of a table: (uuid, modified_on, payload values).
+    fn sample_rows(
+        &self,
+        info: &TableInfo,
+        n: usize,
+    ) -> Result<Vec<(String, String, Vec<Value>)>, StoreError> {
+        let cols: Vec<String> = info
+            .payload
+            .iter()
+            .map(|c| schema::quote_ident(&c.name))
+            .collect();
+        let sql = format!(
+            "SELECT uuid, modified_on{}{} FROM {} WHERE uuid IS NOT NULL LIMIT {n}",
+            if cols.is_empty() { "" } else { ", " },
+            cols.join(", "),
+            schema::quote_ident(&info.name)
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    value_text(value_from_ref(r.get_ref(0)?)),
+                    value_text(value_from_ref(r.get_ref(1)?)),
+                    (0..cols.len())
+                        .map(|i| r.get_ref(2 + i).map(value_from_ref))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     /// Stop syncing a table: its triggers and radiosync's records of it go;
@@ -812,7 +941,8 @@ impl Store {
     pub fn conflicts(&self) -> Result<Vec<ConflictEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT time, tbl, uuid, peer, loser_side, loser_modified_on, loser_writer,
-                    winner_modified_on, winner_writer, loser_values FROM rs_conflict ORDER BY id",
+                    winner_modified_on, winner_writer, loser_values, coalesce(policy, 'newer')
+             FROM rs_conflict ORDER BY id",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -827,6 +957,7 @@ impl Store {
                     winner_modified_on: r.get(7)?,
                     winner_writer: station_id_from(r.get(8)?)?,
                     loser_values: r.get(9)?,
+                    policy: r.get(10)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

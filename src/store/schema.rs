@@ -4,6 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
+use crate::delta::merge::Policy;
 use crate::delta::SchemaFingerprint;
 
 /// History entries kept per row: enough to find a base the peer has seen after
@@ -73,6 +74,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rs_row", "digest", "INTEGER"),
     ("rs_peer", "schema", "INTEGER"),
     ("rs_table", "nrows", "INTEGER"),
+    ("rs_table", "policy", "TEXT"),
+    ("rs_conflict", "policy", "TEXT"),
 ];
 
 /// Bring an older station file's own tables up to date. Idempotent.
@@ -157,6 +160,8 @@ pub struct TableInfo {
     pub name: String,
     pub payload: Vec<Column>,
     pub local: Vec<Column>,
+    /// How a conflict on this table is decided (the same at every station).
+    pub policy: Policy,
 }
 
 pub fn quote_ident(name: &str) -> String {
@@ -255,6 +260,7 @@ pub fn describe(conn: &Connection, table: &str, local: &[String]) -> Result<Tabl
         name: table.to_string(),
         payload,
         local: local_cols,
+        policy: Policy::Newer,
     })
 }
 
@@ -283,11 +289,14 @@ pub struct Recorded {
     pub payload: Vec<String>,
     /// Declared types aligned with `payload` (empty for files from before types were kept).
     pub types: Vec<String>,
+    /// The conflict policy's stored text.
+    pub policy: String,
 }
 
 pub fn recorded_tables(conn: &Connection) -> Result<Vec<Recorded>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT name, local_columns, payload_columns, coalesce(payload_types, '') FROM rs_table ORDER BY name",
+        "SELECT name, local_columns, payload_columns, coalesce(payload_types, ''), coalesce(policy, 'newer')
+         FROM rs_table ORDER BY name",
     )?;
     let rows = stmt
         .query_map([], |r| {
@@ -301,6 +310,7 @@ pub fn recorded_tables(conn: &Connection) -> Result<Vec<Recorded>, StoreError> {
                 } else {
                     types.split(TYPE_SEP).map(str::to_string).collect()
                 },
+                policy: r.get(4)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -329,8 +339,17 @@ pub fn check_table(conn: &Connection, rec: &Recorded) -> Result<TableCheck, Stor
         table: rec.name.clone(),
         problem,
     };
+    let policy = match Policy::parse(&rec.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(broken(format!(
+                "{e}: set it again with `radiosync track {} --conflict POLICY`",
+                rec.name
+            )))
+        }
+    };
     let info = match describe(conn, &rec.name, &rec.local) {
-        Ok(info) => info,
+        Ok(info) => TableInfo { policy, ..info },
         Err(StoreError::NoSuchTable(_)) => {
             return Ok(broken(format!(
             "table {} no longer exists: restore it, or stop syncing it with `radiosync untrack {}`",
@@ -444,6 +463,12 @@ pub fn fingerprint(tables: &[TableInfo]) -> SchemaFingerprint {
             d.update(c.name.as_bytes());
             d.update(&[4]);
         }
+        // Only a policy other than the default counts, so tables that keep
+        // the default hash as they always did.
+        if t.policy != Policy::Newer {
+            d.update(&[6]);
+            d.update(t.policy.text().as_bytes());
+        }
         d.update(&[5]);
     }
     SchemaFingerprint(d.finalize())
@@ -453,13 +478,14 @@ pub fn fingerprint(tables: &[TableInfo]) -> SchemaFingerprint {
 pub fn install(conn: &Connection, info: &TableInfo) -> Result<(), StoreError> {
     let types: Vec<&str> = info.payload.iter().map(|c| c.decl_type.as_str()).collect();
     conn.execute(
-        "INSERT OR REPLACE INTO rs_table (name, local_columns, payload_columns, payload_types)
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR REPLACE INTO rs_table (name, local_columns, payload_columns, payload_types, policy)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             info.name,
             column_list(&info.local),
             column_list(&info.payload),
-            types.join(&TYPE_SEP.to_string())
+            types.join(&TYPE_SEP.to_string()),
+            info.policy.text()
         ],
     )?;
     conn.execute_batch(&triggers_sql(info))?;
