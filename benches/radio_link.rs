@@ -434,6 +434,13 @@ impl Outcome {
 /// TXDELAY. Frames per transmission scale with the bitrate so that one transmission keeps
 /// the profile's airtime (the choice docs/arq.md explains), within the ARQ's 64-frame window.
 fn cell_profile(c: &Cell) -> anyhow::Result<Profile> {
+    if c.bitrate == HF_BITRATE && c.framing == Framing::Kiss {
+        // HF packet keeps its own frame shape (128-byte frames, 4 per key-up).
+        let mut p = Profile::load("direwolf-300-hf")?;
+        p.amateur = false;
+        p.txdelay_ms = c.txdelay_ms;
+        return Ok(p);
+    }
     let mut p = Profile::load(match c.framing {
         Framing::Kiss => "sim-kiss-1200",
         Framing::Transparent => "sim-transparent-9600",
@@ -705,6 +712,9 @@ fn grid(seed: u64) -> Vec<Cell> {
     cells
 }
 
+/// Dire Wolf's HF packet rate (issue 12): its own section, with the HF profile.
+const HF_BITRATE: u32 = 300;
+
 /// The issue's targets: (label, cell, what is compared, threshold).
 struct Target {
     label: &'static str,
@@ -906,6 +916,20 @@ fn main() -> anyhow::Result<()> {
             None => "NO".into(),
         };
         println!("| {} | {m} | {wv} | {th} | {met} |", t.label);
+    }
+
+    println!("\n## HF: KISS 300 bit/s, profile direwolf-300-hf (seed {})\n", SEEDS[0]);
+    print_header();
+    for frame_loss in [0.0, 0.1] {
+        let c = Cell {
+            framing: Framing::Kiss,
+            bitrate: HF_BITRATE,
+            txdelay_ms: 300,
+            ber: 0.0,
+            frame_loss,
+            seed: SEEDS[0],
+        };
+        print_row(&c, &run_cell(&w, &c, &cell_dir, false)?);
     }
 
     // Conflicting edits of different columns: the receiver of the later version asks for it

@@ -17,6 +17,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../firmware-profiles/direwolf-1200.toml"),
     ),
     (
+        "direwolf-300-hf",
+        include_str!("../firmware-profiles/direwolf-300-hf.toml"),
+    ),
+    (
         "direwolf-9600",
         include_str!("../firmware-profiles/direwolf-9600.toml"),
     ),

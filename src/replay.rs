@@ -288,7 +288,7 @@ pub fn describe_message(bytes: &[u8]) -> String {
 /// One line about a frame: header, then the ARQ content and its message.
 pub fn describe_frame(frame: &Frame) -> String {
     let mut s = format!(
-        "{:?} session {} seq {} payload {}",
+        "{:?} session {:04x} seq {} payload {}",
         frame.kind,
         frame.session,
         frame.seq,
@@ -755,7 +755,7 @@ impl<'s> Replayer<'s> {
                 &mut self.report.log,
                 index,
                 format!(
-                    "FEC corrected {corrected} byte(s) in session {} seq {}",
+                    "FEC corrected {corrected} byte(s) in session {:04x} seq {}",
                     frame.session, frame.seq
                 ),
             );
@@ -785,7 +785,7 @@ impl<'s> Replayer<'s> {
                 &mut self.report.log,
                 index,
                 format!(
-                    "session {} data seq {}: duplicate, suppressed",
+                    "session {:04x} data seq {}: duplicate, suppressed",
                     frame.session, af.seq
                 ),
             );
@@ -795,7 +795,7 @@ impl<'s> Replayer<'s> {
             log(
                 &mut self.report.log,
                 index,
-                format!("session {} seq {}: ARQ refused: {e}", frame.session, af.seq),
+                format!("session {:04x} seq {}: ARQ refused: {e}", frame.session, af.seq),
             );
             self.report.refused.push((index, e));
             return;
@@ -830,7 +830,7 @@ impl<'s> Replayer<'s> {
                         &mut self.report.log,
                         index,
                         format!(
-                            "session {session}: fragmented message over \
+                            "session {session:04x}: fragmented message over \
                              {MAX_REASSEMBLY} bytes, dropped"
                         ),
                     );
@@ -846,7 +846,7 @@ impl<'s> Replayer<'s> {
         log(
             &mut self.report.log,
             index,
-            format!("session {session}: {text}"),
+            format!("session {session:04x}: {text}"),
         );
         match Message::parse(&bytes) {
             Ok(Message::Hello(h)) => s.peer = Some(h.station),
@@ -883,7 +883,7 @@ impl<'s> Replayer<'s> {
                     return log(
                         &mut self.report.log,
                         index,
-                        format!("session {session}: chunk without a BundleStart, ignored"),
+                        format!("session {session:04x}: chunk without a BundleStart, ignored"),
                     );
                 };
                 let have = inc.start + inc.buf.len() as u64;
@@ -893,7 +893,7 @@ impl<'s> Replayer<'s> {
                         &mut self.report.log,
                         index,
                         format!(
-                            "session {session}: chunk at offset {offset} but {have} bytes \
+                            "session {session:04x}: chunk at offset {offset} but {have} bytes \
                              held: protocol violation, bundle abandoned"
                         ),
                     );
@@ -936,7 +936,7 @@ impl<'s> Replayer<'s> {
                 &mut self.report.log,
                 index,
                 format!(
-                    "session {session}: resumes bundle {id} at {offset}, where session {k} left it"
+                    "session {session:04x}: resumes bundle {id} at {offset}, where session {k:04x} left it"
                 ),
             );
             return (0, buf);
@@ -952,7 +952,7 @@ impl<'s> Replayer<'s> {
                     &mut self.report.log,
                     index,
                     format!(
-                        "session {session}: resumes the {offset} bytes of bundle {id} \
+                        "session {session:04x}: resumes the {offset} bytes of bundle {id} \
                          that the database holds from an earlier session"
                     ),
                 );
@@ -1123,14 +1123,14 @@ pub fn summary(report: &ReplayReport) -> String {
         };
         let _ = writeln!(
             out,
-            "bundle {} (session {}, {} bytes, from record #{}): {what}",
+            "bundle {} (session {:04x}, {} bytes, from record #{}): {what}",
             b.id, b.session, b.total_len, b.record
         );
     }
     for (session, next, held) in &report.stalled {
         let _ = writeln!(
             out,
-            "session {session}: data seq {next} never arrived; {held} later frame(s) held back by the ARQ"
+            "session {session:04x}: data seq {next} never arrived; {held} later frame(s) held back by the ARQ"
         );
     }
     if report.bundles.is_empty() {

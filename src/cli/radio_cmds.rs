@@ -20,18 +20,18 @@ use radiosync::transport::{Backoff, LinkSpec, ReconnectingLink};
 
 #[derive(clap::Args, Debug)]
 pub struct LinkArgs {
+    /// Station config file (TOML: db, profile, port or kiss_tcp, capture, every, callsign,
+    /// peers); flags given here override it. Default: /etc/radiosync/station.toml if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Station database.
     #[arg(long)]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
     /// Modem profile: a name from firmware-profiles/ or a path to a TOML file.
     #[arg(long)]
-    pub profile: String,
+    pub profile: Option<String>,
     /// Serial port (or pseudo-terminal) of the modem or TNC.
-    #[arg(
-        long,
-        conflicts_with = "kiss_tcp",
-        required_unless_present = "kiss_tcp"
-    )]
+    #[arg(long, conflicts_with = "kiss_tcp")]
     pub port: Option<PathBuf>,
     /// KISS TNC over TCP, HOST:PORT (Dire Wolf listens on 8001).
     #[arg(long, value_name = "HOST:PORT")]
@@ -50,6 +50,9 @@ pub enum RadioCommand {
         /// Call every registered peer this often (e.g. 90s, 15m, 2h).
         #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
         every: Option<Duration>,
+        /// Check the config and the station, print what would run, and exit.
+        #[arg(long)]
+        check: bool,
     },
     /// One sync with one peer whose daemon is listening; exit 0 when both sides have everything.
     Sync {
@@ -62,6 +65,20 @@ pub enum RadioCommand {
         #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
         timeout: Option<Duration>,
     },
+}
+
+/// A duration as an operator writes it: `90s`, `15m`, `2h`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else if s > 0 {
+        format!("{s}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 /// `90`, `90s`, `15m`, `2h`, `500ms`.
@@ -103,12 +120,134 @@ struct Setup {
     profile: Profile,
 }
 
-async fn setup(args: &LinkArgs, accept_calls: bool) -> anyhow::Result<Setup> {
-    let (profile, text) = Profile::load_with_text(&args.profile)?;
-    let store = Store::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
+/// Where `run` and `sync` look for a config when none is given.
+pub const DEFAULT_CONFIG: &str = "/etc/radiosync/station.toml";
+
+/// A station config file: what `run` needs, so a service starts it with no flags.
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    pub db: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub port: Option<PathBuf>,
+    pub kiss_tcp: Option<String>,
+    pub capture: Option<PathBuf>,
+    /// How often `run` calls every peer, e.g. "30m".
+    pub every: Option<String>,
+    /// This station's callsign (written to the station when it differs).
+    pub callsign: Option<String>,
+    /// Peers to register (or update) at start.
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerConfig>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub name: String,
+    pub uuid: String,
+    pub callsign: Option<String>,
+}
+
+/// The link settings once the config file and the flags are merged (flags win).
+#[derive(Debug)]
+struct Resolved {
+    db: PathBuf,
+    profile: String,
+    port: Option<PathBuf>,
+    kiss_tcp: Option<String>,
+    capture: Option<PathBuf>,
+    every: Option<Duration>,
+    config: StationConfig,
+}
+
+fn resolve(args: &LinkArgs, every: Option<Duration>) -> anyhow::Result<Resolved> {
+    let path = args.config.clone().or_else(|| {
+        let d = PathBuf::from(DEFAULT_CONFIG);
+        (args.db.is_none() && d.exists()).then_some(d)
+    });
+    let config: StationConfig = match &path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("config {}", p.display()))?
+        }
+        None => StationConfig::default(),
+    };
+    let from = |what: &str| match &path {
+        Some(p) => format!("give --{what} or set `{what}` in {}", p.display()),
+        None => format!("give --{what} (or --config FILE, see docs/operator-guide.md)"),
+    };
+    let every = match (every, &config.every) {
+        (Some(d), _) => Some(d),
+        (None, Some(text)) => Some(
+            parse_duration(text).map_err(|e| anyhow::anyhow!("config `every`: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    let (port, kiss_tcp) = match (&args.port, &args.kiss_tcp) {
+        (None, None) => (config.port.clone(), config.kiss_tcp.clone()),
+        (p, k) => (p.clone(), k.clone()),
+    };
+    if port.is_some() && kiss_tcp.is_some() {
+        bail!("the config gives both `port` and `kiss_tcp`: keep one");
+    }
+    Ok(Resolved {
+        db: args
+            .db
+            .clone()
+            .or(config.db.clone())
+            .ok_or_else(|| anyhow::anyhow!(from("db")))?,
+        profile: args
+            .profile
+            .clone()
+            .or(config.profile.clone())
+            .ok_or_else(|| anyhow::anyhow!(from("profile")))?,
+        port,
+        kiss_tcp,
+        capture: args.capture.clone().or(config.capture.clone()),
+        every,
+        config,
+    })
+}
+
+/// Bring the station's callsign and peers in line with the config.
+fn apply_config(r: &Resolved) -> anyhow::Result<()> {
+    let c = &r.config;
+    if c.callsign.is_none() && c.peers.is_empty() {
+        return Ok(());
+    }
+    let mut store = Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
+    if let Some(call) = &c.callsign {
+        if store.station().callsign.as_deref() != Some(call.as_str()) {
+            drop(store);
+            store = Store::init(&r.db, None, Some(call))?;
+        }
+    }
+    for p in &c.peers {
+        let id = radiosync::delta::StationId::parse(&p.uuid)
+            .map_err(|_| anyhow::anyhow!("config peer {}: {:?} is not a UUID", p.name, p.uuid))?;
+        match store.peer_by_id(&id)? {
+            None => store.add_peer(&p.name, id, p.callsign.as_deref())?,
+            Some(known) => {
+                let rename = (known.name != p.name).then_some(p.name.as_str());
+                let call = (known.callsign != p.callsign).then_some(p.callsign.as_deref());
+                if rename.is_some() || call.is_some() {
+                    store.edit_peer(&known.name, rename, call)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn setup(r: &Resolved, accept_calls: bool) -> anyhow::Result<Setup> {
+    apply_config(r)?;
+    let (profile, text) = Profile::load_with_text(&r.profile)?;
+    let store = Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
     let station_id = store.station().id;
     let mut station = Station::new(store, profile.clone(), accept_calls)?;
-    if let Some(path) = &args.capture {
+    if let Some(path) = &r.capture {
         let file = File::create(path)
             .with_context(|| format!("creating capture file {}", path.display()))?;
         let header = CaptureHeader {
@@ -119,7 +258,7 @@ async fn setup(args: &LinkArgs, accept_calls: bool) -> anyhow::Result<Setup> {
                 Framing::Kiss => LinkFraming::Kiss,
                 Framing::Transparent => LinkFraming::Transparent,
             },
-            profile_name: args.profile.clone(),
+            profile_name: r.profile.clone(),
             profile_text: text,
         };
         let mut w = Writer::new(BufWriter::new(file), &header)
@@ -141,15 +280,15 @@ async fn setup(args: &LinkArgs, accept_calls: bool) -> anyhow::Result<Setup> {
             }
         }));
     }
-    let spec = match (&args.port, &args.kiss_tcp) {
+    let spec = match (&r.port, &r.kiss_tcp) {
         (Some(path), _) => LinkSpec::Serial {
             path: path.clone(),
             settings: daemon::serial_settings(&profile),
         },
         (None, Some(addr)) => LinkSpec::KissTcp { addr: addr.clone() },
-        (None, None) => bail!("give --port DEVICE or --kiss-tcp HOST:PORT"),
+        (None, None) => bail!("give --port DEVICE or --kiss-tcp HOST:PORT (or `port`/`kiss_tcp` in the config)"),
     };
-    if args.kiss_tcp.is_some() && profile.framing != Framing::Kiss {
+    if r.kiss_tcp.is_some() && profile.framing != Framing::Kiss {
         bail!(
             "profile {} uses transparent framing; --kiss-tcp needs a KISS profile",
             profile.name
@@ -172,15 +311,42 @@ async fn ctrl_c() {
 
 async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        RadioCommand::Run { link, every } => {
-            let mut s = setup(&link, true).await?;
+        RadioCommand::Run { link, every, check } => {
+            let r = resolve(&link, every)?;
+            let every = r.every;
+            if check {
+                apply_config(&r)?;
+                let store = Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
+                let profile = Profile::load(&r.profile)?;
+                let st = store.station();
+                if profile.amateur && st.callsign.is_none() {
+                    bail!("profile {} is for amateur bands: set `callsign` in the config or run `radiosync init --callsign`", profile.name);
+                }
+                println!(
+                    "would run station {} ({}) on {} with profile {} ({} bit/s){}; {} peer(s)",
+                    st.name,
+                    st.id,
+                    match (&r.port, &r.kiss_tcp) {
+                        (Some(p), _) => p.display().to_string(),
+                        (None, Some(a)) => format!("KISS TCP {a}"),
+                        (None, None) => bail!("no link: set `port` or `kiss_tcp`"),
+                    },
+                    profile.name,
+                    profile.bitrate,
+                    every.map_or(String::new(), |d| format!(", calling peers every {}", human(d))),
+                    store.peers()?.len()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut s = setup(&r, true).await?;
             let mut obs = Progress::new(&s.profile, true);
             obs.note(&format!(
-                "station {} listening on {} with profile {}{}",
+                "station {} listening on {} with profile {} ({} bit/s on air){}",
                 s.station.store().station().name,
                 s.link.spec(),
                 s.profile.name,
-                every.map_or(String::new(), |d| format!(", calling peers every {d:?}"))
+                s.profile.bitrate,
+                every.map_or(String::new(), |d| format!(", calling peers every {}", human(d)))
             ));
             let opts = Options {
                 mode: Mode::Run { every },
@@ -197,18 +363,20 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             peer,
             timeout,
         } => {
-            let mut s = setup(&link, false).await?;
+            let r = resolve(&link, None)?;
+            let mut s = setup(&r, false).await?;
             if s.station.store().peer_by_name(&peer)?.is_none() {
                 bail!(
                     "no peer named {peer:?} in {}: see `radiosync peer list`",
-                    link.db.display()
+                    r.db.display()
                 );
             }
             let mut obs = Progress::new(&s.profile, false);
             obs.note(&format!(
-                "syncing with {peer} over {} ({})",
+                "syncing with {peer} over {} ({}, {} bit/s on air)",
                 s.link.spec(),
-                s.profile.name
+                s.profile.name,
+                s.profile.bitrate
             ));
             let opts = Options {
                 mode: Mode::Sync { peer: peer.clone() },

@@ -1071,3 +1071,21 @@ fn a_station_with_a_new_column_syncs_over_radio_and_the_values_follow() {
     );
     assert_converged(&a, &b);
 }
+
+#[test]
+fn hf_300_bit_s_converges_with_fades() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 31, 10, 4, 60);
+    edit(&b, 32, 10, 3, 60);
+    // The HF profile (callsign checks off: these stations have none), over chansim's model at
+    // 300 bit/s with 10 % of frames lost to fades.
+    let mut p = Profile::load("direwolf-300-hf").unwrap();
+    p.amateur = false;
+    let link = SimLink::new(channel_config(&p, 0.0, None, 0.1, 33)).unwrap();
+    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let rounds = sync_rounds(&mut pair, 0x3000);
+    assert!(rounds[0].0.stats.airtime > Duration::from_secs(60));
+    drop(pair);
+    assert_converged(&a, &b);
+}

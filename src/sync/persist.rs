@@ -115,7 +115,8 @@ pub fn partial_from_bytes(file: &[u8]) -> Result<LoadedPartial, PersistError> {
             .ok()
             .and_then(|l| (pos + n).checked_add(l))
         {
-            Some(end) if end + 4 <= file.len() => end,
+            // checked: a hostile length near 2^64 must not wrap (found by fuzzing).
+            Some(end) if end.checked_add(4).is_some_and(|e| e <= file.len()) => end,
             _ => break,
         };
         let crc = u32::from_le_bytes(file[end..end + 4].try_into().expect("4 bytes"));

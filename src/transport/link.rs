@@ -39,7 +39,8 @@ impl std::fmt::Display for LinkSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LinkSpec::Serial { path, settings } => {
-                write!(f, "serial {} at {} baud", path.display(), settings.baud)
+                // The line speed to the modem, not the radio's bit rate.
+                write!(f, "serial {} (line {} baud)", path.display(), settings.baud)
             }
             LinkSpec::KissTcp { addr } => write!(f, "KISS TCP {addr}"),
         }
