@@ -155,6 +155,15 @@ fn file_head<'a>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_record_length_near_2_pow_64_is_a_damaged_tail_not_a_panic() {
+        // Found by `tools/fuzz/run` (sync_persist); kept as a regression.
+        let crash = include_bytes!(
+            "../../tools/fuzz/crashes/sync_persist/crash-f568ed844c3908c6c8ebb2016b1e9203d37f30d9"
+        );
+        let _ = super::partial_from_bytes(crash);
+    }
+
     use super::*;
 
     const PEER: StationId = StationId([7; 16]);
