@@ -918,7 +918,10 @@ fn main() -> anyhow::Result<()> {
         println!("| {} | {m} | {wv} | {th} | {met} |", t.label);
     }
 
-    println!("\n## HF: KISS 300 bit/s, profile direwolf-300-hf (seed {})\n", SEEDS[0]);
+    println!(
+        "\n## HF: KISS 300 bit/s, profile direwolf-300-hf (seed {})\n",
+        SEEDS[0]
+    );
     print_header();
     for frame_loss in [0.0, 0.1] {
         let c = Cell {

@@ -795,7 +795,10 @@ impl<'s> Replayer<'s> {
             log(
                 &mut self.report.log,
                 index,
-                format!("session {:04x} seq {}: ARQ refused: {e}", frame.session, af.seq),
+                format!(
+                    "session {:04x} seq {}: ARQ refused: {e}",
+                    frame.session, af.seq
+                ),
             );
             self.report.refused.push((index, e));
             return;

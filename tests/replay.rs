@@ -578,11 +578,11 @@ fn capture_show_lists_literal_records() {
     assert_eq!(lines[2], "#0            0 ms note    13 B  session start");
     assert_eq!(
         lines[3],
-        "#1           10 ms sent    19 B  KISS p0 | Data session 7 seq 0 payload 4 | data seq 0 tx 1 rem 0 ms | NoBundle | CRC ok"
+        "#1           10 ms sent    19 B  KISS p0 | Data session 0007 seq 0 payload 4 | data seq 0 tx 1 rem 0 ms | NoBundle | CRC ok"
     );
     assert_eq!(
         lines[4],
-        "#2           90 ms recv    21 B  KISS p0 | Ack session 7 seq 1 payload 6 | ack next 1 +[3] tx 2 rem 0 ms echo 1 | CRC ok"
+        "#2           90 ms recv    21 B  KISS p0 | Ack session 0007 seq 1 payload 6 | ack next 1 +[3] tx 2 rem 0 ms echo 1 | CRC ok"
     );
     assert!(
         lines[5].starts_with(
@@ -622,7 +622,7 @@ fn capture_show_decodes_a_built_transfer() {
     );
     let b = s.b.station().id;
     assert!(
-        text.contains("sync | Data session 258 seq 0 payload"),
+        text.contains("sync | Data session 0102 seq 0 payload"),
         "{text}"
     );
     assert!(
@@ -701,19 +701,19 @@ fn replay_cli_reports_and_exits_by_outcome() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         out.contains(&format!(
-            "bundle {} (session 258, {} bytes, from record #{}): applied: 41 row(s) applied",
+            "bundle {} (session 0102, {} bytes, from record #{}): applied: 41 row(s) applied",
             BundleId::of(&s.bundle),
             s.bundle.len(),
             idx[1]
         )),
         "{out}"
     );
-    assert!(out.contains("session 258: Hello v1 from station"), "{out}");
+    assert!(out.contains("session 0102: Hello v1 from station"), "{out}");
     let (code, out, _) = run(
         "lossy",
         &["--drop".into(), format!("{},{}", idx[2], idx[4])],
     );
-    assert_eq!(code, Some(3), "{out}");
+    assert_eq!(code, Some(8), "{out}");
     assert!(
         out.contains("2 dropped") && out.contains("incomplete: "),
         "{out}"
@@ -805,7 +805,7 @@ fn an_amateur_capture_shows_callsigns_and_replays() {
     assert!(text.contains("AX.25 UI"), "{text}");
     assert!(
         text.contains(" recv ")
-            && text.contains("KISS p0 AX.25 W1AW-2>N0CALL-1 | Data session 258 seq 0"),
+            && text.contains("KISS p0 AX.25 W1AW-2>N0CALL-1 | Data session 0102 seq 0"),
         "{text}"
     );
     let mut store = fresh_copy(&s, "replayed");

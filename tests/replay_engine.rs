@@ -410,7 +410,7 @@ fn a_capture_across_a_resumed_transfer_replays_to_the_live_result() {
         report
             .log
             .iter()
-            .any(|l| l.contains("where session 300 left it")),
+            .any(|l| l.contains("where session 012c left it")),
         "{:?}",
         report.log
     );

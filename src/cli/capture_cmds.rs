@@ -126,13 +126,22 @@ pub fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     }
     print!("{}", replay::summary(&report));
-    let failed = report
+    // The exit codes of docs/operator-guide.md: 7 refused, 8 nothing whole to apply.
+    let refused = report
         .bundles
         .iter()
-        .any(|b| !matches!(b.fate, BundleFate::Applied(_)));
-    // 3, not 2: clap uses 2 for usage errors.
-    Ok(if failed {
-        ExitCode::from(3)
+        .any(|b| matches!(b.fate, BundleFate::Refused(_) | BundleFate::Corrupt { .. }));
+    let incomplete = report.bundles.is_empty()
+        || report.bundles.iter().any(|b| {
+            !matches!(
+                b.fate,
+                BundleFate::Applied(_) | BundleFate::Refused(_) | BundleFate::Corrupt { .. }
+            )
+        });
+    Ok(if refused {
+        ExitCode::from(crate::cli::EXIT_REFUSED)
+    } else if incomplete {
+        ExitCode::from(crate::cli::EXIT_INCOMPLETE)
     } else {
         ExitCode::SUCCESS
     })

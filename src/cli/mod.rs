@@ -9,6 +9,23 @@ pub mod store_cmds;
 
 use std::process::ExitCode;
 
+// Exit codes, one table for every command (docs/operator-guide.md, "Exit codes").
+// 1: this station's problem (a file, the database, the config); 2: usage (clap).
+/// The link was lost or the peer stayed silent.
+pub const EXIT_LINK: u8 = 3;
+/// No result within `--timeout`.
+pub const EXIT_TIMEOUT: u8 = 4;
+/// The station's own store failed during a session.
+pub const EXIT_LOCAL: u8 = 5;
+/// Rows are still to be sent after several sessions.
+pub const EXIT_UNFINISHED: u8 = 6;
+/// Refused: by the peer, or a bundle refused here (bad bytes, wrong station, unknown sender).
+pub const EXIT_REFUSED: u8 = 7;
+/// Nothing whole to apply: a replayed capture holds no complete bundle.
+pub const EXIT_INCOMPLETE: u8 = 8;
+/// Stopped by the operator (Ctrl-C).
+pub const EXIT_STOPPED: u8 = 130;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]

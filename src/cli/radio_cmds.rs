@@ -180,9 +180,9 @@ fn resolve(args: &LinkArgs, every: Option<Duration>) -> anyhow::Result<Resolved>
     };
     let every = match (every, &config.every) {
         (Some(d), _) => Some(d),
-        (None, Some(text)) => Some(
-            parse_duration(text).map_err(|e| anyhow::anyhow!("config `every`: {e}"))?,
-        ),
+        (None, Some(text)) => {
+            Some(parse_duration(text).map_err(|e| anyhow::anyhow!("config `every`: {e}"))?)
+        }
         (None, None) => None,
     };
     let (port, kiss_tcp) = match (&args.port, &args.kiss_tcp) {
@@ -286,7 +286,9 @@ async fn setup(r: &Resolved, accept_calls: bool) -> anyhow::Result<Setup> {
             settings: daemon::serial_settings(&profile),
         },
         (None, Some(addr)) => LinkSpec::KissTcp { addr: addr.clone() },
-        (None, None) => bail!("give --port DEVICE or --kiss-tcp HOST:PORT (or `port`/`kiss_tcp` in the config)"),
+        (None, None) => {
+            bail!("give --port DEVICE or --kiss-tcp HOST:PORT (or `port`/`kiss_tcp` in the config)")
+        }
     };
     if r.kiss_tcp.is_some() && profile.framing != Framing::Kiss {
         bail!(
@@ -316,7 +318,8 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             let every = r.every;
             if check {
                 apply_config(&r)?;
-                let store = Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
+                let store =
+                    Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
                 let profile = Profile::load(&r.profile)?;
                 let st = store.station();
                 if profile.amateur && st.callsign.is_none() {
@@ -333,7 +336,10 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                     },
                     profile.name,
                     profile.bitrate,
-                    every.map_or(String::new(), |d| format!(", calling peers every {}", human(d))),
+                    every.map_or(String::new(), |d| format!(
+                        ", calling peers every {}",
+                        human(d)
+                    )),
                     store.peers()?.len()
                 );
                 return Ok(ExitCode::SUCCESS);
@@ -346,7 +352,10 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                 s.link.spec(),
                 s.profile.name,
                 s.profile.bitrate,
-                every.map_or(String::new(), |d| format!(", calling peers every {}", human(d)))
+                every.map_or(String::new(), |d| format!(
+                    ", calling peers every {}",
+                    human(d)
+                ))
             ));
             let opts = Options {
                 mode: Mode::Run { every },
@@ -421,7 +430,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                              run sync again",
                             outcomes.len()
                         );
-                        Ok(ExitCode::from(6))
+                        Ok(ExitCode::from(crate::cli::EXIT_UNFINISHED))
                     }
                 }
                 End::TimedOut => {
@@ -429,31 +438,30 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                         "radiosync: sync with {peer} failed: no result within {:?}",
                         timeout.unwrap_or_default()
                     );
-                    Ok(ExitCode::from(4))
+                    Ok(ExitCode::from(crate::cli::EXIT_TIMEOUT))
                 }
                 End::Shutdown => {
                     eprintln!("radiosync: sync with {peer} stopped by the operator");
-                    Ok(ExitCode::from(130))
+                    Ok(ExitCode::from(crate::cli::EXIT_STOPPED))
                 }
             }
         }
     }
 }
 
-/// Exit codes: 2 refused or incompatible, 3 link lost or peer silent, 4 timed
-/// out, 5 local failure, 6 rows still to send after `MAX_ROUNDS` sessions,
-/// 130 stopped by the operator, 1 anything else.
+/// The exit code of a failed session (see `cli::EXIT_*`).
 fn exit_code(e: &SessionError) -> u8 {
+    use crate::cli::*;
     match e {
-        SessionError::LinkLost => 3,
-        SessionError::Local(_) => 5,
-        SessionError::Cancelled => 130,
+        SessionError::LinkLost => EXIT_LINK,
+        SessionError::Local(_) => EXIT_LOCAL,
+        SessionError::Cancelled => EXIT_STOPPED,
         SessionError::SchemaMismatch { .. }
         | SessionError::Version { .. }
         | SessionError::UnknownStation { .. }
         | SessionError::WrongStation { .. }
         | SessionError::BundleRefused(_)
-        | SessionError::PeerError { .. } => 2,
+        | SessionError::PeerError { .. } => EXIT_REFUSED,
         _ => 1,
     }
 }

@@ -104,6 +104,12 @@ pub enum StoreCommand {
     /// The zstd dictionary bundles use.
     #[command(subcommand)]
     Dict(DictCommand),
+    /// Write the embedded sample data (100 rows of each of 8 Sahana Eden tables) to a new
+    /// database, to try radiosync without one of your own.
+    Sample {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -404,10 +410,11 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             match s.import_bundle_bytes(&bytes) {
                 Ok(r) => print_report(&r),
                 Err(e) if e.is_bundle_fault() => {
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "bundle {} refused, database unchanged",
+                    eprintln!(
+                        "radiosync: bundle {} refused, database unchanged: {e}",
                         bundle.display()
-                    )))
+                    );
+                    return Ok(ExitCode::from(crate::cli::EXIT_REFUSED));
                 }
                 Err(e) => {
                     return Err(anyhow::Error::new(e).context(format!(
@@ -478,6 +485,18 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 st.name,
                 st.id,
                 from.display()
+            );
+        }
+        StoreCommand::Sample { out } => {
+            if out.exists() {
+                bail!("{} already exists: choose a new file", out.display());
+            }
+            let conn = rusqlite::Connection::open(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            conn.execute_batch(crate::cli::demo::SAMPLE_SQL)?;
+            println!(
+                "wrote the sample data to {} (8 tables with uuid, modified_on and deleted)",
+                out.display()
             );
         }
         StoreCommand::Dict(DictCommand::Retrain { db }) => {
