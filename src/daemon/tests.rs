@@ -1085,7 +1085,9 @@ fn hf_300_bit_s_converges_with_fades() {
     let link = SimLink::new(channel_config(&p, 0.0, None, 0.1, 33)).unwrap();
     let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
     let rounds = sync_rounds(&mut pair, 0x3000);
-    assert!(rounds[0].0.stats.airtime > Duration::from_secs(60));
+    // A few hundred bytes each way still take tens of seconds on air at 300 bit/s.
+    let air = rounds[0].0.stats.airtime;
+    assert!(air > Duration::from_secs(10), "{air:?}");
     drop(pair);
     assert_converged(&a, &b);
 }
