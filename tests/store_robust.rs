@@ -432,3 +432,15 @@ fn peers_can_be_edited_and_removed_and_tables_untracked() {
     a.remove_peer("bravo").unwrap();
     assert!(a.peers().unwrap().is_empty());
 }
+
+#[test]
+fn a_clone_passes_on_the_rows_it_was_cloned_with_to_a_new_peer() {
+    // Exports read rows by origin: the rows a clone got from its source have
+    // the source as origin, and a peer met later must still get them.
+    let d = scratch();
+    let _a = first_station(d.path(), "a", 4);
+    let mut b = clone_of(d.path(), "a", "b");
+    let c = radiosync::delta::StationId([0xcc; 16]);
+    b.add_peer("c", c, None).unwrap();
+    assert_eq!(b.pending_for(&c).unwrap(), 8);
+}

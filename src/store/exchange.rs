@@ -501,9 +501,10 @@ impl Store {
 
     /// Every station whose changes this station holds rows of.
     fn origins(&self) -> Result<Vec<StationId>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT origin FROM rs_origin ORDER BY origin")?;
+        // rs_vector too: every origin we imported from is there, whatever rs_origin missed.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT origin FROM rs_origin UNION SELECT origin FROM rs_vector ORDER BY origin",
+        )?;
         let mut out = stmt
             .query_map([], |r| station_id_from(r.get(0)?))?
             .collect::<Result<Vec<_>, _>>()?;

@@ -1041,7 +1041,8 @@ impl Store {
                 "DELETE FROM rs_vector; DELETE FROM rs_peer; DELETE FROM rs_peer_vector;
                  DELETE FROM rs_peer_want; DELETE FROM rs_want; DELETE FROM rs_want_tag; DELETE FROM rs_conflict;
                  DELETE FROM rs_log; DELETE FROM rs_transfer; DELETE FROM rs_transfer_chunk;
-                 UPDATE rs_clock SET seq = 0; UPDATE rs_ctl SET applying = 0;",
+                 UPDATE rs_clock SET seq = 0; UPDATE rs_ctl SET applying = 0;
+                 INSERT OR IGNORE INTO rs_origin SELECT DISTINCT origin FROM rs_row;",
             )?;
             for (o, s) in &a_vec.0 {
                 tx.execute(

@@ -644,6 +644,10 @@ pub fn tag_existing_rows(conn: &Connection, info: &TableInfo) -> Result<usize, S
     }
     conn.execute("UPDATE rs_clock SET seq = ?1", [seq])?;
     conn.execute(
+        "INSERT OR IGNORE INTO rs_origin (origin) VALUES (?1)",
+        [&me],
+    )?;
+    conn.execute(
         &format!(
             "INSERT OR IGNORE INTO rs_held (tbl, uuid, reason, since)
              SELECT ?1, '', 'rows without a uuid', ?2 WHERE EXISTS (SELECT 1 FROM {qt} WHERE uuid IS NULL)"
