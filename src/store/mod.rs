@@ -251,17 +251,6 @@ pub(crate) fn value_from_ref(v: rusqlite::types::ValueRef<'_>) -> Value {
     }
 }
 
-/// A value as text (uuids and times as the application wrote them).
-fn value_text(v: Value) -> String {
-    match v {
-        Value::Text(t) => t,
-        Value::Integer(i) => i.to_string(),
-        Value::Real(f) => f.to_string(),
-        Value::Null => String::new(),
-        Value::Blob(b) => String::from_utf8_lossy(&b).into_owned(),
-    }
-}
-
 pub(crate) fn value_to_sql(v: &Value) -> rusqlite::types::Value {
     use rusqlite::types::Value as S;
     match v {
@@ -573,8 +562,8 @@ impl Store {
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    value_text(value_from_ref(r.get_ref(0)?)),
-                    value_text(value_from_ref(r.get_ref(1)?)),
+                    exchange::text_of(value_from_ref(r.get_ref(0)?)),
+                    exchange::text_of(value_from_ref(r.get_ref(1)?)),
                     (0..cols.len())
                         .map(|i| r.get_ref(2 + i).map(value_from_ref))
                         .collect::<Result<Vec<_>, _>>()?,
