@@ -27,6 +27,7 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection};
 
 use radiosync::arq::{AckRepr, DataRepr, Seq};
+use radiosync::capture::show::CaptureLink;
 use radiosync::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
 use radiosync::codec::{self, Dictionary};
 use radiosync::daemon::simlink::{channel_config, RunEnd, SimLink, SimPair};
@@ -37,9 +38,8 @@ use radiosync::frame::kiss::{self, KissCommand, KissDeframer, KissFrame};
 use radiosync::frame::transparent;
 use radiosync::frame::{FecParams, Frame, FrameKind};
 use radiosync::profile::{Framing, Profile};
-use radiosync::replay::{Decoded, LinkDecoder, LinkSetup};
 use radiosync::store::Store;
-use radiosync::sync::{persist, BundleId, ErrorCode, Hello, KeptOutgoing, Message, Resume};
+use radiosync::sync::{BundleId, ErrorCode, Hello, Message, Resume};
 use radiosync::transport::sim::Side;
 
 const SAMPLE: &str = include_str!("../data/sample.sql");
@@ -398,16 +398,18 @@ fn read_capture(name: &str, bytes: &[u8]) -> Result<Capture> {
     let reader = Reader::new(bytes)?;
     let header = reader.header().clone();
     let records: Vec<Record> = reader.collect::<Result<_, _>>()?;
-    let setup = LinkSetup::from_header(&header);
+    let link = CaptureLink::from_header(&header);
     let mut frames = Vec::new();
     let mut kiss_payloads = Vec::new();
     for dir in [RecordKind::Sent, RecordKind::Received] {
-        let mut dec = LinkDecoder::new(&setup);
+        let mut framer = link.framer().context("capture framing")?;
+        let start = std::time::Instant::now();
         let mut kd = KissDeframer::new(kiss::DEFAULT_MAX_FRAME);
         for r in records.iter().filter(|r| r.kind == dir) {
-            for d in dec.push(&r.bytes).0 {
-                if let Decoded::Frame { frame, .. } = d {
-                    frames.push(frame);
+            framer.push(start, &r.bytes);
+            while let Some(rx) = framer.next() {
+                if let Ok(d) = rx.decoded {
+                    frames.push(d.frame);
                 }
             }
             if header.framing == LinkFraming::Kiss {
@@ -493,32 +495,10 @@ fn main() -> Result<()> {
     let (a, b) = stations(tmp.path())?;
     let mut c = Corpus::default();
 
-    // bundle_decode, and the resume files that hold bundles.
+    // bundle_decode.
     let bundles = bundles(&a, &b)?;
     for (name, bytes) in &bundles {
         c.add("bundle_decode", name.clone(), bytes.clone());
-    }
-    for (name, bytes) in bundles.iter().filter(|(n, _)| n.starts_with("export-")) {
-        let id = BundleId::of(bytes);
-        let kept = KeptOutgoing {
-            id,
-            bytes: bytes.clone(),
-        };
-        c.add(
-            "sync_persist",
-            format!("kept-{name}"),
-            persist::kept_to_bytes(B_ID, &kept),
-        );
-        let head = persist::partial_header(A_ID, id, bytes.len() as u64);
-        c.add("sync_persist", format!("partial-head-{name}"), head.clone());
-        let (x, y) = bytes.split_at(bytes.len() / 2);
-        let mut whole = head.clone();
-        whole.extend(persist::partial_chunk(x));
-        whole.extend(persist::partial_chunk(y));
-        c.add("sync_persist", format!("partial-{name}"), whole.clone());
-        // A crash in the middle of the last append.
-        whole.truncate(whole.len() - 3);
-        c.add("sync_persist", format!("partial-torn-{name}"), whole);
     }
 
     // Real syncs, recorded by both stations.
@@ -866,10 +846,6 @@ fn tokens(c: &mut Corpus, captures: &[Capture]) {
     );
     for p in prefixes(c, "bundle_decode", 4) {
         c.token("bundle_decode", "header", &p);
-    }
-    // Resume files: magic and version.
-    for p in prefixes(c, "sync_persist", 5) {
-        c.token("sync_persist", "magic_version", &p);
     }
     // KISS: delimiters and escapes, for the deframer and inside captures.
     for t in ["kiss_deframer", "capture_reader"] {

@@ -12,7 +12,6 @@ pub mod delta;
 pub mod engine;
 pub mod frame;
 pub mod profile;
-pub mod replay;
 pub mod store;
 pub mod sync;
 pub mod transport;

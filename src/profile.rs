@@ -174,6 +174,18 @@ pub enum ProfileError {
 }
 
 impl Profile {
+    /// The Reed-Solomon parameters as the frame layer takes them, checked.
+    pub fn fec_params(&self) -> Result<Option<crate::frame::FecParams>, crate::frame::FecError> {
+        let Some(f) = self.fec else { return Ok(None) };
+        let params = crate::frame::FecParams {
+            parity_bytes_per_block: f.parity as usize,
+            block_data_len: f.block as usize,
+            interleave: f.interleave,
+        };
+        params.validate()?;
+        Ok(Some(params))
+    }
+
     /// Load a profile from a path if one exists, else by name among the embedded profiles.
     pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
         let path = Path::new(name_or_path);

@@ -11,9 +11,9 @@ use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use radiosync::arq::{
-    stuffed_bits, Arq, ArqConfig, ArqEvent, ArqFrame, FecShape, Role, Transmission, ACK_HEADER,
-    DATA_HEADER,
+    Arq, ArqConfig, ArqEvent, ArqFrame, FecShape, Role, Transmission, ACK_HEADER, DATA_HEADER,
 };
+use radiosync::frame::hdlc::stuffed_bits;
 use radiosync::profile::Profile;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

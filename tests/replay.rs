@@ -5,13 +5,17 @@
 mod store_util;
 
 use radiosync::arq::{AckRepr, ArqConfig, DataRepr, Seq};
+use radiosync::capture::replay::{self, BundleFate, ReplayOptions, ReplayReport, Replayer};
+use radiosync::capture::show;
 use radiosync::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
 use radiosync::delta::StationId;
 use radiosync::frame::{link, transparent, FecParams, Frame, FrameKind};
 use radiosync::profile::Profile;
-use radiosync::replay::{self, BundleFate, ReplayOptions, ReplayReport, Replayer};
 use radiosync::store::Store;
-use radiosync::sync::{BundleId, Hello, Message, PROTOCOL_VERSION};
+use radiosync::sync::reassembly::{ReceiveError, Violation};
+use radiosync::sync::{
+    BundleId, Config, Hello, LocalInfo, Message, PeerState, Session, SessionError, PROTOCOL_VERSION,
+};
 use store_util::*;
 
 const KISS_PROFILE: &str = "sim-kiss-1200";
@@ -58,7 +62,7 @@ impl CaptureBuilder {
         CaptureBuilder {
             w: Writer::new(Vec::new(), &header).unwrap(),
             framing,
-            fec: replay::fec_of(&p),
+            fec: p.fec_params().unwrap(),
             max_message: ArqConfig::from_profile(&p).max_message(),
             session: 0x0102,
             ax25: p.amateur.then(|| link::Ax25Addresses {
@@ -664,7 +668,7 @@ fn capture_show_survives_garbage_records() {
         let cap = c.bytes();
         let reader = Reader::new(cap.as_slice()).unwrap();
         let header = reader.header().clone();
-        let text = replay::show(&header, reader);
+        let text = show::show(&header, reader);
         assert!(text.trim_end().ends_with("200 records"), "{text}");
         // And replay the same garbage: nothing applied, nothing panics.
         let s = scene(0);
@@ -870,4 +874,60 @@ fn a_fragmented_hello_is_reassembled() {
     let text = show_cli(&cap);
     assert!(text.contains("| Fragment of 20 bytes |"), "{text}");
     assert!(text.contains("| LastFragment of "), "{text}");
+}
+
+/// A peer that breaks the session protocol (here: it sends a bundle's chunks
+/// out of order) is caught the same way by a live session and by replay,
+/// because both run the same reassembly code: the same typed error, at the
+/// same message.
+#[test]
+fn replay_reproduces_a_session_layer_fault_as_the_live_session_sees_it() {
+    let s = scene(40);
+    let mut c = CaptureBuilder::new(s.a.station().id, KISS_PROFILE, true);
+    let mut msgs = bundle_messages(&s.b, &s.bundle, c.max_message);
+    assert!(msgs.len() > 4, "the bundle spans several chunks");
+    msgs.swap(3, 4);
+    for (seq, m) in msgs.iter().enumerate() {
+        c.received_data(seq as u16, m);
+    }
+    let max_message = c.max_message;
+    let cap = c.bytes();
+
+    // The live receiver: an initiating session fed the same messages in order.
+    let local = LocalInfo {
+        station: s.a.station().id,
+        callsign: String::new(),
+        schema: s.a.schema_fingerprint(),
+        dict_id: 0,
+        vector: s.a.vector().unwrap(),
+    };
+    let mut live = Session::initiate(
+        Config::new(max_message),
+        local,
+        s.b.station().id,
+        PeerState::default(),
+    )
+    .unwrap();
+    let mut failed_at = None;
+    for (i, m) in msgs.iter().enumerate() {
+        live.handle_message(m);
+        if live.error().is_some() {
+            failed_at = Some(i);
+            break;
+        }
+    }
+    let Some(SessionError::Protocol(live_violation)) = live.error().cloned() else {
+        panic!("the live session should fail: {:?}", live.error());
+    };
+    assert!(matches!(live_violation, Violation::ChunkOutOfPlace { .. }));
+
+    let mut store = fresh_copy(&s, "replayed");
+    let report = run_replay(&mut store, &cap, ReplayOptions::default());
+    let (record, _, replayed) = report.violations.first().expect("replay sees the fault");
+    assert_eq!(replayed, &ReceiveError::Protocol(live_violation));
+    // The same message: records are numbered from 0 and hold one frame each.
+    assert_eq!(Some(*record as usize), failed_at);
+    assert_eq!(report.applied(), 0);
+    assert_eq!(content(&store), content(&fresh_copy(&s, "untouched")));
+    assert!(replay::summary(&report).contains("a live session stops here"));
 }

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use radiosync::capture::replay::{self, BundleFate, ReplayOptions, ReplayReport, Replayer};
+use radiosync::capture::show;
 use radiosync::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
 use radiosync::daemon::simlink::{channel_config, RunEnd, SimLink, SimPair};
 use radiosync::daemon::station::{Outcome, Station};
 use radiosync::profile::{Framing, Profile};
-use radiosync::replay::{self, BundleFate, ReplayOptions, ReplayReport, Replayer};
 use radiosync::store::Store;
 use radiosync::transport::sim::Side;
 
@@ -212,7 +213,7 @@ fn live_sync_then_replay(profile: &str, loss: f64, ber: f64, seed: u64) -> [Repl
         // The listing decodes every frame of a real capture.
         let reader = Reader::new(cap.as_slice()).unwrap();
         let header = reader.header().clone();
-        let text = replay::show(&header, reader);
+        let text = show::show(&header, reader);
         assert!(text.contains("Hello v1 from station"), "{text}");
         assert!(text.contains("BundleStart id"), "{text}");
         assert!(!text.contains("ends early"), "{text}");
@@ -269,7 +270,7 @@ fn dropping_a_chunk_of_a_real_capture_leaves_the_bundle_incomplete() {
     // The record of the first Chunk A received.
     let reader = Reader::new(cap.as_slice()).unwrap();
     let header = reader.header().clone();
-    let listing = replay::show(&header, reader);
+    let listing = show::show(&header, reader);
     let chunk = listing
         .lines()
         .find(|l| l.contains(" recv ") && l.contains("| Chunk offset 0 "))

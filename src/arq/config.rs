@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use super::wire::{ACK_MAX, DATA_HEADER};
+use crate::frame::hdlc::stuffed_bits;
 use crate::profile::{Framing, Profile, AX25_UI_HEADER};
 
 /// Bytes the frame layer adds around an ARQ payload before FEC: kind, flags,
@@ -216,26 +217,6 @@ impl ArqConfig {
     }
 }
 
-/// Zero bits HDLC inserts after every five ones, bytes sent LSB first.
-pub fn stuffed_bits(bytes: &[u8]) -> u64 {
-    let mut ones = 0;
-    let mut stuffed = 0;
-    for &b in bytes {
-        for i in 0..8 {
-            if b >> i & 1 == 1 {
-                ones += 1;
-                if ones == 5 {
-                    stuffed += 1;
-                    ones = 0;
-                }
-            } else {
-                ones = 0;
-            }
-        }
-    }
-    stuffed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,12 +259,6 @@ mod tests {
 
     #[test]
     fn stuffing_is_counted_from_the_payload() {
-        assert_eq!(stuffed_bits(&[0x00; 10]), 0);
-        assert_eq!(stuffed_bits(&[0xFF]), 1);
-        // 16 ones: stuffed after the 5th, 10th and 15th.
-        assert_eq!(stuffed_bits(&[0xFF, 0xFF]), 3);
-        // 0x3F = 00111111: six ones per byte LSB first, one stuffed each.
-        assert_eq!(stuffed_bits(&[0x3F; 4]), 4);
         let k = cfg("sim-kiss-1200");
         // 100 zero bytes: 115 bytes + 15 x 8 / 5 worst-case bits for the rest.
         assert_eq!(

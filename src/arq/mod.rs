@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use config::{
-    stuffed_bits, ArqConfig, FecShape, ACK_COPIES, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD,
+    ArqConfig, FecShape, ACK_COPIES, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD,
     TRANSPARENT_LINK_OVERHEAD, WINDOW,
 };
 pub use seq::Seq;

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use radiosync::capture::replay::{self, BundleFate, ReplayOptions, Replayer};
+use radiosync::capture::show;
 use radiosync::capture::{Reader, RecordKind};
-use radiosync::replay::{self, BundleFate, ReplayOptions, Replayer};
 use radiosync::store::Store;
 
 #[derive(clap::Subcommand, Debug)]
@@ -81,7 +82,7 @@ pub fn run_capture(cmd: CaptureCommand) -> anyhow::Result<ExitCode> {
         CaptureCommand::Show { file, hex } => {
             let reader = open_capture(&file)?;
             let header = reader.header().clone();
-            print!("{}", replay::show_with(&header, reader, hex));
+            print!("{}", show::show_with(&header, reader, hex));
             Ok(ExitCode::SUCCESS)
         }
     }

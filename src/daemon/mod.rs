@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::engine::kiss_setup;
+use crate::frame::framer::kiss_setup;
 use crate::profile::{self, Framing, Profile};
 use crate::transport::{DataBits, FlowControl, LinkStatus, Parity, SerialSettings, StopBits};
 

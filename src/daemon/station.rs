@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use crate::arq::ArqConfig;
 use crate::capture::RecordKind;
 use crate::delta::StationId;
-use crate::engine::unknown_session_frame;
 use crate::engine::{
-    Engine, EngineConfig, EngineError, EngineEvent, EngineStats, LinkFramer, RxFrame,
+    unknown_session_frame, Engine, EngineConfig, EngineError, EngineEvent, EngineStats,
 };
 use crate::frame::ax25::Callsign;
+use crate::frame::framer::{LinkFramer, RxFrame};
 use crate::frame::link::Ax25Addresses;
 use crate::frame::FrameKind;
 use crate::profile::Profile;

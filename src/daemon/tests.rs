@@ -659,7 +659,7 @@ impl std::io::Write for SharedBuf {
 #[test]
 fn capture_holds_every_frame_as_on_air() {
     use crate::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
-    use crate::engine::LinkFramer;
+    use crate::frame::framer::LinkFramer;
     for (profile, ber) in [("sim-transparent-9600", 2e-4), ("sim-kiss-1200", 0.0)] {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = stations(dir.path());

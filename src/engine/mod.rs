@@ -9,16 +9,13 @@
 //! then `poll_transmit` until `None`, writing each transmission at once, then
 //! sleep until `poll_timeout` or the next bytes.
 
-mod framer;
-
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-pub use framer::{fec_params, kiss_setup, Decoded, LinkFramer, RxFrame};
 
 use crate::arq::{Arq, ArqConfig, ArqEvent, ArqFrame, ArqKind, LinkLost, Role};
 use crate::delta::StationId;
 use crate::frame::ax25::Callsign;
+use crate::frame::framer::{Decoded, LinkFramer, RxError, RxFrame};
 use crate::frame::link::Ax25Addresses;
 use crate::frame::{DecodeInfo, Frame, FrameKind};
 use crate::profile::Profile;
@@ -108,7 +105,7 @@ pub enum EngineEvent {
     /// before its extent was known), decoded or not.
     FrameReceived {
         bytes: Vec<u8>,
-        result: Result<FrameInfo, String>,
+        result: Result<FrameInfo, RxError>,
     },
     /// The ARQ gave the link up; the session fails with `LinkLost` too.
     LinkLost(LinkLost),

@@ -226,13 +226,13 @@ impl<'a> UiFrame<'a> {
     }
 }
 
-/// Parses a UI frame and insists on radiosync's PID; returns (source, info).
-pub fn parse_radiosync(bytes: &[u8]) -> Result<(Callsign, &[u8]), Ax25Error> {
+/// Parses a UI frame and insists on radiosync's PID.
+pub fn parse_radiosync(bytes: &[u8]) -> Result<UiFrame<'_>, Ax25Error> {
     let ui = UiFrame::parse(bytes)?;
     if ui.pid != RADIOSYNC_PID {
         return Err(Ax25Error::WrongPid(ui.pid));
     }
-    Ok((ui.source, ui.info))
+    Ok(ui)
 }
 
 #[cfg(test)]
@@ -293,8 +293,11 @@ mod tests {
         assert_eq!(ui.to_bytes(), LITERAL);
         assert_eq!(ui.buffer_len(), LITERAL.len());
         assert_eq!(UiFrame::parse(&LITERAL).unwrap(), ui);
-        let (src, info) = parse_radiosync(&LITERAL).unwrap();
-        assert_eq!((src.to_string().as_str(), info), ("N0CALL-1", &b"x"[..]));
+        let got = parse_radiosync(&LITERAL).unwrap();
+        assert_eq!(
+            (got.source.to_string().as_str(), got.info),
+            ("N0CALL-1", &b"x"[..])
+        );
     }
 
     #[test]
@@ -350,7 +353,8 @@ mod tests {
             let ui = UiFrame::new(d, s.clone(), &info);
             let b = ui.to_bytes();
             prop_assert_eq!(b.len(), ui.buffer_len());
-            prop_assert_eq!(parse_radiosync(&b).unwrap(), (s.clone(), &info[..]));
+            let got = parse_radiosync(&b).unwrap();
+            prop_assert_eq!((got.source, got.info), (s.clone(), &info[..]));
             prop_assert_eq!(s.to_string().parse::<Callsign>().unwrap(), s);
         }
 

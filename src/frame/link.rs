@@ -80,10 +80,7 @@ pub fn decode_kiss(
         return Err(LinkError::NotData);
     };
     let (body, addrs) = if ax25 {
-        let ui = UiFrame::parse(data)?;
-        if ui.pid != ax25::RADIOSYNC_PID {
-            return Err(Ax25Error::WrongPid(ui.pid).into());
-        }
+        let ui = ax25::parse_radiosync(data)?;
         (ui.info, Some((ui.source, ui.destination)))
     } else {
         (&data[..], None)

@@ -11,6 +11,8 @@
 
 pub mod ax25;
 pub mod fec;
+pub mod framer;
+pub mod hdlc;
 pub mod kiss;
 pub mod link;
 pub mod transparent;
@@ -141,15 +143,6 @@ impl Frame {
     }
 }
 
-/// Approximate on-air bits for an AX.25/HDLC frame of `len` bytes (address, control,
-/// PID and info) as a TNC sends it: 16-bit FCS, one closing flag, and bit stuffing.
-/// Random (compressed) data stuffs one bit per ~62 on average; we round up to 1/50.
-/// TXDELAY and turnaround are the caller's (ARQ's) to add.
-pub fn hdlc_bits(len: usize) -> usize {
-    let raw = (len + 2) * 8;
-    raw + raw.div_ceil(50) + 8
-}
-
 #[cfg(test)]
 pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
     proptest::test_runner::Config {
@@ -269,13 +262,6 @@ mod tests {
             assert_eq!(transparent::encode(&f, Some(&rs)).unwrap().len(), framed);
             assert_eq!(link::kiss_payload_len(&f, None, true), plain + 16);
         }
-    }
-
-    #[test]
-    fn hdlc_bits_literal() {
-        // 100 bytes + 2 FCS = 816 bits, +17 stuffing (1/50, rounded up), +8 flag.
-        assert_eq!(hdlc_bits(100), 841);
-        assert_eq!(hdlc_bits(0), 16 + 1 + 8);
     }
 
     /// Every single-bit flip is corrected with FEC and refused by the CRC without it;

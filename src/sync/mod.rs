@@ -3,7 +3,7 @@
 //! through events. `docs/sync-protocol.md` describes messages, states and resume.
 
 pub mod message;
-pub mod persist;
+pub mod reassembly;
 pub mod session;
 
 #[cfg(test)]
@@ -11,6 +11,6 @@ mod tests;
 
 pub use message::{BundleId, ErrorCode, Hello, Message, MessageError, Resume, PROTOCOL_VERSION};
 pub use session::{
-    Config, KeptOutgoing, LocalInfo, PartialIncoming, PeerState, Progress, Role, Session,
-    SessionError, SessionEvent, Summary, WrongState,
+    Config, ErrorKind, KeptOutgoing, LocalInfo, PartialIncoming, PeerState, Progress, Role,
+    Session, SessionError, SessionEvent, Summary, WrongState,
 };

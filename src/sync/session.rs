@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use super::message::{
     BundleId, ErrorCode, Hello, Message, MessageError, Resume, MAX_REASSEMBLY, PROTOCOL_VERSION,
 };
+use super::reassembly::{BundleReassembly, Defragmenter, ReceiveError, Start, Violation};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 
 /// Smallest ARQ message the session can work with: room for an `Error` and
@@ -156,16 +157,17 @@ pub struct Progress {
     pub receiving: Option<(u64, u64)>,
 }
 
+/// Why a session failed. `kind` sorts them: bad bytes from the air, a peer that
+/// misbehaved or refused, or trouble at this station.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
-    // Bad bytes from the air (past the frame CRC, so likely a peer bug).
     #[error("unreadable message from peer: {0}")]
     Malformed(#[from] MessageError),
-    // A misbehaving or refusing peer.
     #[error("peer stopped the session: {code}: {text}")]
     PeerError { code: ErrorCode, text: String },
     #[error("peer broke the protocol: {0}")]
-    Protocol(String),
+    Protocol(#[from] Violation),
     #[error(
         "peer speaks session protocol version {theirs}, this station {ours}: upgrade one of them"
     )]
@@ -191,6 +193,64 @@ pub enum SessionError {
     MessageTooLarge { len: usize, max: usize },
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Where a session error comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bytes that are no message: the air or a broken peer.
+    Air,
+    /// The peer misbehaved, refused, or does not fit this station.
+    Peer,
+    /// This station: its store, its link, its operator.
+    Local,
+}
+
+impl SessionError {
+    pub fn kind(&self) -> ErrorKind {
+        use SessionError::*;
+        match self {
+            Malformed(_) | BundleCorrupt { .. } => ErrorKind::Air,
+            PeerError { .. }
+            | Protocol(_)
+            | Version { .. }
+            | SchemaMismatch { .. }
+            | WrongStation { .. }
+            | UnknownStation { .. }
+            | BundleTooLarge { .. }
+            | BundleRefused(_) => ErrorKind::Peer,
+            LinkLost | Local(_) | MessageTooLarge { .. } | Cancelled => ErrorKind::Local,
+        }
+    }
+
+    /// What to tell the peer in an `Error` message, if anything.
+    fn tell(&self) -> Option<(ErrorCode, String)> {
+        use SessionError::*;
+        Some(match self {
+            Malformed(e) => (ErrorCode::Protocol, e.to_string()),
+            Protocol(v) => (ErrorCode::Protocol, v.to_string()),
+            BundleTooLarge { len, max } => (
+                ErrorCode::BundleTooLarge,
+                format!("{len} bytes offered, at most {max} accepted"),
+            ),
+            BundleCorrupt { id } => (
+                ErrorCode::BundleCorrupt,
+                format!("bundle {id} does not match its id"),
+            ),
+            _ => return None,
+        })
+    }
+}
+
+impl From<ReceiveError> for SessionError {
+    fn from(e: ReceiveError) -> Self {
+        match e {
+            ReceiveError::Malformed(m) => SessionError::Malformed(m),
+            ReceiveError::Protocol(v) => SessionError::Protocol(v),
+            ReceiveError::BundleTooLarge { len, max } => SessionError::BundleTooLarge { len, max },
+            ReceiveError::BundleCorrupt { id } => SessionError::BundleCorrupt { id },
+        }
+    }
 }
 
 /// A call that does not fit the session's state (a shell bug, not a peer's).
@@ -232,12 +292,7 @@ enum Sending {
 #[derive(Debug)]
 enum Receiving {
     AwaitStart,
-    Transfer {
-        id: BundleId,
-        total: u64,
-        buf: Vec<u8>,
-        resumed: bool,
-    },
+    Transfer(BundleReassembly),
     /// The shell is applying bundle `id`.
     Applying {
         id: BundleId,
@@ -266,7 +321,7 @@ impl State {
             State::Send(_, Sending::AwaitBundle) => "awaiting a bundle from the store",
             State::Send(_, Sending::Transfer { .. }) => "sending a bundle",
             State::Recv(_, Receiving::AwaitStart) => "awaiting a bundle",
-            State::Recv(_, Receiving::Transfer { .. }) => "receiving a bundle",
+            State::Recv(_, Receiving::Transfer(_)) => "receiving a bundle",
             State::Recv(_, Receiving::Applying { .. }) => "applying a bundle",
             State::AwaitDone => "awaiting done",
             State::Finished => "finished",
@@ -295,7 +350,7 @@ pub struct Session {
     /// Encoded messages (or fragments) ready for the ARQ.
     outbox: VecDeque<Vec<u8>>,
     /// Fragments of an incoming message so far.
-    reassembly: Vec<u8>,
+    fragments: Defragmenter,
     events: VecDeque<SessionEvent>,
     summary: Summary,
 }
@@ -349,7 +404,7 @@ impl Session {
             partial: None,
             state: State::AwaitHello,
             outbox: VecDeque::new(),
-            reassembly: Vec::new(),
+            fragments: Defragmenter::default(),
             events: VecDeque::new(),
             summary: Summary::default(),
         })
@@ -390,8 +445,8 @@ impl Session {
             State::Send(_, Sending::Transfer { bytes, next, .. }) => {
                 p.sending = Some((*next, bytes.len() as u64));
             }
-            State::Recv(_, Receiving::Transfer { total, buf, .. }) => {
-                p.receiving = Some((buf.len() as u64, *total));
+            State::Recv(_, Receiving::Transfer(r)) => {
+                p.receiving = Some((r.received(), r.total()));
             }
             _ => {}
         }
@@ -587,48 +642,10 @@ impl Session {
             return;
         }
         self.summary.message_bytes_received += bytes.len() as u64;
-        let msg = match Message::parse(bytes) {
-            Ok(Message::Fragment { last, bytes }) => {
-                if self.reassembly.len() + bytes.len() > MAX_REASSEMBLY {
-                    let text = format!("fragmented message over {MAX_REASSEMBLY} bytes");
-                    return self.fail(
-                        SessionError::Protocol(text.clone()),
-                        Some((ErrorCode::Protocol, text)),
-                    );
-                }
-                self.reassembly.extend_from_slice(&bytes);
-                if !last {
-                    return;
-                }
-                let whole = std::mem::take(&mut self.reassembly);
-                Message::parse(&whole)
-            }
-            _ if !self.reassembly.is_empty() => {
-                let text = "message inside a fragmented message".to_string();
-                return self.fail(
-                    SessionError::Protocol(text.clone()),
-                    Some((ErrorCode::Protocol, text)),
-                );
-            }
-            other => other,
-        };
-        let msg = match msg {
-            Ok(Message::Fragment { .. }) => {
-                let text = "fragment inside a fragmented message".to_string();
-                return self.fail(
-                    SessionError::Protocol(text.clone()),
-                    Some((ErrorCode::Protocol, text)),
-                );
-            }
-            Ok(m) => m,
-            Err(e) => {
-                let text = e.to_string();
-                self.fail(
-                    SessionError::Malformed(e),
-                    Some((ErrorCode::Protocol, text)),
-                );
-                return;
-            }
+        let msg = match self.fragments.push(bytes) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => return self.reject(e.into()),
         };
         if let Message::Error { code, text } = msg {
             self.fail(SessionError::PeerError { code, text }, None);
@@ -654,18 +671,9 @@ impl Session {
                     more,
                 },
             ) => self.on_bundle_start(phase, id, total_len, offset, more),
-            (
-                State::Recv(
-                    phase,
-                    Receiving::Transfer {
-                        id,
-                        total,
-                        buf,
-                        resumed,
-                    },
-                ),
-                Message::Chunk { offset, bytes },
-            ) => self.on_chunk(phase, id, total, buf, resumed, offset, bytes),
+            (State::Recv(phase, Receiving::Transfer(r)), Message::Chunk { offset, bytes }) => {
+                self.on_chunk(phase, r, offset, bytes)
+            }
             (
                 State::Send(
                     phase,
@@ -686,12 +694,12 @@ impl Session {
                     .push_back(SessionEvent::Finished(self.summary.clone()));
             }
             (state, msg) => {
-                let text = format!("unexpected {} while {}", msg.name(), state.name());
+                let v = Violation::Unexpected {
+                    message: msg.name(),
+                    state: state.name(),
+                };
                 self.state = state;
-                self.fail(
-                    SessionError::Protocol(text.clone()),
-                    Some((ErrorCode::Protocol, text)),
-                );
+                self.reject(v.into());
             }
         }
     }
@@ -711,18 +719,10 @@ impl Session {
         }
         let want_initiator = self.role == Role::Responder;
         if h.initiator != want_initiator {
-            let text = "both ends took the same role".to_string();
-            return self.fail(
-                SessionError::Protocol(text.clone()),
-                Some((ErrorCode::Protocol, text)),
-            );
+            return self.reject(Violation::SameRole.into());
         }
         if h.station == self.local.station {
-            let text = "peer has this station's own id".to_string();
-            return self.fail(
-                SessionError::Protocol(text.clone()),
-                Some((ErrorCode::Protocol, text)),
-            );
+            return self.reject(Violation::OwnId.into());
         }
         if let (Role::Initiator, Some(expected)) = (self.role, self.peer) {
             if h.station != expected {
@@ -758,130 +758,63 @@ impl Session {
     }
 
     fn on_bundle_start(&mut self, phase: Phase, id: BundleId, total: u64, offset: u64, more: bool) {
-        if total == 0 || offset > total {
-            let text = format!("bundle start with length {total} at offset {offset}");
-            return self.fail(
-                SessionError::Protocol(text.clone()),
-                Some((ErrorCode::Protocol, text)),
-            );
-        }
-        if total > self.config.max_bundle {
-            let max = self.config.max_bundle;
-            return self.fail(
-                SessionError::BundleTooLarge { len: total, max },
-                Some((
-                    ErrorCode::BundleTooLarge,
-                    format!("{total} bytes offered, at most {max} accepted"),
-                )),
-            );
-        }
-        let peer = self.peer_id();
-        let resumed = more;
-        let buf = match self.partial.take() {
-            Some(p) if p.id == id && p.total_len == total && offset == p.bytes.len() as u64 => {
-                p.bytes
-            }
-            other => {
-                if offset != 0 {
-                    let have = other.as_ref().map_or(0, |p| p.bytes.len());
-                    let text =
-                        format!("bundle {id} resumes at {offset}, but {have} bytes are stored");
-                    return self.fail(
-                        SessionError::Protocol(text.clone()),
-                        Some((ErrorCode::Protocol, text)),
-                    );
-                }
-                if let Some(p) = other {
-                    self.events
-                        .push_back(SessionEvent::DiscardPartial { peer, id: p.id });
-                }
-                self.events.push_back(SessionEvent::BeginPartial {
-                    peer,
-                    id,
-                    total_len: total,
-                });
-                Vec::new()
-            }
+        let max = self.config.max_bundle;
+        let stored = self.partial.take();
+        let (r, start) = match BundleReassembly::start(id, total, offset, more, max, stored) {
+            Ok(ok) => ok,
+            Err(e) => return self.reject(e.into()),
         };
-        self.received(phase, id, total, buf, resumed);
+        let peer = self.peer_id();
+        if let Start::Fresh { discard } = start {
+            if let Some(old) = discard {
+                self.events
+                    .push_back(SessionEvent::DiscardPartial { peer, id: old });
+            }
+            self.events.push_back(SessionEvent::BeginPartial {
+                peer,
+                id,
+                total_len: total,
+            });
+        }
+        self.received(phase, r);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_chunk(
-        &mut self,
-        phase: Phase,
-        id: BundleId,
-        total: u64,
-        mut buf: Vec<u8>,
-        resumed: bool,
-        offset: u64,
-        bytes: Vec<u8>,
-    ) {
-        let have = buf.len() as u64;
-        if offset != have || have + bytes.len() as u64 > total {
-            self.keep_receiving(phase, id, total, buf, resumed);
-            let text = format!(
-                "chunk of {} bytes at {offset}, expected one at {have} within {total}",
-                bytes.len()
-            );
-            return self.fail(
-                SessionError::Protocol(text.clone()),
-                Some((ErrorCode::Protocol, text)),
-            );
+    fn on_chunk(&mut self, phase: Phase, mut r: BundleReassembly, offset: u64, bytes: Vec<u8>) {
+        if let Err(v) = r.chunk(offset, &bytes) {
+            self.state = State::Recv(phase, Receiving::Transfer(r));
+            return self.reject(v.into());
         }
-        buf.extend_from_slice(&bytes);
         self.summary.bundle_bytes_received += bytes.len() as u64;
         let peer = self.peer_id();
         self.events.push_back(SessionEvent::SaveChunk {
             peer,
-            id,
+            id: r.id(),
             offset,
             bytes,
         });
-        self.received(phase, id, total, buf, resumed);
+        self.received(phase, r);
     }
 
     /// Hand a whole bundle on, or wait for the rest of it.
-    fn received(&mut self, phase: Phase, id: BundleId, total: u64, buf: Vec<u8>, resumed: bool) {
-        if buf.len() as u64 == total {
-            self.complete(phase, id, buf, resumed);
+    fn received(&mut self, phase: Phase, r: BundleReassembly) {
+        if r.is_complete() {
+            self.complete(phase, r);
         } else {
-            self.keep_receiving(phase, id, total, buf, resumed);
+            self.state = State::Recv(phase, Receiving::Transfer(r));
         }
     }
 
-    fn keep_receiving(
-        &mut self,
-        phase: Phase,
-        id: BundleId,
-        total: u64,
-        buf: Vec<u8>,
-        resumed: bool,
-    ) {
-        self.state = State::Recv(
-            phase,
-            Receiving::Transfer {
-                id,
-                total,
-                buf,
-                resumed,
-            },
-        );
-    }
-
-    fn complete(&mut self, phase: Phase, id: BundleId, buf: Vec<u8>, resumed: bool) {
+    fn complete(&mut self, phase: Phase, r: BundleReassembly) {
         let peer = self.peer_id();
-        if BundleId::of(&buf) != id {
-            self.events
-                .push_back(SessionEvent::DiscardPartial { peer, id });
-            return self.fail(
-                SessionError::BundleCorrupt { id },
-                Some((
-                    ErrorCode::BundleCorrupt,
-                    format!("bundle {id} does not match its id"),
-                )),
-            );
-        }
+        let (id, resumed) = (r.id(), r.resumed());
+        let buf = match r.finish() {
+            Ok(buf) => buf,
+            Err(e) => {
+                self.events
+                    .push_back(SessionEvent::DiscardPartial { peer, id });
+                return self.reject(e.into());
+            }
+        };
         self.state = State::Recv(phase, Receiving::Applying { id, resumed });
         self.in_apply = Some(id);
         self.events.push_back(SessionEvent::BundleArrived {
@@ -1027,6 +960,12 @@ impl Session {
             };
             self.outbox.push_back(frag.to_bytes());
         }
+    }
+
+    /// Fails on something the peer sent, telling it why.
+    fn reject(&mut self, err: SessionError) {
+        let tell = err.tell();
+        self.fail(err, tell);
     }
 
     /// Fails for good, once; `tell` becomes an `Error` to the peer.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 
-use super::persist;
+use super::reassembly::Violation;
 use super::*;
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 
@@ -82,41 +82,29 @@ impl FakeStore {
     }
 }
 
-/// What the shell persists outside the database, per peer, as the file bytes
-/// of `persist`.
+/// What the shell persists outside the database, per peer (the real shell
+/// keeps it in SQLite: `store/transfer.rs`). A chunk whose save the process
+/// did not finish is simply not here, as a torn record is cut on load.
 #[derive(Debug, Default, Clone)]
 struct Disk {
-    kept: BTreeMap<StationId, Vec<u8>>,
-    partial: BTreeMap<StationId, Vec<u8>>,
+    kept: BTreeMap<StationId, KeptOutgoing>,
+    partial: BTreeMap<StationId, PartialIncoming>,
 }
 
 impl Disk {
-    /// Loads what is kept for `peer`, cutting a torn chunk record off the
-    /// partial file as the shell does before appending again.
     fn state_for(&mut self, peer: StationId) -> PeerState {
         PeerState {
-            outgoing: self.kept.get(&peer).map(|f| {
-                let (p, k) = persist::kept_from_bytes(f).unwrap();
-                assert_eq!(p, peer);
-                k
-            }),
-            incoming: self.partial.get_mut(&peer).map(|f| {
-                let l = persist::partial_from_bytes(f).unwrap();
-                assert_eq!(l.peer, peer);
-                f.truncate(l.valid_len);
-                l.partial
-            }),
+            outgoing: self.kept.get(&peer).cloned(),
+            incoming: self.partial.get(&peer).cloned(),
         }
     }
 
     fn any_kept(&self) -> Option<KeptOutgoing> {
-        let f = self.kept.values().next()?;
-        Some(persist::kept_from_bytes(f).unwrap().1)
+        self.kept.values().next().cloned()
     }
 
     fn any_partial(&self) -> Option<PartialIncoming> {
-        let f = self.partial.values().next()?;
-        Some(persist::partial_from_bytes(f).unwrap().partial)
+        self.partial.values().next().cloned()
     }
 }
 
@@ -181,20 +169,23 @@ impl Station {
                         .unwrap();
                 }
                 SessionEvent::KeepOutgoing { peer, id, bytes } => {
-                    let file = persist::kept_to_bytes(peer, &KeptOutgoing { id, bytes });
-                    self.disk.kept.insert(peer, file);
+                    self.disk.kept.insert(peer, KeptOutgoing { id, bytes });
                 }
                 SessionEvent::DropOutgoing { peer, id } => {
-                    let file = self.disk.kept.remove(&peer).unwrap();
-                    assert_eq!(persist::kept_from_bytes(&file).unwrap().1.id, id);
+                    assert_eq!(self.disk.kept.remove(&peer).unwrap().id, id);
                 }
                 SessionEvent::BeginPartial {
                     peer,
                     id,
                     total_len,
                 } => {
-                    let file = persist::partial_header(peer, id, total_len);
-                    self.disk.partial.insert(peer, file);
+                    let bytes = Vec::new();
+                    let partial = PartialIncoming {
+                        id,
+                        total_len,
+                        bytes,
+                    };
+                    self.disk.partial.insert(peer, partial);
                 }
                 SessionEvent::SaveChunk {
                     peer,
@@ -202,15 +193,12 @@ impl Station {
                     offset,
                     bytes,
                 } => {
-                    let file = self.disk.partial.get_mut(&peer).unwrap();
-                    let p = persist::partial_from_bytes(file).unwrap().partial;
+                    let p = self.disk.partial.get_mut(&peer).unwrap();
                     assert_eq!((p.id, p.bytes.len() as u64), (id, offset));
-                    file.extend(persist::partial_chunk(&bytes));
+                    p.bytes.extend(bytes);
                 }
                 SessionEvent::DiscardPartial { peer, id } => {
-                    let current = self.disk.partial.get(&peer);
-                    let current = current.map(|f| persist::partial_from_bytes(f).unwrap());
-                    if current.map(|l| l.partial.id) == Some(id) {
+                    if self.disk.partial.get(&peer).map(|p| p.id) == Some(id) {
                         self.disk.partial.remove(&peer);
                     }
                 }
@@ -322,16 +310,10 @@ impl Net {
                     if let Message::Chunk { bytes, .. } = &msg {
                         self.tally.unsaved += bytes.len() as u64;
                     }
-                    // The process died: its shell never saw these, except
-                    // that it got half way through appending a chunk.
+                    // The process died: its shell never saw these (a chunk
+                    // it got half way through saving is cut on load).
                     let st = &mut self.st[to];
-                    while let Some(ev) = st.session.as_mut().unwrap().poll_event() {
-                        if let SessionEvent::SaveChunk { peer, bytes, .. } = ev {
-                            let record = persist::partial_chunk(&bytes);
-                            let file = st.disk.partial.get_mut(&peer).unwrap();
-                            file.extend_from_slice(&record[..record.len() / 2]);
-                        }
-                    }
+                    while st.session.as_mut().unwrap().poll_event().is_some() {}
                 } else {
                     self.st[to].pump_events();
                 }
@@ -949,7 +931,13 @@ fn protocol_violations_fail_with_a_reason() {
         }
         .to_bytes(),
     );
-    assert!(matches!(b.error(), Some(SessionError::Protocol(t)) if t.contains("Chunk")));
+    assert!(matches!(
+        b.error(),
+        Some(SessionError::Protocol(Violation::Unexpected {
+            message: "Chunk",
+            ..
+        }))
+    ));
     match Message::parse(&b.poll_transmit().unwrap()).unwrap() {
         Message::Error { code, .. } => assert_eq!(code, ErrorCode::Protocol),
         other => panic!("{other:?}"),
@@ -961,7 +949,10 @@ fn protocol_violations_fail_with_a_reason() {
     // An unknown message type.
     let mut b = Session::respond(cfg.clone(), net.st[1].local()).unwrap();
     b.handle_message(&[0x55]);
-    assert!(matches!(b.error(), Some(SessionError::Protocol(_))));
+    assert!(matches!(
+        b.error(),
+        Some(SessionError::Protocol(Violation::Unexpected { .. }))
+    ));
     // Once failed, the error stays and further input changes nothing.
     b.handle_message(&[0x07]);
     assert!(matches!(b.error(), Some(SessionError::Protocol(_))));
@@ -996,7 +987,13 @@ fn protocol_violations_fail_with_a_reason() {
         }
         .to_bytes(),
     );
-    assert!(matches!(a.error(), Some(SessionError::Protocol(t)) if t.contains("resumes at 50")));
+    assert!(matches!(
+        a.error(),
+        Some(SessionError::Protocol(Violation::ResumeMismatch {
+            offset: 50,
+            ..
+        }))
+    ));
 }
 
 #[test]
@@ -1089,11 +1086,17 @@ fn bad_fragment_sequences_are_protocol_violations() {
     let mut b = Session::respond(net.config.clone(), net.st[1].local()).unwrap();
     b.handle_message(&frag(false, &[0x01, 0x01]));
     b.handle_message(&[0x07]);
-    assert!(matches!(b.error(), Some(SessionError::Protocol(t)) if t.contains("inside")));
+    assert!(matches!(
+        b.error(),
+        Some(SessionError::Protocol(Violation::MessageInFragments))
+    ));
     // A fragment wrapping a fragment.
     let mut b = Session::respond(net.config.clone(), net.st[1].local()).unwrap();
     b.handle_message(&frag(true, &frag(true, &[0x07])));
-    assert!(matches!(b.error(), Some(SessionError::Protocol(_))));
+    assert!(matches!(
+        b.error(),
+        Some(SessionError::Protocol(Violation::NestedFragment))
+    ));
     // Fragments that add up to garbage.
     let mut b = Session::respond(net.config.clone(), net.st[1].local()).unwrap();
     b.handle_message(&frag(false, &[0x02]));
@@ -1104,7 +1107,10 @@ fn bad_fragment_sequences_are_protocol_violations() {
     for _ in 0..(super::message::MAX_REASSEMBLY / 100 + 1) {
         b.handle_message(&frag(false, &[0x55; 100]));
     }
-    assert!(matches!(b.error(), Some(SessionError::Protocol(t)) if t.contains("over")));
+    assert!(matches!(
+        b.error(),
+        Some(SessionError::Protocol(Violation::FragmentsTooLong { .. }))
+    ));
 }
 
 #[test]

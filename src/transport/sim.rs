@@ -30,6 +30,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::frame::hdlc::frame_bits;
+
 /// One of the two stations on the channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Side {
@@ -183,38 +185,13 @@ impl ChannelConfig {
 
     /// Airtime of one KISS-mode transmission carrying `frames` (TXDELAY + HDLC frames + TXTAIL).
     pub fn kiss_airtime<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> Duration {
-        let bits: u64 = frames.into_iter().map(hdlc_bits).sum();
+        let bits: u64 = frames.into_iter().map(frame_bits).sum();
         self.txdelay + self.bits_time(bits) + self.txtail
     }
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
-}
-
-const FCS: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_IBM_SDLC);
-
-/// Bits one frame occupies on air in HDLC: the frame and its 16-bit FCS, LSB first, with a
-/// zero stuffed after five ones, followed by one flag.
-pub fn hdlc_bits(frame: &[u8]) -> u64 {
-    let fcs = FCS.checksum(frame).to_le_bytes();
-    let mut ones = 0u32;
-    let mut bits = 0u64;
-    for &byte in frame.iter().chain(fcs.iter()) {
-        for i in 0..8 {
-            bits += 1;
-            if byte >> i & 1 == 1 {
-                ones += 1;
-                if ones == 5 {
-                    bits += 1;
-                    ones = 0;
-                }
-            } else {
-                ones = 0;
-            }
-        }
-    }
-    bits + 8
 }
 
 /// Trials up to and including the first success, success probability `p`; `u64::MAX` = never.
@@ -649,7 +626,7 @@ impl Channel {
     /// Appends one frame to the current transmission and decides its fate by loss and errors.
     fn put_on_air(&mut self, from: Side, frame: Vec<u8>) {
         let i = from.idx();
-        let bits = hdlc_bits(&frame);
+        let bits = frame_bits(&frame);
         let lost = self.stations[i].loss_rng.gen::<f64>() < self.cfg.frame_loss;
         let flips = self.stations[i].errors.advance(bits).len() as u64;
         let tail = self.cfg.txtail_for_mode();
@@ -1138,7 +1115,7 @@ mod tests {
             ..Default::default()
         });
         let frame = [0x55u8; 100];
-        let bits = hdlc_bits(&frame);
+        let bits = frame_bits(&frame);
         let n = 3_000;
         let mut t = Duration::ZERO;
         let mut delivered = Vec::new();
@@ -1179,15 +1156,6 @@ mod tests {
         assert!((st.airtime_s - airtime.as_secs_f64()).abs() < 1e-9);
         // Keyed one SLOTTIME after the frames arrived (persist 255 always transmits).
         assert_eq!(ds[2].at, ms(100) + airtime);
-    }
-
-    #[test]
-    fn hdlc_overhead_counts_fcs_flag_and_stuffing() {
-        let zeros = hdlc_bits(&[0u8; 20]);
-        let ones = hdlc_bits(&[0xFF; 20]);
-        assert!((22 * 8 + 8..=22 * 8 + 8 + 3).contains(&zeros));
-        // 160 ones get 32 stuffed zeros.
-        assert!(ones >= zeros + 32 - 3);
     }
 
     #[test]

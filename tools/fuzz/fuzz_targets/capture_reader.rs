@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use radiosync::capture::{Reader, Writer};
-use radiosync::replay;
+use radiosync::capture::show;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(reader) = Reader::new(data) else {
@@ -36,6 +36,6 @@ fuzz_target!(|data: &[u8]| {
     }
     // The listing decodes every record through the frame, ARQ and session
     // parsers with the profile the header carries: it must not panic.
-    let listing = replay::show(&header, records.into_iter().map(Ok));
+    let listing = show::show(&header, records.into_iter().map(Ok));
     assert!(listing.ends_with(" records\n"));
 });

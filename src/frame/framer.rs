@@ -1,25 +1,79 @@
-//! The link framing chosen by the profile, as one byte-stream codec: KISS (with
-//! AX.25 UI wrapping on amateur profiles) or transparent (sync word, protected
-//! length, Reed-Solomon). Pure; time comes in as `now` only to notice a quiet
-//! channel on transparent links.
+//! The link framing a profile chooses, as one byte-stream codec: KISS (with AX.25 UI
+//! wrapping on amateur profiles) or transparent (sync word, protected length,
+//! Reed-Solomon). The live station and replay both read the air through it. Pure; time
+//! comes in as `now` only to notice a quiet channel on transparent links.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::frame::ax25::Callsign;
-use crate::frame::kiss::{KissCommand, KissDeframer, KissFrame, DEFAULT_MAX_FRAME};
-use crate::frame::link::{self, Ax25Addresses};
-use crate::frame::transparent::{self, TransparentDeframer, HEADER_LEN};
-use crate::frame::{DecodeInfo, FecParams, Frame};
+use thiserror::Error;
+
+use super::ax25::Callsign;
+use super::kiss::{KissCommand, KissDeframer, KissError, KissFrame, DEFAULT_MAX_FRAME};
+use super::link::{self, Ax25Addresses, LinkError};
+use super::transparent::{self, TransparentDeframer, TransparentError, HEADER_LEN};
+use super::{DecodeInfo, FecError, FecParams, Frame};
 use crate::profile::{Framing, Profile};
+
+/// How a link frames: the profile's framing, FEC and AX.25 choice, and its bitrate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkShape {
+    pub framing: Framing,
+    pub fec: Option<FecParams>,
+    /// Payloads go inside AX.25 UI frames (amateur KISS profiles).
+    pub ax25: bool,
+    pub bitrate: u32,
+}
+
+impl LinkShape {
+    /// The shape a profile describes, its FEC parameters checked.
+    pub fn of(profile: &Profile) -> Result<LinkShape, FecError> {
+        Ok(LinkShape {
+            framing: profile.framing,
+            fec: profile.fec_params()?,
+            ax25: profile.framing == Framing::Kiss && profile.amateur,
+            bitrate: profile.bitrate,
+        })
+    }
+}
 
 /// A frame that decoded, with what the link told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
     pub frame: Frame,
     pub info: DecodeInfo,
+    /// The KISS port it came in on (KISS links).
+    pub kiss_port: Option<u8>,
     /// AX.25 (source, destination) on amateur KISS links.
     pub ax25: Option<(Callsign, Callsign)>,
+}
+
+/// Why bytes from the air did not make a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RxError {
+    #[error("KISS: {0}")]
+    Kiss(KissError),
+    #[error("KISS p{port} data of {len} bytes: {error}")]
+    KissData {
+        port: u8,
+        len: usize,
+        error: LinkError,
+    },
+    #[error(transparent)]
+    Transparent(TransparentError),
+}
+
+/// Why a frame could not be put on the link (a local mistake, not the air's).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TxError {
+    #[error("an AX.25 link needs both callsigns")]
+    NoAddresses,
+    #[error(transparent)]
+    Kiss(LinkError),
+    #[error(transparent)]
+    Transparent(TransparentError),
 }
 
 /// One frame off the link: its raw on-air bytes (for captures; empty for a
@@ -27,7 +81,7 @@ pub struct Decoded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RxFrame {
     pub bytes: Vec<u8>,
-    pub decoded: Result<Decoded, String>,
+    pub decoded: Result<Decoded, RxError>,
 }
 
 #[derive(Debug)]
@@ -44,70 +98,60 @@ enum Deframer {
 /// Encoder and deframer for one link.
 #[derive(Debug)]
 pub struct LinkFramer {
+    shape: LinkShape,
     deframer: Deframer,
-    fec: Option<FecParams>,
-    ax25: bool,
     last_rx: Option<Instant>,
     /// Quiet time after which a transparent frame still waiting for bytes is given up.
     idle_gap: Duration,
-}
-
-/// Reed-Solomon parameters of a profile, checked.
-pub fn fec_params(p: &Profile) -> Result<Option<FecParams>, crate::frame::FecError> {
-    let Some(f) = p.fec else { return Ok(None) };
-    let params = FecParams {
-        parity_bytes_per_block: f.parity as usize,
-        block_data_len: f.block as usize,
-        interleave: f.interleave,
-    };
-    params.validate()?;
-    Ok(Some(params))
+    /// KISS command frames heard (a TNC echoing them): not frames, skipped.
+    commands: u64,
 }
 
 impl LinkFramer {
-    pub fn new(profile: &Profile) -> Result<LinkFramer, crate::frame::FecError> {
-        let fec = fec_params(profile)?;
-        let deframer = match profile.framing {
+    pub fn new(profile: &Profile) -> Result<LinkFramer, FecError> {
+        Ok(LinkFramer::with_shape(LinkShape::of(profile)?))
+    }
+
+    pub fn with_shape(shape: LinkShape) -> LinkFramer {
+        let deframer = match shape.framing {
             Framing::Kiss => Deframer::Kiss(KissDeframer::new(DEFAULT_MAX_FRAME)),
             Framing::Transparent => Deframer::Transparent {
-                de: TransparentDeframer::new(fec),
+                de: TransparentDeframer::new(shape.fec),
                 mirror: VecDeque::new(),
             },
         };
         // Within one transmission bytes arrive back to back; a gap of 100 ms plus
         // the time of 64 bytes is OS and pty latency at worst, so the carrier is down.
-        let byte_time = Duration::from_micros(8_000_000 / u64::from(profile.bitrate.max(1)));
-        Ok(LinkFramer {
+        let byte_time = Duration::from_micros(8_000_000 / u64::from(shape.bitrate.max(1)));
+        LinkFramer {
+            shape,
             deframer,
-            fec,
-            ax25: profile.framing == Framing::Kiss && profile.amateur,
             last_rx: None,
             idle_gap: Duration::from_millis(100) + byte_time * 64,
-        })
+            commands: 0,
+        }
     }
 
-    /// Whether payloads go inside AX.25 UI frames.
-    pub fn uses_ax25(&self) -> bool {
-        self.ax25
+    pub fn shape(&self) -> &LinkShape {
+        &self.shape
     }
 
     pub fn fec(&self) -> Option<&FecParams> {
-        self.fec.as_ref()
+        self.shape.fec.as_ref()
     }
 
     /// Bytes for one frame on this link.
-    pub fn encode(&self, frame: &Frame, addrs: Option<&Ax25Addresses>) -> Result<Vec<u8>, String> {
-        match &self.deframer {
-            Deframer::Kiss(_) => {
-                let addrs = if self.ax25 { addrs } else { None };
-                if self.ax25 && addrs.is_none() {
-                    return Err("an AX.25 link needs both callsigns".into());
+    pub fn encode(&self, frame: &Frame, addrs: Option<&Ax25Addresses>) -> Result<Vec<u8>, TxError> {
+        let fec = self.shape.fec.as_ref();
+        match self.shape.framing {
+            Framing::Kiss => {
+                let addrs = if self.shape.ax25 { addrs } else { None };
+                if self.shape.ax25 && addrs.is_none() {
+                    return Err(TxError::NoAddresses);
                 }
-                link::encode_kiss(frame, self.fec.as_ref(), addrs, 0).map_err(|e| e.to_string())
+                link::encode_kiss(frame, fec, addrs, 0).map_err(TxError::Kiss)
             }
-            Deframer::Transparent { .. } => {
-                transparent::encode(frame, self.fec.as_ref()).map_err(|e| e.to_string())
-            }
+            Framing::Transparent => transparent::encode(frame, fec).map_err(TxError::Transparent),
         }
     }
 
@@ -129,8 +173,8 @@ impl LinkFramer {
     /// The next frame (or failed frame), `None` when more bytes are needed.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<RxFrame> {
-        let fec = self.fec;
-        let ax25 = self.ax25;
+        let fec = self.shape.fec;
+        let ax25 = self.shape.ax25;
         match &mut self.deframer {
             Deframer::Kiss(d) => loop {
                 let kf = match d.next()? {
@@ -138,22 +182,29 @@ impl LinkFramer {
                     Err(e) => {
                         return Some(RxFrame {
                             bytes: Vec::new(),
-                            decoded: Err(format!("KISS: {e}")),
+                            decoded: Err(RxError::Kiss(e)),
                         })
                     }
                 };
-                // TNC commands echoed back are not frames.
-                if !matches!(kf.command, KissCommand::Data(_)) {
+                let KissCommand::Data(data) = &kf.command else {
+                    // TNC commands echoed back are not frames.
+                    self.commands += 1;
                     continue;
-                }
+                };
+                let len = data.len();
                 let bytes = kf.to_bytes().unwrap_or_default();
                 let decoded = link::decode_kiss(&kf, fec.as_ref(), ax25)
                     .map(|r| Decoded {
                         frame: r.frame,
                         info: r.info,
+                        kiss_port: Some(r.port),
                         ax25: r.ax25,
                     })
-                    .map_err(|e| e.to_string());
+                    .map_err(|error| RxError::KissData {
+                        port: kf.port,
+                        len,
+                        error,
+                    });
                 return Some(RxFrame { bytes, decoded });
             },
             Deframer::Transparent { de, mirror } => {
@@ -171,13 +222,14 @@ impl LinkFramer {
                             decoded: Ok(Decoded {
                                 frame,
                                 info,
+                                kiss_port: None,
                                 ax25: None,
                             }),
                         })
                     }
                     Some(Err(e)) => Some(RxFrame {
                         bytes: Vec::new(),
-                        decoded: Err(e.to_string()),
+                        decoded: Err(RxError::Transparent(e)),
                     }),
                 };
                 mirror.drain(..consumed);
@@ -198,17 +250,41 @@ impl LinkFramer {
 
     /// Gives up a transparent frame that stopped arriving; call `next` afterwards.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due = self.poll_timeout().is_some_and(|t| now >= t);
-        if let Deframer::Transparent { de, mirror } = &mut self.deframer {
-            if due {
-                let before = de.buffered();
-                de.channel_idle();
-                let consumed = before.saturating_sub(de.buffered()).min(mirror.len());
-                mirror.drain(..consumed);
-                // Do not fire again until more bytes arrive.
-                self.last_rx = None;
-            }
+        if self.poll_timeout().is_some_and(|t| now >= t) {
+            self.give_up_partial();
+            // Do not fire again until more bytes arrive.
+            self.last_rx = None;
         }
+    }
+
+    /// The stream ended (a capture's last record): gives up a transparent frame still
+    /// waiting for its body; returns whether there was one.
+    pub fn end_of_stream(&mut self) -> bool {
+        self.give_up_partial()
+    }
+
+    fn give_up_partial(&mut self) -> bool {
+        let Deframer::Transparent { de, mirror } = &mut self.deframer else {
+            return false;
+        };
+        let before = de.buffered();
+        let dropped = de.channel_idle();
+        let consumed = before.saturating_sub(de.buffered()).min(mirror.len());
+        mirror.drain(..consumed);
+        dropped
+    }
+
+    /// Bytes skipped as noise between frames so far (transparent links).
+    pub fn skipped_bytes(&self) -> u64 {
+        match &self.deframer {
+            Deframer::Transparent { de, .. } => de.stats().skipped_bytes,
+            Deframer::Kiss(_) => 0,
+        }
+    }
+
+    /// KISS command frames skipped so far.
+    pub fn commands_skipped(&self) -> u64 {
+        self.commands
     }
 
     /// Forgets buffered bytes (the port was reopened).

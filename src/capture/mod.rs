@@ -31,6 +31,9 @@
 //! [`CaptureError::Truncated`]. The record CRC catches a tail that a crash
 //! filled with zeros or stale bytes.
 
+pub mod replay;
+pub mod show;
+
 use std::io::{self, Read, Write};
 
 use crate::delta::StationId;
