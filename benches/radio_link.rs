@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use radiosync::daemon::simlink::{SimLink, SimPair};
 use radiosync::daemon::station::{Outcome as StationOutcome, Station};
 use radiosync::delta::StationId;
 use radiosync::engine::EngineStats;
 use radiosync::profile::{Framing, Profile};
+use radiosync::sim::pair::{SimLink, SimPair};
+use radiosync::sim::{ChannelConfig, Mode, Side};
 use radiosync::store::Store;
-use radiosync::transport::sim::{ChannelConfig, Mode, Side};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

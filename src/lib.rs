@@ -12,6 +12,7 @@ pub mod delta;
 pub mod engine;
 pub mod frame;
 pub mod profile;
+pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod transport;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use radiosync::transport::sim::{ChannelConfig, Mode};
+use radiosync::sim::{ChannelConfig, Mode};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);

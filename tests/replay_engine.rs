@@ -13,11 +13,11 @@ use rand_chacha::ChaCha8Rng;
 use radiosync::capture::replay::{self, BundleFate, ReplayOptions, ReplayReport, Replayer};
 use radiosync::capture::show;
 use radiosync::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
-use radiosync::daemon::simlink::{channel_config, RunEnd, SimLink, SimPair};
 use radiosync::daemon::station::{Outcome, Station};
 use radiosync::profile::{Framing, Profile};
+use radiosync::sim::pair::{channel_config, RunEnd, SimLink, SimPair};
+use radiosync::sim::Side;
 use radiosync::store::Store;
-use radiosync::transport::sim::Side;
 
 const SAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/sample.sql"));
 

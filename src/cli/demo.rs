@@ -1,6 +1,6 @@
 //! `radiosync demo`: two stations from the embedded sample data, edited on both sides with
 //! plain SQL, synced over a simulated 1200 bit/s radio channel with errors by the real daemon
-//! code (in-process links through `transport::sim::Channel` on the wall clock), then checked
+//! code (in-process links through `sim::Channel` on the wall clock), then checked
 //! against the rules. `--file` carries the bundles as files instead.
 
 use std::collections::BTreeMap;
@@ -11,16 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use radiosync::daemon::{
-    self, simlink, End, Mode, Observer, Options, Outcome, SessionView, Station,
-};
+use radiosync::daemon::{self, End, Mode, Observer, Options, Outcome, SessionView, Station};
 use radiosync::profile::{Framing, Profile};
+use radiosync::sim::pair::channel_config;
+use radiosync::sim::relay::{self, RelayView};
+use radiosync::sim::Channel;
 use radiosync::store::Store;
-use radiosync::transport::sim::Channel;
 use tokio::io::DuplexStream;
 use tokio::sync::watch;
-
-use super::sim_relay;
 
 /// The first 100 rows of each table of the public dataset (see data/README.md).
 pub const SAMPLE_SQL: &str = include_str!("../../data/sample.sql");
@@ -276,7 +274,7 @@ fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         !profile.amateur,
         "the demo stations have no callsigns: use a non-amateur profile such as sim-kiss-1200"
     );
-    let chan_cfg = simlink::channel_config(&profile, args.ber, None, args.frame_loss, args.seed);
+    let chan_cfg = channel_config(&profile, args.ber, None, args.frame_loss, args.seed);
     let (a_path, b_path) = set_up(dir, true)?;
     let (a, b) = (Store::open(&a_path)?, Store::open(&b_path)?);
     println!(
@@ -322,7 +320,7 @@ fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         let (mut a_port, a_air) = tokio::io::duplex(1 << 16);
         let (mut b_port, b_air) = tokio::io::duplex(1 << 16);
         let (stop_relay, stop_rx) = watch::channel(false);
-        let (view, relay) = sim_relay::spawn(Channel::new(chan_cfg)?, a_air, b_air, stop_rx);
+        let (view, relay) = relay::spawn(Channel::new(chan_cfg)?, a_air, b_air, stop_rx);
         let rounds = radio_sync(&mut a, &mut a_port, &mut b, &mut b_port, &view).await?;
         let _ = stop_relay.send(true);
         let stats = relay.await??;
@@ -371,7 +369,7 @@ async fn radio_sync(
     a_port: &mut DuplexStream,
     b: &mut Station,
     b_port: &mut DuplexStream,
-    view: &sim_relay::RelayView,
+    view: &RelayView,
 ) -> anyhow::Result<usize> {
     let bitrate = a.profile().bitrate;
     let mut bar = Bar::new("alpha", bitrate, Some(view.clone()));
@@ -462,7 +460,7 @@ struct Bar {
     name: &'static str,
     bar: Option<ProgressBar>,
     bitrate: u32,
-    view: Option<sim_relay::RelayView>,
+    view: Option<RelayView>,
     /// Per session: highest (done, total) seen receiving and sending.
     seen: BTreeMap<u16, [(u64, u64); 2]>,
     last_line: Option<Instant>,
@@ -471,7 +469,7 @@ struct Bar {
 }
 
 impl Bar {
-    fn new(name: &'static str, bitrate: u32, view: Option<sim_relay::RelayView>) -> Bar {
+    fn new(name: &'static str, bitrate: u32, view: Option<RelayView>) -> Bar {
         let bar = (view.is_some() && std::io::stderr().is_terminal()).then(|| {
             // A spinner until the first bundle's size is known, then the bar.
             let b = ProgressBar::new(0);

@@ -4,7 +4,6 @@
 pub mod capture_cmds;
 pub mod demo;
 pub mod radio_cmds;
-mod sim_relay;
 pub mod store_cmds;
 
 use std::process::ExitCode;

@@ -6,7 +6,6 @@
 //! station's next deadline, the next scheduled sync, or shutdown. Everything
 //! else happens in `Station`, which the tests drive on virtual time.
 
-pub mod simlink;
 pub mod station;
 pub mod store_work;
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::simlink::{channel_config, RunEnd, SimLink, SimPair};
 use super::station::{Outcome, Station};
 use crate::profile::Profile;
+use crate::sim::pair::{channel_config, RunEnd, SimLink, SimPair};
+use crate::sim::{Burst, Side};
 use crate::store::Store;
-use crate::transport::sim::{Burst, Side};
 
 const SAMPLE: &str = include_str!("../../data/sample.sql");
 

@@ -1,10 +1,9 @@
 //! Links to the radio: serial ports (real or pseudo-terminals), KISS over TCP (Dire Wolf on
-//! port 8001), a reconnecting wrapper for modems that come and go, and the pure channel model
-//! behind the simulator. The only code that does I/O on links.
+//! port 8001), and a reconnecting wrapper for modems that come and go. Real links only: the
+//! simulated channel is in `sim`.
 
 mod link;
 mod serial;
-pub mod sim;
 
 pub use link::{open, Backoff, Link, LinkIo, LinkSpec, LinkStatus, ReconnectingLink};
 pub use serial::{DataBits, FlowControl, Parity, SerialSettings, StopBits};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use radiosync::transport::sim::{Burst, Channel, ChannelConfig, ChannelStats, Mode, Outage, Side};
+use radiosync::sim::{Burst, Channel, ChannelConfig, ChannelStats, Mode, Outage, Side};
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -137,8 +137,8 @@ struct StatsFile<'a> {
     elapsed_s: f64,
     link_up: bool,
     config: &'a ChannelConfig,
-    a_to_b: &'a radiosync::transport::sim::DirStats,
-    b_to_a: &'a radiosync::transport::sim::DirStats,
+    a_to_b: &'a radiosync::sim::DirStats,
+    b_to_a: &'a radiosync::sim::DirStats,
     totals: Totals,
     host_a: &'a HostStats,
     host_b: &'a HostStats,
@@ -146,7 +146,7 @@ struct StatsFile<'a> {
 
 fn totals(s: &ChannelStats) -> Totals {
     let d = [&s.a_to_b, &s.b_to_a];
-    let sum = |f: fn(&radiosync::transport::sim::DirStats) -> u64| d.iter().map(|x| f(x)).sum();
+    let sum = |f: fn(&radiosync::sim::DirStats) -> u64| d.iter().map(|x| f(x)).sum();
     Totals {
         airtime_s: d.iter().map(|x| x.airtime_s).sum(),
         transmissions: sum(|x| x.transmissions),

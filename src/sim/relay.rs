@@ -1,13 +1,12 @@
 //! The channel simulator in-process: two byte streams (one per station, e.g. the relay ends
-//! of `tokio::io::duplex` pairs) joined through `transport::sim::Channel` on the wall clock,
+//! of `tokio::io::duplex` pairs) joined through `sim::Channel` on the wall clock,
 //! as `tools/chansim` joins two pseudo-terminals. Kiss mode deframes each station's KISS
 //! stream into frames for the channel and KISS-encodes what it delivers.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use radiosync::frame::kiss::{KissCommand, KissDeframer, KissFrame};
-use radiosync::transport::sim::{Channel, ChannelStats, Mode, Side};
+use super::{Channel, ChannelStats, HostPorts, Side};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -65,19 +64,13 @@ async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mode = chan.config().mode;
-    let mut deframers = [KissDeframer::default(), KissDeframer::default()];
+    let mut ports = HostPorts::new(chan.config().mode);
     let (mut buf_a, mut buf_b) = (vec![0u8; 4096], vec![0u8; 4096]);
     loop {
         let now = view.start.elapsed();
         chan.handle_timeout(now);
         while let Some(d) = chan.poll_delivery(now) {
-            let bytes = match mode {
-                Mode::Transparent => d.data,
-                Mode::Kiss => KissFrame::data(0, d.data)
-                    .to_bytes()
-                    .map_err(std::io::Error::other)?,
-            };
+            let bytes = ports.to_host(d.data);
             match d.to {
                 Side::A => a.write_all(&bytes).await?,
                 Side::B => b.write_all(&bytes).await?,
@@ -103,22 +96,8 @@ where
             _ = stop.changed() => break,
         };
         let now = view.start.elapsed();
-        match mode {
-            Mode::Transparent => chan.send(now, side, data),
-            Mode::Kiss => {
-                let d = &mut deframers[usize::from(side == Side::B)];
-                d.push(data);
-                while let Some(item) = d.next() {
-                    // Like a TNC: data frames go on air, commands and garbage do not.
-                    if let Ok(KissFrame {
-                        command: KissCommand::Data(frame),
-                        ..
-                    }) = item
-                    {
-                        chan.send(now, side, &frame);
-                    }
-                }
-            }
+        for on_air in ports.from_host(side, data) {
+            chan.send(now, side, &on_air);
         }
     }
     Ok(chan.stats().clone())

@@ -1,27 +1,23 @@
-//! Two stations on chansim's channel model (`transport::sim`) in virtual time:
-//! the in-process test and benchmark harness. Each side is a `Station` (real
-//! store, real engines) whose port bytes go through the channel exactly as
-//! chansim would move them between two pseudo-terminals: in KISS mode the
-//! host's KISS stream is deframed into frames for the air and delivered
-//! frames come back KISS-encoded on port 0; in transparent mode bytes pass.
+//! Two stations on the channel model in virtual time: the in-process test and
+//! benchmark harness. Each side is a `Station` (real store, real engines) whose
+//! port bytes go through the channel exactly as chansim would move them between
+//! two pseudo-terminals (`HostPorts`).
 //!
 //! Time is a `Duration` since the channel's zero, mapped onto an `Instant`
 //! base taken once; nothing waits on the wall clock.
 
 use std::time::{Duration, Instant};
 
-use crate::frame::kiss::{KissCommand, KissDeframer, KissFrame};
+use super::{Burst, Channel, ChannelConfig, HostPorts, Mode, Side, SimError};
+use crate::daemon::Station;
 use crate::profile::{Framing, Profile};
-use crate::transport::sim::{Burst, Channel, ChannelConfig, Mode, Side, SimError};
-
-use super::station::Station;
 
 /// The air between two ports.
 pub struct SimLink {
     pub channel: Channel,
     epoch: Instant,
     now: Duration,
-    host: [KissDeframer; 2],
+    ports: HostPorts,
 }
 
 fn idx(side: Side) -> usize {
@@ -59,11 +55,12 @@ pub fn channel_config(
 
 impl SimLink {
     pub fn new(cfg: ChannelConfig) -> Result<SimLink, SimError> {
+        let ports = HostPorts::new(cfg.mode);
         Ok(SimLink {
             channel: Channel::new(cfg)?,
             epoch: Instant::now(),
             now: Duration::ZERO,
-            host: [KissDeframer::default(), KissDeframer::default()],
+            ports,
         })
     }
 
@@ -87,41 +84,16 @@ impl SimLink {
 
     /// A station writes `bytes` to its port now.
     pub fn write(&mut self, side: Side, bytes: &[u8]) {
-        let now = self.now;
-        match self.channel.config().mode {
-            Mode::Transparent => self.channel.send(now, side, bytes),
-            Mode::Kiss => {
-                let d = &mut self.host[idx(side)];
-                d.push(bytes);
-                let mut frames = Vec::new();
-                while let Some(r) = d.next() {
-                    // Like a TNC: commands set parameters (ignored here), bad escapes are dropped.
-                    if let Ok(KissFrame {
-                        command: KissCommand::Data(data),
-                        ..
-                    }) = r
-                    {
-                        frames.push(data);
-                    }
-                }
-                for f in frames {
-                    self.channel.send(now, side, &f);
-                }
-            }
+        for on_air in self.ports.from_host(side, bytes) {
+            self.channel.send(self.now, side, &on_air);
         }
     }
 
     /// What reached a port by now, as the port would read it.
     pub fn read(&mut self) -> Vec<(Side, Vec<u8>)> {
         let mut out = Vec::new();
-        let kiss = self.channel.config().mode == Mode::Kiss;
         while let Some(d) = self.channel.poll_delivery(self.now) {
-            let bytes = if kiss {
-                KissFrame::data(0, d.data).to_bytes().unwrap_or_default()
-            } else {
-                d.data
-            };
-            out.push((d.to, bytes));
+            out.push((d.to, self.ports.to_host(d.data)));
         }
         out
     }
