@@ -5,6 +5,7 @@
 //! `store -> delta -> codec -> sync -> arq -> frame -> transport`.
 
 pub mod arq;
+pub mod bytes;
 pub mod capture;
 pub mod codec;
 pub mod daemon;

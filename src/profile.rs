@@ -154,6 +154,7 @@ pub struct Profile {
 
 /// A profile that could not be found, read or accepted.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProfileError {
     #[error("no modem profile file or name `{given}`; known profiles: {}", known.join(", "))]
     NotFound { given: String, known: Vec<String> },

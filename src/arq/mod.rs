@@ -40,6 +40,7 @@ pub enum Role {
 
 /// Why the link was given up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LinkLost {
     #[error("peer silent: no answer to {tries} transmissions in a row")]
     PeerSilent { tries: u32 },
@@ -49,6 +50,7 @@ pub enum LinkLost {
 
 /// Errors returned to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ArqError {
     #[error("link lost: {0}")]
     LinkLost(LinkLost),

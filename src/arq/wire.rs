@@ -57,6 +57,7 @@ const FLAG_END: u8 = 0x02;
 
 /// A frame payload the ARQ could not make sense of.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     #[error("data frame payload of {0} bytes is shorter than its 3-byte header")]
     DataTooShort(usize),

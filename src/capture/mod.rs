@@ -36,8 +36,8 @@ pub mod show;
 
 use std::io::{self, Read, Write};
 
+use crate::bytes::{put_varint, varint_len, ByteReader, ReadError};
 use crate::delta::StationId;
-use crate::sync::message::{get_varint, put_varint, varint_len};
 
 pub const MAGIC: [u8; 8] = [0x89, b'R', b'S', b'C', b'A', b'P', 0x0d, 0x0a];
 pub const VERSION: u8 = 1;
@@ -121,6 +121,7 @@ pub struct Record {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaptureError {
     #[error("capture I/O: {0}")]
     Io(#[from] io::Error),
@@ -185,30 +186,22 @@ impl CaptureHeader {
 
     /// Parses a header from the front of `bytes`; returns it and its length.
     pub fn parse(bytes: &[u8]) -> Result<(CaptureHeader, usize), CaptureError> {
-        let mut pos = 0;
-        let mut take = |n: usize| -> Result<&[u8], CaptureError> {
-            let end = pos + n;
-            let out = bytes.get(pos..end).ok_or(CaptureError::TruncatedHeader)?;
-            pos = end;
-            Ok(out)
-        };
-        if take(8).map_err(|_| magic_or_truncated(bytes))? != MAGIC {
+        let mut r = ByteReader::new(bytes);
+        let short = |_| CaptureError::TruncatedHeader;
+        if r.take(MAGIC.len()).map_err(|_| magic_or_truncated(bytes))? != MAGIC {
             return Err(CaptureError::BadMagic);
         }
-        let version = take(1)?[0];
+        let version = r.u8().map_err(short)?;
         if version != VERSION {
             return Err(CaptureError::Version(version));
         }
-        let start_unix_ms = i64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
-        let station = StationId(take(16)?.try_into().expect("16 bytes"));
-        let framing = LinkFraming::from_byte(take(1)?[0]);
-        let profile_name = header_str(bytes, &mut pos, MAX_PROFILE_NAME)?;
-        let profile_text = header_str(bytes, &mut pos, MAX_PROFILE_TEXT)?;
-        let want = CRC32.checksum(&bytes[..pos]);
-        let got = bytes
-            .get(pos..pos + 4)
-            .ok_or(CaptureError::TruncatedHeader)?;
-        if u32::from_le_bytes(got.try_into().expect("4 bytes")) != want {
+        let start_unix_ms = r.i64_le().map_err(short)?;
+        let station = StationId(r.array().map_err(short)?);
+        let framing = LinkFraming::from_byte(r.u8().map_err(short)?);
+        let profile_name = header_str(&mut r, MAX_PROFILE_NAME)?;
+        let profile_text = header_str(&mut r, MAX_PROFILE_TEXT)?;
+        let want = CRC32.checksum(&bytes[..r.position()]);
+        if r.u32_le().map_err(short)? != want {
             return Err(CaptureError::BadHeader("checksum mismatch"));
         }
         Ok((
@@ -219,7 +212,7 @@ impl CaptureHeader {
                 profile_name,
                 profile_text,
             },
-            pos + 4,
+            r.position(),
         ))
     }
 }
@@ -246,18 +239,18 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-fn header_str(bytes: &[u8], pos: &mut usize, max: usize) -> Result<String, CaptureError> {
-    let rest = bytes.get(*pos..).unwrap_or(&[]);
-    let (len, n) = get_varint(rest)
-        .map_err(|_| CaptureError::BadHeader("malformed length"))?
-        .ok_or(CaptureError::TruncatedHeader)?;
+fn header_str(r: &mut ByteReader<'_>, max: usize) -> Result<String, CaptureError> {
+    let len = r.varint().map_err(|e| match e {
+        ReadError::Short => CaptureError::TruncatedHeader,
+        ReadError::BadVarint => CaptureError::BadHeader("malformed length"),
+    })?;
     if len > max as u64 {
         return Err(CaptureError::BadHeader("text field too long"));
     }
-    let len = len as usize;
-    let text = rest.get(n..n + len).ok_or(CaptureError::TruncatedHeader)?;
+    let text = r
+        .take(len as usize)
+        .map_err(|_| CaptureError::TruncatedHeader)?;
     let text = std::str::from_utf8(text).map_err(|_| CaptureError::BadHeader("text not UTF-8"))?;
-    *pos += n + len;
     Ok(text.to_owned())
 }
 
@@ -280,25 +273,21 @@ impl Record {
 
     /// One record from the front of `bytes` and its length.
     fn parse(bytes: &[u8]) -> Result<(Record, usize), RecordFault> {
-        let bad_varint = |_| RecordFault::Corrupt("malformed varint");
-        let (at_ms, mut pos) = get_varint(bytes)
-            .map_err(bad_varint)?
-            .ok_or(RecordFault::NeedMore)?;
-        let kind = *bytes.get(pos).ok_or(RecordFault::NeedMore)?;
-        let kind =
-            RecordKind::from_byte(kind).ok_or(RecordFault::Corrupt("unknown record kind"))?;
-        pos += 1;
-        let (len, n) = get_varint(&bytes[pos..])
-            .map_err(bad_varint)?
-            .ok_or(RecordFault::NeedMore)?;
+        let mut r = ByteReader::new(bytes);
+        let fault = |e| match e {
+            ReadError::Short => RecordFault::NeedMore,
+            ReadError::BadVarint => RecordFault::Corrupt("malformed varint"),
+        };
+        let at_ms = r.varint().map_err(fault)?;
+        let kind = RecordKind::from_byte(r.u8().map_err(fault)?)
+            .ok_or(RecordFault::Corrupt("unknown record kind"))?;
+        let len = r.varint().map_err(fault)?;
         if len > MAX_RECORD as u64 {
             return Err(RecordFault::Corrupt("impossible length"));
         }
-        pos += n;
-        let end = pos + len as usize;
-        let body = bytes.get(pos..end).ok_or(RecordFault::NeedMore)?;
-        let crc = bytes.get(end..end + 4).ok_or(RecordFault::NeedMore)?;
-        if u32::from_le_bytes(crc.try_into().expect("4 bytes")) != CRC32.checksum(&bytes[..end]) {
+        let body = r.take(len as usize).map_err(fault)?;
+        let end = r.position();
+        if r.u32_le().map_err(fault)? != CRC32.checksum(&bytes[..end]) {
             return Err(RecordFault::Corrupt("checksum mismatch"));
         }
         Ok((
@@ -307,7 +296,7 @@ impl Record {
                 kind,
                 bytes: body.to_vec(),
             },
-            end + 4,
+            r.position(),
         ))
     }
 }

@@ -51,6 +51,7 @@ impl Default for ReplayOptions {
 
 /// Why a replay could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplayError {
     #[error("cannot replay: {0}; replay needs the modem profile for the FEC and ARQ settings")]
     Profile(String),

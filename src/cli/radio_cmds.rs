@@ -15,7 +15,7 @@ use radiosync::capture::{CaptureHeader, LinkFraming, Record, Writer};
 use radiosync::daemon::{self, End, Mode, Observer, Options, Outcome, SessionView, Station};
 use radiosync::profile::{Framing, Profile};
 use radiosync::store::Store;
-use radiosync::sync::{ErrorCode, SessionError};
+use radiosync::sync::{ErrorCode, ErrorKind, SessionError};
 use radiosync::transport::{Backoff, LinkSpec, ReconnectingLink};
 
 #[derive(clap::Args, Debug)]
@@ -456,13 +456,11 @@ fn exit_code(e: &SessionError) -> u8 {
         SessionError::LinkLost => EXIT_LINK,
         SessionError::Local(_) => EXIT_LOCAL,
         SessionError::Cancelled => EXIT_STOPPED,
-        SessionError::SchemaMismatch { .. }
-        | SessionError::Version { .. }
-        | SessionError::UnknownStation { .. }
-        | SessionError::WrongStation { .. }
-        | SessionError::BundleRefused(_)
-        | SessionError::PeerError { .. } => EXIT_REFUSED,
-        _ => 1,
+        // The peer refused, misbehaved or sent bytes that are no message.
+        other => match other.kind() {
+            ErrorKind::Air | ErrorKind::Peer => EXIT_REFUSED,
+            ErrorKind::Local => 1,
+        },
     }
 }
 

@@ -104,7 +104,7 @@ fn put_ident(w: &mut Writer, s: &str) {
 
 fn get_ident(r: &mut Reader<'_>) -> Result<String, CodecError> {
     match r.varint("want uuid")? {
-        0 => Ok(uuid_text(r.array16("want uuid")?)),
+        0 => Ok(uuid_text(r.array("want uuid")?)),
         n => {
             let n = usize::try_from(n - 1).map_err(|_| CodecError::Truncated("want uuid"))?;
             let b = r.raw(n, "want uuid")?;
@@ -299,7 +299,7 @@ pub(crate) fn get_table(
         uuids.push(if f & BY_BASE != 0 {
             String::new()
         } else if f & UUID_BIN != 0 {
-            uuid_text(r.array16("row uuid")?)
+            uuid_text(r.array("row uuid")?)
         } else {
             r.str("row uuid")?.to_owned()
         });

@@ -115,6 +115,7 @@ pub struct Header {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CodecError {
     #[error("not a radiosync bundle (wrong magic bytes)")]
     BadMagic,
@@ -409,7 +410,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
     {
         return Err(CodecError::BadFlags(flags));
     }
-    let stored = u32::from_le_bytes(r.raw(HASH_LEN, "hash")?.try_into().expect("4 bytes"));
+    let stored = u32::from_le_bytes(r.array::<HASH_LEN>("hash")?);
     // Check the hash before believing any other field.
     let computed = hash_of(bytes);
     // Fuzzing builds skip the check so the fuzzer reaches the fields behind it.
@@ -417,23 +418,16 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
         return Err(CodecError::HashMismatch { stored, computed });
     }
 
-    let key = |r: &mut Reader<'_>, what| -> Result<u32, CodecError> {
-        Ok(u32::from_le_bytes(
-            r.raw(4, what)?.try_into().expect("4 bytes"),
-        ))
-    };
-    let sender_key = key(&mut r, "sender key")?;
+    let sender_key = r.u32_le("sender key")?;
     let receiver_key = if flags & F_RECEIVER != 0 {
-        Some(key(&mut r, "receiver key")?)
+        Some(r.u32_le("receiver key")?)
     } else {
         None
     };
     let fixed = 1 + usize::from(receiver_key.is_some());
-    let schema = SchemaFingerprint(u32::from_le_bytes(
-        r.raw(4, "schema fingerprint")?.try_into().expect("4 bytes"),
-    ));
+    let schema = SchemaFingerprint(r.u32_le("schema fingerprint")?);
     let dict_id = if flags & F_DICT_ID != 0 {
-        u32::from_le_bytes(r.raw(4, "dictionary id")?.try_into().expect("4 bytes"))
+        r.u32_le("dictionary id")?
     } else {
         0
     };
@@ -448,7 +442,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, CodecError> {
     };
     let mut others = Vec::with_capacity(extra);
     for _ in 0..extra {
-        let s = StationId(r.array16("station table")?);
+        let s = StationId(r.array("station table")?);
         if others.contains(&s) {
             return Err(CodecError::Malformed("a station is listed twice"));
         }

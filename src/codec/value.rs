@@ -144,16 +144,8 @@ pub(crate) fn get_value(r: &mut Reader<'_>) -> Result<Value, CodecError> {
     Ok(match head & 7 {
         NULL if arg == 0 => Value::Null,
         INT => Value::Integer(unzigzag(arg)),
-        INT_RAW if arg == 0 => {
-            let b = r.raw(8, "integer")?;
-            Value::Integer(i64::from_le_bytes(b.try_into().expect("8 bytes")))
-        }
-        REAL_RAW if arg == 0 => {
-            let b = r.raw(8, "real")?;
-            Value::Real(f64::from_bits(u64::from_le_bytes(
-                b.try_into().expect("8 bytes"),
-            )))
-        }
+        INT_RAW if arg == 0 => Value::Integer(i64::from_le_bytes(r.array("integer")?)),
+        REAL_RAW if arg == 0 => Value::Real(f64::from_bits(u64::from_le_bytes(r.array("real")?))),
         REAL_DECIMAL if arg <= MAX_SCALE => {
             let m = r.zigzag("decimal mantissa")?;
             Value::Real(real_of_decimal(m, arg))
@@ -168,7 +160,7 @@ pub(crate) fn get_value(r: &mut Reader<'_>) -> Result<Value, CodecError> {
             let n = usize::try_from(arg).map_err(|_| CodecError::Truncated("blob"))?;
             Value::Blob(r.raw(n, "blob")?.to_vec())
         }
-        EXT if arg == EXT_UUID => Value::Text(uuid_text(r.array16("uuid value")?)),
+        EXT if arg == EXT_UUID => Value::Text(uuid_text(r.array("uuid value")?)),
         EXT if arg == EXT_TIME => {
             let ms = r.zigzag("time value")?;
             Value::Text(canonical_text(ms).ok_or(CodecError::Malformed("time value out of range"))?)

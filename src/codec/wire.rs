@@ -3,6 +3,7 @@
 //! length is sent twice; every primitive goes through postcard.
 
 use super::CodecError;
+use crate::bytes::{ByteReader, ReadError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Default)]
@@ -36,9 +37,10 @@ impl Writer {
     }
 }
 
-/// A cursor over untrusted bytes; every read is checked.
+/// A cursor over untrusted bytes, on the crate's one byte reader: fixed fields
+/// through it, varints, zigzags and strings through postcard; every read is checked.
 pub(crate) struct Reader<'a> {
-    rest: &'a [u8],
+    r: ByteReader<'a>,
 }
 
 fn map_err(e: postcard::Error, what: &'static str) -> CodecError {
@@ -50,18 +52,30 @@ fn map_err(e: postcard::Error, what: &'static str) -> CodecError {
     }
 }
 
+fn read_err(e: ReadError, what: &'static str) -> CodecError {
+    match e {
+        ReadError::Short => CodecError::Truncated(what),
+        ReadError::BadVarint => CodecError::BadVarint(what),
+    }
+}
+
 impl<'a> Reader<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Reader { rest: bytes }
+        Reader {
+            r: ByteReader::new(bytes),
+        }
     }
 
     pub fn remaining(&self) -> usize {
-        self.rest.len()
+        self.r.remaining()
     }
 
     fn take<T: Deserialize<'a>>(&mut self, what: &'static str) -> Result<T, CodecError> {
-        let (v, rest) = postcard::take_from_bytes::<T>(self.rest).map_err(|e| map_err(e, what))?;
-        self.rest = rest;
+        let rest = self.r.peek();
+        let (v, after) = postcard::take_from_bytes::<T>(rest).map_err(|e| map_err(e, what))?;
+        self.r
+            .advance(rest.len() - after.len())
+            .map_err(|e| read_err(e, what))?;
         Ok(v)
     }
 
@@ -87,29 +101,26 @@ impl<'a> Reader<'a> {
     }
 
     pub fn raw(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
-        if self.rest.len() < n {
-            return Err(CodecError::Truncated(what));
-        }
-        let (head, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Ok(head)
+        self.r.take(n).map_err(|e| read_err(e, what))
     }
 
-    pub fn array16(&mut self, what: &'static str) -> Result<[u8; 16], CodecError> {
-        let mut out = [0u8; 16];
-        out.copy_from_slice(self.raw(16, what)?);
-        Ok(out)
+    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
+        self.r.array().map_err(|e| read_err(e, what))
+    }
+
+    pub fn u32_le(&mut self, what: &'static str) -> Result<u32, CodecError> {
+        self.r.u32_le().map_err(|e| read_err(e, what))
     }
 
     pub fn byte(&mut self, what: &'static str) -> Result<u8, CodecError> {
-        Ok(self.raw(1, what)?[0])
+        self.r.u8().map_err(|e| read_err(e, what))
     }
 
     pub fn finish(self) -> Result<(), CodecError> {
-        if self.rest.is_empty() {
+        if self.r.is_empty() {
             Ok(())
         } else {
-            Err(CodecError::TrailingBytes(self.rest.len()))
+            Err(CodecError::TrailingBytes(self.r.remaining()))
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::frame::framer::kiss_setup;
 use crate::profile::{self, Framing, Profile};
 use crate::transport::{DataBits, FlowControl, LinkStatus, Parity, SerialSettings, StopBits};
 
-pub use station::{Outcome, SessionView, Station, StationError};
+pub use station::{LinkLoss, Outcome, SessionView, Station, StationError};
 
 /// Host-side serial settings from a profile (9600 8N1 when it names none).
 pub fn serial_settings(p: &Profile) -> SerialSettings {
@@ -82,6 +82,7 @@ pub enum End {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DaemonError {
     #[error("port I/O: {0}")]
     Io(#[from] std::io::Error),

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::arq::ArqConfig;
+use crate::arq::{ArqConfig, LinkLost};
 use crate::capture::RecordKind;
 use crate::delta::StationId;
 use crate::engine::{
@@ -38,6 +38,7 @@ use super::store_work::{do_store_work, local_info, StoreWorkError};
 pub type FrameRecorder = Box<dyn FnMut(Instant, RecordKind, &[u8]) + Send>;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StationError {
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -53,6 +54,28 @@ pub enum StationError {
     Busy(String),
 }
 
+/// Why a station gave a session's link up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkLoss {
+    /// The ARQ's own verdict.
+    #[error(transparent)]
+    Arq(#[from] LinkLost),
+    #[error("the peer does not know this session (it restarted)")]
+    PeerForgot,
+    #[error(
+        "peer silent: no answer to {calls} calls; is its daemon running on this channel with \
+         the same profile?"
+    )]
+    NeverAnswered { calls: u32 },
+    #[error("no answer to {transmissions} transmissions after the peer had answered")]
+    StoppedAnswering { transmissions: u32 },
+    #[error("peer silent: nothing heard for {secs} s")]
+    Silent { secs: u64 },
+    #[error("superseded by session {by:04x}")]
+    Superseded { by: u16 },
+}
+
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -62,7 +85,7 @@ pub struct Outcome {
     pub peer: Option<String>,
     pub result: Result<Summary, SessionError>,
     /// Why the link was given up, when it was.
-    pub link_lost: Option<String>,
+    pub link_lost: Option<LinkLoss>,
     pub stats: EngineStats,
 }
 
@@ -80,7 +103,7 @@ struct Slot {
     engine: Engine,
     peer_name: Option<String>,
     last_heard: Instant,
-    link_lost: Option<String>,
+    link_lost: Option<LinkLoss>,
 }
 
 /// Counters of frames no session took.
@@ -500,7 +523,7 @@ impl Station {
             s.last_heard = now;
             s.engine.handle_frame(now, rx);
             if s.engine.peer_forgot() && s.link_lost.is_none() {
-                s.link_lost = Some("the peer does not know this session (it restarted)".into());
+                s.link_lost = Some(LinkLoss::PeerForgot);
             }
         }
         self.service(now, id);
@@ -522,18 +545,15 @@ impl Station {
                 let heard = s.engine.stats().frames_received > 0;
                 if ours && open && !heard && s.engine.unanswered() >= CALL_TRIES {
                     s.engine.give_up();
-                    s.link_lost = Some(format!(
-                        "peer silent: no answer to {CALL_TRIES} calls; is its daemon running \
-                         on this channel with the same profile?"
-                    ));
+                    s.link_lost = Some(LinkLoss::NeverAnswered { calls: CALL_TRIES });
                 } else if ours && open && heard && s.engine.unanswered() >= RECALL_AFTER {
                     // The peer answered before and now does not: its process may
                     // have restarted and forgotten this session. End it; the
                     // caller calls again and resumes from what is stored.
                     s.engine.give_up();
-                    s.link_lost = Some(format!(
-                        "no answer to {RECALL_AFTER} transmissions after the peer had answered"
-                    ));
+                    s.link_lost = Some(LinkLoss::StoppedAnswering {
+                        transmissions: RECALL_AFTER,
+                    });
                 }
             } else if s.engine.poll_timeout().is_none()
                 && !s.engine.session().is_closed()
@@ -541,7 +561,7 @@ impl Station {
             {
                 let secs = self.silence_limit.as_secs();
                 s.engine.give_up();
-                s.link_lost = Some(format!("peer silent: nothing heard for {secs} s"));
+                s.link_lost = Some(LinkLoss::Silent { secs });
                 self.note(now, format!("session {id:04x}: peer silent for {secs} s"));
             }
             self.service(now, id);
@@ -640,7 +660,7 @@ impl Station {
                 // Recorded by `route`, where every received frame passes.
                 EngineEvent::FrameReceived { .. } => {}
                 EngineEvent::LinkLost(l) => {
-                    slot.link_lost = Some(l.to_string());
+                    slot.link_lost = Some(LinkLoss::Arq(l.clone()));
                     self.note(now, format!("session {id:04x}: link lost: {l}"))
                 }
             }
@@ -715,7 +735,7 @@ impl Station {
             }
             if let Some(s) = self.sessions.get_mut(&other) {
                 s.engine.give_up();
-                s.link_lost = Some(format!("superseded by session {id:04x}"));
+                s.link_lost = Some(LinkLoss::Superseded { by: id });
             }
             self.note(
                 now,

@@ -7,6 +7,7 @@ use crate::store::{LogEntry, Store, StoreError};
 use crate::sync::{LocalInfo, SessionEvent, WrongState};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreWorkError {
     /// The store failed; the session was told (`local_failure`) and fails.
     #[error(transparent)]

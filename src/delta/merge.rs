@@ -135,6 +135,7 @@ pub enum Policy {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PolicyError {
     #[error("conflict policy {0:?} would let each station keep its own version, so they never converge: use `station:NAME` to make one station's versions win, or `sql:EXPR` to compare the two versions")]
     NotSymmetric(String),

@@ -53,6 +53,7 @@ pub struct EngineConfig {
 
 /// Why an engine could not be built (local configuration mistakes).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     #[error(
         "profile {profile} is for amateur radio: this station must identify with a callsign \

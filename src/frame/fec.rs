@@ -32,6 +32,7 @@ pub struct FecParams {
 
 /// FEC errors: bad parameters are a local mistake, the rest are bad bytes from the air.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum FecError {
     #[error("invalid FEC parameters: {0}")]
     BadParams(&'static str),

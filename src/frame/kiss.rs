@@ -87,6 +87,7 @@ pub struct KissFrame {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum KissError {
     #[error("KISS frame longer than {max} bytes")]
     TooLong { max: usize },

@@ -18,6 +18,7 @@ pub struct Ax25Addresses {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum LinkError {
     #[error(transparent)]
     Frame(#[from] FrameError),

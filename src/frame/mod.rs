@@ -26,6 +26,7 @@ pub use wire::{FrameKind, FramePacket, FrameRepr, MAX_AUTH_TAG_LEN, MAX_PAYLOAD_
 /// Errors from frame bytes (bad bytes from the air) or from building a frame (a local
 /// mistake: oversize payload, bad tag length, bad FEC parameters).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum FrameError {
     #[error("frame truncated: need at least {need} bytes, have {have}")]
     Truncated { need: usize, have: usize },

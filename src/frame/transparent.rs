@@ -29,6 +29,7 @@ const LEN_PARITY: usize = 4;
 pub const HEADER_LEN: usize = SYNC_WORD.len() + 2 + LEN_PARITY;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum TransparentError {
     #[error("length field after a sync word is uncorrectable")]
     BadLength,

@@ -340,7 +340,8 @@ mod tests {
             auth_tag: None,
             payload: b"hi",
         };
-        let mut buf = vec![0; r.buffer_len()];
+        // Not zeros: a field emit forgets would pass unseen in a zeroed buffer.
+        let mut buf = vec![0xa5; r.buffer_len()];
         r.emit(&mut FramePacket::new_unchecked(&mut buf));
         assert_eq!(buf, PLAIN);
     }
@@ -354,7 +355,8 @@ mod tests {
             auth_tag: Some(&[0xAA, 0xBB]),
             payload: &[],
         };
-        let mut buf = vec![0; r.buffer_len()];
+        // Not zeros: a field emit forgets would pass unseen in a zeroed buffer.
+        let mut buf = vec![0xa5; r.buffer_len()];
         r.emit(&mut FramePacket::new_unchecked(&mut buf));
         assert_eq!(
             &buf[..11],

@@ -138,6 +138,7 @@ impl Default for ChannelConfig {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
 pub enum SimError {
     #[error("bitrate must be at least 1 bit/s")]
     ZeroBitrate,

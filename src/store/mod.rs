@@ -28,6 +28,7 @@ pub use schema::{Column, TableInfo};
 pub const DICT_SIZE: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     #[error("SQLite error: {0}")]
     Sql(#[from] rusqlite::Error),

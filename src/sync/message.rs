@@ -5,6 +5,8 @@
 //! a version they do not speak before anything else is exchanged.
 //! `docs/sync-protocol.md` has the byte tables.
 
+pub use crate::bytes::{get_varint, put_varint, varint_len};
+use crate::bytes::{ByteReader, ReadError};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 
 /// The session protocol version this build speaks.
@@ -190,6 +192,7 @@ pub enum Message {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MessageError {
     #[error("empty message")]
     Empty,
@@ -329,7 +332,10 @@ impl Message {
     /// Parses one whole message from untrusted bytes. Never panics.
     pub fn parse(bytes: &[u8]) -> Result<Message, MessageError> {
         let (&kind, body) = bytes.split_first().ok_or(MessageError::Empty)?;
-        let mut r = Cursor { buf: body, kind };
+        let mut r = Cursor {
+            r: ByteReader::new(body),
+            kind,
+        };
         let msg = match kind {
             TYPE_HELLO => {
                 let version = r.u8()?;
@@ -415,10 +421,10 @@ impl Message {
             TYPE_DONE => Message::Done,
             other => return Ok(Message::Unknown(other)),
         };
-        if !r.buf.is_empty() {
+        if !r.r.is_empty() {
             return Err(MessageError::TrailingBytes {
                 kind,
-                extra: r.buf.len(),
+                extra: r.r.remaining(),
             });
         }
         Ok(msg)
@@ -436,44 +442,6 @@ fn clip_text(text: &str) -> &str {
     &text[..end]
 }
 
-/// Bytes a LEB128 varint of `v` takes.
-pub fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-/// Reads a minimal LEB128 varint from the front of `buf`: `Ok(None)` if `buf`
-/// ends inside it, `Err` if it is overlong or overflows 64 bits.
-pub fn get_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, MessageError> {
-    let mut v: u64 = 0;
-    for (i, &b) in buf.iter().enumerate() {
-        if i == 9 && b > 1 {
-            return Err(MessageError::BadVarint);
-        }
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            // A zero last byte after the first is a non-minimal encoding.
-            if i > 0 && b == 0 {
-                return Err(MessageError::BadVarint);
-            }
-            return Ok(Some((v, i + 1)));
-        }
-    }
-    Ok(None)
-}
-
 fn vector_len(v: &VersionVector) -> usize {
     varint_len(v.0.len() as u64) + v.0.values().map(|s| 16 + varint_len(*s)).sum::<usize>()
 }
@@ -486,49 +454,44 @@ fn put_vector(buf: &mut Vec<u8>, v: &VersionVector) {
     }
 }
 
+/// The message body's reader: the crate's one byte reader, its errors naming the message.
 struct Cursor<'a> {
-    buf: &'a [u8],
+    r: ByteReader<'a>,
     kind: u8,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], MessageError> {
-        if self.buf.len() < n {
-            return Err(MessageError::Truncated { kind: self.kind });
+    fn err(&self, e: ReadError) -> MessageError {
+        match e {
+            ReadError::Short => MessageError::Truncated { kind: self.kind },
+            ReadError::BadVarint => MessageError::BadVarint,
         }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MessageError> {
+        self.r.take(n).map_err(|e| self.err(e))
     }
 
     fn u8(&mut self) -> Result<u8, MessageError> {
-        Ok(self.take(1)?[0])
+        self.r.u8().map_err(|e| self.err(e))
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], MessageError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
+        self.r.array().map_err(|e| self.err(e))
     }
 
     fn varint(&mut self) -> Result<u64, MessageError> {
-        match get_varint(self.buf)? {
-            Some((v, n)) => {
-                self.buf = &self.buf[n..];
-                Ok(v)
-            }
-            None => Err(MessageError::Truncated { kind: self.kind }),
-        }
+        self.r.varint().map_err(|e| self.err(e))
     }
 
     fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
+        self.r.rest()
     }
 
     fn vector(&mut self) -> Result<VersionVector, MessageError> {
         let count = self.varint()?;
         // Each entry takes at least 17 bytes: a bad count fails before allocating.
-        if count > (self.buf.len() / 17) as u64 {
+        if count > (self.r.remaining() / 17) as u64 {
             return Err(MessageError::Truncated { kind: self.kind });
         }
         let mut v = VersionVector::default();
@@ -587,10 +550,6 @@ mod tests {
             assert_eq!(varint_len(v), bytes.len());
             assert_eq!(get_varint(&bytes).unwrap(), Some((v, bytes.len())));
         }
-        assert_eq!(get_varint(&[0x80]).unwrap(), None);
-        assert_eq!(get_varint(&[0x80, 0x00]), Err(MessageError::BadVarint));
-        let overflow = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
-        assert_eq!(get_varint(&overflow), Err(MessageError::BadVarint));
     }
 
     #[test]

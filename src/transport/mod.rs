@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 /// Why a link could not be opened. Local problems: wrong path, modem unplugged, server down.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     #[error(
         "cannot open serial port {path}: {source}; check the device path, that the modem is \
