@@ -20,8 +20,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection};
@@ -36,11 +36,12 @@ use radiosync::frame::ax25::{Callsign, UiFrame};
 use radiosync::frame::kiss::{self, KissCommand, KissDeframer, KissFrame};
 use radiosync::frame::transparent;
 use radiosync::frame::{FecParams, Frame, FrameKind};
-use radiosync::profile::{Framing, Profile};
+use radiosync::profile::Profile;
 use radiosync::sim::pair::{channel_config, RunEnd, SimLink, SimPair};
 use radiosync::sim::Side;
 use radiosync::store::Store;
 use radiosync::sync::{BundleId, ErrorCode, Hello, Message, Resume};
+use radiosync::testkit::{capturing_station, SharedCapture};
 
 const SAMPLE: &str = include_str!("../data/sample.sql");
 const A_ID: StationId = StationId([0xa1; 16]);
@@ -298,46 +299,6 @@ fn bundles(a: &Path, b: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-/// A capture being written by a station's recorder.
-type SharedCapture = Arc<Mutex<Writer<Vec<u8>>>>;
-
-/// A station whose frames go into a capture, as `--capture` does.
-fn capturing_station(
-    path: &Path,
-    profile: &Profile,
-    profile_text: &str,
-    accept: bool,
-    epoch: Instant,
-) -> Result<(Station, SharedCapture)> {
-    let store = Store::open(path)?;
-    let header = CaptureHeader {
-        start_unix_ms: 1_740_000_000_000,
-        station: store.station().id,
-        framing: match profile.framing {
-            Framing::Kiss => LinkFraming::Kiss,
-            Framing::Transparent => LinkFraming::Transparent,
-        },
-        profile_name: profile.name.clone(),
-        profile_text: profile_text.to_string(),
-    };
-    let w = Arc::new(Mutex::new(Writer::new(Vec::new(), &header)?));
-    let mut st = Station::new(store, profile.clone(), accept)?;
-    let w2 = w.clone();
-    st.set_recorder(Box::new(move |now, kind, bytes| {
-        let at_ms = now.saturating_duration_since(epoch).as_millis() as u64;
-        let rec = Record {
-            at_ms,
-            kind,
-            bytes: bytes.to_vec(),
-        };
-        w2.lock()
-            .expect("recorder lock")
-            .write(&rec)
-            .expect("capture into memory");
-    }));
-    Ok((st, w))
-}
-
 /// One sync between copies of the two stations; the two captures (A's, B's).
 fn capture_sync(
     dir: &Path,
@@ -355,8 +316,8 @@ fn capture_sync(
     let (p, text) = Profile::load_with_text(profile)?;
     let link = SimLink::new(channel_config(&p, ber, None, loss, seed))?;
     let epoch = link.instant(Duration::ZERO);
-    let (sa, wa) = capturing_station(&ra, &p, &text, false, epoch)?;
-    let (sb, wb) = capturing_station(&rb, &p, &text, true, epoch)?;
+    let (sa, wa) = capturing_station(&ra, &p, &text, false, epoch);
+    let (sb, wb) = capturing_station(&rb, &p, &text, true, epoch);
     let mut pair = SimPair::new(link, sa, sb);
     let now = pair.link.now();
     pair.station(Side::A)

@@ -16,4 +16,6 @@ pub mod profile;
 pub mod sim;
 pub mod store;
 pub mod sync;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod transport;

@@ -4,86 +4,26 @@
 //! left them.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 use radiosync::capture::replay::{self, BundleFate, ReplayOptions, ReplayReport, Replayer};
 use radiosync::capture::show;
-use radiosync::capture::{CaptureHeader, LinkFraming, Reader, Record, RecordKind, Writer};
+use radiosync::capture::{Reader, Writer};
 use radiosync::daemon::station::{Outcome, Station};
-use radiosync::profile::{Framing, Profile};
+use radiosync::profile::Profile;
 use radiosync::sim::pair::{channel_config, RunEnd, SimLink, SimPair};
 use radiosync::sim::Side;
 use radiosync::store::Store;
-
-const SAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/sample.sql"));
+use radiosync::testkit::{self, cloned_pair, snapshot, SharedCapture};
 
 fn stations(dir: &Path) -> (PathBuf, PathBuf) {
-    let a = dir.join("a.sqlite");
-    let b = dir.join("b.sqlite");
-    rusqlite::Connection::open(&a)
-        .unwrap()
-        .execute_batch(SAMPLE)
-        .unwrap();
-    let mut s = Store::init(&a, Some("A"), None).unwrap();
-    s.track(&[], &["id".to_string()]).unwrap();
-    drop(s);
-    Store::clone_station(&a, &b, "B", None).unwrap();
-    (a, b)
+    cloned_pair(dir, false)
 }
 
-/// Updates of pr_person rows and new cms_post rows with random text.
 fn edit(path: &Path, seed: u64, updates: usize, inserts: usize) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let uuids: Vec<String> = conn
-        .prepare("SELECT uuid FROM pr_person ORDER BY uuid")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for i in 0..updates {
-        let u = &uuids[rng.gen_range(0..uuids.len())];
-        conn.execute(
-            "UPDATE pr_person SET job_title = ?1, modified_on = ?2 WHERE uuid = ?3",
-            rusqlite::params![
-                format!("post {seed}-{i}"),
-                format!("2025-03-0{}T10:{:02}:00.000Z", 1 + seed % 8, i % 60),
-                u
-            ],
-        )
-        .unwrap();
-    }
-    let max_id: i64 = conn
-        .query_row("SELECT max(id) FROM cms_post", [], |r| r.get(0))
-        .unwrap();
-    for i in 0..inserts {
-        let body: String = (0..120)
-            .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
-            .collect();
-        conn.execute(
-            "INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body) VALUES (?1, ?2, ?3, 0, 'Report', ?4)",
-            rusqlite::params![
-                max_id + 1 + i as i64 + seed as i64 * 1000,
-                format!("{seed:04}-{i:08}-0000-0000-000000000000"),
-                "2025-03-01T12:00:00.000Z",
-                body
-            ],
-        )
-        .unwrap();
-    }
+    testkit::edit(path, seed, updates, inserts, 120);
 }
-
-/// The application tables, comparable.
-fn snapshot(path: &Path) -> Vec<radiosync::store::SyncedRow> {
-    Store::open(path).unwrap().synced_rows().unwrap()
-}
-
-type Shared = Arc<Mutex<Writer<Vec<u8>>>>;
 
 /// A station whose frames go into a capture, as `--capture` does.
 fn capturing_station(
@@ -91,58 +31,13 @@ fn capturing_station(
     profile: &Profile,
     accept: bool,
     epoch: Instant,
-) -> (Station, Shared) {
-    let store = Store::open(path).unwrap();
-    let header = CaptureHeader {
-        start_unix_ms: 1_700_000_000_000,
-        station: store.station().id,
-        framing: match profile.framing {
-            Framing::Kiss => LinkFraming::Kiss,
-            Framing::Transparent => LinkFraming::Transparent,
-        },
-        profile_name: profile.name.clone(),
-        profile_text: std::fs::read_to_string(format!(
-            "{}/firmware-profiles/{}.toml",
-            env!("CARGO_MANIFEST_DIR"),
-            profile.name
-        ))
-        .unwrap(),
-    };
-    let w = Arc::new(Mutex::new(Writer::new(Vec::new(), &header).unwrap()));
-    let mut st = Station::new(store, profile.clone(), accept).unwrap();
-    let w2 = w.clone();
-    st.set_recorder(Box::new(
-        move |now: Instant, kind: RecordKind, bytes: &[u8]| {
-            let at_ms = now.saturating_duration_since(epoch).as_millis() as u64;
-            w2.lock()
-                .unwrap()
-                .write(&Record {
-                    at_ms,
-                    kind,
-                    bytes: bytes.to_vec(),
-                })
-                .unwrap();
-        },
-    ));
-    (st, w)
+) -> (Station, SharedCapture) {
+    let (_, text) = Profile::load_with_text(&profile.name).unwrap();
+    testkit::capturing_station(path, profile, &text, accept, epoch)
 }
 
 fn run_sync(pair: &mut SimPair) -> (Vec<Outcome>, Vec<Outcome>) {
-    let mut outs: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
-    let end = pair.run_until(Duration::from_secs(3600), |p| {
-        for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
-            if let Some(s) = p.station(side) {
-                while let Some(o) = s.poll_outcome() {
-                    outs[i].push(o);
-                }
-            }
-        }
-        let idle = |s: Option<&mut Station>| s.is_none_or(|s| !s.has_sessions());
-        !outs[0].is_empty() && idle(p.station(Side::A)) && idle(p.station(Side::B))
-    });
-    assert_eq!(end, RunEnd::Done, "A: {:?} B: {:?}", outs[0], outs[1]);
-    let [a, b] = outs;
-    (a, b)
+    testkit::run_sync(pair, Duration::from_secs(3600))
 }
 
 fn replay_into(db: &Path, capture: &[u8], opts: ReplayOptions) -> ReplayReport {

@@ -8,11 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use radiosync::store::Store;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use radiosync::testkit::{self, cloned_pair, snapshot};
 
-const SAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/sample.sql"));
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Ends the process when the test ends, however it ends.
@@ -37,49 +34,12 @@ impl Drop for Proc {
 }
 
 fn stations(dir: &Path) -> (PathBuf, PathBuf) {
-    let a = dir.join("a.sqlite");
-    let b = dir.join("b.sqlite");
-    rusqlite::Connection::open(&a)
-        .unwrap()
-        .execute_batch(SAMPLE)
-        .unwrap();
-    let mut s = Store::init(&a, Some("A"), None).unwrap();
-    s.track(&[], &["id".to_string()]).unwrap();
-    drop(s);
-    Store::clone_station(&a, &b, "B", None).unwrap();
-    (a, b)
+    cloned_pair(dir, false)
 }
 
+/// New posts, and one person edited.
 fn edit(path: &Path, seed: u64, inserts: usize) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let max_id: i64 = conn
-        .query_row("SELECT max(id) FROM cms_post", [], |r| r.get(0))
-        .unwrap();
-    for i in 0..inserts {
-        let body: String = (0..100)
-            .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
-            .collect();
-        conn.execute(
-            "INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body) VALUES (?1, ?2, ?3, 0, 'Report', ?4)",
-            rusqlite::params![
-                max_id + 1 + i as i64 + seed as i64 * 1000,
-                format!("{seed:04}-{i:08}-0000-0000-000000000000"),
-                "2025-03-01T12:00:00.000Z",
-                body
-            ],
-        )
-        .unwrap();
-    }
-    conn.execute(
-        "UPDATE pr_person SET job_title = ?1, modified_on = '2025-03-02T08:00:00.000Z' WHERE uuid = (SELECT min(uuid) FROM pr_person)",
-        [format!("edited at {seed}")],
-    )
-    .unwrap();
-}
-
-fn snapshot(path: &Path) -> Vec<radiosync::store::SyncedRow> {
-    Store::open(path).unwrap().synced_rows().unwrap()
+    testkit::edit(path, seed, 1, inserts, 100);
 }
 
 fn radiosync(args: &[&str]) -> std::process::Output {

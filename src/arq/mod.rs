@@ -26,7 +26,8 @@ pub use config::{
 };
 pub use seq::Seq;
 pub use wire::{
-    AckRepr, ArqFrame, ArqKind, DataRepr, WireError, ACK_HEADER, ACK_MAX, BITMAP_BYTES, DATA_HEADER,
+    ends_transmission, AckRepr, ArqFrame, ArqKind, DataRepr, WireError, ACK_HEADER, ACK_MAX,
+    BITMAP_BYTES, DATA_HEADER,
 };
 
 /// Which side opened the session. Retries of the responder wait one

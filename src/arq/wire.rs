@@ -43,6 +43,12 @@ pub struct ArqFrame {
     pub payload: Vec<u8>,
 }
 
+/// Whether a data or ack payload is the last frame of its sender's transmission
+/// (`rem_ms` 0: the channel is about to be free); `false` if it is too short to say.
+pub fn ends_transmission(payload: &[u8]) -> bool {
+    payload.get(..2) == Some(&[0, 0][..])
+}
+
 /// Bytes in front of a data frame's message.
 pub const DATA_HEADER: usize = 3;
 /// Fixed bytes of an ack payload (rem_ms, tx, flags, echo).
@@ -197,6 +203,30 @@ pub(crate) fn set_header(frame: &mut ArqFrame, rem_ms: u16, tx: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_frame_of_a_transmission_is_known_from_its_payload() {
+        let data = |rem_ms| DataRepr {
+            seq: Seq(1),
+            rem_ms,
+            tx: 3,
+            message: b"m",
+        };
+        assert!(ends_transmission(&data(0).emit().payload));
+        assert!(!ends_transmission(&data(0x0100).emit().payload));
+        assert!(!ends_transmission(&data(1).emit().payload));
+        let ack = |rem_ms| AckRepr {
+            next_expected: Seq(2),
+            rem_ms,
+            tx: 4,
+            poll: false,
+            echo: None,
+            received: 0,
+        };
+        assert!(ends_transmission(&ack(0).emit().payload));
+        assert!(!ends_transmission(&ack(40).emit().payload));
+        assert!(!ends_transmission(&[0]));
+    }
 
     #[test]
     fn data_bytes() {

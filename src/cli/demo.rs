@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use radiosync::daemon::{self, End, Mode, Observer, Options, Outcome, SessionView, Station};
+use radiosync::delta::Value;
 use radiosync::profile::{Framing, Profile};
 use radiosync::sim::pair::channel_config;
 use radiosync::sim::relay::{self, RelayView};
 use radiosync::sim::Channel;
-use radiosync::store::Store;
+use radiosync::store::{sample, Store};
 use tokio::io::DuplexStream;
 use tokio::sync::watch;
 
 /// The first 100 rows of each table of the public dataset (see data/README.md).
-pub const SAMPLE_SQL: &str = include_str!("../../data/sample.sql");
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -113,12 +113,27 @@ UPDATE gis_location SET lat = round(lat + 0.0001 * id, 6), modified_on = printf(
   WHERE id BETWEEN 20 AND 50;
 ";
 
-fn hospital(s: &Store, id: i64) -> anyhow::Result<(String, i64)> {
-    Ok(s.connection().query_row(
-        "SELECT status, beds_total FROM hms_hospital WHERE id = ?1",
-        [id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?)
+/// Hospitals 1 and 2 of the sample, which both stations edit.
+const HOSPITALS: [&str; 2] = [
+    "886ff128-9ef5-5dbd-89a6-e853cf255713",
+    "694aa3f2-8e30-5e93-9a1a-070deb420bcb",
+];
+
+/// A sample hospital's status and beds (`n` is 1 or 2).
+fn hospital(s: &Store, n: usize) -> anyhow::Result<(String, i64)> {
+    let row = s
+        .row("hms_hospital", HOSPITALS[n - 1])?
+        .with_context(|| format!("hospital {n} is missing"))?;
+    let get = |col: &str| row.iter().find(|(c, _)| c == col).map(|(_, v)| v.clone());
+    let status = match get("status") {
+        Some(Value::Text(t)) => t,
+        other => bail!("hospital {n} status: {other:?}"),
+    };
+    let beds = match get("beds_total") {
+        Some(Value::Integer(b)) => b,
+        other => bail!("hospital {n} beds: {other:?}"),
+    };
+    Ok((status, beds))
 }
 
 /// One bundle through a file: export at `from`, import at `to`. Returns (rows, bytes).
@@ -184,7 +199,7 @@ fn set_up(dir: &Path, more: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
             bail!("{} exists: give --keep an empty directory", p.display());
         }
     }
-    rusqlite::Connection::open(&a_path)?.execute_batch(SAMPLE_SQL)?;
+    sample::write_sample(&a_path)?;
     let mut a = Store::init(&a_path, Some("alpha"), None)?;
     let tables = a.syncable_tables()?;
     let tagged = a.track(&tables, &["id".to_string()])?;
@@ -201,11 +216,11 @@ fn set_up(dir: &Path, more: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
     println!("station bravo: cloned from alpha; they share every row and send none of it");
 
     // The applications write with plain SQL on their own files.
-    rusqlite::Connection::open(&a_path)?.execute_batch(EDITS_A)?;
-    rusqlite::Connection::open(&b_path)?.execute_batch(EDITS_B)?;
+    sample::app_write(&a_path, EDITS_A)?;
+    sample::app_write(&b_path, EDITS_B)?;
     if more {
-        rusqlite::Connection::open(&a_path)?.execute_batch(MORE_EDITS_A)?;
-        rusqlite::Connection::open(&b_path)?.execute_batch(MORE_EDITS_B)?;
+        sample::app_write(&a_path, MORE_EDITS_A)?;
+        sample::app_write(&b_path, MORE_EDITS_B)?;
         println!("alpha: 18 inserts, 35 updates, 1 soft-delete, 2 hospital edits");
         println!(
             "bravo: 13 inserts, 34 updates, 1 soft-delete, 2 hospital edits (the same two hospitals)"

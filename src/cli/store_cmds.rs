@@ -488,12 +488,8 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             );
         }
         StoreCommand::Sample { out } => {
-            if out.exists() {
-                bail!("{} already exists: choose a new file", out.display());
-            }
-            let conn = rusqlite::Connection::open(&out)
-                .with_context(|| format!("creating {}", out.display()))?;
-            conn.execute_batch(crate::cli::demo::SAMPLE_SQL)?;
+            radiosync::store::sample::write_sample(&out)
+                .with_context(|| format!("writing the sample data to {}", out.display()))?;
             println!(
                 "wrote the sample data to {} (8 tables with uuid, modified_on and deleted)",
                 out.display()

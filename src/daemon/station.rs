@@ -405,7 +405,7 @@ impl Station {
             self.stats.ignored_frames += 1;
             // Answer once per transmission of the peer: at its last frame (no
             // airtime left after it), when the channel is ours.
-            let ends_tx = d.frame.payload.get(..2) == Some(&[0, 0][..]);
+            let ends_tx = crate::arq::ends_transmission(&d.frame.payload);
             if matches!(d.frame.kind, FrameKind::Data | FrameKind::Ack)
                 && !is_call
                 && addressed_here

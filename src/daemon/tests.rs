@@ -5,120 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
 use super::station::{LinkLoss, Outcome, Station};
 use crate::profile::Profile;
 use crate::sim::pair::{channel_config, RunEnd, SimLink, SimPair};
 use crate::sim::{Burst, Side};
 use crate::store::Store;
+use crate::testkit::{assert_converged, cloned_pair, edit, run_sync, sim_pair, station};
 
-const SAMPLE: &str = include_str!("../../data/sample.sql");
-
-/// Station A from the sample data, and B cloned from it.
+/// Station A from the sample data (with a dictionary), and B cloned from it.
 fn stations(dir: &Path) -> (PathBuf, PathBuf) {
-    let a = dir.join("a.sqlite");
-    let b = dir.join("b.sqlite");
-    {
-        let conn = rusqlite::Connection::open(&a).unwrap();
-        conn.execute_batch(SAMPLE).unwrap();
-    }
-    let mut s = Store::init(&a, Some("A"), None).unwrap();
-    s.track(&[], &["id".to_string()]).unwrap();
-    s.retrain_dictionary().unwrap();
-    drop(s);
-    Store::clone_station(&a, &b, "B", None).unwrap();
-    (a, b)
-}
-
-/// Application writes: `updates` rows of pr_person changed, `inserts` new
-/// cms_post rows with `text_len` bytes of random text each.
-fn edit(path: &Path, seed: u64, updates: usize, inserts: usize, text_len: usize) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let uuids: Vec<String> = {
-        let mut st = conn
-            .prepare("SELECT uuid FROM pr_person ORDER BY uuid")
-            .unwrap();
-        let v = st
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<Vec<String>, _>>()
-            .unwrap();
-        v
-    };
-    for i in 0..updates {
-        let u = &uuids[rng.gen_range(0..uuids.len())];
-        conn.execute(
-            "UPDATE pr_person SET job_title = ?1, modified_on = ?2 WHERE uuid = ?3",
-            rusqlite::params![
-                format!("seen at post {seed}-{i}"),
-                format!("2025-03-0{}T10:{:02}:00.000Z", 1 + seed % 8, i % 60),
-                u
-            ],
-        )
-        .unwrap();
-    }
-    let max_id: i64 = conn
-        .query_row("SELECT max(id) FROM cms_post", [], |r| r.get(0))
-        .unwrap();
-    for i in 0..inserts {
-        let body: String = (0..text_len)
-            .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
-            .collect();
-        conn.execute(
-            "INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body) VALUES (?1, ?2, ?3, 0, 'Report', ?4)",
-            rusqlite::params![
-                max_id + 1 + i as i64 + seed as i64 * 1000,
-                format!("{seed:04}-{i:08}-0000-0000-000000000000"),
-                "2025-03-01T12:00:00.000Z",
-                body
-            ],
-        )
-        .unwrap();
-    }
-}
-
-/// The synced content of every tracked table, in a comparable form.
-fn snapshot(store: &Store) -> Vec<crate::store::SyncedRow> {
-    store.synced_rows().unwrap()
-}
-
-fn station(path: &Path, profile: &Profile, accept: bool) -> Station {
-    Station::new(Store::open(path).unwrap(), profile.clone(), accept).unwrap()
-}
-
-/// Runs until A's session has an outcome and B has nothing running.
-fn run_sync(pair: &mut SimPair, limit: Duration) -> (Vec<Outcome>, Vec<Outcome>) {
-    let mut outs: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
-    let end = pair.run_until(limit, |p| {
-        for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
-            if let Some(s) = p.station(side) {
-                while let Some(o) = s.poll_outcome() {
-                    outs[i].push(o);
-                }
-            }
-        }
-        let b_idle = p.station(Side::B).is_none_or(|s| !s.has_sessions());
-        let a_idle = p.station(Side::A).is_none_or(|s| !s.has_sessions());
-        !outs[0].is_empty() && a_idle && b_idle
-    });
-    assert_eq!(end, RunEnd::Done, "A: {:?} B: {:?}", outs[0], outs[1]);
-    let [a, b] = outs;
-    (a, b)
-}
-
-fn assert_converged(a: &Path, b: &Path) {
-    let (sa, sb) = (Store::open(a).unwrap(), Store::open(b).unwrap());
-    let (x, y) = (snapshot(&sa), snapshot(&sb));
-    assert_eq!(x.len(), y.len());
-    assert!(x == y, "stations differ");
-    // Nothing is left in flight.
-    for (s, other) in [(&sa, &sb), (&sb, &sa)] {
-        let st = s.transfer_state(&other.station().id).unwrap();
-        assert_eq!(st, crate::sync::PeerState::default());
-    }
+    cloned_pair(dir, true)
 }
 
 /// The same row written `times` times at one station: its history (4
@@ -200,8 +96,7 @@ fn a_delta_that_cannot_apply_comes_in_full_in_a_second_session() {
     edit_row_times(&b, 3, 1, 20);
     edit(&b, 9, 10, 5, 50);
     let p = Profile::load("sim-kiss-1200").unwrap();
-    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 8)).unwrap();
-    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 8);
     let rounds = sync_rounds(&mut pair, 40);
     assert_eq!(rounds.len(), 2);
     drop(pair);
@@ -228,8 +123,7 @@ fn nothing_to_send_either_way() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = stations(dir.path());
     let p = Profile::load("sim-kiss-1200").unwrap();
-    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 3)).unwrap();
-    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 3);
     let now = pair.link.now();
     pair.station(Side::A)
         .unwrap()
@@ -303,8 +197,7 @@ fn initiator_restart_mid_push_resumes_without_resending() {
     edit(&a, 5, 20, 80, 200);
     edit(&b, 6, 5, 0, 0);
     let p = Profile::load("sim-kiss-1200").unwrap();
-    let link = SimLink::new(channel_config(&p, 0.0, None, 0.05, 5)).unwrap();
-    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.05, 5);
     let now = pair.link.now();
     pair.station(Side::A)
         .unwrap()
@@ -368,8 +261,7 @@ fn responder_restart_mid_pull_resumes_without_resending() {
     edit(&a, 7, 5, 0, 0);
     edit(&b, 8, 20, 80, 200);
     let p = Profile::load("sim-transparent-9600").unwrap();
-    let link = SimLink::new(channel_config(&p, 1e-5, None, 0.0, 6)).unwrap();
-    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let mut pair = sim_pair(&p, &a, &b, 1e-5, 0.0, 6);
     let now = pair.link.now();
     pair.station(Side::A)
         .unwrap()
@@ -422,8 +314,7 @@ fn restarted_responder_tells_the_caller_to_call_again() {
     edit(&a, 9, 20, 80, 200);
     edit(&b, 10, 5, 0, 0);
     let p = Profile::load("sim-kiss-1200").unwrap();
-    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 9)).unwrap();
-    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 9);
     let now = pair.link.now();
     pair.station(Side::A)
         .unwrap()
@@ -512,8 +403,7 @@ fn measure() {
         edit(&a, 1, 100, if big { 600 } else { 150 }, 200);
         edit(&b, 2, 100, if big { 600 } else { 150 }, 200);
         let p = Profile::load(profile).unwrap();
-        let link = SimLink::new(channel_config(&p, ber, None, loss, 11)).unwrap();
-        let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+        let mut pair = sim_pair(&p, &a, &b, ber, loss, 11);
         let now = pair.link.now();
         pair.station(Side::A)
             .unwrap()
@@ -598,8 +488,7 @@ fn resume_with_a_pending_want_sends_nothing_twice() {
     edit_row_times(&b, 3, 1, 20);
     edit(&b, 13, 20, 80, 200);
     let p = Profile::load("sim-kiss-1200").unwrap();
-    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 10)).unwrap();
-    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 10);
     let now = pair.link.now();
     pair.station(Side::A)
         .unwrap()
@@ -728,8 +617,7 @@ fn link_cut_for_a_minute_mid_transfer() {
         edit(&a, 31, 20, 60, 200);
         edit(&b, 32, 20, 60, 200);
         let p = Profile::load(profile).unwrap();
-        let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 13)).unwrap();
-        let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+        let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 13);
         let now = pair.link.now();
         pair.station(Side::A)
             .unwrap()
@@ -793,8 +681,7 @@ fn a_call_nobody_answers_fails_as_peer_silent() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = stations(dir.path());
     let p = Profile::load("sim-kiss-1200").unwrap();
-    let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 14)).unwrap();
-    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 14);
     drop(pair.take(Side::B));
     let now = pair.link.now();
     pair.station(Side::A)
@@ -935,8 +822,7 @@ fn a_lost_final_ack_is_answered_by_the_closed_session() {
         std::fs::copy(f, copy.join(f.file_name().unwrap())).unwrap();
     }
     let run = |a: &Path, b: &Path, lose: Vec<u64>| {
-        let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 21)).unwrap();
-        let mut pair = SimPair::new(link, station(a, &p, false), station(b, &p, true));
+        let mut pair = sim_pair(&p, a, b, 0.0, 0.0, 21);
         pair.lose_tx[0] = lose;
         let now = pair.link.now();
         pair.station(Side::A)
@@ -978,8 +864,7 @@ fn one_value(path: &Path, q: &str) -> rusqlite::types::Value {
 /// One call from A to B over KISS 1200 on virtual time.
 fn sync_once(a: &Path, b: &Path, seed: u64) {
     let p = Profile::load("sim-kiss-1200").unwrap();
-    let link = SimLink::new(channel_config(&p, 0.0, None, 0.05, seed)).unwrap();
-    let mut pair = SimPair::new(link, station(a, &p, false), station(b, &p, true));
+    let mut pair = sim_pair(&p, a, b, 0.0, 0.05, seed);
     let rounds = sync_rounds(&mut pair, 0x4000 + seed as u16);
     assert!(rounds.iter().all(|(o, _)| o.result.is_ok()), "{rounds:?}");
 }
@@ -1075,8 +960,7 @@ fn hf_300_bit_s_converges_with_fades() {
     // 300 bit/s with 10 % of frames lost to fades.
     let mut p = Profile::load("direwolf-300-hf").unwrap();
     p.amateur = false;
-    let link = SimLink::new(channel_config(&p, 0.0, None, 0.1, 33)).unwrap();
-    let mut pair = SimPair::new(link, station(&a, &p, false), station(&b, &p, true));
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.1, 33);
     let rounds = sync_rounds(&mut pair, 0x3000);
     // A few hundred bytes each way still take tens of seconds on air at 300 bit/s.
     let air = rounds[0].0.stats.airtime;

@@ -542,6 +542,31 @@ impl Store {
         Ok(out)
     }
 
+    /// One row's synced columns by name (`uuid`, `modified_on`, `deleted` and the
+    /// payload; site-local columns left out), or `None` if the table has no such row.
+    pub fn row(&self, table: &str, uuid: &str) -> Result<Option<Vec<(String, Value)>>, StoreError> {
+        let info = self.info(table)?;
+        let sql = format!(
+            "SELECT t.uuid, t.modified_on, t.deleted{} FROM {} t WHERE t.uuid = ?1",
+            payload_prefix(info),
+            quote_ident(&info.name)
+        );
+        let names = ["uuid", "modified_on", "deleted"]
+            .into_iter()
+            .map(String::from)
+            .chain(info.payload.iter().map(|c| c.name.clone()));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query([uuid])?;
+        let Some(r) = rows.next()? else {
+            return Ok(None);
+        };
+        let values = names
+            .enumerate()
+            .map(|(i, name)| Ok((name, value_from_ref(r.get_ref(i)?))))
+            .collect::<Result<Vec<_>, rusqlite::Error>>()?;
+        Ok(Some(values))
+    }
+
     /// Every tracked row, full: the dictionary's training material.
     pub(crate) fn all_rows_full(&self) -> Result<Vec<TableChanges>, StoreError> {
         let mut out = Vec::new();

@@ -9,6 +9,7 @@
 mod capture;
 mod exchange;
 mod import;
+pub mod sample;
 pub mod schema;
 mod transfer;
 
@@ -34,6 +35,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("{0} is not a radiosync station yet: run `radiosync init --db {0}` first")]
     NotInitialised(String),
+    #[error("{0} already exists: choose a new file")]
+    Exists(PathBuf),
     #[error("{0} does not exist: check the path")]
     NoDatabase(String),
     #[error("table {0} does not exist in this database")]
@@ -434,6 +437,14 @@ impl Store {
         &self.conn
     }
 
+    /// A tracked table's description.
+    fn info(&self, table: &str) -> Result<&TableInfo, StoreError> {
+        self.tables
+            .iter()
+            .find(|t| t.name == table)
+            .ok_or_else(|| StoreError::NotTracked(table.to_string()))
+    }
+
     /// Put tables under sync (or re-create their triggers). Rows already
     /// present get local tags so a new peer receives them. Returns rows tagged.
     pub fn track(
@@ -475,12 +486,7 @@ impl Store {
     /// tried on pairs of its rows: one that says both versions win is refused.
     pub fn set_policy(&mut self, table: &str, policy: Policy) -> Result<(), StoreError> {
         self.writable()?;
-        let info = self
-            .tables
-            .iter()
-            .find(|t| t.name == table)
-            .ok_or_else(|| StoreError::NotTracked(table.to_string()))?
-            .clone();
+        let info = self.info(table)?.clone();
         if let Policy::Sql(expr) = &policy {
             self.check_sql_policy(&info, expr)?;
         }

@@ -1,0 +1,182 @@
+//! Test scaffolding shared by the unit tests, the integration tests and the benchmarks
+//! (feature `testkit`, which the crate's dev-dependency on itself turns on): stations from
+//! the embedded sample data, application edits made with plain SQL as an application
+//! makes them, and syncs between two stations on the simulated channel in virtual time.
+//! Everything panics on failure: it is for tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rusqlite::{params, Connection};
+
+use crate::capture::{CaptureHeader, LinkFraming, Record, Writer};
+use crate::daemon::{Outcome, Station};
+use crate::profile::{Framing, Profile};
+use crate::sim::pair::{channel_config, RunEnd, SimLink, SimPair};
+use crate::sim::Side;
+use crate::store::{sample, Store, SyncedRow};
+use crate::sync::PeerState;
+
+/// Station `a.sqlite` from the sample data (every table tracked, `id` site-local, with a
+/// trained dictionary when `dictionary`), and `b.sqlite` cloned from it.
+pub fn cloned_pair(dir: &Path, dictionary: bool) -> (PathBuf, PathBuf) {
+    let a = dir.join("a.sqlite");
+    let b = dir.join("b.sqlite");
+    sample::write_sample(&a).unwrap();
+    let mut s = Store::init(&a, Some("A"), None).unwrap();
+    s.track(&[], &["id".to_string()]).unwrap();
+    if dictionary {
+        s.retrain_dictionary().unwrap();
+    }
+    drop(s);
+    Store::clone_station(&a, &b, "B", None).unwrap();
+    (a, b)
+}
+
+/// The application changes `updates` random pr_person rows (job title and
+/// `modified_on`, a day chosen by `seed`).
+pub fn update_people(path: &Path, seed: u64, updates: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let conn = Connection::open(path).unwrap();
+    let uuids: Vec<String> = conn
+        .prepare("SELECT uuid FROM pr_person ORDER BY uuid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for i in 0..updates {
+        let u = &uuids[rng.gen_range(0..uuids.len())];
+        conn.execute(
+            "UPDATE pr_person SET job_title = ?1, modified_on = ?2 WHERE uuid = ?3",
+            params![
+                format!("seen at post {seed}-{i}"),
+                format!("2025-03-0{}T10:{:02}:00.000Z", 1 + seed % 8, i % 60),
+                u
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// The application adds `inserts` cms_post rows with `text_len` random letters each
+/// (uuids and ids unique per `seed`).
+pub fn insert_posts(path: &Path, seed: u64, inserts: usize, text_len: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9057);
+    let conn = Connection::open(path).unwrap();
+    let max_id: i64 = conn
+        .query_row("SELECT max(id) FROM cms_post", [], |r| r.get(0))
+        .unwrap();
+    for i in 0..inserts {
+        let body: String = (0..text_len)
+            .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
+            .collect();
+        conn.execute(
+            "INSERT INTO cms_post (id, uuid, modified_on, deleted, series, body) \
+             VALUES (?1, ?2, ?3, 0, 'Report', ?4)",
+            params![
+                max_id + 1 + i as i64 + seed as i64 * 1000,
+                format!("{seed:04}-{i:08}-0000-0000-000000000000"),
+                "2025-03-01T12:00:00.000Z",
+                body
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// Both kinds of edit at once.
+pub fn edit(path: &Path, seed: u64, updates: usize, inserts: usize, text_len: usize) {
+    update_people(path, seed, updates);
+    insert_posts(path, seed, inserts, text_len);
+}
+
+/// The synced content of every tracked table, comparable between stations.
+pub fn snapshot(path: &Path) -> Vec<SyncedRow> {
+    Store::open(path).unwrap().synced_rows().unwrap()
+}
+
+/// A station on the database at `path`; `accept`: it answers calls.
+pub fn station(path: &Path, profile: &Profile, accept: bool) -> Station {
+    Station::new(Store::open(path).unwrap(), profile.clone(), accept).unwrap()
+}
+
+/// A (calling) and B (answering) on the simulated channel of `profile`, with bit error
+/// rate `ber` and whole-frame loss `loss`, seeded.
+pub fn sim_pair(profile: &Profile, a: &Path, b: &Path, ber: f64, loss: f64, seed: u64) -> SimPair {
+    let link = SimLink::new(channel_config(profile, ber, None, loss, seed)).unwrap();
+    SimPair::new(link, station(a, profile, false), station(b, profile, true))
+}
+
+/// A capture being written by a station's recorder.
+pub type SharedCapture = Arc<Mutex<Writer<Vec<u8>>>>;
+
+/// A station whose frames go into an in-memory capture, as `--capture` does; capture
+/// times count from `epoch`.
+pub fn capturing_station(
+    path: &Path,
+    profile: &Profile,
+    profile_text: &str,
+    accept: bool,
+    epoch: Instant,
+) -> (Station, SharedCapture) {
+    let store = Store::open(path).unwrap();
+    let header = CaptureHeader {
+        start_unix_ms: 1_700_000_000_000,
+        station: store.station().id,
+        framing: match profile.framing {
+            Framing::Kiss => LinkFraming::Kiss,
+            Framing::Transparent => LinkFraming::Transparent,
+        },
+        profile_name: profile.name.clone(),
+        profile_text: profile_text.to_string(),
+    };
+    let w = Arc::new(Mutex::new(Writer::new(Vec::new(), &header).unwrap()));
+    let mut st = Station::new(store, profile.clone(), accept).unwrap();
+    let w2 = w.clone();
+    st.set_recorder(Box::new(move |now: Instant, kind, bytes: &[u8]| {
+        let at_ms = now.saturating_duration_since(epoch).as_millis() as u64;
+        let rec = Record {
+            at_ms,
+            kind,
+            bytes: bytes.to_vec(),
+        };
+        w2.lock().unwrap().write(&rec).unwrap();
+    }));
+    (st, w)
+}
+
+/// Runs until A's session has an outcome and neither side has a session running;
+/// returns both sides' outcomes.
+pub fn run_sync(pair: &mut SimPair, limit: Duration) -> (Vec<Outcome>, Vec<Outcome>) {
+    let mut outs: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
+    let end = pair.run_until(limit, |p| {
+        for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
+            if let Some(s) = p.station(side) {
+                while let Some(o) = s.poll_outcome() {
+                    outs[i].push(o);
+                }
+            }
+        }
+        let idle = |s: Option<&mut Station>| s.is_none_or(|s| !s.has_sessions());
+        !outs[0].is_empty() && idle(p.station(Side::A)) && idle(p.station(Side::B))
+    });
+    assert_eq!(end, RunEnd::Done, "A: {:?} B: {:?}", outs[0], outs[1]);
+    let [a, b] = outs;
+    (a, b)
+}
+
+/// Both databases hold the same synced content and nothing is left in flight.
+pub fn assert_converged(a: &Path, b: &Path) {
+    let (sa, sb) = (Store::open(a).unwrap(), Store::open(b).unwrap());
+    let (x, y) = (sa.synced_rows().unwrap(), sb.synced_rows().unwrap());
+    assert_eq!(x.len(), y.len());
+    assert!(x == y, "stations differ");
+    for (s, other) in [(&sa, &sb), (&sb, &sa)] {
+        let st = s.transfer_state(&other.station().id).unwrap();
+        assert_eq!(st, PeerState::default());
+    }
+}
