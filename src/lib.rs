@@ -4,6 +4,9 @@
 //! The data flow is the module tree:
 //! `store -> delta -> codec -> sync -> arq -> frame -> transport`.
 
+// `pub` only for what the crate exports: a helper that is not part of the API says so.
+#![warn(unreachable_pub)]
+
 pub mod arq;
 pub mod bytes;
 pub mod capture;

@@ -38,7 +38,7 @@ pub(crate) struct Stations {
 }
 
 impl Stations {
-    pub fn add(&mut self, s: StationId) -> u64 {
+    pub(super) fn add(&mut self, s: StationId) -> u64 {
         let next = self.list.len() as u64;
         let i = *self.index.entry(s).or_insert(next);
         if i == next {
@@ -48,17 +48,17 @@ impl Stations {
     }
 
     /// Push unconditionally (sender and receiver may be the same station).
-    pub fn push(&mut self, s: StationId) {
+    pub(super) fn push(&mut self, s: StationId) {
         let next = self.list.len() as u64;
         self.index.entry(s).or_insert(next);
         self.list.push(s);
     }
 
-    pub fn idx(&self, s: &StationId) -> u64 {
+    pub(super) fn idx(&self, s: &StationId) -> u64 {
         self.index[s]
     }
 
-    pub fn get(&self, i: u64) -> Result<StationId, CodecError> {
+    pub(super) fn get(&self, i: u64) -> Result<StationId, CodecError> {
         usize::try_from(i)
             .ok()
             .and_then(|i| self.list.get(i))
@@ -67,7 +67,7 @@ impl Stations {
     }
 
     /// Every station the rows name, in order of first appearance.
-    pub fn collect_rows(&mut self, tables: &[TableChanges]) {
+    pub(super) fn collect_rows(&mut self, tables: &[TableChanges]) {
         for t in tables {
             for r in &t.rows {
                 self.add(r.tag.origin);
@@ -80,7 +80,7 @@ impl Stations {
     }
 
     /// Every station the wants name by tag.
-    pub fn collect_wants(&mut self, wants: &[Want]) {
+    pub(super) fn collect_wants(&mut self, wants: &[Want]) {
         for w in wants {
             if let RowRef::Tag(t) = &w.row {
                 self.add(t.origin);

@@ -18,21 +18,21 @@ impl Writer {
         self.buf = postcard::to_extend(v, buf).expect("postcard into Vec never fails");
     }
 
-    pub fn varint(&mut self, v: u64) {
+    pub(super) fn varint(&mut self, v: u64) {
         self.put(&v);
     }
 
-    pub fn zigzag(&mut self, v: i64) {
+    pub(super) fn zigzag(&mut self, v: i64) {
         self.put(&v);
     }
 
     /// Varint length, then the bytes.
-    pub fn bytes(&mut self, b: &[u8]) {
+    pub(super) fn bytes(&mut self, b: &[u8]) {
         self.put(b);
     }
 
     /// Bytes without a length (fixed-size fields).
-    pub fn raw(&mut self, b: &[u8]) {
+    pub(super) fn raw(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
     }
 }
@@ -60,13 +60,13 @@ fn read_err(e: ReadError, what: &'static str) -> CodecError {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
         Reader {
             r: ByteReader::new(bytes),
         }
     }
 
-    pub fn remaining(&self) -> usize {
+    pub(super) fn remaining(&self) -> usize {
         self.r.remaining()
     }
 
@@ -79,12 +79,12 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
-    pub fn varint(&mut self, what: &'static str) -> Result<u64, CodecError> {
+    pub(super) fn varint(&mut self, what: &'static str) -> Result<u64, CodecError> {
         self.take::<u64>(what)
     }
 
     /// A varint that must fit `usize` and not exceed `max`.
-    pub fn count(&mut self, max: usize, what: &'static str) -> Result<usize, CodecError> {
+    pub(super) fn count(&mut self, max: usize, what: &'static str) -> Result<usize, CodecError> {
         let v = self.varint(what)?;
         if v > max as u64 {
             return Err(CodecError::AbsurdLength { what, len: v });
@@ -92,31 +92,31 @@ impl<'a> Reader<'a> {
         Ok(v as usize)
     }
 
-    pub fn zigzag(&mut self, what: &'static str) -> Result<i64, CodecError> {
+    pub(super) fn zigzag(&mut self, what: &'static str) -> Result<i64, CodecError> {
         self.take::<i64>(what)
     }
 
-    pub fn str(&mut self, what: &'static str) -> Result<&'a str, CodecError> {
+    pub(super) fn str(&mut self, what: &'static str) -> Result<&'a str, CodecError> {
         self.take::<&str>(what)
     }
 
-    pub fn raw(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+    pub(super) fn raw(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
         self.r.take(n).map_err(|e| read_err(e, what))
     }
 
-    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
+    pub(super) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
         self.r.array().map_err(|e| read_err(e, what))
     }
 
-    pub fn u32_le(&mut self, what: &'static str) -> Result<u32, CodecError> {
+    pub(super) fn u32_le(&mut self, what: &'static str) -> Result<u32, CodecError> {
         self.r.u32_le().map_err(|e| read_err(e, what))
     }
 
-    pub fn byte(&mut self, what: &'static str) -> Result<u8, CodecError> {
+    pub(super) fn byte(&mut self, what: &'static str) -> Result<u8, CodecError> {
         self.r.u8().map_err(|e| read_err(e, what))
     }
 
-    pub fn finish(self) -> Result<(), CodecError> {
+    pub(super) fn finish(self) -> Result<(), CodecError> {
         if self.r.is_empty() {
             Ok(())
         } else {

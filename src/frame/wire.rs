@@ -35,12 +35,12 @@ const FLAGS_KNOWN: u8 = FLAG_AUTH;
 
 mod field {
     use core::ops::Range;
-    pub const KIND: usize = 0;
-    pub const FLAGS: usize = 1;
-    pub const SESSION: Range<usize> = 2..4;
-    pub const SEQ: Range<usize> = 4..6;
-    pub const PAYLOAD_LEN: Range<usize> = 6..8;
-    pub const TAG_LEN: usize = 8;
+    pub(super) const KIND: usize = 0;
+    pub(super) const FLAGS: usize = 1;
+    pub(super) const SESSION: Range<usize> = 2..4;
+    pub(super) const SEQ: Range<usize> = 4..6;
+    pub(super) const PAYLOAD_LEN: Range<usize> = 6..8;
+    pub(super) const TAG_LEN: usize = 8;
 }
 
 /// Frame kind; unknown values are kept, not rejected, so newer peers can add kinds.

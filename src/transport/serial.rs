@@ -69,7 +69,7 @@ impl Default for SerialSettings {
 ///
 /// Exclusivity is an advisory `flock`, not TIOCEXCL: the lock dies with the process, while
 /// TIOCEXCL would stay on a pty that the simulator keeps open and lock out a restarted station.
-pub fn open_serial(path: &Path, s: &SerialSettings) -> Result<SerialStream, TransportError> {
+pub(super) fn open_serial(path: &Path, s: &SerialSettings) -> Result<SerialStream, TransportError> {
     let err = |source| TransportError::SerialOpen {
         path: path.to_path_buf(),
         source,
