@@ -9,6 +9,7 @@ use radiosync::delta::{
     Bundle, BundleKind, RowBody, RowVersion, SchemaFingerprint, StationId, TableChanges, Tag,
     Value, VersionVector,
 };
+use radiosync::store::value_from_ref;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,19 +57,7 @@ fn load() -> Vec<Table> {
             let n = columns.len();
             let rows = stmt
                 .query_map([], |r| {
-                    (0..n)
-                        .map(|i| {
-                            Ok(match r.get_ref(i)? {
-                                rusqlite::types::ValueRef::Null => Value::Null,
-                                rusqlite::types::ValueRef::Integer(i) => Value::Integer(i),
-                                rusqlite::types::ValueRef::Real(x) => Value::Real(x),
-                                rusqlite::types::ValueRef::Text(t) => {
-                                    Value::Text(String::from_utf8_lossy(t).into_owned())
-                                }
-                                rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-                            })
-                        })
-                        .collect()
+                    (0..n).map(|i| Ok(value_from_ref(r.get_ref(i)?))).collect()
                 })
                 .unwrap()
                 .collect::<Result<_, _>>()
@@ -595,17 +584,7 @@ fn mixed_store(tables: &[Table], rng: &mut ChaCha8Rng) {
                     [uuid],
                     |r| {
                         (0..n)
-                            .map(|i| {
-                                Ok(match r.get_ref(i)? {
-                                    rusqlite::types::ValueRef::Null => Value::Null,
-                                    rusqlite::types::ValueRef::Integer(i) => Value::Integer(i),
-                                    rusqlite::types::ValueRef::Real(x) => Value::Real(x),
-                                    rusqlite::types::ValueRef::Text(t) => {
-                                        Value::Text(String::from_utf8_lossy(t).into_owned())
-                                    }
-                                    rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-                                })
-                            })
+                            .map(|i| Ok(value_from_ref(r.get_ref(i)?)))
                             .collect::<Result<Vec<_>, _>>()
                     },
                 )

@@ -25,29 +25,7 @@ fn replay(
 fn capture_replays_into_a_fresh_copy_to_the_same_tables() {
     // Bit errors and bursts, so the capture holds frames that needed FEC and
     // frames that were lost and sent again.
-    let mut rig = Rig::new(
-        "sim-transparent-9600",
-        2,
-        71,
-        &[
-            "--mode",
-            "transparent",
-            "--bitrate",
-            "9600",
-            "--txdelay-ms",
-            "100",
-            "--seed",
-            "71",
-            "--ber",
-            "1e-4",
-            "--burst-prob",
-            "1e-5",
-            "--burst-len",
-            "200",
-            "--burst-ber",
-            "0.5",
-        ],
-    );
+    let mut rig = Rig::on_channel("sim-transparent-9600", 2, 71, NOISY_WITH_BURSTS);
     let cap_b = rig.path("bravo.cap");
     let cap_a = rig.path("alpha.cap");
     rig.start_daemon(&["--capture", cap_b.to_str().unwrap()]);

@@ -22,30 +22,8 @@ use radio_util::*;
 const KISS: &str = "sim-kiss-1200";
 const TRANSPARENT: &str = "sim-transparent-9600";
 
-/// chansim arguments matching the profile's channel, plus `extra`.
-fn channel(profile: &str, seed: u64, extra: &[&str]) -> Vec<String> {
-    let base: &[&str] = match profile {
-        KISS => &["--mode", "kiss", "--bitrate", "1200", "--txdelay-ms", "300"],
-        TRANSPARENT => &[
-            "--mode",
-            "transparent",
-            "--bitrate",
-            "9600",
-            "--txdelay-ms",
-            "100",
-        ],
-        _ => unreachable!(),
-    };
-    let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
-    v.extend(["--seed".to_string(), seed.to_string()]);
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
 fn rig(profile: &str, scale: usize, seed: u64, extra: &[&str]) -> Rig {
-    let args = channel(profile, seed, extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Rig::new(profile, scale, seed, &args)
+    Rig::on_channel(profile, scale, seed, extra)
 }
 
 /// Daemon up, one `sync`; returns it. Convergence is checked by the caller,
@@ -96,21 +74,7 @@ fn one_sync_leaves_nothing_for_later() {
 fn transparent_9600_at_ber_1e4_with_bursts() {
     // Long-run BER = 1e-4 + 0.5 * 1e-5 / (1e-5 + 1/200) ~ 1.1e-3, mostly in bursts
     // of ~200 bits (the shape docs/arq.md measured).
-    let mut rig = rig(
-        TRANSPARENT,
-        3,
-        11,
-        &[
-            "--ber",
-            "1e-4",
-            "--burst-prob",
-            "1e-5",
-            "--burst-len",
-            "200",
-            "--burst-ber",
-            "0.5",
-        ],
-    );
+    let mut rig = rig(TRANSPARENT, 3, 11, NOISY_WITH_BURSTS);
     sync_once(&mut rig, 120);
     let flipped = rig.chan().count("totals", "bits_flipped");
     assert!(

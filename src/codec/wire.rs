@@ -104,7 +104,10 @@ impl<'a> Reader<'a> {
         self.r.take(n).map_err(|e| read_err(e, what))
     }
 
-    pub(super) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
+    pub(super) fn array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], CodecError> {
         self.r.array().map_err(|e| read_err(e, what))
     }
 

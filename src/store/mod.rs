@@ -244,7 +244,7 @@ pub(crate) fn read_vector(
 }
 
 /// SQLite value to the exact travelling value.
-pub(crate) fn value_from_ref(v: rusqlite::types::ValueRef<'_>) -> Value {
+pub fn value_from_ref(v: rusqlite::types::ValueRef<'_>) -> Value {
     use rusqlite::types::ValueRef;
     match v {
         ValueRef::Null => Value::Null,

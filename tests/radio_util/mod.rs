@@ -599,6 +599,39 @@ impl Workload {
 
 /// A scratch directory: in memory where the OS offers one (fsyncs of SQLite
 /// commits on a slow disk would add seconds that are not the radio's).
+/// chansim arguments: BER 1e-4 plus bursts of ~200 bits at BER 0.5 (the shape docs/arq.md
+/// measured; long-run BER ~1.1e-3).
+pub const NOISY_WITH_BURSTS: &[&str] = &[
+    "--ber",
+    "1e-4",
+    "--burst-prob",
+    "1e-5",
+    "--burst-len",
+    "200",
+    "--burst-ber",
+    "0.5",
+];
+
+/// chansim arguments matching a sim profile's channel, seeded, plus `extra`.
+pub fn chansim_args(profile: &str, seed: u64, extra: &[&str]) -> Vec<String> {
+    let base: &[&str] = match profile {
+        "sim-kiss-1200" => &["--mode", "kiss", "--bitrate", "1200", "--txdelay-ms", "300"],
+        "sim-transparent-9600" => &[
+            "--mode",
+            "transparent",
+            "--bitrate",
+            "9600",
+            "--txdelay-ms",
+            "100",
+        ],
+        other => panic!("no chansim channel for profile {other}"),
+    };
+    let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    v.extend(["--seed".to_string(), seed.to_string()]);
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
 pub fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
@@ -1174,6 +1207,14 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 impl Rig {
     /// Stations at `scale`, chansim with `chan` arguments; bravo's daemon is not
     /// started yet (see `start_daemon`).
+    /// As `new`, on chansim's channel for the profile (its mode, bitrate and TXDELAY),
+    /// seeded, plus `extra` chansim arguments.
+    pub fn on_channel(profile: &str, scale: usize, seed: u64, extra: &[&str]) -> Rig {
+        let args = chansim_args(profile, seed, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Rig::new(profile, scale, seed, &args)
+    }
+
     pub fn new(profile: &str, scale: usize, seed: u64, chan: &[&str]) -> Rig {
         let dir = scratch();
         let st = Stations::new(dir.path(), scale, seed);

@@ -110,14 +110,7 @@ pub fn content(s: &Store) -> BTreeMap<(String, String), (String, Vec<Value>)> {
 }
 
 pub fn value_of(v: rusqlite::types::ValueRef<'_>) -> Value {
-    use rusqlite::types::ValueRef;
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => Value::Text(String::from_utf8(t.to_vec()).unwrap()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
+    radiosync::store::value_from_ref(v)
 }
 
 /// Every row of every table except rs_log, as text: "unchanged" means equal dumps.
