@@ -595,6 +595,7 @@ fn main() -> Result<()> {
             id: BundleId(0x0123_4567_89ab_cdef),
             stored: 300,
         }),
+        fingerprint: Some(0x0fed_cba9_8765_4321),
     };
     let hello_bytes = Message::Hello(hello.clone()).to_bytes();
     let (h1, h2) = hello_bytes.split_at(hello_bytes.len() / 2);
@@ -610,7 +611,13 @@ fn main() -> Result<()> {
             },
         ),
         ("no-bundle".into(), Message::NoBundle),
-        ("done".into(), Message::Done),
+        ("done".into(), Message::Done { fingerprint: None }),
+        (
+            "done-fingerprint".into(),
+            Message::Done {
+                fingerprint: Some(7),
+            },
+        ),
         (
             "fragment".into(),
             Message::Fragment {

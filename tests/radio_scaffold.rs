@@ -134,6 +134,7 @@ fn resumed_transfer_reads_capture_show() {
                 dict_id: 0,
                 vector: VersionVector::default(),
                 resume: Some(Resume { id, stored: 700 }),
+                fingerprint: None,
             }),
         ),
         (

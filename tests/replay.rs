@@ -161,6 +161,7 @@ fn bundle_messages(sender: &Store, bundle: &[u8], max_message: usize) -> Vec<Vec
         dict_id: 0,
         vector: sender.vector().unwrap(),
         resume: None,
+        fingerprint: None,
     });
     let mut out = vec![
         hello.to_bytes(),
@@ -900,6 +901,7 @@ fn replay_reproduces_a_session_layer_fault_as_the_live_session_sees_it() {
         schema: s.a.schema_fingerprint(),
         dict_id: 0,
         vector: s.a.vector().unwrap(),
+        fingerprint: 0,
     };
     let mut live = Session::initiate(
         Config::new(max_message),

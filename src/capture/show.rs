@@ -134,6 +134,9 @@ pub fn describe_message(bytes: &[u8]) -> String {
             if let Some(r) = h.resume {
                 let _ = write!(s, ", resume {} at {}", r.id, r.stored);
             }
+            if let Some(f) = h.fingerprint {
+                let _ = write!(s, ", fingerprint {f:016x}");
+            }
             s
         }
         Message::BundleStart {
@@ -147,11 +150,20 @@ pub fn describe_message(bytes: &[u8]) -> String {
         ),
         Message::Chunk { offset, bytes } => format!("Chunk offset {offset} len {}", bytes.len()),
         Message::NoBundle => "NoBundle".into(),
-        Message::Applied { id, vector } => {
-            format!("Applied id {id}, vector {} origin(s)", vector.0.len())
-        }
+        Message::Applied {
+            id,
+            vector,
+            fingerprint,
+        } => format!(
+            "Applied id {id}, vector {} origin(s){}",
+            vector.0.len(),
+            fingerprint.map_or(String::new(), |f| format!(", fingerprint {f:016x}"))
+        ),
         Message::Error { code, text } => format!("Error {code}: {text:?}"),
-        Message::Done => "Done".into(),
+        Message::Done { fingerprint } => match fingerprint {
+            Some(f) => format!("Done, fingerprint {f:016x}"),
+            None => "Done".into(),
+        },
         Message::Fragment { last, bytes } => format!(
             "{} of {} bytes",
             if last { "LastFragment" } else { "Fragment" },

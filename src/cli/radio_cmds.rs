@@ -415,13 +415,26 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                         }
                         air += o.stats.airtime;
                     }
+                    let verified = last.result.as_ref().ok().and_then(|s| s.verified());
                     println!(
                         "synced with {peer} in {} session(s): {applied} bundle(s) applied here, \
                          {confirmed} confirmed by {peer}; {sent} bundle bytes sent, {got} \
-                         received; airtime {:.1} s",
+                         received; airtime {:.1} s; {}",
                         outcomes.len(),
-                        air.as_secs_f64()
+                        air.as_secs_f64(),
+                        match verified {
+                            Some(true) => "verified: both stations hold the same content",
+                            Some(false) => "NOT verified: the contents differ",
+                            None => "not verified: the peer sent no fingerprint",
+                        }
                     );
+                    if verified == Some(false) && complete {
+                        eprintln!(
+                            "radiosync: {peer} and this station hold different content that \
+                             neither change log explains (stations set up separately, a \
+                             restored backup, or writes capture missed); see `radiosync log`"
+                        );
+                    }
                     if complete {
                         Ok(ExitCode::SUCCESS)
                     } else {

@@ -531,6 +531,7 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
             "peers": peers.iter().map(|(p, pending)| serde_json::json!({
                 "name": p.name, "uuid": p.id.to_string(), "callsign": p.callsign,
                 "last_sync": p.last_sync, "sync_count": p.sync_count, "pending_rows": pending,
+                "verified_at": p.verified_at, "differs_since": p.differs_since,
             })).collect::<Vec<_>>(),
             "problems": s.problems().iter().map(|(t, why)| serde_json::json!({"table": t, "problem": why})).collect::<Vec<_>>(),
             "held": held.iter().map(|h| serde_json::json!({"table": h.table, "uuid": h.uuid, "reason": h.reason, "since": h.since})).collect::<Vec<_>>(),
@@ -563,8 +564,13 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
     }
     println!("peers     {}", if peers.is_empty() { "none" } else { "" });
     for (p, pending) in &peers {
+        let check = match (&p.differs_since, &p.verified_at) {
+            (Some(since), _) => format!("CONTENTS DIFFER since {since}"),
+            (None, Some(at)) => format!("verified {at}"),
+            (None, None) => "never verified".into(),
+        };
         println!(
-            "  {:<16} {} pending {:>6} rows, last sync {}",
+            "  {:<16} {} pending {:>6} rows, last sync {}, {check}",
             p.name,
             p.id,
             pending,

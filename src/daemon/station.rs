@@ -326,6 +326,8 @@ impl Station {
             peer_callsign: parse_call(&format!("peer {name}"), peer.callsign.as_deref())?,
             session_id: Some(id),
         };
+        // The Hello carries the content fingerprint: writes since the last check count.
+        self.store.check_capture()?;
         let local = local_info(&self.store)?;
         let state = self.store.transfer_state(&peer.id)?;
         let resume = match (&state.outgoing, &state.incoming) {

@@ -32,6 +32,7 @@ pub fn local_info(store: &Store) -> Result<LocalInfo, StoreError> {
         schema: store.schema_fingerprint(),
         dict_id: store.dictionary()?.map(|d| d.id).unwrap_or(0),
         vector: store.raw_vector()?,
+        fingerprint: store.content_fingerprint()?,
     })
 }
 
@@ -68,6 +69,9 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             // Capture checks itself before every sync: a table rebuilt or
             // migrated since the last one is noticed before we export.
             store.check_capture()?;
+            engine
+                .session_mut()
+                .set_fingerprint(store.content_fingerprint()?);
             store.note_peer_schema(&station, schema)?;
             if responder {
                 if store.peer_by_id(&station)?.is_some() {
@@ -112,6 +116,11 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
         SessionEvent::BundleArrived { peer, bytes, .. } => {
             match store.import_transfer(&bytes, &peer) {
                 Ok(_) => {
+                    // Rows the import could not digest exactly are digested now.
+                    store.check_capture()?;
+                    engine
+                        .session_mut()
+                        .set_fingerprint(store.content_fingerprint()?);
                     // Uncapped, like the Hello: a peer that kept more to send
                     // exports against it, and our wants reach it in our bundles.
                     let v = store.raw_vector()?;
@@ -129,13 +138,27 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
         }
         SessionEvent::Finished(s) => {
             let peer = s.peer.map(|p| peer_name(store, &p));
+            let verdict = match s.verified() {
+                Some(true) => "; verified: both stations hold the same content".to_string(),
+                Some(false) => format!(
+                    "; NOT verified: the stations' contents differ (fingerprints {:016x} here, \
+                     {:016x} there)",
+                    s.local_fingerprint,
+                    s.peer_fingerprint.unwrap_or(0)
+                ),
+                None => "; not verified: the peer sent no fingerprint".to_string(),
+            };
             store.log_event(&LogEntry {
                 peer,
                 direction: "local".into(),
-                result: "ok".into(),
+                result: if s.verified() == Some(false) {
+                    "warning".into()
+                } else {
+                    "ok".into()
+                },
                 message: format!(
                     "radio sync finished: {} bundle(s) applied, {} confirmed by the peer, \
-                     {} bundle bytes sent, {} received",
+                     {} bundle bytes sent, {} received{verdict}",
                     s.bundles_applied,
                     s.bundles_confirmed,
                     s.bundle_bytes_sent,
@@ -143,6 +166,9 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
                 ),
                 ..Default::default()
             })?;
+            if let (Some(p), Some(v)) = (s.peer, s.verified()) {
+                store.note_verification(&p, v)?;
+            }
         }
         SessionEvent::Failed(err) => {
             let peer = engine.session().peer().map(|p| peer_name(store, &p));

@@ -15,6 +15,7 @@ fn local(b: u8, call: &str) -> LocalInfo {
         schema: SchemaFingerprint(42),
         dict_id: 0,
         vector: VersionVector::default(),
+        fingerprint: 0,
     }
 }
 

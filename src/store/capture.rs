@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::exchange::{payload_prefix, push_history, text_of};
+use super::fingerprint;
 use super::schema::{self, quote_ident, TableCheck, TableInfo};
 use super::{now_text, value_from_ref, Store, StoreError};
 use crate::delta::digest::row_digest;
@@ -368,7 +369,7 @@ fn check_changed_rows(tx: &Connection, info: &TableInfo, now: &str) -> Result<u6
                 }
                 // A duplicate stays undigested so every check looks again.
                 if *count == 1 {
-                    set_digest(tx, info, uuid, digest_of(info, uuid, modified_on, values))?;
+                    set_digest(tx, info, uuid, modified_on, values)?;
                 }
             }
             None => {
@@ -391,11 +392,22 @@ fn check_changed_rows(tx: &Connection, info: &TableInfo, now: &str) -> Result<u6
                         &format!("row {uuid} fixed: it travels again"),
                     )?;
                 }
-                set_digest(tx, info, uuid, digest_of(info, uuid, modified_on, values))?;
+                set_digest(tx, info, uuid, modified_on, values)?;
             }
         }
     }
     // Tombstones need no digest: mark them so the undigested index stays small.
+    // A deleted row leaves the fingerprint.
+    let gone: Vec<String> = tx
+        .prepare(
+            "SELECT uuid FROM rs_row WHERE tbl = ?1 AND digest IS NULL
+               AND uuid IN (SELECT uuid FROM rs_tomb WHERE tbl = ?1)",
+        )?
+        .query_map([&info.name], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for uuid in &gone {
+        fingerprint::record(tx, &info.name, uuid, 0)?;
+    }
     tx.execute(
         "UPDATE rs_row SET digest = 0 WHERE tbl = ?1 AND digest IS NULL
            AND uuid IN (SELECT uuid FROM rs_tomb WHERE tbl = ?1)",
@@ -437,8 +449,15 @@ fn check_changed_rows(tx: &Connection, info: &TableInfo, now: &str) -> Result<u6
     Ok(newly)
 }
 
-fn set_digest(tx: &Connection, info: &TableInfo, uuid: &str, d: i64) -> Result<(), StoreError> {
+fn set_digest(
+    tx: &Connection,
+    info: &TableInfo,
+    uuid: &str,
+    modified_on: &str,
+    values: &[Value],
+) -> Result<(), StoreError> {
+    let d = digest_of(info, uuid, modified_on, values);
     tx.prepare_cached("UPDATE rs_row SET digest = ?1 WHERE tbl = ?2 AND uuid = ?3")?
         .execute(params![d, info.name, uuid])?;
-    Ok(())
+    fingerprint::record_row(tx, info, uuid, d, values)
 }

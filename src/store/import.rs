@@ -1051,6 +1051,9 @@ fn set_digest(
     });
     tx.prepare_cached("UPDATE rs_row SET digest = ?1 WHERE tbl = ?2 AND uuid = ?3")?
         .execute(params![d, info.name, uuid])?;
+    if let (Some(d), Some(v)) = (d, values) {
+        super::fingerprint::record_row(tx, info, uuid, d, v)?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 mod capture;
 mod exchange;
+pub mod fingerprint;
 mod import;
 pub mod sample;
 pub mod schema;
@@ -139,6 +140,11 @@ pub struct PeerInfo {
     pub callsign: Option<String>,
     pub last_sync: Option<String>,
     pub sync_count: u64,
+    /// When a sync last ended with both stations' content fingerprints equal.
+    pub verified_at: Option<String>,
+    /// When the last comparison found the contents different (None once a
+    /// later sync verifies).
+    pub differs_since: Option<String>,
     /// What the peer told us it holds.
     pub confirmed: VersionVector,
     /// The dictionary id the peer advertised (0 = none).
@@ -606,6 +612,7 @@ impl Store {
             "rs_want",
             "rs_want_tag",
             "rs_peer_backfill",
+            "rs_fp",
         ] {
             tx.execute(&format!("DELETE FROM {own} WHERE tbl = ?1"), [table])?;
         }
@@ -739,6 +746,8 @@ impl Store {
             schema: r
                 .get::<_, Option<i64>>(6)?
                 .map(|f| SchemaFingerprint(f as u32)),
+            verified_at: r.get(7)?,
+            differs_since: r.get(8)?,
         })
     }
 
@@ -777,7 +786,8 @@ impl Store {
         Ok(p)
     }
 
-    const PEER_COLS: &'static str = "uuid, name, callsign, last_sync, sync_count, dict_id, schema";
+    const PEER_COLS: &'static str =
+        "uuid, name, callsign, last_sync, sync_count, dict_id, schema, verified_at, differs_since";
 
     pub fn peers(&self) -> Result<Vec<PeerInfo>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
@@ -873,6 +883,24 @@ impl Store {
     }
 
     /// The peer confirmed it holds `v` (its own sender vector): raise its watermark.
+    /// Records how a sync with `peer` ended: contents equal (`verified`) or not.
+    /// `differs_since` keeps the first sync that found a difference until one verifies.
+    pub fn note_verification(&self, peer: &StationId, verified: bool) -> Result<(), StoreError> {
+        let key = peer.0.to_vec();
+        if verified {
+            self.conn.execute(
+                "UPDATE rs_peer SET verified_at = ?2, differs_since = NULL WHERE uuid = ?1",
+                params![key, now_text()],
+            )?;
+        } else {
+            self.conn.execute(
+                "UPDATE rs_peer SET differs_since = coalesce(differs_since, ?2) WHERE uuid = ?1",
+                params![key, now_text()],
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn note_peer_vector(&self, peer: &StationId, v: &VersionVector) -> Result<(), StoreError> {
         if self.peer_by_id(peer)?.is_none() {
             return Err(StoreError::UnknownPeer(*peer));

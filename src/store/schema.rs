@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS rs_schema_seen (fp INTEGER PRIMARY KEY, layout TEXT N
 CREATE TABLE IF NOT EXISTS rs_origin (origin BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS rs_peer_backfill (peer BLOB NOT NULL, tbl TEXT NOT NULL,
     sent_at INTEGER, PRIMARY KEY (peer, tbl));
+CREATE TABLE IF NOT EXISTS rs_fp (tbl TEXT NOT NULL, uuid TEXT NOT NULL, part INTEGER NOT NULL,
+    PRIMARY KEY (tbl, uuid)) WITHOUT ROWID;
 INSERT OR IGNORE INTO rs_clock (one, seq) VALUES (1, 0);
 INSERT OR IGNORE INTO rs_ctl (one, applying) VALUES (1, 0);
 ";
@@ -76,11 +78,16 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rs_table", "nrows", "INTEGER"),
     ("rs_table", "policy", "TEXT"),
     ("rs_conflict", "policy", "TEXT"),
+    ("rs_table", "fp", "INTEGER"),
+    ("rs_peer", "verified_at", "TEXT"),
+    ("rs_peer", "differs_since", "TEXT"),
 ];
 
 /// Bring an older station file's own tables up to date. Idempotent.
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let had_origins = !table_columns(conn, "rs_origin")?.is_empty();
+    let had_fingerprints = !table_columns(conn, "rs_fp")?.is_empty();
+    let existing = !table_columns(conn, "rs_row")?.is_empty();
     conn.execute_batch(DDL)?;
     if !had_origins {
         conn.execute_batch("INSERT OR IGNORE INTO rs_origin SELECT DISTINCT origin FROM rs_row")?;
@@ -92,6 +99,11 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         {
             conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
         }
+    }
+    if existing && !had_fingerprints {
+        // Fingerprints start from every row's digest: the next capture check
+        // computes them all once (an upgrade's only full pass).
+        conn.execute_batch("UPDATE rs_row SET digest = NULL WHERE digest != 0")?;
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS rs_row_undigested ON rs_row (tbl, uuid) WHERE digest IS NULL;
@@ -118,6 +130,7 @@ pub fn is_current(conn: &Connection) -> Result<bool, StoreError> {
         "rs_schema_seen",
         "rs_peer_backfill",
         "rs_origin",
+        "rs_fp",
     ] {
         if table_columns(conn, t)?.is_empty() {
             return Ok(false);

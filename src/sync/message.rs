@@ -10,7 +10,7 @@ use crate::bytes::{ByteReader, ReadError};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 
 /// The session protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Longest callsign accepted in a `Hello` (AX.25 needs 6 + SSID; room to spare).
 pub const MAX_CALLSIGN: usize = 16;
 /// Longest error text emitted; longer texts are cut at a character boundary.
@@ -67,6 +67,8 @@ pub struct Hello {
     pub vector: VersionVector,
     /// The bundle from the addressee that the sender holds part of.
     pub resume: Option<Resume>,
+    /// The sender's content fingerprint (`store::fingerprint`) as the session starts.
+    pub fingerprint: Option<u64>,
 }
 
 /// Why a session was refused or aborted.
@@ -169,17 +171,22 @@ pub enum Message {
     },
     /// The sender has nothing the receiver lacks.
     NoBundle,
-    /// The receiver committed bundle `id`; `vector` is what it now holds.
+    /// The receiver committed bundle `id`; `vector` is what it now holds and
+    /// `fingerprint` its content fingerprint after the commit.
     Applied {
         id: BundleId,
         vector: VersionVector,
+        fingerprint: Option<u64>,
     },
     Error {
         code: ErrorCode,
         text: String,
     },
-    /// The responder's last word: both directions are complete.
-    Done,
+    /// The responder's last word: both directions are complete; `fingerprint`
+    /// is its content fingerprint at the end, for the initiator to compare.
+    Done {
+        fingerprint: Option<u64>,
+    },
     /// A piece of a message larger than the ARQ's message size (a Hello or
     /// Applied with a long vector): the pieces, concatenated up to the one
     /// with `last`, are the bytes of that message.
@@ -223,7 +230,7 @@ impl Message {
             Message::NoBundle => TYPE_NO_BUNDLE,
             Message::Applied { .. } => TYPE_APPLIED,
             Message::Error { .. } => TYPE_ERROR,
-            Message::Done => TYPE_DONE,
+            Message::Done { .. } => TYPE_DONE,
             Message::Fragment { last: false, .. } => TYPE_FRAGMENT,
             Message::Fragment { last: true, .. } => TYPE_LAST_FRAGMENT,
             Message::Unknown(k) => *k,
@@ -239,7 +246,7 @@ impl Message {
             Message::NoBundle => "NoBundle",
             Message::Applied { .. } => "Applied",
             Message::Error { .. } => "Error",
-            Message::Done => "Done",
+            Message::Done { .. } => "Done",
             Message::Fragment { .. } => "Fragment",
             Message::Unknown(_) => "Unknown",
         }
@@ -257,14 +264,20 @@ impl Message {
                     + 4
                     + vector_len(&h.vector)
                     + h.resume.map_or(0, |r| 8 + varint_len(r.stored))
+                    + h.fingerprint.map_or(0, |_| 8)
             }
             Message::BundleStart {
                 total_len, offset, ..
             } => 1 + 8 + varint_len(*total_len) + varint_len(*offset),
             Message::Chunk { offset, bytes } => varint_len(*offset) + bytes.len(),
             Message::Fragment { bytes, .. } => bytes.len(),
-            Message::NoBundle | Message::Done | Message::Unknown(_) => 0,
-            Message::Applied { vector, .. } => 8 + vector_len(vector),
+            Message::NoBundle | Message::Unknown(_) => 0,
+            Message::Done { fingerprint } => fingerprint.map_or(0, |_| 8),
+            Message::Applied {
+                vector,
+                fingerprint,
+                ..
+            } => 8 + vector_len(vector) + fingerprint.map_or(0, |_| 8),
             Message::Error { text, .. } => {
                 let t = clip_text(text);
                 1 + varint_len(t.len() as u64) + t.len()
@@ -279,7 +292,9 @@ impl Message {
         match self {
             Message::Hello(h) => {
                 buf.push(h.version);
-                let flags = u8::from(h.initiator) | (u8::from(h.resume.is_some()) << 1);
+                let flags = u8::from(h.initiator)
+                    | (u8::from(h.resume.is_some()) << 1)
+                    | (u8::from(h.fingerprint.is_some()) << 2);
                 buf.push(flags);
                 buf.extend_from_slice(&h.station.0);
                 let call = &h.callsign.as_bytes()[..h.callsign.len().min(MAX_CALLSIGN)];
@@ -291,6 +306,9 @@ impl Message {
                 if let Some(r) = h.resume {
                     buf.extend_from_slice(&r.id.0.to_le_bytes());
                     put_varint(buf, r.stored);
+                }
+                if let Some(f) = h.fingerprint {
+                    buf.extend_from_slice(&f.to_le_bytes());
                 }
             }
             Message::BundleStart {
@@ -309,10 +327,22 @@ impl Message {
                 buf.extend_from_slice(bytes);
             }
             Message::Fragment { bytes, .. } => buf.extend_from_slice(bytes),
-            Message::NoBundle | Message::Done | Message::Unknown(_) => {}
-            Message::Applied { id, vector } => {
+            Message::NoBundle | Message::Unknown(_) => {}
+            Message::Done { fingerprint } => {
+                if let Some(f) = fingerprint {
+                    buf.extend_from_slice(&f.to_le_bytes());
+                }
+            }
+            Message::Applied {
+                id,
+                vector,
+                fingerprint,
+            } => {
                 buf.extend_from_slice(&id.0.to_le_bytes());
                 put_vector(buf, vector);
+                if let Some(f) = fingerprint {
+                    buf.extend_from_slice(&f.to_le_bytes());
+                }
             }
             Message::Error { code, text } => {
                 buf.push(code.to_byte());
@@ -340,7 +370,7 @@ impl Message {
             TYPE_HELLO => {
                 let version = r.u8()?;
                 let flags = r.u8()?;
-                if flags & !0b11 != 0 {
+                if flags & !0b111 != 0 {
                     return Err(MessageError::BadFlags(flags));
                 }
                 let station = StationId(r.array::<16>()?);
@@ -360,6 +390,11 @@ impl Message {
                 } else {
                     None
                 };
+                let fingerprint = if flags & 0b100 != 0 {
+                    Some(u64::from_le_bytes(r.array::<8>()?))
+                } else {
+                    None
+                };
                 Message::Hello(Hello {
                     version,
                     initiator: flags & 1 != 0,
@@ -369,6 +404,7 @@ impl Message {
                     dict_id,
                     vector,
                     resume,
+                    fingerprint,
                 })
             }
             TYPE_BUNDLE_START => {
@@ -408,7 +444,12 @@ impl Message {
             TYPE_APPLIED => {
                 let id = BundleId(u64::from_le_bytes(r.array::<8>()?));
                 let vector = r.vector()?;
-                Message::Applied { id, vector }
+                let fingerprint = r.optional_fingerprint()?;
+                Message::Applied {
+                    id,
+                    vector,
+                    fingerprint,
+                }
             }
             TYPE_ERROR => {
                 let code = ErrorCode::from_byte(r.u8()?);
@@ -418,7 +459,9 @@ impl Message {
                     String::from_utf8(r.take(len)?.to_vec()).map_err(|_| MessageError::BadText)?;
                 Message::Error { code, text }
             }
-            TYPE_DONE => Message::Done,
+            TYPE_DONE => Message::Done {
+                fingerprint: r.optional_fingerprint()?,
+            },
             other => return Ok(Message::Unknown(other)),
         };
         if !r.r.is_empty() {
@@ -482,6 +525,14 @@ impl<'a> Cursor<'a> {
 
     fn varint(&mut self) -> Result<u64, MessageError> {
         self.r.varint().map_err(|e| self.err(e))
+    }
+
+    /// A content fingerprint closing the message: 8 bytes, or none.
+    fn optional_fingerprint(&mut self) -> Result<Option<u64>, MessageError> {
+        if self.r.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(u64::from_le_bytes(self.array::<8>()?)))
     }
 
     fn rest(&mut self) -> &'a [u8] {
@@ -566,8 +617,9 @@ mod tests {
                 id: BundleId(0x0102_0304_0506_0708),
                 stored: 129,
             }),
+            fingerprint: Some(0x1122_3344_5566_7788),
         });
-        let mut want = vec![0x01, 0x01, 0x03];
+        let mut want = vec![0x01, 0x01, 0x07];
         want.extend([0xaa; 16]);
         want.push(6);
         want.extend(b"N0CALL");
@@ -579,6 +631,7 @@ mod tests {
         want.extend([0xac, 0x02]);
         want.extend([0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
         want.extend([0x81, 0x01]);
+        want.extend([0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
         assert_eq!(round_trip(&hello), want);
 
         // Responder, no vector entries, no resume: 29 bytes.
@@ -591,6 +644,7 @@ mod tests {
             dict_id: 0,
             vector: VersionVector::default(),
             resume: None,
+            fingerprint: None,
         });
         let mut want = vec![0x01, 0x01, 0x00];
         want.extend([0x01; 16]);
@@ -642,15 +696,30 @@ mod tests {
         };
         assert_eq!(round_trip(&last), [0x09, 0xff]);
         assert_eq!(Message::parse(&[0x09]), Err(MessageError::EmptyChunk));
-        assert_eq!(round_trip(&Message::Done), [0x07]);
+        assert_eq!(round_trip(&Message::Done { fingerprint: None }), [0x07]);
+        assert_eq!(
+            round_trip(&Message::Done {
+                fingerprint: Some(0x0102)
+            }),
+            [0x07, 0x02, 0x01, 0, 0, 0, 0, 0, 0]
+        );
+        assert!(Message::parse(&[0x07, 1, 2, 3]).is_err());
         let applied = Message::Applied {
             id: BundleId(1),
             vector: vv(&[(0x33, 1)]),
+            fingerprint: None,
         };
         let mut want = vec![0x05, 1, 0, 0, 0, 0, 0, 0, 0, 1];
         want.extend([0x33; 16]);
         want.push(1);
         assert_eq!(round_trip(&applied), want);
+        let with_fp = Message::Applied {
+            id: BundleId(1),
+            vector: vv(&[(0x33, 1)]),
+            fingerprint: Some(5),
+        };
+        want.extend([5, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(round_trip(&with_fp), want);
         let err = Message::Error {
             code: ErrorCode::SchemaMismatch,
             text: "no".into(),
@@ -715,8 +784,8 @@ mod tests {
             Err(MessageError::CallsignTooLong(17))
         );
         assert_eq!(
-            Message::parse(&[0x01, 0x01, 0x04]),
-            Err(MessageError::BadFlags(4))
+            Message::parse(&[0x01, 0x01, 0x08]),
+            Err(MessageError::BadFlags(8))
         );
     }
 
@@ -735,10 +804,13 @@ mod tests {
                     id: BundleId(5),
                     stored: 1 << 20,
                 }),
+                fingerprint: Some(u64::MAX),
             }),
+            // Without its optional fingerprint: a cut before one would be valid.
             Message::Applied {
                 id: BundleId(9),
                 vector: vv(&[(4, 4)]),
+                fingerprint: None,
             },
             Message::Error {
                 code: ErrorCode::Local,

@@ -42,6 +42,9 @@ pub struct LocalInfo {
     pub dict_id: u32,
     /// What this station holds, per origin.
     pub vector: VersionVector,
+    /// Its content fingerprint (`store::fingerprint`); the shell updates it with
+    /// `set_fingerprint` when the content changes during the session.
+    pub fingerprint: u64,
 }
 
 /// Exact bundle bytes being sent to a peer, kept by the shell until the peer
@@ -148,6 +151,18 @@ pub struct Summary {
     /// Every message byte handed to the ARQ / taken from it.
     pub message_bytes_sent: u64,
     pub message_bytes_received: u64,
+    /// Content fingerprints at the end: this station's, and the peer's last word
+    /// (None from a peer that does not send one).
+    pub local_fingerprint: u64,
+    pub peer_fingerprint: Option<u64>,
+}
+
+impl Summary {
+    /// Whether both stations ended with the same synced content: `None` when the
+    /// peer did not say.
+    pub fn verified(&self) -> Option<bool> {
+        self.peer_fingerprint.map(|p| p == self.local_fingerprint)
+    }
 }
 
 /// Transfer progress for a progress bar: (bytes done, bytes total).
@@ -605,7 +620,11 @@ impl Session {
         self.discard_applied();
         self.summary.bundles_applied += 1;
         self.local.vector = vector.clone();
-        self.queue(Message::Applied { id, vector });
+        self.queue(Message::Applied {
+            id,
+            vector,
+            fingerprint: Some(self.local.fingerprint),
+        });
         if self.is_closed() {
             return Ok(());
         }
@@ -634,6 +653,12 @@ impl Session {
             Some((ErrorCode::BundleRefused, reason)),
         );
         Ok(())
+    }
+
+    /// This station's content fingerprint changed (the shell re-read it after a
+    /// capture check or a commit): later messages carry the new one.
+    pub fn set_fingerprint(&mut self, fingerprint: u64) {
+        self.local.fingerprint = fingerprint;
     }
 
     /// One message from the ARQ, delivered in order exactly once.
@@ -684,14 +709,22 @@ impl Session {
                         resumed,
                     },
                 ),
-                Message::Applied { id: got, vector },
+                Message::Applied {
+                    id: got,
+                    vector,
+                    fingerprint,
+                },
             ) if got == id && next == bytes.len() as u64 => {
+                if fingerprint.is_some() {
+                    self.summary.peer_fingerprint = fingerprint;
+                }
                 self.on_applied(phase, id, resumed, vector);
             }
-            (State::AwaitDone, Message::Done) => {
-                self.state = State::Finished;
-                self.events
-                    .push_back(SessionEvent::Finished(self.summary.clone()));
+            (State::AwaitDone, Message::Done { fingerprint }) => {
+                if fingerprint.is_some() {
+                    self.summary.peer_fingerprint = fingerprint;
+                }
+                self.finish();
             }
             (state, msg) => {
                 let v = Violation::Unexpected {
@@ -745,6 +778,7 @@ impl Session {
         self.peer_vector = h.vector;
         self.peer_dict_id = h.dict_id;
         self.peer_resume = h.resume;
+        self.summary.peer_fingerprint = h.fingerprint;
         self.events.push_back(SessionEvent::PeerHello {
             station: h.station,
             callsign: h.callsign,
@@ -863,6 +897,7 @@ impl Session {
             dict_id: self.local.dict_id,
             vector: self.local.vector.clone(),
             resume,
+            fingerprint: Some(self.local.fingerprint),
         }));
     }
 
@@ -922,14 +957,21 @@ impl Session {
         match phase {
             Phase::Pull => self.start_sending(Phase::Push),
             Phase::Push => {
-                self.queue(Message::Done);
+                self.queue(Message::Done {
+                    fingerprint: Some(self.local.fingerprint),
+                });
                 if !self.is_closed() {
-                    self.state = State::Finished;
-                    self.events
-                        .push_back(SessionEvent::Finished(self.summary.clone()));
+                    self.finish();
                 }
             }
         }
+    }
+
+    fn finish(&mut self) {
+        self.state = State::Finished;
+        self.summary.local_fingerprint = self.local.fingerprint;
+        self.events
+            .push_back(SessionEvent::Finished(self.summary.clone()));
     }
 
     /// Queues a control message, in fragments if it exceeds the ARQ's size.
