@@ -21,6 +21,7 @@ pub struct ByteReader<'a> {
 }
 
 impl<'a> ByteReader<'a> {
+    /// A reader at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
         ByteReader {
             rest: bytes,
@@ -33,10 +34,12 @@ impl<'a> ByteReader<'a> {
         self.pos
     }
 
+    /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.rest.len()
     }
 
+    /// True when every byte has been read.
     pub fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
@@ -46,6 +49,7 @@ impl<'a> ByteReader<'a> {
         self.rest
     }
 
+    /// The next `n` bytes; `ReadError::Short` (consuming nothing) if fewer are left.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         if self.rest.len() < n {
             return Err(ReadError::Short);
@@ -61,24 +65,29 @@ impl<'a> ByteReader<'a> {
         self.take(n).map(|_| ())
     }
 
+    /// The next `N` bytes as an array.
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N], ReadError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
+    /// One byte.
     pub fn u8(&mut self) -> Result<u8, ReadError> {
         Ok(self.array::<1>()?[0])
     }
 
+    /// A little-endian `u32`.
     pub fn u32_le(&mut self) -> Result<u32, ReadError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
+    /// A little-endian `u64`.
     pub fn u64_le(&mut self) -> Result<u64, ReadError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
+    /// A little-endian `i64`.
     pub fn i64_le(&mut self) -> Result<i64, ReadError> {
         Ok(i64::from_le_bytes(self.array()?))
     }
@@ -127,6 +136,7 @@ pub fn varint_len(mut v: u64) -> usize {
     n
 }
 
+/// Appends `v` to `buf` as a minimal LEB128 varint.
 pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);

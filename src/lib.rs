@@ -6,6 +6,7 @@
 
 // `pub` only for what the crate exports: a helper that is not part of the API says so.
 #![warn(unreachable_pub)]
+#![warn(missing_docs)]
 
 pub mod arq;
 pub mod bytes;

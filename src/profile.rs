@@ -69,7 +69,9 @@ pub enum Framing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Duplex {
+    /// It cannot: stations take turns.
     Half,
+    /// It can.
     Full,
 }
 
@@ -77,25 +79,36 @@ pub enum Duplex {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fec {
+    /// Parity bytes per block: even, 2..=64.
     pub parity: u32,
+    /// Data bytes per block at most; block + parity <= 255.
     pub block: u32,
+    /// Interleave the blocks of a frame byte by byte (against bursts); default off.
     #[serde(default)]
     pub interleave: bool,
 }
 
+/// UART parity bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Parity {
+    /// No parity bit.
     None,
+    /// Even parity.
     Even,
+    /// Odd parity.
     Odd,
 }
 
+/// UART flow control.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowControl {
+    /// None.
     None,
+    /// XON/XOFF; refused by the profile check because it eats bytes of binary frames.
     Software,
+    /// RTS/CTS.
     Hardware,
 }
 
@@ -103,10 +116,15 @@ pub enum FlowControl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Serial {
+    /// Bit rate of the serial port (not the air), 50..=4000000.
     pub baud: u32,
+    /// Data bits per character; must be 8.
     pub data_bits: u32,
+    /// Parity bit.
     pub parity: Parity,
+    /// Stop bits, 1 or 2.
     pub stop_bits: u32,
+    /// None or hardware.
     pub flow_control: FlowControl,
 }
 
@@ -124,31 +142,43 @@ pub struct Retry {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// Profile name: a-z, 0-9 and '-'.
     pub name: String,
+    /// One line on the modem and the link it makes.
     pub description: String,
     /// Where the numbers come from.
     pub source: String,
+    /// KISS or transparent.
     pub framing: Framing,
     /// Needs a callsign; payloads are wrapped in AX.25 UI frames on KISS.
     pub amateur: bool,
     /// Air bit rate, bit/s.
     pub bitrate: u32,
+    /// Time the modem keys up before the first frame (TXDELAY), 0..=2550 ms.
     pub txdelay_ms: u32,
     /// RX-to-TX switch time of the other side, including squelch and PTT tail.
     pub turnaround_ms: u32,
     /// p-persistence, 0..=255 (255 = transmit at once on a clear channel).
     pub persist: u32,
+    /// p-persistence slot time, 0..=2550 ms.
     pub slottime_ms: u32,
+    /// Whether the radio hears while it transmits. Checked but not used: the ARQ always
+    /// takes turns.
     pub duplex: Duplex,
     /// Largest radiosync frame on air, bytes (after FEC, before link framing).
     pub mtu: usize,
+    /// Airtime budget of one transmission, in full-size frames, 1..=64.
     pub max_frames_per_transmission: u32,
+    /// Reed-Solomon FEC on every frame; `None` without.
     #[serde(default)]
     pub fec: Option<Fec>,
+    /// Serial port settings; `None` when the modem is reached over KISS TCP only.
     #[serde(default)]
     pub serial: Option<Serial>,
+    /// TCP port of a KISS-over-TCP modem (KISS framing only); `None` if serial only.
     #[serde(default)]
     pub kiss_tcp_port: Option<u16>,
+    /// Retransmission limits.
     pub retry: Retry,
 }
 
@@ -156,20 +186,40 @@ pub struct Profile {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProfileError {
+    /// Neither a file nor an embedded profile of this name.
     #[error("no modem profile file or name `{given}`; known profiles: {}", known.join(", "))]
-    NotFound { given: String, known: Vec<String> },
+    NotFound {
+        /// The name or path given.
+        given: String,
+        /// Names of the embedded profiles.
+        known: Vec<String>,
+    },
+    /// The profile file could not be read.
     #[error("cannot read modem profile {path}: {source}")]
     Read {
+        /// Path of the file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The text is not valid TOML for a profile (syntax, unknown or missing key).
     #[error("modem profile {origin}: {message}")]
-    Parse { origin: String, message: String },
+    Parse {
+        /// The file or profile name.
+        origin: String,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// A key has a value outside its allowed range.
     #[error("modem profile {origin}: key `{key}` = {value} is not allowed: {allowed}")]
     Invalid {
+        /// The file or profile name.
         origin: String,
+        /// The key, e.g. `fec.parity`.
         key: &'static str,
+        /// The value given.
         value: String,
+        /// What is allowed.
         allowed: String,
     },
 }

@@ -29,22 +29,30 @@ pub const ACK_COPIES: usize = 2;
 /// Reed-Solomon geometry: `parity` bytes per `block` data bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FecShape {
+    /// Parity bytes per block.
     pub parity: usize,
+    /// Most data bytes per block.
     pub block: usize,
 }
 
 /// Everything the ARQ needs to know about the channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArqConfig {
+    /// Modem bit rate on air, in bit/s.
     pub bitrate: u32,
+    /// Time the modem keys up before the first frame (TXDELAY).
     pub txdelay: Duration,
+    /// Time after a transmission until the other side's radio can hear
+    /// again (switch back to receive, squelch, PTT tail).
     pub turnaround: Duration,
     /// p-persistence of the modem: each slot it keys up with probability
     /// (persist + 1) / 256, after at least one slot (Dire Wolf, chansim).
     pub persist: u8,
+    /// Length of one p-persistence slot.
     pub slottime: Duration,
     /// Frame-layer bytes per frame before FEC.
     pub frame_overhead: usize,
+    /// Reed-Solomon FEC on each frame; `None` without FEC.
     pub fec: Option<FecShape>,
     /// Link framing bytes per frame on air after FEC.
     pub link_overhead: usize,
@@ -59,12 +67,14 @@ pub struct ArqConfig {
     pub ack_copies: usize,
     /// Consecutive unanswered transmissions before the link is declared lost.
     pub max_tries: u32,
+    /// Longest extra wait `backoff` adds before a retry.
     pub backoff_cap: Duration,
     /// Slack added to every computed wait (latency of serial ports, TNC decode).
     pub margin: Duration,
 }
 
 impl ArqConfig {
+    /// The parameters of the channel a firmware profile describes.
     pub fn from_profile(p: &Profile) -> ArqConfig {
         let (link_overhead, bit_stuffing) = match p.framing {
             Framing::Kiss => (

@@ -35,7 +35,9 @@ pub use wire::{
 /// collide again on every retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// This side opened the session.
     Initiator,
+    /// The peer opened the session.
     Responder,
 }
 
@@ -43,27 +45,57 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkLost {
+    /// `tries` transmissions in a row got no answer (`ArqConfig::max_tries`).
     #[error("peer silent: no answer to {tries} transmissions in a row")]
-    PeerSilent { tries: u32 },
+    PeerSilent {
+        /// Transmissions that got no answer.
+        tries: u32,
+    },
+    /// Data frame `seq` was sent `sends` times and never acknowledged: far more
+    /// than loss explains, so the frame itself is suspect (too big for the TNC?).
     #[error("frame {seq} sent {sends} times without being acknowledged")]
-    FrameUndeliverable { seq: u16, sends: u32 },
+    FrameUndeliverable {
+        /// Sequence number of the frame.
+        seq: u16,
+        /// Times it was sent.
+        sends: u32,
+    },
 }
 
 /// Errors returned to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArqError {
+    /// The link was given up; every call fails with this from then on.
     #[error("link lost: {0}")]
     LinkLost(LinkLost),
+    /// `send` got a message of `len` bytes; one data frame carries at most `max`.
     #[error("message of {len} bytes exceeds the {max}-byte limit of one frame")]
-    MessageTooLarge { len: usize, max: usize },
+    MessageTooLarge {
+        /// Message length in bytes.
+        len: usize,
+        /// Largest message one data frame carries.
+        max: usize,
+    },
     /// A frame from the peer that breaks the protocol (dropped).
     #[error("bad frame from peer: {0}")]
     Wire(#[from] WireError),
+    /// The peer's ack covers sequence numbers we have not sent yet (dropped).
     #[error("peer acknowledged frame {ack} which was never sent (next is {next})")]
-    AckOfUnsent { ack: u16, next: u16 },
+    AckOfUnsent {
+        /// The ack's next expected sequence number.
+        ack: u16,
+        /// Our next sequence number to send.
+        next: u16,
+    },
+    /// A data frame at least a window ahead of the next one we expect (dropped).
     #[error("peer sent frame {seq} outside the window starting at {expected}")]
-    OutOfWindow { seq: u16, expected: u16 },
+    OutOfWindow {
+        /// Sequence number of the frame.
+        seq: u16,
+        /// The next sequence number we expect.
+        expected: u16,
+    },
 }
 
 /// Something for the layer above.
@@ -80,6 +112,7 @@ pub enum ArqEvent {
 /// Frames to send in one key-up, in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmission {
+    /// Ack first (and its second copy last), data frames in between.
     pub frames: Vec<ArqFrame>,
     /// Estimated time on air of the frames (without TXDELAY).
     pub airtime: Duration,
@@ -102,15 +135,26 @@ pub enum State {
     /// We hold the turn and transmit at the next `poll_transmit`.
     /// `attempt` counts our transmissions in a row that got no answer;
     /// `reply` is true when the peer just passed us the turn.
-    Ready { attempt: u32, reply: bool },
+    Ready {
+        /// Our transmissions in a row that got no answer.
+        attempt: u32,
+        /// The peer just passed us the turn.
+        reply: bool,
+    },
     /// We transmitted and passed the turn.
     AwaitingReply {
+        /// When to stop waiting for the answer.
         deadline: Instant,
+        /// Whether the peer must answer.
         expect: Expect,
+        /// Our transmissions in a row before this one that got no answer.
         attempt: u32,
     },
     /// The peer is transmitting; its transmission ends by `ends_by`.
-    Hearing { ends_by: Instant },
+    Hearing {
+        /// When the peer's transmission ends (from its `rem_ms`, plus slack).
+        ends_by: Instant,
+    },
     /// Given up; kept so the error is reported again.
     Failed(LinkLost),
 }
@@ -185,10 +229,13 @@ pub struct Arq {
 /// Counters for progress displays, logs and the benchmark.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArqStats {
+    /// Transmissions made (key-ups).
     pub transmissions: u64,
+    /// Data frames sent, retransmissions included.
     pub data_frames: u64,
     /// Data frames that had been sent before.
     pub retransmissions: u64,
+    /// Ack frames sent, second copies included.
     pub ack_frames: u64,
     /// Reply deadlines that passed with nothing heard.
     pub timeouts: u64,
@@ -201,6 +248,7 @@ pub struct ArqStats {
 }
 
 impl Arq {
+    /// An idle endpoint for one session; sequence numbers start at 0.
     pub fn new(cfg: ArqConfig, role: Role) -> Arq {
         let max_message = cfg.max_message();
         Arq {
@@ -225,10 +273,12 @@ impl Arq {
         }
     }
 
+    /// The channel parameters this endpoint works with.
     pub fn config(&self) -> &ArqConfig {
         &self.cfg
     }
 
+    /// Where the exchange stands.
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -262,6 +312,7 @@ impl Arq {
         Seq(seq).distance(self.next_expected) < 0
     }
 
+    /// Messages queued or in flight that the peer has not acknowledged.
     pub fn unacked(&self) -> usize {
         self.queue.len()
             + self
@@ -477,6 +528,7 @@ impl Arq {
         }
     }
 
+    /// The next event for the layer above, if any.
     pub fn poll_event(&mut self) -> Option<ArqEvent> {
         self.events.pop_front()
     }

@@ -11,10 +11,12 @@ impl Seq {
         i32::from(self.0.wrapping_sub(other.0) as i16)
     }
 
+    /// `self + n`, wrapping at 2^16.
     pub fn plus(self, n: u16) -> Seq {
         Seq(self.0.wrapping_add(n))
     }
 
+    /// True when `self` comes before `other` in serial-number order.
     pub fn before(self, other: Seq) -> bool {
         self.distance(other) < 0
     }

@@ -31,15 +31,20 @@ use super::seq::Seq;
 /// The ARQ's two frame kinds; the frame layer maps them to its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArqKind {
+    /// A message; `seq` is its sequence number.
     Data,
+    /// An acknowledgement; `seq` is the next sequence number expected.
     Ack,
 }
 
 /// One frame as the ARQ sees it (CRC already checked by the frame layer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArqFrame {
+    /// Data or ack.
     pub kind: ArqKind,
+    /// Data: the message's sequence number; ack: the next one expected.
     pub seq: u16,
+    /// The ARQ payload (layout in the module docs).
     pub payload: Vec<u8>,
 }
 
@@ -65,14 +70,19 @@ const FLAG_END: u8 = 0x02;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
+    /// A data payload shorter than `DATA_HEADER`.
     #[error("data frame payload of {0} bytes is shorter than its 3-byte header")]
     DataTooShort(usize),
+    /// An ack payload outside `ACK_HEADER..=ACK_MAX` bytes.
     #[error("ack payload of {0} bytes: expected 5..=13")]
     AckLength(usize),
+    /// An ack with flag bits other than POLL and END.
     #[error("ack flags {0:#04x} has unknown bits set")]
     AckFlags(u8),
+    /// A nonzero echo byte without the END flag.
     #[error("ack echo {0} without the END flag")]
     AckEcho(u8),
+    /// The bitmap has a trailing zero byte the sender should have left off.
     #[error("ack bitmap ends in a zero byte (not the shortest form)")]
     AckBitmapNotTrimmed,
 }
@@ -80,13 +90,18 @@ pub enum WireError {
 /// A parsed data frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataRepr<'a> {
+    /// Sequence number of the message.
     pub seq: Seq,
+    /// Airtime of the sender's transmission after this frame, in ms; 0 = last frame.
     pub rem_ms: u16,
+    /// Number of the sender's transmission (wraps).
     pub tx: u8,
+    /// The message carried.
     pub message: &'a [u8],
 }
 
 impl<'a> DataRepr<'a> {
+    /// Reads a data payload that came with frame sequence number `seq`.
     pub fn parse(seq: u16, payload: &'a [u8]) -> Result<Self, WireError> {
         if payload.len() < DATA_HEADER {
             return Err(WireError::DataTooShort(payload.len()));
@@ -99,10 +114,12 @@ impl<'a> DataRepr<'a> {
         })
     }
 
+    /// Payload bytes of the frame `emit` builds.
     pub fn buffer_len(&self) -> usize {
         DATA_HEADER + self.message.len()
     }
 
+    /// The frame, with `rem_ms` and `tx` as given here.
     pub fn emit(&self) -> ArqFrame {
         let mut payload = Vec::with_capacity(self.buffer_len());
         payload.extend_from_slice(&self.rem_ms.to_be_bytes());
@@ -119,9 +136,13 @@ impl<'a> DataRepr<'a> {
 /// A parsed acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckRepr {
+    /// Every message before this one has been delivered.
     pub next_expected: Seq,
+    /// Airtime of the sender's transmission after this frame, in ms; 0 = last frame.
     pub rem_ms: u16,
+    /// Number of the sender's transmission (wraps).
     pub tx: u8,
+    /// Answer even with nothing to send.
     pub poll: bool,
     /// The receiver's last transmission whose end the sender of the ack saw.
     pub echo: Option<u8>,
@@ -130,6 +151,7 @@ pub struct AckRepr {
 }
 
 impl AckRepr {
+    /// Reads an ack payload that came with frame sequence number `seq`.
     pub fn parse(seq: u16, payload: &[u8]) -> Result<Self, WireError> {
         if !(ACK_HEADER..=ACK_MAX).contains(&payload.len()) {
             return Err(WireError::AckLength(payload.len()));
@@ -165,10 +187,12 @@ impl AckRepr {
         (64 - received.leading_zeros() as usize).div_ceil(8)
     }
 
+    /// Payload bytes of the frame `emit` builds (the bitmap trimmed of zero bytes).
     pub fn buffer_len(&self) -> usize {
         ACK_HEADER + self.bitmap_len()
     }
 
+    /// The frame, with `rem_ms` and `tx` as given here.
     pub fn emit(&self) -> ArqFrame {
         let mut payload = Vec::with_capacity(self.buffer_len());
         payload.extend_from_slice(&self.rem_ms.to_be_bytes());

@@ -39,7 +39,9 @@ use std::io::{self, Read, Write};
 use crate::bytes::{put_varint, varint_len, ByteReader, ReadError};
 use crate::delta::StationId;
 
+/// First 8 bytes of every capture file (PNG-style: a high byte, name, CR LF).
 pub const MAGIC: [u8; 8] = [0x89, b'R', b'S', b'C', b'A', b'P', 0x0d, 0x0a];
+/// Capture format version this build writes and reads.
 pub const VERSION: u8 = 1;
 /// Largest record body: far above any frame, small enough to refuse garbage.
 pub const MAX_RECORD: usize = 1 << 20;
@@ -51,12 +53,16 @@ const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 /// Which link framing the captured bytes use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkFraming {
+    /// KISS frames (byte 1).
     Kiss,
+    /// Transparent framing (byte 2).
     Transparent,
+    /// Any other byte, kept as it came (0 = unknown).
     Unknown(u8),
 }
 
 impl LinkFraming {
+    /// The framing's byte in the header.
     pub fn to_byte(self) -> u8 {
         match self {
             LinkFraming::Kiss => 1,
@@ -65,6 +71,7 @@ impl LinkFraming {
         }
     }
 
+    /// The framing a header byte stands for.
     pub fn from_byte(b: u8) -> Self {
         match b {
             1 => LinkFraming::Kiss,
@@ -74,20 +81,27 @@ impl LinkFraming {
     }
 }
 
+/// What a capture file starts with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptureHeader {
     /// Wall clock at capture start, ms since the Unix epoch (UTC).
     pub start_unix_ms: i64,
+    /// The capturing station; zeros if unknown.
     pub station: StationId,
+    /// Link framing of the captured bytes.
     pub framing: LinkFraming,
+    /// The profile as given to `--profile` (name or path), at most 255 bytes.
     pub profile_name: String,
     /// The profile TOML in force, so a capture decodes without the profile file.
     pub profile_text: String,
 }
 
+/// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
+    /// A frame this station sent.
     Sent,
+    /// A frame this station received.
     Received,
     /// A line from the station (session start, link lost, ...), for context.
     Note,
@@ -112,39 +126,62 @@ impl RecordKind {
     }
 }
 
+/// One timed entry of a capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// ms since capture start.
     pub at_ms: u64,
+    /// Sent, received or note.
     pub kind: RecordKind,
+    /// The frame as on air, or the note's UTF-8 text; at most `MAX_RECORD` bytes.
     pub bytes: Vec<u8>,
 }
 
+/// Why a capture could not be written or read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaptureError {
+    /// Reading or writing the file failed.
     #[error("capture I/O: {0}")]
     Io(#[from] io::Error),
+    /// The file does not start with `MAGIC`.
     #[error("not a radiosync capture file (bad magic)")]
     BadMagic,
+    /// A format version other than `VERSION`.
     #[error("capture format version {0} is not readable by this build (it reads {VERSION})")]
     Version(u8),
+    /// The file ends before its header does.
     #[error("capture file ends inside its header")]
     TruncatedHeader,
+    /// The header fails its checks (CRC, length, UTF-8).
     #[error("capture header is damaged: {0}")]
     BadHeader(&'static str),
+    /// The file ends inside a record; the records before it are whole.
     #[error("capture ends inside record {index} at byte {offset} (cut short by a crash?); the {index} records before it are whole")]
-    Truncated { index: u64, offset: u64 },
+    Truncated {
+        /// Number of the record, from 0 (= whole records before it).
+        index: u64,
+        /// Byte offset of the record in the file.
+        offset: u64,
+    },
+    /// A record fails its checks (CRC, kind, length).
     #[error("capture record {index} at byte {offset} is damaged: {reason}")]
     Corrupt {
+        /// Number of the record, from 0.
         index: u64,
+        /// Byte offset of the record in the file.
         offset: u64,
+        /// What is wrong.
         reason: &'static str,
     },
+    /// A field too large to write.
     #[error("{what} of {len} bytes is larger than a capture holds ({max})")]
     TooLarge {
+        /// Which field.
         what: &'static str,
+        /// Its length in bytes.
         len: usize,
+        /// The limit.
         max: usize,
     },
 }
@@ -156,6 +193,7 @@ enum RecordFault {
 }
 
 impl CaptureHeader {
+    /// Bytes `emit` appends.
     pub fn buffer_len(&self) -> usize {
         8 + 1
             + 8
@@ -168,6 +206,7 @@ impl CaptureHeader {
             + 4
     }
 
+    /// Appends the header's bytes, CRC included; fails on an oversize profile name or text.
     pub fn emit(&self, buf: &mut Vec<u8>) -> Result<(), CaptureError> {
         check_len("profile name", self.profile_name.len(), MAX_PROFILE_NAME)?;
         check_len("profile text", self.profile_text.len(), MAX_PROFILE_TEXT)?;
@@ -255,10 +294,12 @@ fn header_str(r: &mut ByteReader<'_>, max: usize) -> Result<String, CaptureError
 }
 
 impl Record {
+    /// Bytes `emit` appends.
     pub fn buffer_len(&self) -> usize {
         varint_len(self.at_ms) + 1 + varint_len(self.bytes.len() as u64) + self.bytes.len() + 4
     }
 
+    /// Appends the record's bytes, CRC included; fails over `MAX_RECORD`.
     pub fn emit(&self, buf: &mut Vec<u8>) -> Result<(), CaptureError> {
         check_len("record", self.bytes.len(), MAX_RECORD)?;
         let start = buf.len();
@@ -308,6 +349,7 @@ pub struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
+    /// Writes and flushes the header.
     pub fn new(mut out: W, header: &CaptureHeader) -> Result<Self, CaptureError> {
         let mut buf = Vec::with_capacity(header.buffer_len());
         header.emit(&mut buf)?;
@@ -317,6 +359,7 @@ impl<W: Write> Writer<W> {
         Ok(Writer { out, buf })
     }
 
+    /// Writes one record and flushes it.
     pub fn write(&mut self, record: &Record) -> Result<(), CaptureError> {
         self.buf.clear();
         record.emit(&mut self.buf)?;
@@ -325,10 +368,12 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// The underlying writer.
     pub fn into_inner(self) -> W {
         self.out
     }
 
+    /// The underlying writer, borrowed.
     pub fn get_ref(&self) -> &W {
         &self.out
     }
@@ -351,6 +396,7 @@ pub struct Reader<R: Read> {
 }
 
 impl<R: Read> Reader<R> {
+    /// Reads and checks the header; records follow through the iterator.
     pub fn new(mut input: R) -> Result<Self, CaptureError> {
         let mut buf = Vec::new();
         let mut eof = false;
@@ -376,6 +422,7 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// The file's header.
     pub fn header(&self) -> &CaptureHeader {
         &self.header
     }

@@ -53,10 +53,13 @@ impl Default for ReplayOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {
+    /// The capture's profile cannot be loaded or its FEC parameters are invalid.
     #[error("cannot replay: {0}; replay needs the modem profile for the FEC and ARQ settings")]
     Profile(String),
+    /// The header names a link framing this build does not know.
     #[error("cannot replay a capture with unknown link framing {0}")]
     Framing(u8),
+    /// The direction asked for is `Note`.
     #[error("replay --direction must be sent or received")]
     Direction,
 }
@@ -64,43 +67,58 @@ pub enum ReplayError {
 /// How a bundle seen in the capture ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BundleFate {
+    /// The store applied it.
     Applied(ImportReport),
     /// The store refused it (addressing, schema, ...): nothing changed.
     Refused(String),
     /// The reassembled bytes do not match the id.
     Corrupt {
+        /// What its bytes hash to.
         computed: BundleId,
     },
     /// Not all bytes arrived.
     Incomplete {
+        /// Bytes that did arrive.
         received: u64,
     },
     /// It resumed an earlier session's transfer: its first bytes are not in this capture.
     Resumed {
+        /// Where the capture's part starts.
         offset: u64,
+        /// Bytes received in this capture.
         received: u64,
     },
 }
 
+/// One bundle the capture carried and what became of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BundleOutcome {
+    /// Frame session it came in.
     pub session: u16,
+    /// Its id from the `BundleStart`.
     pub id: BundleId,
+    /// Its length from the `BundleStart`.
     pub total_len: u64,
     /// Record of the BundleStart.
     pub record: u64,
+    /// How it ended.
     pub fate: BundleFate,
 }
 
 /// What the replay did, with a log in capture order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReplayReport {
+    /// Records fed through the layers (after drops).
     pub records_fed: u64,
+    /// Records left out, by index.
     pub dropped: Vec<u64>,
+    /// Records damaged on purpose, by index.
     pub corrupted: Vec<u64>,
+    /// Frames that decoded.
     pub frames: u64,
     /// Frames RS repaired, and the byte errors repaired in them.
     pub frames_corrected: u64,
+    /// Byte errors RS repaired.
     pub symbols_corrected: u64,
     /// Bytes that did not make a frame (CRC, RS, framing), with the record.
     pub bad: Vec<(u64, String)>,
@@ -110,20 +128,24 @@ pub struct ReplayReport {
     pub ignored: u64,
     /// Frames the ARQ refused.
     pub refused: Vec<(u64, String)>,
+    /// ARQ messages delivered to the session layer (fragments counted one by one).
     pub messages: u64,
     /// Where the peer broke the session protocol, as a live session would have
     /// stopped (record, frame session, the session layer's own error).
     pub violations: Vec<(u64, u16, ReceiveError)>,
+    /// Every bundle seen, in capture order.
     pub bundles: Vec<BundleOutcome>,
     /// Per session: data sequence numbers the ARQ still waited for at the end
     /// (the first gap), and how many later frames it held.
     pub stalled: Vec<(u16, u16, usize)>,
     /// The capture ended early or was damaged here.
     pub capture_warning: Option<String>,
+    /// One line per event, prefixed with its record.
     pub log: Vec<String>,
 }
 
 impl ReplayReport {
+    /// Bundles the store applied.
     pub fn applied(&self) -> usize {
         self.bundles
             .iter()
@@ -178,6 +200,8 @@ pub struct Replayer<'s> {
 }
 
 impl<'s> Replayer<'s> {
+    /// A replayer into `store` for a capture with `header`; fails if the capture's
+    /// profile or framing cannot be used.
     pub fn new(
         store: &'s mut Store,
         header: &CaptureHeader,

@@ -21,6 +21,8 @@ pub struct CaptureLink {
 }
 
 impl CaptureLink {
+    /// The link of a capture: its header's framing (the profile's if unknown), with the
+    /// profile's FEC and AX.25 choice; without a usable profile, no FEC and no AX.25.
     pub fn from_header(header: &CaptureHeader) -> CaptureLink {
         let profile = if header.profile_text.trim().is_empty() {
             Profile::load(&header.profile_name).map_err(|e| e.to_string())

@@ -14,7 +14,9 @@ use crate::delta::{Bundle, BundleKind, SchemaFingerprint, StationId, VersionVect
 use body::Stations;
 use wire::{Reader, Writer};
 
+/// First two bytes of every bundle.
 pub const MAGIC: [u8; 2] = *b"RS";
+/// Bundle format version this build writes and reads.
 pub const VERSION: u8 = 2;
 /// Largest uncompressed body we accept: bounds what a hostile length makes us allocate.
 pub const MAX_BODY_LEN: u64 = 64 << 20;
@@ -40,11 +42,14 @@ pub fn station_key(id: &StationId) -> u32 {
 /// the header's station keys (`decode` checks that they match).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ends {
+    /// The station that wrote the bundle.
     pub sender: StationId,
+    /// The station it is for; `None` for an unaddressed slice.
     pub receiver: Option<StationId>,
 }
 
 impl Ends {
+    /// The ends a bundle names.
     pub fn of(b: &Bundle) -> Self {
         Ends {
             sender: b.sender,
@@ -70,7 +75,9 @@ const ZSTD_MAX_BLOCK: usize = 128 * 1024;
 /// A zstd dictionary both ends hold. `id` = CRC-32 of `bytes` (0 = none).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dictionary {
+    /// CRC-32 of `bytes`; the header carries it.
     pub id: u32,
+    /// The dictionary as zstd takes it.
     pub bytes: Vec<u8>,
 }
 
@@ -87,8 +94,11 @@ impl Dictionary {
 /// How the body travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// Raw: compressing did not make it smaller.
     None,
+    /// zstd without a dictionary.
     Zstd,
+    /// zstd with the sender's dictionary, which the receiver must hold.
     ZstdDict,
 }
 
@@ -100,11 +110,15 @@ pub struct Header {
     pub sender_key: u32,
     /// `station_key` of the receiver's UUID (absent in an unaddressed Slice).
     pub receiver_key: Option<u32>,
+    /// The sender's schema fingerprint.
     pub schema: SchemaFingerprint,
     /// The sender's dictionary (0 = none); whether the body uses it is in `uses_dict`.
     pub dict_id: u32,
+    /// The body is compressed with dictionary `dict_id`.
     pub uses_dict: bool,
+    /// Delta or slice.
     pub kind: BundleKind,
+    /// How the body travels.
     pub compression: Compression,
     /// The zstd body is one block whose block header was left out.
     pub one_block: bool,
@@ -114,51 +128,96 @@ pub struct Header {
     pub body_len: u64,
 }
 
+/// Why bytes are not a bundle we can read, or a bundle cannot be encoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CodecError {
+    /// The first two bytes are not `MAGIC`.
     #[error("not a radiosync bundle (wrong magic bytes)")]
     BadMagic,
+    /// A format version other than `VERSION`.
     #[error("bundle format version {0} is not supported (this build reads version {VERSION})")]
     UnsupportedVersion(u8),
+    /// Reserved flag bits, or a compression code we do not know.
     #[error("bundle flags {0:#04x} use reserved bits or an unknown compression")]
     BadFlags(u8),
+    /// The bytes end inside the part named.
     #[error("bundle is truncated: it ends inside the {0}")]
     Truncated(&'static str),
+    /// The hash over the bundle does not match: bytes were damaged.
     #[error("bundle is corrupted: hash {stored:#010x} stored, {computed:#010x} computed")]
-    HashMismatch { stored: u32, computed: u32 },
+    HashMismatch {
+        /// Hash in the header.
+        stored: u32,
+        /// Hash over the bytes received.
+        computed: u32,
+    },
+    /// A varint that is overlong or overflows, in the part named.
     #[error("bundle is corrupted: bad varint in the {0}")]
     BadVarint(&'static str),
+    /// Text that is not UTF-8, in the part named.
     #[error("bundle is corrupted: invalid UTF-8 in the {0}")]
     BadUtf8(&'static str),
+    /// A length or count larger than the bytes or limits allow.
     #[error("bundle is corrupted: {what} of {len} is impossible here")]
-    AbsurdLength { what: &'static str, len: u64 },
+    AbsurdLength {
+        /// What was counted.
+        what: &'static str,
+        /// The value read.
+        len: u64,
+    },
+    /// Bytes after the end of the body.
     #[error("bundle is corrupted: {0} bytes follow its end")]
     TrailingBytes(usize),
+    /// A station index past the end of the bundle's station table.
     #[error("bundle is corrupted: station index {0} is not in its station table")]
     BadStationIndex(u64),
+    /// Some other inconsistency, described.
     #[error("bundle is corrupted: {0}")]
     Malformed(&'static str),
+    /// The header's station keys do not match the ends given to `decode`.
     #[error(
         "bundle names stations {sender:#010x} -> {receiver:?} in its header, not the ones given"
     )]
-    WrongEnds { sender: u32, receiver: Option<u32> },
+    WrongEnds {
+        /// Station key of the sender in the header.
+        sender: u32,
+        /// Station key of the receiver in the header, if any.
+        receiver: Option<u32>,
+    },
+    /// The body needs a dictionary and none was given (its id).
     #[error(
         "bundle body is compressed with dictionary {0:#010x}, which this station does not hold"
     )]
     DictionaryMissing(u32),
+    /// The dictionary given is not the one the body needs.
     #[error(
         "bundle body needs dictionary {expected:#010x} but dictionary {given:#010x} was given"
     )]
-    DictionaryMismatch { expected: u32, given: u32 },
+    DictionaryMismatch {
+        /// Id of the dictionary the header names.
+        expected: u32,
+        /// Id of the one given.
+        given: u32,
+    },
+    /// zstd refused the body.
     #[error("bundle body does not decompress: {0}")]
     Decompress(String),
+    /// The body's length differs from the header's.
     #[error("bundle body is {actual} bytes long but its header says {declared}")]
-    BodyLength { declared: u64, actual: u64 },
+    BodyLength {
+        /// Length in the header.
+        declared: u64,
+        /// Length of the body.
+        actual: u64,
+    },
+    /// The bundle cannot be encoded (a local mistake), with the reason.
     #[error("cannot encode this bundle: {0}")]
     InvalidBundle(&'static str),
+    /// zstd failed to compress.
     #[error("zstd compression failed: {0}")]
     Compress(String),
+    /// zstd failed to train a dictionary.
     #[error("dictionary training failed: {0}")]
     Training(String),
 }

@@ -59,10 +59,16 @@ pub fn serial_settings(p: &Profile) -> SerialSettings {
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// `radiosync sync`: call `peer` once; return its outcome.
-    Sync { peer: String },
+    Sync {
+        /// Name of the registered peer to call.
+        peer: String,
+    },
     /// `radiosync run`: answer calls; with `every`, call each registered peer
     /// on that schedule. Runs until shutdown.
-    Run { every: Option<Duration> },
+    Run {
+        /// Time between rounds of calls; `None`: only answer.
+        every: Option<Duration>,
+    },
 }
 
 /// How the loop ended.
@@ -72,7 +78,9 @@ pub enum End {
     /// session left rows to be sent in full; see `MAX_ROUNDS`), the last one
     /// deciding. `complete`: neither side lacks anything afterwards.
     Synced {
+        /// One per session, in order.
         outcomes: Vec<Outcome>,
+        /// Neither side lacks anything after the last session.
         complete: bool,
     },
     /// Shutdown was asked (Ctrl-C); sessions were cancelled.
@@ -81,29 +89,37 @@ pub enum End {
     TimedOut,
 }
 
+/// Why the loop stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DaemonError {
+    /// Reading or writing the port failed.
     #[error("port I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The port reached end of stream (not on a reconnecting link).
     #[error("the link closed (end of stream): the modem or TNC went away")]
     Closed,
+    /// The station failed (a call could not start, store work failed).
     #[error(transparent)]
     Station(#[from] StationError),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
 /// What the operator sees; the CLI prints it as a bar or as log lines.
 pub trait Observer {
+    /// A line for the log (session start, link lost, calling again, ...).
     fn note(&mut self, text: &str);
     /// Called at most every `tick` while sessions run.
     fn progress(&mut self, sessions: &[SessionView]);
+    /// A session ended.
     fn outcome(&mut self, outcome: &Outcome);
 }
 
 /// Options of the loop.
 pub struct Options {
+    /// Call once or answer calls.
     pub mode: Mode,
     /// `Sync`: give up after this long.
     pub timeout: Option<Duration>,

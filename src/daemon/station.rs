@@ -37,19 +37,27 @@ use super::store_work::{do_store_work, local_info, StoreWorkError};
 /// Records frames (sent and received, raw on-air bytes) and notes.
 pub type FrameRecorder = Box<dyn FnMut(Instant, RecordKind, &[u8]) + Send>;
 
+/// Why a station could not start or run a session.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StationError {
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The engine could not be built (callsign, FEC, session setup).
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A callsign in the store does not parse.
     #[error("callsign {call:?} of {whose} is not a valid amateur callsign: {why}")]
     BadCallsign {
+        /// "this station" or the peer's name.
         whose: String,
+        /// The callsign as stored.
         call: String,
+        /// What is wrong with it.
         why: String,
     },
+    /// A session with this peer (named) is already running.
     #[error("a sync with {0} is already running")]
     Busy(String),
 }
@@ -61,41 +69,67 @@ pub enum LinkLoss {
     /// The ARQ's own verdict.
     #[error(transparent)]
     Arq(#[from] LinkLost),
+    /// The peer said it knows no such session.
     #[error("the peer does not know this session (it restarted)")]
     PeerForgot,
+    /// Our call was never answered.
     #[error(
         "peer silent: no answer to {calls} calls; is its daemon running on this channel with \
          the same profile?"
     )]
-    NeverAnswered { calls: u32 },
+    NeverAnswered {
+        /// Unanswered calls (`CALL_TRIES`).
+        calls: u32,
+    },
+    /// The peer answered, then stopped: ended so that the shell calls again.
     #[error("no answer to {transmissions} transmissions after the peer had answered")]
-    StoppedAnswering { transmissions: u32 },
+    StoppedAnswering {
+        /// Unanswered transmissions (`RECALL_AFTER`).
+        transmissions: u32,
+    },
+    /// Nothing heard from the peer for the station's silence limit.
     #[error("peer silent: nothing heard for {secs} s")]
-    Silent { secs: u64 },
+    Silent {
+        /// The silence limit, in seconds.
+        secs: u64,
+    },
+    /// The peer called again in a new session, which replaced this one.
     #[error("superseded by session {by:04x}")]
-    Superseded { by: u16 },
+    Superseded {
+        /// The new session's id.
+        by: u16,
+    },
 }
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// Session id.
     pub session: u16,
+    /// Whether this station called or answered.
     pub role: Role,
     /// The peer's name here (or its UUID if it is not registered).
     pub peer: Option<String>,
+    /// What the session did, or why it failed.
     pub result: Result<Summary, SessionError>,
     /// Why the link was given up, when it was.
     pub link_lost: Option<LinkLoss>,
+    /// The session's counters.
     pub stats: EngineStats,
 }
 
 /// A running session, for progress displays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {
+    /// Session id.
     pub session: u16,
+    /// Whether this station called or answered.
     pub role: Role,
+    /// The peer's name here, once known.
     pub peer: Option<String>,
+    /// Bundle transfer progress each way.
     pub progress: Progress,
+    /// The session's counters so far.
     pub stats: EngineStats,
 }
 
@@ -109,13 +143,18 @@ struct Slot {
 /// Counters of frames no session took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StationStats {
+    /// Frames off the link, decoded or not, of every session.
     pub frames_received: u64,
+    /// Frames that did not decode.
     pub bad_frames: u64,
+    /// Frames no running session took (unknown or closed sessions, not for us).
     pub ignored_frames: u64,
     /// "Unknown session" answers sent.
     pub unknown_told: u64,
 }
 
+/// One station on one link: routes frames to an engine per session and does
+/// their store work. See the module docs.
 pub struct Station {
     store: Store,
     profile: Profile,
@@ -216,26 +255,32 @@ impl Station {
         })
     }
 
+    /// Records every frame sent and received, and the notes, from now on.
     pub fn set_recorder(&mut self, r: FrameRecorder) {
         self.recorder = Some(r);
     }
 
+    /// The station's store.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// The station's store, writable.
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
     }
 
+    /// The store back, ending the station.
     pub fn into_store(self) -> Store {
         self.store
     }
 
+    /// The modem profile of the link.
     pub fn profile(&self) -> &Profile {
         &self.profile
     }
 
+    /// Counters of frames no session took.
     pub fn stats(&self) -> StationStats {
         self.stats
     }
@@ -261,6 +306,7 @@ impl Station {
         self.notes.pop_front()
     }
 
+    /// The next session that ended, if any.
     pub fn poll_outcome(&mut self) -> Option<Outcome> {
         self.outcomes.pop_front()
     }
@@ -272,10 +318,12 @@ impl Station {
             .any(|s| s.peer_name.as_deref() == Some(name))
     }
 
+    /// Some session is running.
     pub fn has_sessions(&self) -> bool {
         !self.sessions.is_empty()
     }
 
+    /// The running sessions, for progress displays.
     pub fn sessions(&self) -> Vec<SessionView> {
         self.sessions
             .iter()
@@ -606,6 +654,8 @@ impl Station {
         None
     }
 
+    /// When to call `handle_timeout` next: an engine's deadline, a silent session's
+    /// limit, or the framer's quiet-channel timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let engines = self.sessions.values().filter_map(|s| {
             s.engine.poll_timeout().or_else(|| {

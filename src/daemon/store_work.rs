@@ -6,6 +6,7 @@ use crate::engine::Engine;
 use crate::store::{LogEntry, Store, StoreError};
 use crate::sync::{LocalInfo, SessionEvent, WrongState};
 
+/// Why the shell could not do a session's store work.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreWorkError {

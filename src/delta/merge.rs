@@ -14,10 +14,13 @@ use super::StationId;
 /// The part of a version the rule looks at.
 #[derive(Clone, Copy, Debug)]
 pub struct VersionKey<'a> {
+    /// The row's `modified_on`, exactly as written.
     pub modified_on: &'a str,
+    /// The station whose write made the version; breaks ties.
     pub writer: StationId,
 }
 
+/// Which of two versions of a row wins under the time rule.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Verdict {
     /// The incoming version wins: apply it.
@@ -36,6 +39,7 @@ pub fn compare(a: VersionKey<'_>, b: VersionKey<'_>) -> Ordering {
         .then_with(|| a.modified_on.cmp(b.modified_on))
 }
 
+/// The time rule alone: newer `modified_on`, then writer, then the text.
 pub fn decide(local: VersionKey<'_>, incoming: VersionKey<'_>) -> Verdict {
     match compare(incoming, local) {
         Ordering::Greater => Verdict::Incoming,
@@ -47,6 +51,7 @@ pub fn decide(local: VersionKey<'_>, incoming: VersionKey<'_>) -> Verdict {
 /// The receiving station's side of one row, as the plan needs it.
 #[derive(Clone, Copy, Debug)]
 pub struct LocalSide<'a> {
+    /// Our version's time and writer.
     pub key: VersionKey<'a>,
     /// The sender's vector covers our version's tag: the sender saw it.
     pub seen_by_sender: bool,
@@ -59,10 +64,12 @@ pub struct LocalSide<'a> {
 /// How the incoming version travels.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum IncomingBody {
+    /// Every payload column.
     Full,
     /// Changed columns against a base; `applies` when our row is that base or
     /// differs from it only in columns the delta carries.
     Delta {
+        /// Our row is the delta's base, or differs from it only in columns it carries.
         applies: bool,
     },
 }
@@ -77,6 +84,7 @@ pub enum HoldReason {
 }
 
 impl HoldReason {
+    /// The reason in words, for logs and the quarantine.
     pub fn describe(self) -> &'static str {
         match self {
             HoldReason::IncomingTimeUnreadable => {
@@ -97,10 +105,18 @@ pub enum RowPlan {
     Insert,
     /// The incoming version wins. `conflict`: the sender never saw ours, so
     /// ours is kept in the conflict record.
-    Overwrite { conflict: bool },
+    Overwrite {
+        /// The sender never saw our version: keep it as the conflict's loser.
+        conflict: bool,
+    },
     /// Ours wins. `conflict`: we had not seen theirs before (record it);
     /// `reannounce`: the sender saw ours yet holds a loser, so ours travels again.
-    Keep { conflict: bool, reannounce: bool },
+    Keep {
+        /// We had not seen the incoming version: record it as the loser.
+        conflict: bool,
+        /// The sender saw ours (or ours has no tag): send ours again.
+        reannounce: bool,
+    },
     /// The same version on both sides.
     Same,
     /// A delta we cannot apply: ask the sender for the full row.
@@ -112,7 +128,9 @@ pub enum RowPlan {
 /// Which version a table's conflict policy prefers, before the time rule.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Preference {
+    /// The incoming version wins.
     Incoming,
+    /// Our version wins.
     Local,
     /// The policy does not separate them: the newer `modified_on` decides.
     Neither,
@@ -134,17 +152,28 @@ pub enum Policy {
     Sql(String),
 }
 
+/// A conflict policy that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PolicyError {
+    /// A policy that favours one side ("local", "theirs", ...): stations would never agree.
     #[error("conflict policy {0:?} would let each station keep its own version, so they never converge: use `station:NAME` to make one station's versions win, or `sql:EXPR` to compare the two versions")]
     NotSymmetric(String),
+    /// Not `newer`, `station:UUID` or `sql:EXPR`.
     #[error("unknown conflict policy {0:?}: use newer, station:NAME or sql:EXPR")]
     Unknown(String),
+    /// `station:` not followed by a UUID.
     #[error("the station in {0:?} is not a station UUID")]
     BadStation(String),
+    /// A `sql:` expression that is empty, not deterministic, or (checked by the store)
+    /// does not compile against the table or names no winner.
     #[error("the expression in sql:{expr} {why}")]
-    BadExpression { expr: String, why: String },
+    BadExpression {
+        /// The expression.
+        expr: String,
+        /// What is wrong with it, as the end of a sentence.
+        why: String,
+    },
 }
 
 /// SQL that would make the verdict depend on the station or the moment.

@@ -18,10 +18,12 @@ use std::fmt;
 pub struct StationId(pub [u8; 16]);
 
 impl StationId {
+    /// A fresh random (v4) identity.
     pub fn new_random() -> Self {
         StationId(*uuid::Uuid::new_v4().as_bytes())
     }
 
+    /// Reads a UUID in any form the `uuid` crate accepts (hyphenated, simple, ...).
     pub fn parse(text: &str) -> Result<Self, uuid::Error> {
         Ok(StationId(*uuid::Uuid::parse_str(text)?.as_bytes()))
     }
@@ -43,7 +45,9 @@ impl fmt::Debug for StationId {
 /// local sequence number for it. A change forwarded A -> B -> C keeps its tag.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Tag {
+    /// The station where the change was made.
     pub origin: StationId,
+    /// That station's change counter for it.
     pub seq: u64,
 }
 
@@ -52,10 +56,12 @@ pub struct Tag {
 pub struct VersionVector(pub BTreeMap<StationId, u64>);
 
 impl VersionVector {
+    /// The highest sequence held from `origin`; 0 if none.
     pub fn get(&self, origin: &StationId) -> u64 {
         self.0.get(origin).copied().unwrap_or(0)
     }
 
+    /// True when the change `tag` names is held.
     pub fn covers(&self, tag: &Tag) -> bool {
         self.get(&tag.origin) >= tag.seq
     }
@@ -79,10 +85,15 @@ impl VersionVector {
 /// One SQLite value, exactly: its storage class and its bits.
 #[derive(Clone, Debug)]
 pub enum Value {
+    /// SQL NULL.
     Null,
+    /// A 64-bit integer.
     Integer(i64),
+    /// A 64-bit float, compared bitwise.
     Real(f64),
+    /// UTF-8 text.
     Text(String),
+    /// Bytes.
     Blob(Vec<u8>),
 }
 
@@ -112,8 +123,11 @@ pub enum RowBody {
     /// current version of the row is exactly `base`; otherwise it asks for the
     /// full row.
     Delta {
+        /// The version this delta applies to.
         base: Tag,
+        /// The payload columns present (see above).
         mask: u64,
+        /// New values of the columns in `mask`, in column order.
         values: Vec<Value>,
     },
 }
@@ -132,6 +146,7 @@ pub struct RowVersion {
     pub writer: StationId,
     /// Exactly as the application wrote it.
     pub modified_on: String,
+    /// The content: every payload column, or the changed ones.
     pub body: RowBody,
 }
 
@@ -146,14 +161,18 @@ impl RowVersion {
 /// tracked tables that the schema fingerprint covers.
 #[derive(Clone, PartialEq, Debug)]
 pub struct TableChanges {
+    /// Index in the sorted list of tracked tables (or in the bundle's `layout`).
     pub table: u16,
+    /// The latest version of each row the receiver lacks.
     pub rows: Vec<RowVersion>,
 }
 
 /// A row the sender of a bundle needs in full (a delta it got could not apply).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub struct Want {
+    /// Index of the table, as in `TableChanges::table`.
     pub table: u16,
+    /// The row.
     pub row: RowRef,
 }
 
@@ -180,14 +199,19 @@ pub enum BundleKind {
 /// The decoded content of a bundle. Its byte layout lives in `codec`.
 #[derive(Clone, PartialEq, Debug)]
 pub struct Bundle {
+    /// Delta or slice.
     pub kind: BundleKind,
+    /// The station that wrote the bundle.
     pub sender: StationId,
     /// `None` only for a `Slice`, which any station may import.
     pub receiver: Option<StationId>,
+    /// The sender's schema fingerprint; a receiver with another one needs `layout`.
     pub schema: SchemaFingerprint,
     /// What the sender holds, per origin: its confirmation to the receiver.
     pub sender_vector: VersionVector,
+    /// Rows the sender asks the receiver for in full.
     pub wants: Vec<Want>,
+    /// Row versions, per table.
     pub tables: Vec<TableChanges>,
     /// The sender's tracked tables and their payload columns, carried when the
     /// sender does not know the receiver to share its schema: `table` indexes
@@ -198,7 +222,9 @@ pub struct Bundle {
 /// One tracked table as a bundle's layout names it: payload columns in order.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TableLayout {
+    /// Table name.
     pub name: String,
+    /// Payload column names, in payload order.
     pub columns: Vec<String>,
     /// The table's conflict policy, as `merge::Policy::text` writes it.
     pub policy: String,

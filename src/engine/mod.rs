@@ -40,6 +40,7 @@ pub fn unknown_session_frame(session: u16) -> Frame {
 /// What an engine needs besides the station's data.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// Firmware profile of the link: framing, FEC, timing.
     pub profile: Profile,
     /// This station's callsign; required on amateur profiles.
     pub local_callsign: Option<Callsign>,
@@ -55,20 +56,31 @@ pub struct EngineConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
+    /// The profile is amateur and this station has no callsign.
     #[error(
         "profile {profile} is for amateur radio: this station must identify with a callsign \
          (set one with `radiosync init --db FILE --callsign CALL`)"
     )]
-    NoCallsign { profile: String },
+    NoCallsign {
+        /// Name of the profile.
+        profile: String,
+    },
+    /// The profile wraps frames in AX.25 and the peer's callsign is not known.
     #[error(
         "profile {profile} wraps frames in AX.25: the peer's callsign is needed as the \
          destination (register it with `radiosync peer add ... --callsign CALL`)"
     )]
-    NoPeerCallsign { profile: String },
+    NoPeerCallsign {
+        /// Name of the profile.
+        profile: String,
+    },
+    /// `initiate` was given no session id.
     #[error("an initiating session needs a session id")]
     NoSessionId,
+    /// The profile's FEC parameters are invalid.
     #[error("profile FEC parameters: {0}")]
     Fec(#[from] crate::frame::FecError),
+    /// The sync session could not be set up.
     #[error("sync session: {0}")]
     Session(#[from] SessionError),
 }
@@ -76,10 +88,15 @@ pub enum EngineError {
 /// The frame header fields worth showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameInfo {
+    /// Data, ack or control.
     pub kind: FrameKind,
+    /// Session number from the header.
     pub session: u16,
+    /// Sequence number from the header.
     pub seq: u16,
+    /// Payload bytes.
     pub payload_len: usize,
+    /// What FEC decoding learned; only `encoded_len` is set for frames sent.
     pub decode: DecodeInfo,
 }
 
@@ -101,11 +118,18 @@ pub enum EngineEvent {
     /// Store work or an outcome from the sync session: see `SessionEvent`.
     Session(SessionEvent),
     /// One frame went out (its on-air bytes), for captures.
-    FrameSent { bytes: Vec<u8>, info: FrameInfo },
+    FrameSent {
+        /// The bytes as written to the link.
+        bytes: Vec<u8>,
+        /// Its header fields.
+        info: FrameInfo,
+    },
     /// One frame came in (raw bytes; empty when a transparent frame failed
     /// before its extent was known), decoded or not.
     FrameReceived {
+        /// The bytes as read from the link.
         bytes: Vec<u8>,
+        /// Its header fields, or why it did not decode.
         result: Result<FrameInfo, RxError>,
     },
     /// The ARQ gave the link up; the session fails with `LinkLost` too.
@@ -115,12 +139,19 @@ pub enum EngineEvent {
 /// Counters for progress bars, logs and the benchmark.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
+    /// Bytes written to the link, framing included.
     pub bytes_sent: u64,
+    /// Bytes of the frames received, decoded or not.
     pub bytes_received: u64,
+    /// Frames sent.
     pub frames_sent: u64,
+    /// Frames received, decoded or not.
     pub frames_received: u64,
+    /// Transmissions (key-ups).
     pub transmissions: u64,
+    /// Data frames the ARQ sent again.
     pub retransmissions: u64,
+    /// Reply deadlines that passed with nothing heard.
     pub timeouts: u64,
     /// Frames that failed to decode (CRC, uncorrectable FEC, bad framing).
     pub crc_failures: u64,
@@ -134,9 +165,11 @@ pub struct EngineStats {
     pub airtime: Duration,
     /// Session message bytes the peer acknowledged / delivered to us.
     pub payload_bytes_acked: u64,
+    /// Session message bytes the ARQ delivered to us.
     pub payload_bytes_delivered: u64,
     /// Bundle bytes carried each way (chunks).
     pub bundle_bytes_sent: u64,
+    /// Bundle bytes received in chunks.
     pub bundle_bytes_received: u64,
 }
 
@@ -226,6 +259,7 @@ impl Engine {
         Ok(e)
     }
 
+    /// The firmware profile of the link.
     pub fn profile(&self) -> &Profile {
         &self.profile
     }
@@ -240,6 +274,7 @@ impl Engine {
         self.peer_callsign.as_ref()
     }
 
+    /// The sync session, read-only.
     pub fn session(&self) -> &Session {
         &self.session
     }
@@ -249,6 +284,7 @@ impl Engine {
         &mut self.session
     }
 
+    /// The ARQ endpoint, read-only.
     pub fn arq(&self) -> &Arq {
         &self.arq
     }
@@ -512,6 +548,7 @@ impl Engine {
         p
     }
 
+    /// Counters so far, with the ARQ's and the session's folded in.
     pub fn stats(&self) -> EngineStats {
         let a = self.arq.stats();
         let s = self.session.summary();

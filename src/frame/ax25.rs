@@ -23,23 +23,32 @@ pub const CONTROL_UI: u8 = 0x03;
 /// segmentation, 0x06/0x07 TCP/IP), and not in the yy01yyyy / yy10yyyy ranges AX.25 2.2
 /// reserves for AX.25 layer 3. Dire Wolf passes any non-APRS UI frame through unchanged.
 pub const RADIOSYNC_PID: u8 = 0xBB;
+/// Bytes of one address: 6 shifted callsign characters and the SSID byte.
 pub const ADDR_LEN: usize = 7;
+/// Most digipeater addresses after source and destination.
 pub const MAX_DIGIPEATERS: usize = 8;
 /// Two addresses, control, PID.
 pub const MIN_HEADER_LEN: usize = 2 * ADDR_LEN + 2;
 
+/// Why bytes are not an AX.25 UI frame for us, or a callsign is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Ax25Error {
+    /// Text that is not a valid callsign.
     #[error("callsign {0:?} is not 1-6 letters/digits with an optional -SSID 0..15")]
     BadCallsign(String),
+    /// Fewer bytes than the header needs (the length given).
     #[error("AX.25 frame of {0} bytes is shorter than its header")]
     Truncated(usize),
+    /// Fewer than two addresses, or no end marker within 2 + 8 addresses.
     #[error("AX.25 address field has more than 8 digipeaters or no end marker")]
     BadAddressField,
+    /// An address byte that is not a shifted A-Z, 0-9 or padding space.
     #[error("AX.25 address byte {0:#04x} does not decode to a callsign character")]
     BadAddressChar(u8),
+    /// The control byte is not UI.
     #[error("AX.25 control {0:#04x} is not a UI frame")]
     NotUi(u8),
+    /// A UI frame with another protocol's PID.
     #[error("AX.25 PID {0:#04x} is not radiosync's")]
     WrongPid(u8),
 }
@@ -52,6 +61,7 @@ pub struct Callsign {
 }
 
 impl Callsign {
+    /// Upper-cases `call`; fails unless it is 1-6 letters/digits and `ssid` is 0..=15.
     pub fn new(call: &str, ssid: u8) -> Result<Callsign, Ax25Error> {
         let up = call.to_ascii_uppercase();
         let ok = (1..=6).contains(&up.len())
@@ -64,10 +74,12 @@ impl Callsign {
         }
     }
 
+    /// The callsign without SSID, upper case.
     pub fn call(&self) -> &str {
         &self.call
     }
 
+    /// The SSID, 0..=15.
     pub fn ssid(&self) -> u8 {
         self.ssid
     }
@@ -138,14 +150,20 @@ impl fmt::Display for Callsign {
 /// An AX.25 UI frame carrying a radiosync frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UiFrame<'a> {
+    /// The station the frame is for.
     pub destination: Callsign,
+    /// The station that sent it.
     pub source: Callsign,
+    /// Digipeater path, at most `MAX_DIGIPEATERS`; empty on frames we build.
     pub digipeaters: Vec<Callsign>,
+    /// Protocol identifier; `RADIOSYNC_PID` on ours.
     pub pid: u8,
+    /// The information field: the radiosync frame.
     pub info: &'a [u8],
 }
 
 impl<'a> UiFrame<'a> {
+    /// A UI frame without digipeaters, with radiosync's PID.
     pub fn new(destination: Callsign, source: Callsign, info: &'a [u8]) -> UiFrame<'a> {
         UiFrame {
             destination,
@@ -201,6 +219,7 @@ impl<'a> UiFrame<'a> {
         })
     }
 
+    /// Bytes `emit` writes.
     pub fn buffer_len(&self) -> usize {
         (2 + self.digipeaters.len()) * ADDR_LEN + 2 + self.info.len()
     }
@@ -219,6 +238,7 @@ impl<'a> UiFrame<'a> {
         out.extend_from_slice(self.info);
     }
 
+    /// The frame's bytes (see `emit`).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::new();
         self.emit(&mut v);

@@ -34,12 +34,21 @@ pub struct FecParams {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum FecError {
+    /// The parameters break a limit of `FecParams::validate`.
     #[error("invalid FEC parameters: {0}")]
     BadParams(&'static str),
+    /// No data length encodes to `len` bytes with these parameters (or the data is empty).
     #[error("{len} bytes cannot be an RS-encoded frame with these FEC parameters")]
-    BadLength { len: usize },
+    BadLength {
+        /// Length of the encoded bytes.
+        len: usize,
+    },
+    /// A block has more byte errors than half its parity.
     #[error("RS block {block} has more errors than its parity can correct")]
-    Uncorrectable { block: usize },
+    Uncorrectable {
+        /// Index of the block in the frame.
+        block: usize,
+    },
 }
 
 impl FecParams {

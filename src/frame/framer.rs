@@ -18,10 +18,13 @@ use crate::profile::{Framing, Profile};
 /// How a link frames: the profile's framing, FEC and AX.25 choice, and its bitrate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkShape {
+    /// KISS or transparent.
     pub framing: Framing,
+    /// Reed-Solomon parameters; `None` without FEC.
     pub fec: Option<FecParams>,
     /// Payloads go inside AX.25 UI frames (amateur KISS profiles).
     pub ax25: bool,
+    /// Modem bit rate in bit/s; sets how long a quiet gap must be.
     pub bitrate: u32,
 }
 
@@ -40,7 +43,9 @@ impl LinkShape {
 /// A frame that decoded, with what the link told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
+    /// The frame.
     pub frame: Frame,
+    /// What FEC decoding learned.
     pub info: DecodeInfo,
     /// The KISS port it came in on (KISS links).
     pub kiss_port: Option<u8>,
@@ -52,14 +57,20 @@ pub struct Decoded {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum RxError {
+    /// The KISS byte stream itself is malformed.
     #[error("KISS: {0}")]
     Kiss(KissError),
+    /// A KISS data frame whose contents did not decode.
     #[error("KISS p{port} data of {len} bytes: {error}")]
     KissData {
+        /// KISS port it came in on.
         port: u8,
+        /// Unescaped data bytes.
         len: usize,
+        /// Why it did not decode.
         error: LinkError,
     },
+    /// A transparent-link frame that did not decode.
     #[error(transparent)]
     Transparent(TransparentError),
 }
@@ -68,10 +79,13 @@ pub enum RxError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum TxError {
+    /// The profile uses AX.25 and no addresses were given.
     #[error("an AX.25 link needs both callsigns")]
     NoAddresses,
+    /// The frame could not be built for the KISS link.
     #[error(transparent)]
     Kiss(LinkError),
+    /// The frame could not be built for the transparent link.
     #[error(transparent)]
     Transparent(TransparentError),
 }
@@ -80,7 +94,9 @@ pub enum TxError {
 /// transparent frame that failed, whose extent is unknown) and the decode result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RxFrame {
+    /// Raw on-air bytes (see above).
     pub bytes: Vec<u8>,
+    /// The frame, or why the bytes made none.
     pub decoded: Result<Decoded, RxError>,
 }
 
@@ -108,10 +124,12 @@ pub struct LinkFramer {
 }
 
 impl LinkFramer {
+    /// The framer a profile describes; fails on bad FEC parameters.
     pub fn new(profile: &Profile) -> Result<LinkFramer, FecError> {
         Ok(LinkFramer::with_shape(LinkShape::of(profile)?))
     }
 
+    /// The framer for a shape already checked.
     pub fn with_shape(shape: LinkShape) -> LinkFramer {
         let deframer = match shape.framing {
             Framing::Kiss => Deframer::Kiss(KissDeframer::new(DEFAULT_MAX_FRAME)),
@@ -132,10 +150,12 @@ impl LinkFramer {
         }
     }
 
+    /// How this link frames.
     pub fn shape(&self) -> &LinkShape {
         &self.shape
     }
 
+    /// The link's FEC parameters, if it uses FEC.
     pub fn fec(&self) -> Option<&FecParams> {
         self.shape.fec.as_ref()
     }

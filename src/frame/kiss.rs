@@ -3,9 +3,13 @@
 
 use thiserror::Error;
 
+/// Frame end: starts and ends every frame.
 pub const FEND: u8 = 0xC0;
+/// Frame escape: the next byte is TFEND or TFESC.
 pub const FESC: u8 = 0xDB;
+/// After FESC: stands for a FEND data byte.
 pub const TFEND: u8 = 0xDC;
+/// After FESC: stands for a FESC data byte.
 pub const TFESC: u8 = 0xDD;
 
 /// Largest unescaped KISS frame (type byte + data) the deframer accepts. Dire Wolf
@@ -82,26 +86,43 @@ fn ten_ms_units(ms: u32) -> Result<u8, KissError> {
 /// One KISS frame: port 0..=15 and a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KissFrame {
+    /// TNC port 0..=15.
     pub port: u8,
+    /// The command and its argument.
     pub command: KissCommand,
 }
 
+/// Bad KISS bytes from the TNC, or a frame or setting that cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum KissError {
+    /// A frame longer than the deframer's limit (skipped to the next FEND).
     #[error("KISS frame longer than {max} bytes")]
-    TooLong { max: usize },
+    TooLong {
+        /// The limit, unescaped bytes.
+        max: usize,
+    },
+    /// FESC followed by something other than TFEND or TFESC.
     #[error("KISS escape FESC followed by {0:#04x}, not TFEND/TFESC")]
     BadEscape(u8),
+    /// A command that takes one byte came with another length.
     #[error("KISS command {command} needs a 1-byte argument, got {len} bytes")]
-    BadArgument { command: u8, len: usize },
+    BadArgument {
+        /// The command nibble.
+        command: u8,
+        /// Bytes it came with.
+        len: usize,
+    },
+    /// A port above 15.
     #[error("KISS port {0} out of range 0..=15")]
     BadPort(u8),
+    /// A TXDELAY or SLOTTIME above 2550 ms.
     #[error("KISS timing value of {0} ms does not fit in 10 ms units up to 2550 ms")]
     ParamOutOfRange(u32),
 }
 
 impl KissFrame {
+    /// A data frame for `port`.
     pub fn data(port: u8, data: Vec<u8>) -> KissFrame {
         KissFrame {
             port,
@@ -167,6 +188,7 @@ impl KissFrame {
         Ok(())
     }
 
+    /// The escaped bytes (see `emit`).
     pub fn to_bytes(&self) -> Result<Vec<u8>, KissError> {
         let mut v = Vec::new();
         self.emit(&mut v)?;
@@ -214,6 +236,7 @@ impl Default for KissDeframer {
 }
 
 impl KissDeframer {
+    /// A deframer that refuses frames over `max_frame` unescaped bytes.
     pub fn new(max_frame: usize) -> Self {
         KissDeframer {
             input: Default::default(),
@@ -223,6 +246,7 @@ impl KissDeframer {
         }
     }
 
+    /// Bytes from the TNC.
     pub fn push(&mut self, bytes: &[u8]) {
         self.input.extend(bytes);
     }

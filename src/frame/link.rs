@@ -13,19 +13,26 @@ pub const DIREWOLF_MAX_KISS_DATA: usize = 2123;
 /// AX.25 addressing for amateur profiles: who we are and whom we send to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ax25Addresses {
+    /// This station (the AX.25 source).
     pub local: Callsign,
+    /// The station we send to (the AX.25 destination).
     pub peer: Callsign,
 }
 
+/// Why a frame could not be put in, or taken out of, a KISS data frame.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum LinkError {
+    /// The radiosync frame itself.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The AX.25 UI wrapping.
     #[error(transparent)]
     Ax25(#[from] Ax25Error),
+    /// The KISS framing.
     #[error(transparent)]
     Kiss(#[from] KissError),
+    /// A KISS command frame where a data frame was expected.
     #[error("KISS frame is a command, not data")]
     NotData,
 }
@@ -33,8 +40,11 @@ pub enum LinkError {
 /// A frame received over KISS, with the AX.25 addresses when the profile uses them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The frame.
     pub frame: Frame,
+    /// What FEC decoding learned.
     pub info: DecodeInfo,
+    /// KISS port it came in on.
     pub port: u8,
     /// (source, destination) from the AX.25 header.
     pub ax25: Option<(Callsign, Callsign)>,

@@ -28,18 +28,40 @@ pub use wire::{FrameKind, FramePacket, FrameRepr, MAX_AUTH_TAG_LEN, MAX_PAYLOAD_
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum FrameError {
+    /// Fewer bytes than the header (or its tag length byte) needs.
     #[error("frame truncated: need at least {need} bytes, have {have}")]
-    Truncated { need: usize, have: usize },
+    Truncated {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes there are.
+        have: usize,
+    },
+    /// The buffer is not exactly as long as the header says.
     #[error("frame length mismatch: header describes {header} bytes, have {have}")]
-    LengthMismatch { header: usize, have: usize },
+    LengthMismatch {
+        /// Length the header describes.
+        header: usize,
+        /// Length there is.
+        have: usize,
+    },
+    /// The CRC-32C over the frame does not match the stored one.
     #[error("frame CRC-32C mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    BadCrc { stored: u32, computed: u32 },
+    BadCrc {
+        /// CRC at the end of the frame.
+        stored: u32,
+        /// CRC over the bytes received.
+        computed: u32,
+    },
+    /// Flag bits other than the auth tag flag are set.
     #[error("reserved frame flags set: {0:#04x}")]
     ReservedFlags(u8),
+    /// An auth tag of 0 or more than `MAX_AUTH_TAG_LEN` bytes.
     #[error("authentication tag length {0} outside 1..=64")]
     AuthTagLength(usize),
+    /// A payload over `MAX_PAYLOAD_LEN` bytes.
     #[error("payload of {0} bytes exceeds the 4096-byte limit")]
     PayloadTooLong(usize),
+    /// Reed-Solomon failed or the FEC parameters are bad.
     #[error(transparent)]
     Fec(#[from] FecError),
 }
@@ -48,9 +70,13 @@ pub enum FrameError {
 /// `payload` is opaque here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// Data, ack or control.
     pub kind: FrameKind,
+    /// Session the frame belongs to; one link carries several.
     pub session: u16,
+    /// ARQ sequence number (for acks, the next one expected).
     pub seq: u16,
+    /// At most `MAX_PAYLOAD_LEN` bytes.
     pub payload: Vec<u8>,
     /// Room for a short signature (1..=64 bytes); the signer is another module.
     pub auth_tag: Option<Vec<u8>>,

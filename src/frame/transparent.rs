@@ -28,15 +28,27 @@ const LEN_PARITY: usize = 4;
 /// Sync word plus protected length.
 pub const HEADER_LEN: usize = SYNC_WORD.len() + 2 + LEN_PARITY;
 
+/// Why bytes after a sync word made no frame, or a frame cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum TransparentError {
+    /// The RS(6,2) length code has more than 2 byte errors.
     #[error("length field after a sync word is uncorrectable")]
     BadLength,
+    /// The length decoded but no frame of this profile has it.
     #[error("length field says {len} bytes, outside {min}..={max} for this profile")]
-    ImpossibleLength { len: usize, min: usize, max: usize },
+    ImpossibleLength {
+        /// Body length from the header.
+        len: usize,
+        /// Shortest body this profile can produce.
+        min: usize,
+        /// Longest body this profile can produce.
+        max: usize,
+    },
+    /// The body did not decode as a frame.
     #[error("frame body: {0}")]
     Frame(#[from] FrameError),
+    /// The encoded frame is longer than 65535 bytes.
     #[error("encoded frame of {0} bytes does not fit the 16-bit length field")]
     TooLong(usize),
 }
@@ -68,9 +80,13 @@ fn sync_distance(window: &[u8]) -> u32 {
 /// Counters for logs and the capture view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeframerStats {
+    /// Frames decoded.
     pub frames: u64,
+    /// Sync words whose frame failed (length or body), or that were given up on.
     pub bad_frames: u64,
+    /// Bytes dropped: noise between frames, one per failed sync word, and resets.
     pub skipped_bytes: u64,
+    /// Byte errors Reed-Solomon repaired in decoded frames.
     pub corrected_symbols: u64,
 }
 
@@ -85,6 +101,7 @@ pub struct TransparentDeframer {
 }
 
 impl TransparentDeframer {
+    /// A deframer for bodies with these FEC parameters (`None`: no FEC).
     pub fn new(fec: Option<FecParams>) -> Self {
         let min = wire::HEADER_LEN + wire::CRC_LEN;
         let (min_body, max_body) = match &fec {
@@ -100,10 +117,12 @@ impl TransparentDeframer {
         }
     }
 
+    /// Bytes from the port.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend(bytes);
     }
 
+    /// Counters so far.
     pub fn stats(&self) -> DeframerStats {
         self.stats
     }

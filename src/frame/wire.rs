@@ -21,6 +21,7 @@ pub const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
 /// Header bytes before the optional tag.
 pub const HEADER_LEN: usize = 8;
+/// Trailing CRC-32C bytes.
 pub const CRC_LEN: usize = 4;
 /// Longest authentication tag: room for a truncated or full HMAC-SHA256 (16/32 bytes)
 /// or an Ed25519 signature (64). What to sign with is the signing module's choice.
@@ -30,6 +31,7 @@ pub const MAX_PAYLOAD_LEN: usize = 4096;
 /// Longest frame before FEC.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + 1 + MAX_AUTH_TAG_LEN + MAX_PAYLOAD_LEN + CRC_LEN;
 
+/// Flags bit 0: an auth tag follows the header.
 pub const FLAG_AUTH: u8 = 0x01;
 const FLAGS_KNOWN: u8 = FLAG_AUTH;
 
@@ -46,9 +48,13 @@ mod field {
 /// Frame kind; unknown values are kept, not rejected, so newer peers can add kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameKind {
+    /// An ARQ data frame (0x01).
     Data,
+    /// An ARQ acknowledgement (0x02).
     Ack,
+    /// Control (0x03): outside the ARQ, e.g. "unknown session" (`engine::CONTROL_UNKNOWN_SESSION`).
     Control,
+    /// Any other kind byte, kept as it came.
     Unknown(u8),
 }
 
@@ -81,6 +87,7 @@ pub struct FramePacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> FramePacket<T> {
+    /// Wraps bytes without checking them; getters may panic until `check_len` passes.
     pub fn new_unchecked(buffer: T) -> Self {
         FramePacket { buffer }
     }
@@ -130,26 +137,32 @@ impl<T: AsRef<[u8]>> FramePacket<T> {
         Ok(())
     }
 
+    /// The bytes wrapped.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Byte 0.
     pub fn kind(&self) -> FrameKind {
         self.buffer.as_ref()[field::KIND].into()
     }
 
+    /// Byte 1: bit 0 = auth tag present.
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[field::FLAGS]
     }
 
+    /// Session number.
     pub fn session(&self) -> u16 {
         be16(&self.buffer.as_ref()[field::SESSION])
     }
 
+    /// Sequence number.
     pub fn seq(&self) -> u16 {
         be16(&self.buffer.as_ref()[field::SEQ])
     }
 
+    /// Payload length from the header, in bytes.
     pub fn payload_len(&self) -> usize {
         be16(&self.buffer.as_ref()[field::PAYLOAD_LEN]) as usize
     }
@@ -167,26 +180,31 @@ impl<T: AsRef<[u8]>> FramePacket<T> {
         HEADER_LEN + self.tag_field_len() + self.payload_len() + CRC_LEN
     }
 
+    /// The auth tag, if the flags say there is one.
     pub fn auth_tag(&self) -> Option<&[u8]> {
         let t = self.tag_field_len();
         (t > 0).then(|| &self.buffer.as_ref()[HEADER_LEN + 1..HEADER_LEN + t])
     }
 
+    /// The payload bytes.
     pub fn payload(&self) -> &[u8] {
         let start = HEADER_LEN + self.tag_field_len();
         &self.buffer.as_ref()[start..start + self.payload_len()]
     }
 
+    /// The CRC-32C stored at the end.
     pub fn crc(&self) -> u32 {
         let end = self.total_len();
         let b = &self.buffer.as_ref()[end - CRC_LEN..end];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
+    /// The CRC-32C over every byte before the stored one.
     pub fn compute_crc(&self) -> u32 {
         CRC32C.checksum(&self.buffer.as_ref()[..self.total_len() - CRC_LEN])
     }
 
+    /// `BadCrc` unless the stored CRC matches the computed one.
     pub fn verify_crc(&self) -> Result<(), FrameError> {
         let (stored, computed) = (self.crc(), self.compute_crc());
         if stored == computed {
@@ -198,18 +216,23 @@ impl<T: AsRef<[u8]>> FramePacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> FramePacket<T> {
+    /// Sets byte 0.
     pub fn set_kind(&mut self, kind: FrameKind) {
         self.buffer.as_mut()[field::KIND] = kind.into();
     }
+    /// Sets byte 1.
     pub fn set_flags(&mut self, flags: u8) {
         self.buffer.as_mut()[field::FLAGS] = flags;
     }
+    /// Sets the session number.
     pub fn set_session(&mut self, v: u16) {
         self.buffer.as_mut()[field::SESSION].copy_from_slice(&v.to_be_bytes());
     }
+    /// Sets the sequence number.
     pub fn set_seq(&mut self, v: u16) {
         self.buffer.as_mut()[field::SEQ].copy_from_slice(&v.to_be_bytes());
     }
+    /// Sets the payload length; set the flags and tag first when there is one.
     pub fn set_payload_len(&mut self, v: u16) {
         self.buffer.as_mut()[field::PAYLOAD_LEN].copy_from_slice(&v.to_be_bytes());
     }
@@ -219,11 +242,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> FramePacket<T> {
         b[field::TAG_LEN] = tag.len() as u8;
         b[HEADER_LEN + 1..HEADER_LEN + 1 + tag.len()].copy_from_slice(tag);
     }
+    /// The payload bytes, to write into.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = HEADER_LEN + self.tag_field_len();
         let end = start + self.payload_len();
         &mut self.buffer.as_mut()[start..end]
     }
+    /// Computes the CRC-32C and stores it at the end.
     pub fn fill_crc(&mut self) {
         let end = self.total_len();
         let crc = self.compute_crc();
@@ -238,10 +263,15 @@ fn be16(b: &[u8]) -> u16 {
 /// High-level, borrowed representation of a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameRepr<'a> {
+    /// Data, ack or control.
     pub kind: FrameKind,
+    /// Session number.
     pub session: u16,
+    /// Sequence number.
     pub seq: u16,
+    /// Auth tag of 1..=`MAX_AUTH_TAG_LEN` bytes, if any.
     pub auth_tag: Option<&'a [u8]>,
+    /// At most `MAX_PAYLOAD_LEN` bytes.
     pub payload: &'a [u8],
 }
 
@@ -277,6 +307,7 @@ impl<'a> FrameRepr<'a> {
         Ok(())
     }
 
+    /// Frame bytes: header, tag with its length byte, payload, CRC.
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN + self.auth_tag.map_or(0, |t| 1 + t.len()) + self.payload.len() + CRC_LEN
     }

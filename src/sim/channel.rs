@@ -35,11 +35,14 @@ use crate::frame::hdlc::frame_bits;
 /// One of the two stations on the channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Side {
+    /// Station A.
     A,
+    /// Station B.
     B,
 }
 
 impl Side {
+    /// The station at the other end.
     pub fn other(self) -> Side {
         match self {
             Side::A => Side::B,
@@ -79,14 +82,19 @@ pub struct Burst {
 /// A scheduled link cut, relative to the channel's time zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Outage {
+    /// When the cut begins.
     #[serde(serialize_with = "as_secs")]
     pub start: Duration,
+    /// How long it lasts.
     #[serde(serialize_with = "as_secs")]
     pub duration: Duration,
 }
 
+/// Everything about a simulated channel. `Default`: 1200 bit/s transparent, TXDELAY 300 ms,
+/// no errors.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChannelConfig {
+    /// Byte stream or whole frames.
     pub mode: Mode,
     /// Air bitrate in bit/s.
     pub bitrate: u32,
@@ -102,18 +110,22 @@ pub struct ChannelConfig {
     pub hang: Duration,
     /// Independent bit error rate (good state).
     pub ber: f64,
+    /// Burst errors on top of `ber`; `None` for independent errors only.
     pub burst: Option<Burst>,
     /// Kiss mode: probability that a frame is lost whole.
     pub frame_loss: f64,
     /// Kiss mode: p-persistence, transmit when a random byte <= persist.
     pub persist: u8,
+    /// Kiss mode: length of one p-persistence slot.
     #[serde(serialize_with = "as_secs")]
     pub slottime: Duration,
     /// Kiss mode: frames queued this long after key-up join the transmission (Dire Wolf
     /// sleeps 10 ms after PTT for that).
     #[serde(serialize_with = "as_secs")]
     pub bundle_window: Duration,
+    /// Seed of every random draw: the same seed and input give the same run.
     pub seed: u64,
+    /// Scheduled link cuts.
     pub outages: Vec<Outage>,
 }
 
@@ -137,13 +149,22 @@ impl Default for ChannelConfig {
     }
 }
 
+/// A channel configuration that cannot be simulated.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[non_exhaustive]
 pub enum SimError {
+    /// `bitrate` is 0.
     #[error("bitrate must be at least 1 bit/s")]
     ZeroBitrate,
+    /// A probability outside 0..=1.
     #[error("{name} = {value} is not a probability (0..=1)")]
-    NotProbability { name: &'static str, value: f64 },
+    NotProbability {
+        /// Which setting.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// A burst's mean length is below 1 bit (or NaN).
     #[error("mean burst length {0} bits must be >= 1")]
     BurstTooShort(f64),
 }
@@ -157,6 +178,7 @@ fn check_prob(name: &'static str, value: f64) -> Result<(), SimError> {
 }
 
 impl ChannelConfig {
+    /// Checks bitrate, probabilities and burst length.
     pub fn validate(&self) -> Result<(), SimError> {
         if self.bitrate == 0 {
             return Err(SimError::ZeroBitrate);
@@ -234,6 +256,7 @@ pub struct ErrorProcess {
 }
 
 impl ErrorProcess {
+    /// The process for one direction: `stream` picks its own random stream from `seed`.
     pub fn new(seed: u64, stream: u64, ber: f64, burst: Option<Burst>) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream);
@@ -271,6 +294,7 @@ impl ErrorProcess {
         }
     }
 
+    /// In the bad (burst) state now.
     pub fn in_burst(&self) -> bool {
         self.bad
     }
@@ -315,31 +339,45 @@ impl ErrorProcess {
 pub struct DirStats {
     /// Keyed time of the sender, seconds.
     pub airtime_s: f64,
+    /// Key-ups.
     pub transmissions: u64,
+    /// Bytes handed to the channel (kiss mode: frame bytes, without HDLC overhead).
     pub bytes_sent: u64,
+    /// Bytes that reached the other station.
     pub bytes_delivered: u64,
+    /// Bits flipped by bit errors.
     pub bits_flipped: u64,
+    /// Kiss mode: frames handed to the channel.
     pub frames_sent: u64,
+    /// Kiss mode: frames that reached the other station.
     pub frames_delivered: u64,
     /// Frames dropped by `frame_loss`.
     pub frames_lost_random: u64,
     /// Frames dropped because a bit error hit them (FCS would fail).
     pub frames_lost_bit_errors: u64,
+    /// Kiss mode: frames the receiver missed while it was keyed itself.
     pub frames_lost_collision: u64,
+    /// Kiss mode: frames lost in an outage.
     pub frames_lost_outage: u64,
+    /// Transparent mode: bytes the receiver missed while it was keyed itself.
     pub bytes_lost_collision: u64,
+    /// Transparent mode: bytes lost in an outage.
     pub bytes_lost_outage: u64,
     /// Transmissions that began while the other station was keyed, or at the same instant.
     pub collisions: u64,
 }
 
+/// Counters of both directions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChannelStats {
+    /// What A sent.
     pub a_to_b: DirStats,
+    /// What B sent.
     pub b_to_a: DirStats,
 }
 
 impl ChannelStats {
+    /// The counters of what `from` sent.
     pub fn dir(&self, from: Side) -> &DirStats {
         match from {
             Side::A => &self.a_to_b,
@@ -358,6 +396,7 @@ impl ChannelStats {
 /// Something that reached a station.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The station it reached.
     pub to: Side,
     /// When the last delivered bit arrived.
     pub at: Duration,
@@ -430,6 +469,7 @@ fn overlaps(a: (Duration, Duration), b: (Duration, Duration)) -> bool {
 }
 
 impl Channel {
+    /// An idle channel at time zero; fails on an invalid configuration.
     pub fn new(cfg: ChannelConfig) -> Result<Self, SimError> {
         cfg.validate()?;
         let station = |k: u64| {
@@ -457,10 +497,12 @@ impl Channel {
         })
     }
 
+    /// The configuration.
     pub fn config(&self) -> &ChannelConfig {
         &self.cfg
     }
 
+    /// Counters so far.
     pub fn stats(&self) -> &ChannelStats {
         &self.stats
     }

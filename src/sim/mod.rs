@@ -25,6 +25,7 @@ pub struct HostPorts {
 }
 
 impl HostPorts {
+    /// Host sides for a channel in `mode`, with empty KISS buffers.
     pub fn new(mode: Mode) -> HostPorts {
         HostPorts {
             mode,

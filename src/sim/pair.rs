@@ -14,6 +14,7 @@ use crate::profile::{Framing, Profile};
 
 /// The air between two ports.
 pub struct SimLink {
+    /// The channel model, for its counters and link cuts.
     pub channel: Channel,
     epoch: Instant,
     now: Duration,
@@ -54,6 +55,7 @@ pub fn channel_config(
 }
 
 impl SimLink {
+    /// A link at virtual time zero; fails on an invalid channel configuration.
     pub fn new(cfg: ChannelConfig) -> Result<SimLink, SimError> {
         let ports = HostPorts::new(cfg.mode);
         Ok(SimLink {
@@ -74,10 +76,12 @@ impl SimLink {
         self.epoch + self.now
     }
 
+    /// The stations' instant at channel time `t`.
     pub fn instant(&self, t: Duration) -> Instant {
         self.epoch + t
     }
 
+    /// Channel time at the stations' instant `t` (zero before the start).
     pub fn since_start(&self, t: Instant) -> Duration {
         t.saturating_duration_since(self.epoch)
     }
@@ -121,7 +125,9 @@ impl SimLink {
 /// whatever reaches it meanwhile is lost, as on a pty nobody reads... except
 /// that chansim keeps bytes in the tty buffer; `buffer_while_down` models that.
 pub struct SimPair {
+    /// The air between them.
     pub link: SimLink,
+    /// Station A and B; `None` while its process is down.
     pub stations: [Option<Station>; 2],
     /// Bytes that reached a side while its station was down (chansim keeps
     /// up to 4 KiB in the tty buffer for a restarted process).
@@ -146,6 +152,7 @@ pub enum RunEnd {
 const TTY_BUFFER: usize = 4096;
 
 impl SimPair {
+    /// Both stations up on `link`.
     pub fn new(link: SimLink, a: Station, b: Station) -> SimPair {
         SimPair {
             link,
@@ -156,6 +163,7 @@ impl SimPair {
         }
     }
 
+    /// The station on `side`, if it is up.
     pub fn station(&mut self, side: Side) -> Option<&mut Station> {
         self.stations[idx(side)].as_mut()
     }

@@ -18,6 +18,7 @@ pub struct RelayView {
 }
 
 impl RelayView {
+    /// The channel's counters so far.
     pub fn stats(&self) -> ChannelStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -28,6 +29,7 @@ impl RelayView {
         Duration::from_secs_f64(s.a_to_b.airtime_s + s.b_to_a.airtime_s)
     }
 
+    /// Wall-clock time since the relay started.
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }

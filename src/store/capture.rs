@@ -35,20 +35,28 @@ pub struct CaptureReport {
 /// A row that does not leave this station until it is fixed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldRow {
+    /// Table name.
     pub table: String,
     /// Empty for the count of rows without a uuid.
     pub uuid: String,
+    /// Why it is held, and what to fix.
     pub reason: String,
+    /// When it was held (UTC text).
     pub since: String,
 }
 
 /// A row from a peer that this database could not take, kept aside and retried.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuarantinedRow {
+    /// Table name.
     pub table: String,
+    /// The row's uuid.
     pub uuid: String,
+    /// The peer it came from, by name (hex UUID if not registered).
     pub peer: String,
+    /// Why this database refused it.
     pub reason: String,
+    /// When it was refused (UTC text).
     pub since: String,
 }
 

@@ -15,7 +15,9 @@ use crate::delta::{
 /// What one import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
+    /// The station that sent the bundle.
     pub sender: StationId,
+    /// Its name here.
     pub peer_name: String,
     /// Rows whose incoming version won and was written.
     pub applied: u64,
@@ -46,8 +48,11 @@ pub struct ImportReport {
 /// An encoded export.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exported {
+    /// The bundle bytes.
     pub bytes: Vec<u8>,
+    /// Row versions in it.
     pub rows: u64,
+    /// Rows it asks the peer for in full.
     pub wants: u64,
 }
 
@@ -344,8 +349,11 @@ enum Scope<'a> {
 /// One synced row as `Store::synced_rows` lists it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyncedRow {
+    /// Table name.
     pub table: String,
+    /// The row's uuid.
     pub uuid: String,
+    /// The row's `modified_on`, as written.
     pub modified_on: String,
     /// Payload columns in the table's payload order (`deleted` among them).
     pub values: Vec<Value>,

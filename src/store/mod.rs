@@ -29,71 +29,133 @@ pub use schema::{Column, TableInfo};
 /// Dictionary size trained after `track`.
 pub const DICT_SIZE: usize = 64 * 1024;
 
+/// Why a store operation failed. `is_bundle_fault` tells a bad bundle from local trouble.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// SQLite failed.
     #[error("SQLite error: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The database has no radiosync tables yet (its path).
     #[error("{0} is not a radiosync station yet: run `radiosync init --db {0}` first")]
     NotInitialised(String),
+    /// The file to write the sample data to exists already.
     #[error("{0} already exists: choose a new file")]
     Exists(PathBuf),
+    /// The database file does not exist (its path).
     #[error("{0} does not exist: check the path")]
     NoDatabase(String),
+    /// No table of this name.
     #[error("table {0} does not exist in this database")]
     NoSuchTable(String),
+    /// The table lacks a column a synced table needs.
     #[error("table {table} cannot be synced: it lacks {missing} (a synced table needs uuid, modified_on and deleted columns)")]
-    NotSyncable { table: String, missing: String },
+    NotSyncable {
+        /// The table.
+        table: String,
+        /// The missing columns.
+        missing: String,
+    },
+    /// A column cannot be site-local.
     #[error("site-local column {table}.{column} refused: {why}")]
     BadLocalColumn {
+        /// The table.
         table: String,
+        /// The column.
         column: String,
+        /// Why not.
         why: String,
     },
+    /// A bundle from a station with another schema that carries no table layout.
     #[error("the sender's tables differ from ours (schema {theirs:08x}, ours {ours:08x}) and the bundle does not describe them: import a bundle from this station at the sender first, then export again there")]
-    SchemaUnknown { ours: u32, theirs: u32 },
+    SchemaUnknown {
+        /// Our schema fingerprint.
+        ours: u32,
+        /// The sender's.
+        theirs: u32,
+    },
+    /// A read-only database whose radiosync tables are of an older version (its path).
     #[error("{0} was last used by an older radiosync: open it once with write access (any command) to upgrade it")]
     NeedsUpgrade(String),
+    /// A command that writes, on a database opened read-only (its path).
     #[error(
         "{0} is read-only here: this command changes the station (check the file's permissions)"
     )]
     ReadOnly(String),
+    /// The table is not tracked.
     #[error("table {0} is not tracked")]
     NotTracked(String),
+    /// A conflict policy that cannot be used.
     #[error(transparent)]
     Policy(#[from] crate::delta::merge::PolicyError),
+    /// A command that needs tracked tables, with none tracked.
     #[error("no tables are tracked: run `radiosync track --db FILE --all` first")]
     NothingTracked,
+    /// No registered peer has this name.
     #[error("no peer named {0:?}: see `radiosync peer list`, or add it with `radiosync peer add`")]
     UnknownPeerName(String),
+    /// The station is not a registered peer.
     #[error("station {0} is not a registered peer: add it with `radiosync peer add --uuid {0}` if you trust it")]
     UnknownPeer(StationId),
+    /// A peer with the name or UUID is registered already (the name).
     #[error("a peer with this name or UUID is already registered ({0})")]
     PeerExists(String),
+    /// The station's own UUID given as a peer.
     #[error("{0} is this station's own UUID, not a peer")]
     SelfAsPeer(StationId),
+    /// The bundle is addressed to another station.
     #[error("this bundle is addressed to another station ({to}), but this is {us}: import it at the station it was made for")]
-    WrongReceiver { to: String, us: String },
+    WrongReceiver {
+        /// The station it is for.
+        to: String,
+        /// This station.
+        us: String,
+    },
+    /// No registered peer, or more than one, has the bundle's sender key.
     #[error("the bundle's sender (station key {key:08x}) is {}: add it with `radiosync peer add` if you trust it", if *matches == 0 { "not a registered peer".to_string() } else { format!("ambiguous ({matches} registered peers share that key)") })]
-    UnknownSender { key: u32, matches: usize },
+    UnknownSender {
+        /// The sender's station key (`codec::station_key`).
+        key: u32,
+        /// Registered peers with that key.
+        matches: usize,
+    },
+    /// The bundle was made by this station.
     #[error(
         "this bundle was made by this station itself ({0}): import it at the peer it was made for"
     )]
     FromSelf(StationId),
+    /// The bundle's schema fingerprint differs from ours.
     #[error("schema mismatch: the bundle's tables/columns hash to {theirs:08x}, ours to {ours:08x}; both stations must track the same tables with the same columns")]
-    SchemaMismatch { ours: u32, theirs: u32 },
+    SchemaMismatch {
+        /// Our fingerprint.
+        ours: u32,
+        /// The bundle's.
+        theirs: u32,
+    },
+    /// The bundle decoded but does not fit together, with the reason.
     #[error("the bundle is malformed ({0}): ask the sender for a fresh export")]
     Malformed(String),
+    /// The bundle bytes do not decode.
     #[error("the bundle is unreadable ({0}): it is truncated or corrupted; copy it again or ask for a fresh export")]
     Codec(CodecError),
+    /// A bundle could not be encoded.
     #[error("cannot encode the bundle: {0}")]
     Encode(CodecError),
+    /// The bundle needs a dictionary other than ours.
     #[error("the bundle was compressed with dictionary {theirs:08x}, this station holds {ours:08x}: ask the sender for a fresh export (it will then send without a dictionary)")]
-    DictMismatch { theirs: u32, ours: u32 },
+    DictMismatch {
+        /// The dictionary the bundle names.
+        theirs: u32,
+        /// Ours.
+        ours: u32,
+    },
+    /// The file to clone the station to exists already.
     #[error("{0} already exists: choose a new file for the clone")]
     TargetExists(String),
+    /// Text that is not a station UUID.
     #[error("not a valid station UUID: {0}")]
     BadUuid(String),
+    /// A dictionary could not be trained, with the reason.
     #[error("cannot train a compression dictionary: {0}")]
     Dictionary(String),
 }
@@ -127,18 +189,26 @@ impl From<CodecError> for StoreError {
 /// This station.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StationInfo {
+    /// The station's UUID, made once by `init`.
     pub id: StationId,
+    /// The station's name.
     pub name: String,
+    /// The station's callsign, if it has one.
     pub callsign: Option<String>,
 }
 
 /// A registered peer (the blueprints' sync_instance) and what it confirmed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerInfo {
+    /// The peer's UUID.
     pub id: StationId,
+    /// The name it is registered under here.
     pub name: String,
+    /// Its callsign, if known.
     pub callsign: Option<String>,
+    /// When a bundle from it last brought something (UTC text); `None` before that.
     pub last_sync: Option<String>,
+    /// Bundles from it that brought something.
     pub sync_count: u64,
     /// When a sync last ended with both stations' content fingerprints equal.
     pub verified_at: Option<String>,
@@ -164,31 +234,46 @@ pub struct PeerInfo {
 /// One line of `rs_log`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogEntry {
+    /// When (UTC, ISO 8601 text).
     pub time: String,
+    /// The peer's name (or UUID if unregistered); `None` for local events.
     pub peer: Option<String>,
+    /// The table; `None` for an event of the whole station.
     pub table: Option<String>,
     /// "in", "out" or "local".
     pub direction: String,
+    /// Rows received.
     pub rows_in: u64,
+    /// Rows sent.
     pub rows_out: u64,
+    /// Conflicts decided.
     pub conflicts: u64,
     /// "ok", "refused", "error".
     pub result: String,
+    /// What happened, in words.
     pub message: String,
 }
 
 /// A losing version kept for review.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConflictEntry {
+    /// When it was decided (UTC text).
     pub time: String,
+    /// The table.
     pub table: String,
+    /// The row's uuid.
     pub uuid: String,
+    /// The peer whose bundle brought the conflict, by name.
     pub peer: Option<String>,
     /// "local" (our version lost) or "remote" (the peer's version lost).
     pub loser_side: String,
+    /// The losing version's `modified_on`.
     pub loser_modified_on: String,
+    /// The station that wrote the losing version.
     pub loser_writer: StationId,
+    /// The winning version's `modified_on`.
     pub winner_modified_on: String,
+    /// The station that wrote the winning version.
     pub winner_writer: StationId,
     /// JSON object: column -> value of the losing version.
     pub loser_values: String,
@@ -196,6 +281,7 @@ pub struct ConflictEntry {
     pub policy: String,
 }
 
+/// An open station database. See the module docs.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -211,6 +297,7 @@ pub struct Store {
     schema_hints: std::collections::HashMap<StationId, SchemaFingerprint>,
 }
 
+/// Now, UTC, as `YYYY-MM-DDTHH:MM:SS.mmmZ`: how radiosync writes times.
 pub fn now_text() -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
@@ -422,18 +509,22 @@ impl Store {
         Store::open(path)
     }
 
+    /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// This station.
     pub fn station(&self) -> StationInfo {
         self.station.clone()
     }
 
+    /// Fingerprint of the tracked tables.
     pub fn schema_fingerprint(&self) -> SchemaFingerprint {
         self.fingerprint
     }
 
+    /// The tracked tables, sorted by name (bundles index this list).
     pub fn tables(&self) -> &[TableInfo] {
         &self.tables
     }
@@ -660,6 +751,7 @@ impl Store {
         Ok(out)
     }
 
+    /// The local change counter: the seq of this station's latest change.
     pub fn clock(&self) -> Result<u64, StoreError> {
         let s: i64 = self
             .conn
@@ -703,6 +795,7 @@ impl Store {
         Ok(v)
     }
 
+    /// Registers a peer; fails if the name or UUID is taken, or `id` is our own.
     pub fn add_peer(
         &mut self,
         name: &str,
@@ -789,6 +882,7 @@ impl Store {
     const PEER_COLS: &'static str =
         "uuid, name, callsign, last_sync, sync_count, dict_id, schema, verified_at, differs_since";
 
+    /// Every registered peer, by name.
     pub fn peers(&self) -> Result<Vec<PeerInfo>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {} FROM rs_peer ORDER BY name",
@@ -800,6 +894,7 @@ impl Store {
         peers.into_iter().map(|p| self.complete_peer(p)).collect()
     }
 
+    /// The peer registered under `name`.
     pub fn peer_by_name(&self, name: &str) -> Result<Option<PeerInfo>, StoreError> {
         let p = self
             .conn
@@ -812,6 +907,7 @@ impl Store {
         p.map(|p| self.complete_peer(p)).transpose()
     }
 
+    /// The peer with UUID `id`.
     pub fn peer_by_id(&self, id: &StationId) -> Result<Option<PeerInfo>, StoreError> {
         let p = self
             .conn
@@ -915,6 +1011,7 @@ impl Store {
             .map(|i| i as u16)
     }
 
+    /// Appends a line to `rs_log`; an empty `time` means now.
     pub fn log_event(&self, e: &LogEntry) -> Result<(), StoreError> {
         let time = if e.time.is_empty() {
             now_text()
@@ -939,6 +1036,7 @@ impl Store {
         Ok(())
     }
 
+    /// Every line of `rs_log`, oldest first.
     pub fn log(&self) -> Result<Vec<LogEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT time, peer, tbl, direction, rows_in, rows_out, conflicts, result, message
@@ -962,6 +1060,7 @@ impl Store {
         Ok(rows)
     }
 
+    /// Every kept losing version, oldest first.
     pub fn conflicts(&self) -> Result<Vec<ConflictEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT time, tbl, uuid, peer, loser_side, loser_modified_on, loser_writer,

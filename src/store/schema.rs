@@ -158,9 +158,13 @@ pub fn affinity(decl: &str) -> &'static str {
 /// One column of an application table, as PRAGMA table_info reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Column {
+    /// Column name.
     pub name: String,
+    /// Declared type as written in CREATE TABLE; empty if none.
     pub decl_type: String,
+    /// Declared NOT NULL.
     pub notnull: bool,
+    /// Has a DEFAULT.
     pub has_default: bool,
     /// Part of the primary key (an INTEGER PRIMARY KEY gets a fresh rowid by itself).
     pub pk: bool,
@@ -170,21 +174,27 @@ pub struct Column {
 /// site-local columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableInfo {
+    /// Table name.
     pub name: String,
+    /// Synced columns: all but `uuid`, `modified_on` and the site-local ones, sorted by name.
     pub payload: Vec<Column>,
+    /// Site-local columns: never synced, filled in locally for rows from peers.
     pub local: Vec<Column>,
     /// How a conflict on this table is decided (the same at every station).
     pub policy: Policy,
 }
 
+/// `name` as a double-quoted SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `text` as a single-quoted SQL string literal.
 pub fn quote_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// The columns of `table`, in table order; empty if it does not exist.
 pub fn table_columns(conn: &Connection, table: &str) -> Result<Vec<Column>, StoreError> {
     let mut stmt =
         conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
@@ -202,6 +212,7 @@ pub fn table_columns(conn: &Connection, table: &str) -> Result<Vec<Column>, Stor
     Ok(cols)
 }
 
+/// The application's tables (neither `sqlite_*` nor `rs_*`), by name.
 pub fn user_tables(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
@@ -297,8 +308,11 @@ const TYPE_SEP: char = '\u{1f}';
 /// A tracked table as radiosync recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
+    /// Table name.
     pub name: String,
+    /// Site-local column names.
     pub local: Vec<String>,
+    /// Payload column names, in payload order.
     pub payload: Vec<String>,
     /// Declared types aligned with `payload` (empty for files from before types were kept).
     pub types: Vec<String>,
@@ -306,6 +320,7 @@ pub struct Recorded {
     pub policy: String,
 }
 
+/// Every table `rs_table` records, by name.
 pub fn recorded_tables(conn: &Connection) -> Result<Vec<Recorded>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT name, local_columns, payload_columns, coalesce(payload_types, ''), coalesce(policy, 'newer')
@@ -338,12 +353,20 @@ pub enum TableCheck {
     /// Columns were added or removed by the application: the table syncs with
     /// its new columns once its record and triggers are renewed.
     Evolved {
+        /// The table with its current columns.
         info: TableInfo,
+        /// Payload columns the application added.
         added: Vec<String>,
+        /// Payload columns the application removed.
         removed: Vec<String>,
     },
     /// The table cannot sync until the operator acts: the message says what to do.
-    Broken { table: String, problem: String },
+    Broken {
+        /// The table.
+        table: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
 }
 
 /// Compare a recorded table with the live one.
@@ -670,6 +693,7 @@ pub fn tag_existing_rows(conn: &Connection, info: &TableInfo) -> Result<usize, S
     Ok(uuids.len())
 }
 
+/// The database has radiosync's tables and its one station row.
 pub fn is_initialised(conn: &Connection) -> Result<bool, StoreError> {
     let found: Option<i64> = conn
         .query_row(

@@ -16,14 +16,23 @@ pub const MAX_CALLSIGN: usize = 16;
 /// Longest error text emitted; longer texts are cut at a character boundary.
 pub const MAX_ERROR_TEXT: usize = 200;
 
+/// Message type byte of `Message::Hello`.
 pub const TYPE_HELLO: u8 = 0x01;
+/// Message type byte of `Message::BundleStart`.
 pub const TYPE_BUNDLE_START: u8 = 0x02;
+/// Message type byte of `Message::Chunk`.
 pub const TYPE_CHUNK: u8 = 0x03;
+/// Message type byte of `Message::NoBundle`.
 pub const TYPE_NO_BUNDLE: u8 = 0x04;
+/// Message type byte of `Message::Applied`.
 pub const TYPE_APPLIED: u8 = 0x05;
+/// Message type byte of `Message::Error`.
 pub const TYPE_ERROR: u8 = 0x06;
+/// Message type byte of `Message::Done`.
 pub const TYPE_DONE: u8 = 0x07;
+/// Message type byte of a `Message::Fragment` that more pieces follow.
 pub const TYPE_FRAGMENT: u8 = 0x08;
+/// Message type byte of the last piece of a `Message::Fragment`.
 pub const TYPE_LAST_FRAGMENT: u8 = 0x09;
 /// Largest message that may be sent in fragments.
 pub const MAX_REASSEMBLY: usize = 64 << 10;
@@ -34,6 +43,7 @@ pub const MAX_REASSEMBLY: usize = 64 << 10;
 pub struct BundleId(pub u64);
 
 impl BundleId {
+    /// The id of the bundle `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
         BundleId(CRC64.checksum(bytes))
@@ -50,16 +60,24 @@ impl std::fmt::Display for BundleId {
 /// bytes the receiver has stored.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Resume {
+    /// The bundle.
     pub id: BundleId,
+    /// Bytes of it the receiver holds, from the start.
     pub stored: u64,
 }
 
+/// The first message each way: who is talking and what it holds.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Hello {
+    /// Session protocol version of the sender.
     pub version: u8,
+    /// The sender opened the session.
     pub initiator: bool,
+    /// The sender's identity.
     pub station: StationId,
+    /// The sender's callsign; empty if it has none. At most `MAX_CALLSIGN` bytes.
     pub callsign: String,
+    /// The sender's schema fingerprint.
     pub schema: SchemaFingerprint,
     /// The sender's zstd dictionary id (0 = none).
     pub dict_id: u32,
@@ -94,10 +112,12 @@ pub enum ErrorCode {
     Local,
     /// The operator or daemon stopped the session.
     Cancelled,
+    /// A code this build does not know, kept as it came.
     Unknown(u8),
 }
 
 impl ErrorCode {
+    /// The code's byte on the wire.
     pub fn to_byte(self) -> u8 {
         match self {
             ErrorCode::Version => 1,
@@ -114,6 +134,7 @@ impl ErrorCode {
         }
     }
 
+    /// The code a byte on the wire stands for.
     pub fn from_byte(b: u8) -> Self {
         match b {
             1 => ErrorCode::Version,
@@ -150,23 +171,31 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// One session message.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
+    /// The first message each way.
     Hello(Hello),
     /// A bundle follows: `total_len` bytes, sent from `offset` on (the
     /// receiver's stored count on a resume, else 0). `more`: this is a bundle
     /// kept from an earlier session; after its `Applied` the sender sends a
     /// fresh `BundleStart` or `NoBundle` for what is new since.
     BundleStart {
+        /// CRC-64 of the whole bundle.
         id: BundleId,
+        /// Length of the whole bundle, in bytes.
         total_len: u64,
+        /// Where the chunks start in the bundle.
         offset: u64,
+        /// A bundle kept from an earlier session (see above).
         more: bool,
     },
     /// Bytes of the bundle of the last `BundleStart`. The ARQ delivers in
     /// order exactly once, so the id is not repeated; `offset` is a check.
     Chunk {
+        /// Position of `bytes` in the bundle; must follow on from the last chunk.
         offset: u64,
+        /// The bundle's bytes from `offset` on; never empty.
         bytes: Vec<u8>,
     },
     /// The sender has nothing the receiver lacks.
@@ -174,12 +203,17 @@ pub enum Message {
     /// The receiver committed bundle `id`; `vector` is what it now holds and
     /// `fingerprint` its content fingerprint after the commit.
     Applied {
+        /// The bundle committed.
         id: BundleId,
+        /// What the receiver holds after the commit, per origin.
         vector: VersionVector,
         fingerprint: Option<u64>,
     },
+    /// The sender refuses or aborts the session; no more messages follow.
     Error {
+        /// Why, for the program.
         code: ErrorCode,
+        /// Why, for the operator; at most `MAX_ERROR_TEXT` bytes on the wire.
         text: String,
     },
     /// The responder's last word: both directions are complete; `fingerprint`
@@ -191,37 +225,58 @@ pub enum Message {
     /// Applied with a long vector): the pieces, concatenated up to the one
     /// with `last`, are the bytes of that message.
     Fragment {
+        /// This is the last piece.
         last: bool,
+        /// The piece; never empty.
         bytes: Vec<u8>,
     },
     /// A type this build does not know.
     Unknown(u8),
 }
 
+/// Why bytes are not a valid message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MessageError {
+    /// No bytes at all.
     #[error("empty message")]
     Empty,
+    /// A message that ends before its last field.
     #[error("message type {kind:#04x} ends early")]
-    Truncated { kind: u8 },
+    Truncated {
+        /// The message type byte.
+        kind: u8,
+    },
+    /// Bytes after the message's last field.
     #[error("message type {kind:#04x} has {extra} bytes past its end")]
-    TrailingBytes { kind: u8, extra: usize },
+    TrailingBytes {
+        /// The message type byte.
+        kind: u8,
+        /// How many bytes follow.
+        extra: usize,
+    },
+    /// A varint that is overlong or overflows.
     #[error("malformed varint")]
     BadVarint,
+    /// A callsign longer than `MAX_CALLSIGN` bytes.
     #[error("callsign is {0} bytes, at most {MAX_CALLSIGN} allowed")]
     CallsignTooLong(usize),
+    /// A callsign or error text that is not UTF-8.
     #[error("text is not UTF-8")]
     BadText,
+    /// Version vector entries out of order, or a station twice.
     #[error("version vector entries not in ascending station order")]
     VectorOrder,
+    /// Flag bits this version does not define.
     #[error("unknown flags {0:#04x}")]
     BadFlags(u8),
+    /// A chunk or fragment with no bytes.
     #[error("chunk or fragment carries no bytes")]
     EmptyChunk,
 }
 
 impl Message {
+    /// The message type byte.
     pub fn kind(&self) -> u8 {
         match self {
             Message::Hello(_) => TYPE_HELLO,
@@ -353,6 +408,7 @@ impl Message {
         }
     }
 
+    /// The message's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(self.buffer_len());
         self.emit(&mut buf);

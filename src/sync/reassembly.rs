@@ -10,34 +10,60 @@ use super::session::PartialIncoming;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Violation {
+    /// Fragments add up to more than the limit.
     #[error("fragmented message over {max} bytes")]
-    FragmentsTooLong { max: usize },
+    FragmentsTooLong {
+        /// The limit, `MAX_REASSEMBLY`.
+        max: usize,
+    },
+    /// A whole message arrived between the fragments of another.
     #[error("message inside a fragmented message")]
     MessageInFragments,
+    /// The fragments joined make another fragment.
     #[error("fragment inside a fragmented message")]
     NestedFragment,
+    /// A message that the protocol does not allow in this state.
     #[error("unexpected {message} while {state}")]
     Unexpected {
+        /// Name of the message.
         message: &'static str,
+        /// Name of the state.
         state: &'static str,
     },
+    /// The peer's Hello claims the role this station has.
     #[error("both ends took the same role")]
     SameRole,
+    /// The peer's Hello carries this station's own id.
     #[error("peer has this station's own id")]
     OwnId,
+    /// A `BundleStart` for an empty bundle, or starting past its end.
     #[error("bundle start with length {total} at offset {offset}")]
-    BadBundleStart { total: u64, offset: u64 },
+    BadBundleStart {
+        /// Bundle length.
+        total: u64,
+        /// Where it starts.
+        offset: u64,
+    },
+    /// A `BundleStart` resumes at an offset that is not what we have stored of it.
     #[error("bundle {id} resumes at {offset}, but {stored} bytes are stored")]
     ResumeMismatch {
+        /// The bundle.
         id: BundleId,
+        /// Where the peer resumes.
         offset: u64,
+        /// Bytes stored here (0 if none of it).
         stored: u64,
     },
+    /// A chunk that does not continue the bytes so far, or runs past the end.
     #[error("chunk of {len} bytes at {offset}, expected one at {have} within {total}")]
     ChunkOutOfPlace {
+        /// Length of the chunk.
         len: usize,
+        /// Its offset.
         offset: u64,
+        /// Bytes received so far.
         have: u64,
+        /// Length of the bundle.
         total: u64,
     },
 }
@@ -49,12 +75,23 @@ pub enum ReceiveError {
     /// Bytes that are no message (past the frame CRC, so likely a peer bug).
     #[error("unreadable message from peer: {0}")]
     Malformed(#[from] MessageError),
+    /// The peer broke the protocol.
     #[error("peer broke the protocol: {0}")]
     Protocol(#[from] Violation),
+    /// A bundle over the receiver's limit.
     #[error("peer offers a bundle of {len} bytes, more than the {max} accepted")]
-    BundleTooLarge { len: u64, max: u64 },
+    BundleTooLarge {
+        /// Length offered.
+        len: u64,
+        /// Largest accepted.
+        max: u64,
+    },
+    /// The bundle's bytes do not hash to its id.
     #[error("bundle {id} from peer does not match its id after reassembly")]
-    BundleCorrupt { id: BundleId },
+    BundleCorrupt {
+        /// The id from its `BundleStart`.
+        id: BundleId,
+    },
 }
 
 /// Joins `Fragment` messages into the message they carry.
@@ -103,7 +140,10 @@ pub enum Start {
     /// It continues the stored prefix.
     Continues,
     /// A new transfer from the first byte; the stored partial of `discard`, if any, is stale.
-    Fresh { discard: Option<BundleId> },
+    Fresh {
+        /// The bundle whose stored prefix to delete, if any.
+        discard: Option<BundleId>,
+    },
 }
 
 /// An incoming bundle being put together from its chunks.
@@ -175,18 +215,22 @@ impl BundleReassembly {
         Ok(())
     }
 
+    /// The bundle's id.
     pub fn id(&self) -> BundleId {
         self.id
     }
 
+    /// Length of the whole bundle.
     pub fn total(&self) -> u64 {
         self.total
     }
 
+    /// Bytes held so far, stored prefix included.
     pub fn received(&self) -> u64 {
         self.buf.len() as u64
     }
 
+    /// A kept bundle of the peer's (`more`): a fresh one follows it.
     pub fn resumed(&self) -> bool {
         self.resumed
     }
@@ -205,6 +249,7 @@ impl BundleReassembly {
         }
     }
 
+    /// Every byte is here.
     pub fn is_complete(&self) -> bool {
         self.buf.len() as u64 == self.total
     }

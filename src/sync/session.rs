@@ -16,6 +16,7 @@ pub const MIN_MESSAGE: usize = 32;
 /// Default cap on the size of a bundle a receiver accepts (memory and disk).
 pub const DEFAULT_MAX_BUNDLE: u64 = 64 << 20;
 
+/// Sizes the session works within.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Largest message the ARQ carries; chunks fill it.
@@ -25,6 +26,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// The ARQ's message size, with the default bundle cap.
     pub fn new(max_message: usize) -> Self {
         Config {
             max_message,
@@ -36,9 +38,13 @@ impl Config {
 /// This station, as its Hello presents it.
 #[derive(Clone, Debug)]
 pub struct LocalInfo {
+    /// This station's identity.
     pub station: StationId,
+    /// This station's callsign; empty if it has none. At most `MAX_CALLSIGN` bytes.
     pub callsign: String,
+    /// This station's schema fingerprint.
     pub schema: SchemaFingerprint,
+    /// This station's zstd dictionary id (0 = none).
     pub dict_id: u32,
     /// What this station holds, per origin.
     pub vector: VersionVector,
@@ -51,7 +57,9 @@ pub struct LocalInfo {
 /// confirms them (`KeepOutgoing` .. `DropOutgoing`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeptOutgoing {
+    /// CRC-64 of `bytes`.
     pub id: BundleId,
+    /// The bundle exactly as it goes on air.
     pub bytes: Vec<u8>,
 }
 
@@ -59,15 +67,20 @@ pub struct KeptOutgoing {
 /// `SaveChunk` .. `DiscardPartial`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PartialIncoming {
+    /// The bundle's id from its `BundleStart`.
     pub id: BundleId,
+    /// Length of the whole bundle.
     pub total_len: u64,
+    /// The bytes received so far, from the start.
     pub bytes: Vec<u8>,
 }
 
 /// What the shell kept about one peer from earlier sessions.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PeerState {
+    /// Our bundle to the peer that it has not confirmed yet.
     pub outgoing: Option<KeptOutgoing>,
+    /// The peer's bundle that we hold part of.
     pub incoming: Option<PartialIncoming>,
 }
 
@@ -79,8 +92,11 @@ pub enum SessionEvent {
     /// The peer introduced itself. On a responding session the shell answers
     /// with `accept_peer` (a registered station) or `refuse_peer`.
     PeerHello {
+        /// The peer's identity.
         station: StationId,
+        /// The peer's callsign; empty if it sent none.
         callsign: String,
+        /// The peer's zstd dictionary id (0 = none).
         dict_id: u32,
         /// The peer's schema fingerprint: when it differs from ours, our
         /// bundles carry our table layout.
@@ -89,67 +105,95 @@ pub enum SessionEvent {
     /// Export what `peer` lacks given `peer_vector` (the peer's own word of
     /// what it holds) and hand the bytes to `bundle_ready` (empty = nothing).
     NeedBundleFor {
+        /// The peer.
         peer: StationId,
+        /// What the peer holds, per origin.
         peer_vector: VersionVector,
+        /// The peer's dictionary id: compress with ours only when it matches.
         peer_dict_id: u32,
     },
     /// Persist these exact bytes as the bundle in flight to `peer`.
     KeepOutgoing {
+        /// The peer.
         peer: StationId,
+        /// CRC-64 of `bytes`.
         id: BundleId,
+        /// The bundle exactly as it goes on air.
         bytes: Vec<u8>,
     },
     /// The bundle in flight to `peer` is settled: forget it.
     DropOutgoing {
+        /// The peer.
         peer: StationId,
+        /// The bundle.
         id: BundleId,
     },
     /// Start a fresh partial file for a bundle from `peer` (replacing any).
     BeginPartial {
+        /// The peer.
         peer: StationId,
+        /// The bundle.
         id: BundleId,
+        /// Length of the whole bundle.
         total_len: u64,
     },
     /// Append to the partial file; `offset` equals its current length.
     SaveChunk {
+        /// The peer.
         peer: StationId,
+        /// The bundle.
         id: BundleId,
+        /// Where `bytes` go in the bundle.
         offset: u64,
+        /// The bytes to append.
         bytes: Vec<u8>,
     },
     /// Delete the partial file of bundle `id` from `peer`.
     DiscardPartial {
+        /// The peer.
         peer: StationId,
+        /// The bundle.
         id: BundleId,
     },
     /// A whole bundle arrived: apply it in one transaction, then call
     /// `bundle_committed` (or `bundle_refused` / `local_failure`).
     BundleArrived {
+        /// The peer.
         peer: StationId,
+        /// CRC-64 of `bytes`, already checked.
         id: BundleId,
+        /// The whole bundle.
         bytes: Vec<u8>,
     },
     /// The peer committed a bundle and now holds `vector`: record it.
     PeerConfirmed {
+        /// The peer.
         peer: StationId,
+        /// What the peer holds now, per origin.
         vector: VersionVector,
     },
+    /// Both directions are complete; the session is over.
     Finished(Summary),
+    /// The session failed; it is over. Partial and kept bundles stay for a resume.
     Failed(SessionError),
 }
 
 /// What a finished session did.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Summary {
+    /// The peer, once known (a responder learns it from the Hello).
     pub peer: Option<StationId>,
     /// Bundles this station applied / the peer confirmed.
     pub bundles_applied: u32,
+    /// Bundles of ours the peer confirmed.
     pub bundles_confirmed: u32,
     /// Bundle bytes carried in chunks, each way.
     pub bundle_bytes_sent: u64,
+    /// Bundle bytes received in chunks.
     pub bundle_bytes_received: u64,
     /// Every message byte handed to the ARQ / taken from it.
     pub message_bytes_sent: u64,
+    /// Message bytes taken from the ARQ.
     pub message_bytes_received: u64,
     /// Content fingerprints at the end: this station's, and the peer's last word
     /// (None from a peer that does not send one).
@@ -168,7 +212,9 @@ impl Summary {
 /// Transfer progress for a progress bar: (bytes done, bytes total).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Progress {
+    /// Bundle being sent: bytes handed to the ARQ, total; `None` when not sending.
     pub sending: Option<(u64, u64)>,
+    /// Bundle being received: bytes received, total; `None` when not receiving.
     pub receiving: Option<(u64, u64)>,
 }
 
@@ -177,35 +223,85 @@ pub struct Progress {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
+    /// A message from the peer did not parse.
     #[error("unreadable message from peer: {0}")]
     Malformed(#[from] MessageError),
+    /// The peer sent an `Error`.
     #[error("peer stopped the session: {code}: {text}")]
-    PeerError { code: ErrorCode, text: String },
+    PeerError {
+        /// Its code.
+        code: ErrorCode,
+        /// Its text.
+        text: String,
+    },
+    /// The peer sent a message the protocol does not allow at that point.
     #[error("peer broke the protocol: {0}")]
     Protocol(#[from] Violation),
+    /// The peer speaks another protocol version.
     #[error(
         "peer speaks session protocol version {theirs}, this station {ours}: upgrade one of them"
     )]
-    Version { ours: u8, theirs: u8 },
+    Version {
+        /// Our version.
+        ours: u8,
+        /// The peer's version.
+        theirs: u8,
+    },
+    /// The schema fingerprints differ.
     #[error("schema mismatch: this station {ours:08x}, peer {theirs:08x}: track the same tables with the same columns on both")]
-    SchemaMismatch { ours: u32, theirs: u32 },
+    SchemaMismatch {
+        /// Our fingerprint.
+        ours: u32,
+        /// The peer's fingerprint.
+        theirs: u32,
+    },
+    /// Another station answered our call.
     #[error("called {expected} but {got} answered")]
-    WrongStation { expected: StationId, got: StationId },
+    WrongStation {
+        /// The station called.
+        expected: StationId,
+        /// The station that answered.
+        got: StationId,
+    },
+    /// The caller is not a registered peer here (`refuse_peer`).
     #[error("station {station} is not a registered peer (add it with `peer add`)")]
-    UnknownStation { station: StationId },
+    UnknownStation {
+        /// The caller.
+        station: StationId,
+    },
+    /// A reassembled bundle does not match its id.
     #[error("bundle {id} from peer does not match its id after reassembly")]
-    BundleCorrupt { id: BundleId },
+    BundleCorrupt {
+        /// The id from its `BundleStart`.
+        id: BundleId,
+    },
+    /// The peer offered a bundle larger than `Config::max_bundle`.
     #[error("peer offers a bundle of {len} bytes, more than the {max} accepted")]
-    BundleTooLarge { len: u64, max: u64 },
+    BundleTooLarge {
+        /// Length offered.
+        len: u64,
+        /// Largest accepted.
+        max: u64,
+    },
+    /// This station could not apply the peer's bundle (`bundle_refused`), with the reason.
     #[error("this station refused the peer's bundle: {0}")]
     BundleRefused(String),
     // Local trouble.
+    /// The ARQ gave the link up.
     #[error("link lost")]
     LinkLost,
+    /// The shell failed at store work (`local_failure`), with the reason.
     #[error("local failure: {0}")]
     Local(String),
+    /// A control message too large to send even in fragments.
     #[error("message of {len} bytes exceeds the link's message size {max}")]
-    MessageTooLarge { len: usize, max: usize },
+    MessageTooLarge {
+        /// Message length.
+        len: usize,
+        /// Largest message that may be sent in fragments (`MAX_REASSEMBLY`).
+        max: usize,
+    },
+    /// This station cancelled the session.
     #[error("cancelled")]
     Cancelled,
 }
@@ -222,6 +318,7 @@ pub enum ErrorKind {
 }
 
 impl SessionError {
+    /// Whether the air, the peer or this station is to blame.
     pub fn kind(&self) -> ErrorKind {
         use SessionError::*;
         match self {
@@ -272,13 +369,18 @@ impl From<ReceiveError> for SessionError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{call} is not expected while the session is {state}")]
 pub struct WrongState {
+    /// The call made.
     pub call: &'static str,
+    /// The session's state then.
     pub state: &'static str,
 }
 
+/// Which side opened the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// This station called.
     Initiator,
+    /// This station answered.
     Responder,
 }
 
@@ -425,6 +527,7 @@ impl Session {
         })
     }
 
+    /// Whether this station called or answered.
     pub fn role(&self) -> Role {
         self.role
     }
@@ -434,10 +537,12 @@ impl Session {
         self.peer
     }
 
+    /// Both directions completed.
     pub fn is_finished(&self) -> bool {
         matches!(self.state, State::Finished)
     }
 
+    /// Why the session failed, if it did.
     pub fn error(&self) -> Option<&SessionError> {
         match &self.state {
             State::Failed(e) => Some(e),
@@ -450,10 +555,12 @@ impl Session {
         matches!(self.state, State::Finished | State::Failed(_))
     }
 
+    /// What the session did so far.
     pub fn summary(&self) -> &Summary {
         &self.summary
     }
 
+    /// Bundle transfer progress each way (see `Progress`).
     pub fn progress(&self) -> Progress {
         let mut p = Progress::default();
         match &self.state {
@@ -468,6 +575,7 @@ impl Session {
         p
     }
 
+    /// The next event for the shell, if any; handle it before sending more.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }

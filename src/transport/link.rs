@@ -28,11 +28,16 @@ pub type Link = Box<dyn LinkIo>;
 pub enum LinkSpec {
     /// A serial port or pseudo-terminal (the path may be a symlink).
     Serial {
+        /// Path of the port.
         path: PathBuf,
+        /// Line settings.
         settings: SerialSettings,
     },
     /// A KISS TNC over TCP, `host:port` (Dire Wolf: `localhost:8001`).
-    KissTcp { addr: String },
+    KissTcp {
+        /// `host:port`.
+        addr: String,
+    },
 }
 
 impl std::fmt::Display for LinkSpec {
@@ -71,7 +76,9 @@ pub async fn open(spec: &LinkSpec) -> Result<Link, TransportError> {
 /// Capped exponential backoff between reopen attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// Delay before the first retry; each later one doubles it.
     pub initial: Duration,
+    /// Longest delay.
     pub max: Duration,
 }
 
@@ -103,6 +110,7 @@ pub struct LinkStatus {
 }
 
 impl LinkStatus {
+    /// The link is open now.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
@@ -118,6 +126,7 @@ impl LinkStatus {
     pub fn discarded_bytes(&self) -> u64 {
         self.discarded.load(Ordering::Relaxed)
     }
+    /// Why the link last failed or could not be opened, if it ever did.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
     }
@@ -179,10 +188,12 @@ impl ReconnectingLink {
         l
     }
 
+    /// Where the modem is.
     pub fn spec(&self) -> &LinkSpec {
         &self.spec
     }
 
+    /// A handle on the link's state that stays readable while the link is in use.
     pub fn status(&self) -> Arc<LinkStatus> {
         self.status.clone()
     }

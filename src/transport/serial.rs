@@ -8,33 +8,47 @@ use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 use super::TransportError;
 
+/// Data bits per character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataBits {
+    /// 5 bits.
     Five,
+    /// 6 bits.
     Six,
+    /// 7 bits.
     Seven,
+    /// 8 bits: the only choice for binary frames.
     Eight,
 }
 
+/// Parity bit per character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Parity {
+    /// No parity bit.
     None,
+    /// Odd parity.
     Odd,
+    /// Even parity.
     Even,
 }
 
+/// Stop bits per character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StopBits {
+    /// One stop bit.
     One,
+    /// Two stop bits.
     Two,
 }
 
+/// Flow control on the serial line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowControl {
+    /// No flow control.
     None,
     /// XON/XOFF: unusable with binary KISS or frames, kept for completeness.
     Software,
@@ -45,10 +59,15 @@ pub enum FlowControl {
 /// Host-side serial settings (the air bitrate is the profile's business, not this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SerialSettings {
+    /// Line speed to the modem, in baud.
     pub baud: u32,
+    /// Data bits per character.
     pub data_bits: DataBits,
+    /// Parity bit.
     pub parity: Parity,
+    /// Stop bits.
     pub stop_bits: StopBits,
+    /// Flow control.
     pub flow_control: FlowControl,
 }
 
