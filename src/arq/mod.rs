@@ -296,7 +296,7 @@ impl Arq {
         }
     }
 
-    /// Messages queued or in flight, not yet acknowledged.
+    /// Counters of what this ARQ sent, received and retried.
     pub fn stats(&self) -> &ArqStats {
         &self.stats
     }

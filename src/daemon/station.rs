@@ -195,8 +195,8 @@ const CLOSED_MEMORY: Duration = Duration::from_secs(600);
 /// ended so that the shell calls again (a restarted peer only answers calls).
 pub const RECALL_AFTER: u32 = 4;
 
-/// Unanswered calls (Hellos nobody acknowledged) before a call is given up:
-/// about two minutes at 1200 bit/s instead of the ARQ's twelve tries (six).
+/// Unanswered calls (Hellos nobody acknowledged) before a call is given up: six, about two
+/// minutes at 1200 bit/s, where the ARQ alone would try `retry.max_tries` (12 in most profiles).
 pub const CALL_TRIES: u32 = 6;
 
 fn parse_call(whose: &str, call: Option<&str>) -> Result<Option<Callsign>, StationError> {

@@ -997,6 +997,7 @@ impl Store {
         Ok(())
     }
 
+    /// Records what a registered peer confirmed it holds (raising, never lowering).
     pub fn note_peer_vector(&self, peer: &StationId, v: &VersionVector) -> Result<(), StoreError> {
         if self.peer_by_id(peer)?.is_none() {
             return Err(StoreError::UnknownPeer(*peer));

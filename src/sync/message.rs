@@ -207,6 +207,7 @@ pub enum Message {
         id: BundleId,
         /// What the receiver holds after the commit, per origin.
         vector: VersionVector,
+        /// The receiver's content fingerprint after the commit.
         fingerprint: Option<u64>,
     },
     /// The sender refuses or aborts the session; no more messages follow.
@@ -219,6 +220,7 @@ pub enum Message {
     /// The responder's last word: both directions are complete; `fingerprint`
     /// is its content fingerprint at the end, for the initiator to compare.
     Done {
+        /// The responder's content fingerprint (8 bytes when present).
         fingerprint: Option<u64>,
     },
     /// A piece of a message larger than the ARQ's message size (a Hello or

@@ -195,9 +195,9 @@ pub struct Summary {
     pub message_bytes_sent: u64,
     /// Message bytes taken from the ARQ.
     pub message_bytes_received: u64,
-    /// Content fingerprints at the end: this station's, and the peer's last word
-    /// (None from a peer that does not send one).
+    /// This station's content fingerprint at the end.
     pub local_fingerprint: u64,
+    /// The peer's, from its last word (None from a peer that sends none).
     pub peer_fingerprint: Option<u64>,
 }
 
@@ -294,7 +294,7 @@ pub enum SessionError {
     #[error("local failure: {0}")]
     Local(String),
     /// A control message too large to send even in fragments.
-    #[error("message of {len} bytes exceeds the link's message size {max}")]
+    #[error("message of {len} bytes exceeds the {max} bytes a message may span in fragments")]
     MessageTooLarge {
         /// Message length.
         len: usize,
