@@ -631,7 +631,7 @@ fn capture_show_decodes_a_built_transfer() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("Hello v1 from station {b}")),
+        text.contains(&format!("Hello v{PROTOCOL_VERSION} from station {b}")),
         "{text}"
     );
     assert!(
@@ -713,7 +713,8 @@ fn replay_cli_reports_and_exits_by_outcome() {
         )),
         "{out}"
     );
-    assert!(out.contains("session 0102: Hello v1 from station"), "{out}");
+    let hello = format!("session 0102: Hello v{PROTOCOL_VERSION} from station");
+    assert!(out.contains(&hello), "{out}");
     let (code, out, _) = run(
         "lossy",
         &["--drop".into(), format!("{},{}", idx[2], idx[4])],
@@ -871,7 +872,7 @@ fn a_fragmented_hello_is_reassembled() {
     assert!(report
         .log
         .iter()
-        .any(|l| l.contains(&format!("Hello v1 from station {b}"))));
+        .any(|l| l.contains(&format!("Hello v{PROTOCOL_VERSION} from station {b}"))));
     let text = show_cli(&cap);
     assert!(text.contains("| Fragment of 20 bytes |"), "{text}");
     assert!(text.contains("| LastFragment of "), "{text}");
