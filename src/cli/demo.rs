@@ -457,9 +457,18 @@ async fn radio_sync(
                 timeouts += o.stats.timeouts;
             }
             ensure!(complete, "rows are still to be sent in full after the sync");
+            let verified = outcomes
+                .last()
+                .and_then(|o| o.result.as_ref().ok())
+                .and_then(|s| s.verified());
+            ensure!(
+                verified == Some(true),
+                "the stations' content fingerprints differ after the sync"
+            );
             println!(
                 "alpha: synced with bravo in {} session(s): {sent} bundle bytes sent, {got} \
-                 received; {resent} frames resent, {timeouts} timeouts",
+                 received; {resent} frames resent, {timeouts} timeouts; verified: both \
+                 stations' content fingerprints match",
                 outcomes.len()
             );
             Ok(outcomes.len())
