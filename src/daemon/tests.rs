@@ -968,3 +968,50 @@ fn hf_300_bit_s_converges_with_fades() {
     drop(pair);
     assert_converged(&a, &b);
 }
+
+/// Verified sync over the radio: a sync between equal stations is recorded as
+/// verified at both; a station restored from a backup loses rows it wrote, which
+/// its peer holds but never sends back to their writer, so the next sync moves
+/// nothing and both change logs are content. The fingerprints are not: the sync
+/// ends NOT verified, the log says so as a warning and `status` keeps it.
+#[test]
+fn a_restored_station_syncs_but_is_not_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    let backup = dir.path().join("b-backup.sqlite");
+    std::fs::copy(&b, &backup).unwrap();
+    edit(&b, 31, 6, 4, 60);
+    let p = Profile::load("sim-transparent-9600").unwrap();
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 31);
+    let rounds = sync_rounds(&mut pair, 0x5100);
+    let first = rounds.last().unwrap().0.result.clone().unwrap();
+    assert_eq!(first.verified(), Some(true));
+    // B's laptop is restored from the copy taken before its edits.
+    drop(pair.take(Side::B));
+    std::fs::copy(&backup, &b).unwrap();
+    pair.put(Side::B, station(&b, &p, true));
+    let rounds = sync_rounds(&mut pair, 0x5200);
+    let (oa, ob) = rounds.last().unwrap();
+    let sa = oa.result.clone().unwrap();
+    assert_eq!(sa.bundle_bytes_sent + sa.bundle_bytes_received, 0);
+    assert_eq!(sa.verified(), Some(false));
+    let sb = ob.last().unwrap().result.clone().unwrap();
+    assert_eq!(sb.verified(), Some(false));
+    drop(pair);
+    let sa = Store::open(&a).unwrap();
+    let peer_b = sa.peer_by_name("B").unwrap().unwrap();
+    assert!(peer_b.verified_at.is_some(), "the first sync verified");
+    assert!(peer_b.differs_since.is_some(), "the second did not");
+    assert!(sa
+        .log()
+        .unwrap()
+        .iter()
+        .any(|l| l.result == "warning" && l.message.contains("NOT verified")));
+    let sb = Store::open(&b).unwrap();
+    assert!(sb
+        .peer_by_name("A")
+        .unwrap()
+        .unwrap()
+        .differs_since
+        .is_some());
+}
