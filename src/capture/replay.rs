@@ -217,13 +217,10 @@ impl<'s> Replayer<'s> {
             }
         }
         let profile = link.profile.clone().map_err(ReplayError::Profile)?;
-        let framer = match (&link.shape, LinkFramer::new(&profile)) {
-            (Some(shape), Ok(_)) => LinkFramer::with_shape(shape.clone()),
-            (_, Err(e)) => {
-                return Err(ReplayError::Profile(format!("profile FEC parameters: {e}")))
-            }
-            (None, Ok(_)) => return Err(ReplayError::Framing(header.framing.to_byte())),
-        };
+        // A usable profile means `CaptureLink` checked its FEC parameters already.
+        let framer = link
+            .framer()
+            .ok_or(ReplayError::Framing(header.framing.to_byte()))?;
         let cfg = ArqConfig::from_profile(&profile);
         let rng = opts
             .drop_rate

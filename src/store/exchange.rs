@@ -550,16 +550,17 @@ impl Store {
         Ok(out)
     }
 
-    /// One row's synced columns by name (`uuid`, `modified_on`, `deleted` and the
-    /// payload; site-local columns left out), or `None` if the table has no such row.
+    /// One row's synced columns by name (`uuid`, `modified_on` and the payload, which
+    /// holds `deleted`; site-local columns left out), or `None` if the table has no such row.
     pub fn row(&self, table: &str, uuid: &str) -> Result<Option<Vec<(String, Value)>>, StoreError> {
         let info = self.info(table)?;
         let sql = format!(
-            "SELECT t.uuid, t.modified_on, t.deleted{} FROM {} t WHERE t.uuid = ?1",
+            "SELECT t.uuid, t.modified_on{} FROM {} t WHERE t.uuid = ?1",
             payload_prefix(info),
             quote_ident(&info.name)
         );
-        let names = ["uuid", "modified_on", "deleted"]
+        // `deleted` is a payload column like any other.
+        let names = ["uuid", "modified_on"]
             .into_iter()
             .map(String::from)
             .chain(info.payload.iter().map(|c| c.name.clone()));
