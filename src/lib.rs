@@ -17,6 +17,7 @@ pub mod delta;
 pub mod engine;
 pub mod frame;
 pub mod profile;
+pub mod recon;
 pub mod sim;
 pub mod store;
 pub mod sync;

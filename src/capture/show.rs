@@ -171,6 +171,18 @@ pub fn describe_message(bytes: &[u8]) -> String {
             if last { "LastFragment" } else { "Fragment" },
             bytes.len()
         ),
+        Message::Sketch {
+            salt,
+            items,
+            offset,
+            sums,
+        } => format!(
+            "Sketch salt {salt:016x}, {items} item(s), sums {offset}..{}",
+            offset + sums.len() as u64
+        ),
+        Message::SketchMore { capacity: 0 } => "SketchMore: give up".into(),
+        Message::SketchMore { capacity } => format!("SketchMore up to capacity {capacity}"),
+        Message::Differences { items } => format!("Differences: {} item(s)", items.len()),
         Message::Unknown(t) => format!("unknown message type {t:#04x}"),
     }
 }

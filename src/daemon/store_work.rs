@@ -87,11 +87,20 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             peer,
             peer_vector,
             peer_dict_id,
+            reconciled,
         } => {
             store.set_peer_dict(&peer, peer_dict_id)?;
-            let ex = store.export_encoded_against(&peer, Some(&peer_vector))?;
-            // A bundle with no rows and no wants says nothing the Hello did not.
-            let bytes = if ex.rows == 0 && ex.wants == 0 {
+            let reconciling = reconciled.is_some();
+            let ex = match reconciled {
+                Some(r) => {
+                    let rows = store.recon_rows(r.salt, &r.items)?;
+                    store.export_reconciled(&peer, &rows, &r.claim)?
+                }
+                None => store.export_encoded_against(&peer, Some(&peer_vector))?,
+            };
+            // A bundle with no rows and no wants says nothing the Hello did not;
+            // after reconciliation it still carries its claim.
+            let bytes = if ex.rows == 0 && ex.wants == 0 && !reconciling {
                 Vec::new()
             } else {
                 ex.bytes
@@ -114,8 +123,27 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             bytes,
         } => store.transfer_save_chunk(&peer, id, offset, &bytes)?,
         SessionEvent::DiscardPartial { peer, id } => store.transfer_discard_partial(&peer, id)?,
-        SessionEvent::BundleArrived { peer, bytes, .. } => {
-            match store.import_transfer(&bytes, &peer) {
+        SessionEvent::NeedItems { salt } => {
+            let items = store
+                .recon_items(salt)?
+                .into_iter()
+                .map(|i| i.item)
+                .collect();
+            let vector = store.raw_vector()?;
+            engine.session_mut().items_ready(items, vector)?;
+        }
+        SessionEvent::BundleArrived {
+            peer,
+            bytes,
+            reconciled,
+            ..
+        } => {
+            let imported = if reconciled {
+                store.import_reconciled(&bytes, &peer)
+            } else {
+                store.import_transfer(&bytes, &peer)
+            };
+            match imported {
                 Ok(_) => {
                     // Rows the import could not digest exactly are digested now.
                     store.check_capture()?;

@@ -344,6 +344,8 @@ enum Scope<'a> {
         holds: &'a VersionVector,
         uuids: BTreeSet<String>,
     },
+    /// Exactly these rows (set reconciliation found them differing).
+    Only(BTreeSet<String>),
 }
 
 /// One synced row as `Store::synced_rows` lists it.
@@ -497,6 +499,17 @@ impl Store {
                     "SELECT uuid, origin, seq, writer FROM rs_row WHERE tbl = ?1 AND uuid = ?2",
                 )?;
                 for u in uuids.iter().filter(|u| !seen.contains(*u)) {
+                    if let Some(r) = by_uuid.query_row(params![info.name, u], map).optional()? {
+                        out.push(r);
+                    }
+                }
+                out.sort_by(|a, b| (a.1.seq, &a.0).cmp(&(b.1.seq, &b.0)));
+            }
+            Scope::Only(uuids) => {
+                let mut by_uuid = self.conn.prepare_cached(
+                    "SELECT uuid, origin, seq, writer FROM rs_row WHERE tbl = ?1 AND uuid = ?2",
+                )?;
+                for u in uuids {
                     if let Some(r) = by_uuid.query_row(params![info.name, u], map).optional()? {
                         out.push(r);
                     }
@@ -889,12 +902,72 @@ impl Store {
         self.writable()?;
         self.mark_backfills_sent(peer, holds)?;
         let bundle = self.export_against(peer, holds)?;
+        self.encode_for(peer, &bundle, "bundle")
+    }
+
+    /// The rows `rows` (table index, uuid) in full, current versions, for a peer
+    /// that reconciliation showed lacks them: a Delta bundle claiming `claim`
+    /// (what this station held when it listed its items), so once applied the
+    /// peer holds what we held then. Encoded as `export_encoded` does.
+    pub fn export_reconciled(
+        &self,
+        peer: &StationId,
+        rows: &BTreeSet<(u16, String)>,
+        claim: &VersionVector,
+    ) -> Result<Exported, StoreError> {
+        self.writable()?;
+        let p = self
+            .peer_by_id(peer)?
+            .ok_or(StoreError::UnknownPeer(*peer))?;
+        let mut tables = Vec::new();
+        for (i, info) in self.tables.iter().enumerate() {
+            let ti = i as u16;
+            let uuids: BTreeSet<String> = rows
+                .iter()
+                .filter(|(t, _)| *t == ti)
+                .map(|(_, u)| u.clone())
+                .collect();
+            if uuids.is_empty() {
+                continue;
+            }
+            let rows = self.table_rows(
+                info,
+                &Scope::Only(uuids),
+                |_, _, _| true,
+                |_, _, v| Ok(RowBody::Full(v)),
+            )?;
+            if !rows.is_empty() {
+                tables.push(TableChanges { table: ti, rows });
+            }
+        }
+        let bundle = Bundle {
+            kind: BundleKind::Delta,
+            sender: self.station.id,
+            receiver: Some(*peer),
+            schema: self.fingerprint,
+            sender_vector: claim.clone(),
+            wants: self.my_wants(peer)?,
+            tables,
+            layout: (self.schema_hints.get(peer).copied().or(p.schema) != Some(self.fingerprint))
+                .then(|| self.layout()),
+        };
+        self.encode_for(peer, &bundle, "reconciled bundle")
+    }
+
+    /// Encodes `bundle` for `peer` (with our dictionary only when the peer
+    /// advertised the same one) and logs the export.
+    fn encode_for(
+        &self,
+        peer: &StationId,
+        bundle: &Bundle,
+        what: &str,
+    ) -> Result<Exported, StoreError> {
         let p = self
             .peer_by_id(peer)?
             .ok_or(StoreError::UnknownPeer(*peer))?;
         let dict = self.dictionary()?;
         let use_dict = matches!(&dict, Some(d) if d.id != 0 && d.id == p.dict_id);
-        let bytes = codec::encode(&bundle, dict.as_ref(), use_dict).map_err(StoreError::Encode)?;
+        let bytes = codec::encode(bundle, dict.as_ref(), use_dict).map_err(StoreError::Encode)?;
         let rows: u64 = bundle.tables.iter().map(|t| t.rows.len() as u64).sum();
         self.log_event(&LogEntry {
             peer: Some(p.name),
@@ -902,7 +975,7 @@ impl Store {
             rows_out: rows,
             result: "ok".into(),
             message: format!(
-                "bundle of {} bytes{}",
+                "{what} of {} bytes{}",
                 bytes.len(),
                 if use_dict { ", dictionary" } else { "" }
             ),

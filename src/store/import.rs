@@ -115,7 +115,7 @@ impl Store {
     /// Decode with the right dictionary and import. A refused bundle changes
     /// nothing but an rs_log line.
     pub fn import_bundle_bytes(&mut self, bytes: &[u8]) -> Result<ImportReport, StoreError> {
-        let res = self.import_bytes_inner(bytes, None);
+        let res = self.import_bytes_inner(bytes, None, false);
         if let Err(e) = &res {
             self.log_refusal(None, e);
         }
@@ -130,7 +130,22 @@ impl Store {
         bytes: &[u8],
         peer: &StationId,
     ) -> Result<ImportReport, StoreError> {
-        let res = self.import_bytes_inner(bytes, Some(peer));
+        let res = self.import_bytes_inner(bytes, Some(peer), false);
+        if let Err(e) = &res {
+            self.log_refusal(None, e);
+        }
+        res
+    }
+
+    /// `import_transfer` for a bundle of rows that set reconciliation found
+    /// differing: every row is merged by content, even one whose tag our vector
+    /// already covers (that is how drift behind the change log is repaired).
+    pub fn import_reconciled(
+        &mut self,
+        bytes: &[u8],
+        peer: &StationId,
+    ) -> Result<ImportReport, StoreError> {
+        let res = self.import_bytes_inner(bytes, Some(peer), true);
         if let Err(e) = &res {
             self.log_refusal(None, e);
         }
@@ -141,6 +156,7 @@ impl Store {
         &mut self,
         bytes: &[u8],
         clear_partial: Option<&StationId>,
+        by_content: bool,
     ) -> Result<ImportReport, StoreError> {
         self.writable()?;
         let header = codec::peek_header(bytes)?;
@@ -176,7 +192,7 @@ impl Store {
         {
             return Err(StoreError::Malformed("header and body disagree".into()));
         }
-        self.import_checked(&bundle, Some(header.dict_id), clear_partial)
+        self.import_checked(&bundle, Some(header.dict_id), clear_partial, by_content)
     }
 
     /// The stations behind the header's 4-byte keys: the receiver must be us,
@@ -215,7 +231,7 @@ impl Store {
 
     /// Merge a bundle in one transaction: all or nothing.
     pub fn import_bundle(&mut self, bundle: &Bundle) -> Result<ImportReport, StoreError> {
-        let res = self.import_checked(bundle, None, None);
+        let res = self.import_checked(bundle, None, None, false);
         if let Err(e) = &res {
             self.log_refusal(Some(bundle.sender), e);
         }
@@ -532,6 +548,7 @@ impl Store {
         b: &Bundle,
         dict_id: Option<u32>,
         clear_partial: Option<&StationId>,
+        by_content: bool,
     ) -> Result<ImportReport, StoreError> {
         self.writable()?;
         self.check_addressing(b.sender, b.receiver)?;
@@ -602,7 +619,7 @@ impl Store {
             for row in &tc.rows {
                 let key = (info.name.clone(), row.uuid.clone());
                 let is_wanted = wanted_from_sender.contains(&key);
-                if our_vector.covers(&row.tag) && !is_wanted {
+                if our_vector.covers(&row.tag) && !is_wanted && !by_content {
                     // The same version again (a backfill after a schema upgrade):
                     // fill in what this station could not hold before.
                     if let RowBody::Full(values) = &row.body {

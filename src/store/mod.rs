@@ -10,6 +10,7 @@ mod capture;
 mod exchange;
 pub mod fingerprint;
 mod import;
+pub mod reconcile;
 pub mod sample;
 pub mod schema;
 mod transfer;
@@ -24,6 +25,7 @@ use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVect
 
 pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
 pub use exchange::{Exported, ImportReport, SyncedRow};
+pub use reconcile::ReconItem;
 pub use schema::{Column, TableInfo};
 
 /// Dictionary size trained after `track`.

@@ -95,7 +95,15 @@ impl Store {
                 })
             }
         };
-        Ok(PeerState { outgoing, incoming })
+        let reconcile = self
+            .peer_by_id(peer)?
+            .is_some_and(|p| p.differs_since.is_some());
+        Ok(PeerState {
+            outgoing,
+            incoming,
+            reconcile,
+            salt: rand::random(),
+        })
     }
 
     /// Rows this station asked `peer` for in full and still lacks.

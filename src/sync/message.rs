@@ -10,7 +10,7 @@ use crate::bytes::{ByteReader, ReadError};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 
 /// The session protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Longest callsign accepted in a `Hello` (AX.25 needs 6 + SSID; room to spare).
 pub const MAX_CALLSIGN: usize = 16;
 /// Longest error text emitted; longer texts are cut at a character boundary.
@@ -34,6 +34,12 @@ pub const TYPE_DONE: u8 = 0x07;
 pub const TYPE_FRAGMENT: u8 = 0x08;
 /// Message type byte of the last piece of a `Message::Fragment`.
 pub const TYPE_LAST_FRAGMENT: u8 = 0x09;
+/// Message type byte of `Message::Sketch`.
+pub const TYPE_SKETCH: u8 = 0x0a;
+/// Message type byte of `Message::SketchMore`.
+pub const TYPE_SKETCH_MORE: u8 = 0x0b;
+/// Message type byte of `Message::Differences`.
+pub const TYPE_DIFFERENCES: u8 = 0x0c;
 /// Largest message that may be sent in fragments.
 pub const MAX_REASSEMBLY: usize = 64 << 10;
 
@@ -232,6 +238,30 @@ pub enum Message {
         /// The piece; never empty.
         bytes: Vec<u8>,
     },
+    /// Set reconciliation, responder to initiator: a PinSketch of the
+    /// responder's row items (`recon`), sums `offset..offset + sums.len()` of it.
+    Sketch {
+        /// The salt the items are hashed under.
+        salt: u64,
+        /// How many items the sender holds.
+        items: u64,
+        /// Index of the first sum carried (0, or the capacity sent so far).
+        offset: u64,
+        /// The sums; 4 bytes each on the wire.
+        sums: Vec<u32>,
+    },
+    /// The initiator could not decode the difference: send sums up to
+    /// `capacity` in all, or (0) give up and sync by the change logs.
+    SketchMore {
+        /// The capacity wanted in all; 0 gives up.
+        capacity: u64,
+    },
+    /// The difference decoded: these are the sender-of-the-sketch's items the
+    /// initiator lacks (4 bytes each); its bundle carries the rows behind them.
+    Differences {
+        /// The items.
+        items: Vec<u32>,
+    },
     /// A type this build does not know.
     Unknown(u8),
 }
@@ -275,6 +305,9 @@ pub enum MessageError {
     /// A chunk or fragment with no bytes.
     #[error("chunk or fragment carries no bytes")]
     EmptyChunk,
+    /// A list of 4-byte items whose length is not a multiple of 4.
+    #[error("{0} bytes of 4-byte items")]
+    RaggedItems(usize),
 }
 
 impl Message {
@@ -290,6 +323,9 @@ impl Message {
             Message::Done { .. } => TYPE_DONE,
             Message::Fragment { last: false, .. } => TYPE_FRAGMENT,
             Message::Fragment { last: true, .. } => TYPE_LAST_FRAGMENT,
+            Message::Sketch { .. } => TYPE_SKETCH,
+            Message::SketchMore { .. } => TYPE_SKETCH_MORE,
+            Message::Differences { .. } => TYPE_DIFFERENCES,
             Message::Unknown(k) => *k,
         }
     }
@@ -305,6 +341,9 @@ impl Message {
             Message::Error { .. } => "Error",
             Message::Done { .. } => "Done",
             Message::Fragment { .. } => "Fragment",
+            Message::Sketch { .. } => "Sketch",
+            Message::SketchMore { .. } => "SketchMore",
+            Message::Differences { .. } => "Differences",
             Message::Unknown(_) => "Unknown",
         }
     }
@@ -339,6 +378,14 @@ impl Message {
                 let t = clip_text(text);
                 1 + varint_len(t.len() as u64) + t.len()
             }
+            Message::Sketch {
+                items,
+                offset,
+                sums,
+                ..
+            } => 8 + varint_len(*items) + varint_len(*offset) + 4 * sums.len(),
+            Message::SketchMore { capacity } => varint_len(*capacity),
+            Message::Differences { items } => 4 * items.len(),
         }
     }
 
@@ -407,6 +454,19 @@ impl Message {
                 put_varint(buf, t.len() as u64);
                 buf.extend_from_slice(t.as_bytes());
             }
+            Message::Sketch {
+                salt,
+                items,
+                offset,
+                sums,
+            } => {
+                buf.extend_from_slice(&salt.to_le_bytes());
+                put_varint(buf, *items);
+                put_varint(buf, *offset);
+                put_items(buf, sums);
+            }
+            Message::SketchMore { capacity } => put_varint(buf, *capacity),
+            Message::Differences { items } => put_items(buf, items),
         }
     }
 
@@ -520,6 +580,16 @@ impl Message {
             TYPE_DONE => Message::Done {
                 fingerprint: r.optional_fingerprint()?,
             },
+            TYPE_SKETCH => Message::Sketch {
+                salt: u64::from_le_bytes(r.array::<8>()?),
+                items: r.varint()?,
+                offset: r.varint()?,
+                sums: r.items()?,
+            },
+            TYPE_SKETCH_MORE => Message::SketchMore {
+                capacity: r.varint()?,
+            },
+            TYPE_DIFFERENCES => Message::Differences { items: r.items()? },
             other => return Ok(Message::Unknown(other)),
         };
         if !r.r.is_empty() {
@@ -545,6 +615,12 @@ fn clip_text(text: &str) -> &str {
 
 fn vector_len(v: &VersionVector) -> usize {
     varint_len(v.0.len() as u64) + v.0.values().map(|s| 16 + varint_len(*s)).sum::<usize>()
+}
+
+fn put_items(buf: &mut Vec<u8>, items: &[u32]) {
+    for i in items {
+        buf.extend_from_slice(&i.to_le_bytes());
+    }
 }
 
 fn put_vector(buf: &mut Vec<u8>, v: &VersionVector) {
@@ -595,6 +671,18 @@ impl<'a> Cursor<'a> {
 
     fn rest(&mut self) -> &'a [u8] {
         self.r.rest()
+    }
+
+    /// The rest of the message as 4-byte items.
+    fn items(&mut self) -> Result<Vec<u32>, MessageError> {
+        let rest = self.rest();
+        if rest.len() % 4 != 0 {
+            return Err(MessageError::RaggedItems(rest.len()));
+        }
+        Ok(rest
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     fn vector(&mut self) -> Result<VersionVector, MessageError> {

@@ -11,6 +11,6 @@ mod tests;
 
 pub use message::{BundleId, ErrorCode, Hello, Message, MessageError, Resume, PROTOCOL_VERSION};
 pub use session::{
-    Config, ErrorKind, KeptOutgoing, LocalInfo, PartialIncoming, PeerState, Progress, Role,
-    Session, SessionError, SessionEvent, Summary, WrongState,
+    Config, ErrorKind, KeptOutgoing, LocalInfo, PartialIncoming, PeerState, Progress, Reconciled,
+    Role, Session, SessionError, SessionEvent, Summary, WrongState,
 };

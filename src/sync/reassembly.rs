@@ -30,6 +30,14 @@ pub enum Violation {
         /// Name of the state.
         state: &'static str,
     },
+    /// A `SketchMore` asking for no more than was sent, or past the limit.
+    #[error("sketch capacity {capacity} asked, {have} sent (at most {max})", max = crate::sync::session::MAX_SKETCH_CAPACITY)]
+    SketchCapacity {
+        /// The capacity asked for.
+        capacity: u64,
+        /// The capacity already sent.
+        have: u64,
+    },
     /// The peer's Hello claims the role this station has.
     #[error("both ends took the same role")]
     SameRole,

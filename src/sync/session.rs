@@ -9,12 +9,18 @@ use super::message::{
 };
 use super::reassembly::{BundleReassembly, Defragmenter, ReceiveError, Start, Violation};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
+use crate::recon::Sketch;
 
 /// Smallest ARQ message the session can work with: room for an `Error` and
 /// for chunks that are not mostly header.
 pub const MIN_MESSAGE: usize = 32;
 /// Default cap on the size of a bundle a receiver accepts (memory and disk).
 pub const DEFAULT_MAX_BUNDLE: u64 = 64 << 20;
+/// Largest sketch capacity asked for: 16 kB of sums, decoded in a few seconds.
+/// A difference larger than this is cheaper sent by the change logs.
+pub const MAX_SKETCH_CAPACITY: u64 = 4096;
+/// First sketch capacity when the stations synced before (drift is small).
+const DRIFT_CAPACITY: u64 = 32;
 
 /// Sizes the session works within.
 #[derive(Clone, Debug)]
@@ -23,6 +29,9 @@ pub struct Config {
     pub max_message: usize,
     /// Largest incoming bundle accepted.
     pub max_bundle: u64,
+    /// As responder, reconcile (`recon`) when the contents differ in a way the
+    /// change logs do not explain. On by default.
+    pub reconcile: bool,
 }
 
 impl Config {
@@ -31,6 +40,7 @@ impl Config {
         Config {
             max_message,
             max_bundle: DEFAULT_MAX_BUNDLE,
+            reconcile: true,
         }
     }
 }
@@ -82,6 +92,24 @@ pub struct PeerState {
     pub outgoing: Option<KeptOutgoing>,
     /// The peer's bundle that we hold part of.
     pub incoming: Option<PartialIncoming>,
+    /// The last session with this peer ended with differing contents: a
+    /// responder reconciles before sending (see `recon`).
+    pub reconcile: bool,
+    /// Salt for this session's reconciliation items (fresh per session, so a
+    /// rare 32-bit collision does not repeat).
+    pub salt: u64,
+}
+
+/// What set reconciliation decided this station sends: the rows behind
+/// `items` (ours, under `salt`), in a bundle claiming `claim`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reconciled {
+    /// The salt the items are hashed under.
+    pub salt: u64,
+    /// Our items the peer lacks.
+    pub items: Vec<u32>,
+    /// What this station held when it listed its items.
+    pub claim: VersionVector,
 }
 
 /// Work for the shell, and the outcome. Handle events in order, and before
@@ -111,6 +139,14 @@ pub enum SessionEvent {
         peer_vector: VersionVector,
         /// The peer's dictionary id: compress with ours only when it matches.
         peer_dict_id: u32,
+        /// Set reconciliation ran: export exactly these rows instead (`export_reconciled`).
+        reconciled: Option<Reconciled>,
+    },
+    /// List this station's reconciliation items under `salt` (`Store::recon_items`)
+    /// and hand them to `items_ready` with the vector held now.
+    NeedItems {
+        /// The salt.
+        salt: u64,
     },
     /// Persist these exact bytes as the bundle in flight to `peer`.
     KeepOutgoing {
@@ -164,6 +200,9 @@ pub enum SessionEvent {
         id: BundleId,
         /// The whole bundle.
         bytes: Vec<u8>,
+        /// Rows set reconciliation found differing: merge every row by
+        /// content (`import_reconciled`).
+        reconciled: bool,
     },
     /// The peer committed a bundle and now holds `vector`: record it.
     PeerConfirmed {
@@ -199,6 +238,11 @@ pub struct Summary {
     pub local_fingerprint: u64,
     /// The peer's, from its last word (None from a peer that sends none).
     pub peer_fingerprint: Option<u64>,
+    /// Set reconciliation ran: the rows found differing (initiator: both
+    /// sides'; responder: its own the peer asked for).
+    pub differences: Option<u64>,
+    /// Sketch sums sent (responder) or received (initiator).
+    pub sketch_sums: u64,
 }
 
 impl Summary {
@@ -417,9 +461,40 @@ enum Receiving {
     },
 }
 
+/// Set reconciliation's steps (see `docs/reconciliation.md`).
+#[derive(Debug)]
+enum Recon {
+    /// Responder: the shell lists our items.
+    Listing { capacity: u64 },
+    /// Responder: our sketch is out; the initiator asks for more or names
+    /// the differences.
+    Sketched {
+        items: Vec<u32>,
+        sketch: Sketch,
+        claim: VersionVector,
+    },
+    /// Initiator: the peer's first sums arrived; the shell lists our items.
+    Listing2 { peer: PeerSketch },
+    /// Initiator: asked for more sums.
+    Extending {
+        peer: PeerSketch,
+        items: Vec<u32>,
+        claim: VersionVector,
+    },
+}
+
+/// The sketch a peer sent so far.
+#[derive(Debug)]
+struct PeerSketch {
+    salt: u64,
+    items: u64,
+    sums: Vec<u32>,
+}
+
 #[derive(Debug)]
 enum State {
     AwaitHello,
+    Reconcile(Recon),
     /// Responder: the shell decides whether it knows the peer.
     AwaitAccept,
     Send(Phase, Sending),
@@ -434,6 +509,11 @@ impl State {
     fn name(&self) -> &'static str {
         match self {
             State::AwaitHello => "awaiting hello",
+            State::Reconcile(Recon::Listing { .. } | Recon::Listing2 { .. }) => {
+                "listing items to reconcile"
+            }
+            State::Reconcile(Recon::Sketched { .. }) => "awaiting the peer's differences",
+            State::Reconcile(Recon::Extending { .. }) => "awaiting more sketch",
             State::AwaitAccept => "awaiting accept",
             State::Send(_, Sending::AwaitBundle) => "awaiting a bundle from the store",
             State::Send(_, Sending::Transfer { .. }) => "sending a bundle",
@@ -470,6 +550,13 @@ pub struct Session {
     fragments: Defragmenter,
     events: VecDeque<SessionEvent>,
     summary: Summary,
+    /// Set reconciliation's verdict: what this station sends.
+    reconciled: Option<Reconciled>,
+    /// Set reconciliation ran: bundles are merged by content.
+    reconciling: bool,
+    /// Whether the last session with the peer ended unverified, and the salt
+    /// to use (responder).
+    hint: (bool, u64),
 }
 
 impl Session {
@@ -524,6 +611,9 @@ impl Session {
             fragments: Defragmenter::default(),
             events: VecDeque::new(),
             summary: Summary::default(),
+            reconciled: None,
+            reconciling: false,
+            hint: (false, 0),
         })
     }
 
@@ -650,9 +740,18 @@ impl Session {
         self.expect(matches!(self.state, State::AwaitAccept), "accept_peer")?;
         self.kept = state.outgoing;
         self.partial = state.incoming;
+        self.hint = (state.reconcile, state.salt);
         self.send_hello();
-        if !self.is_closed() {
-            self.start_sending(Phase::Pull);
+        if self.is_closed() {
+            return Ok(());
+        }
+        match self.reconcile_capacity() {
+            Some(capacity) => {
+                self.state = State::Reconcile(Recon::Listing { capacity });
+                self.events
+                    .push_back(SessionEvent::NeedItems { salt: state.salt });
+            }
+            None => self.start_sending(Phase::Pull),
         }
         Ok(())
     }
@@ -672,6 +771,112 @@ impl Session {
             )),
         );
         Ok(())
+    }
+
+    /// Responder: whether to reconcile before sending, and the first sketch's
+    /// capacity. Only when the contents differ and the change logs cannot be
+    /// the whole story: first contact (neither holds a change of the other),
+    /// or the last session ended unverified. Never across a resumed transfer.
+    fn reconcile_capacity(&self) -> Option<u64> {
+        let peer = self.peer_id();
+        let differ = self
+            .summary
+            .peer_fingerprint
+            .is_some_and(|p| p != self.local.fingerprint);
+        let first_contact =
+            self.peer_vector.get(&self.local.station) == 0 && self.local.vector.get(&peer) == 0;
+        let quiet = self.kept.is_none() && self.partial.is_none() && self.peer_resume.is_none();
+        let wanted = self.config.reconcile && differ && quiet;
+        (wanted && (first_contact || self.hint.0)).then_some(if first_contact {
+            // Stations set up from copies of the same data differ by their edits;
+            // a sixteenth of the rows is a guess the doubling corrects cheaply.
+            0 // sized from our item count in items_ready
+        } else {
+            DRIFT_CAPACITY
+        })
+    }
+
+    /// Our reconciliation items (`NeedItems`), and the vector held when listed.
+    pub fn items_ready(
+        &mut self,
+        items: Vec<u32>,
+        vector: VersionVector,
+    ) -> Result<(), WrongState> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        match std::mem::replace(&mut self.state, State::AwaitHello) {
+            State::Reconcile(Recon::Listing { capacity }) => {
+                let n = items.len() as u64;
+                let capacity = if capacity == 0 {
+                    (n / 16).clamp(64, 2048)
+                } else {
+                    capacity
+                }
+                .min(MAX_SKETCH_CAPACITY) as usize;
+                let sketch = Sketch::of(items.iter().copied(), capacity);
+                self.summary.sketch_sums += capacity as u64;
+                self.queue(Message::Sketch {
+                    salt: self.hint.1,
+                    items: n,
+                    offset: 0,
+                    sums: sketch.sums().to_vec(),
+                });
+                if !self.is_closed() {
+                    self.state = State::Reconcile(Recon::Sketched {
+                        items,
+                        sketch,
+                        claim: vector,
+                    });
+                }
+            }
+            State::Reconcile(Recon::Listing2 { peer }) => self.try_decode(peer, items, vector),
+            other => {
+                self.state = other;
+                return Err(self.wrong("items_ready"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Initiator: decode the difference of the peer's sketch and ours; name the
+    /// peer's items we lack, or ask for more sums, or give up.
+    fn try_decode(&mut self, peer: PeerSketch, items: Vec<u32>, claim: VersionVector) {
+        let capacity = peer.sums.len();
+        let mut diff = Sketch::of(items.iter().copied(), capacity);
+        diff.merge(&Sketch::from_sums(peer.sums.clone()));
+        if let Some(found) = diff.decode() {
+            let mine: std::collections::HashSet<u32> = items.iter().copied().collect();
+            let (own, theirs): (Vec<u32>, Vec<u32>) = found.iter().partition(|i| mine.contains(i));
+            self.summary.differences = Some(found.len() as u64);
+            self.reconciling = true;
+            self.reconciled = Some(Reconciled {
+                salt: peer.salt,
+                items: own,
+                claim,
+            });
+            self.queue(Message::Differences { items: theirs });
+            if !self.is_closed() {
+                self.state = State::Recv(Phase::Pull, Receiving::AwaitStart);
+            }
+            return;
+        }
+        // At least the difference in counts; past a quarter of both sets the
+        // change logs carry it for less.
+        let cap = capacity as u64;
+        let gap = peer.items.abs_diff(items.len() as u64);
+        let next = (2 * cap).max(gap + 16).min(MAX_SKETCH_CAPACITY);
+        if next <= cap || next > (peer.items + items.len() as u64) / 4 + 64 {
+            self.queue(Message::SketchMore { capacity: 0 });
+            if !self.is_closed() {
+                self.state = State::Recv(Phase::Pull, Receiving::AwaitStart);
+            }
+            return;
+        }
+        self.queue(Message::SketchMore { capacity: next });
+        if !self.is_closed() {
+            self.state = State::Reconcile(Recon::Extending { peer, items, claim });
+        }
     }
 
     /// The store's bundle for the peer; empty when the peer lacks nothing.
@@ -828,6 +1033,94 @@ impl Session {
                 }
                 self.on_applied(phase, id, resumed, vector);
             }
+            (
+                State::Recv(Phase::Pull, Receiving::AwaitStart),
+                Message::Sketch {
+                    salt,
+                    items,
+                    offset: 0,
+                    sums,
+                },
+            ) if self.role == Role::Initiator
+                && !sums.is_empty()
+                && sums.len() as u64 <= MAX_SKETCH_CAPACITY =>
+            {
+                self.summary.sketch_sums += sums.len() as u64;
+                self.state = State::Reconcile(Recon::Listing2 {
+                    peer: PeerSketch { salt, items, sums },
+                });
+                self.events.push_back(SessionEvent::NeedItems { salt });
+            }
+            (
+                State::Reconcile(Recon::Extending {
+                    mut peer,
+                    items,
+                    claim,
+                }),
+                Message::Sketch {
+                    salt, offset, sums, ..
+                },
+            ) if salt == peer.salt
+                && offset == peer.sums.len() as u64
+                && !sums.is_empty()
+                && offset + sums.len() as u64 <= MAX_SKETCH_CAPACITY =>
+            {
+                self.summary.sketch_sums += sums.len() as u64;
+                peer.sums.extend(sums);
+                self.try_decode(peer, items, claim);
+            }
+            (
+                State::Reconcile(Recon::Sketched {
+                    items,
+                    mut sketch,
+                    claim,
+                }),
+                Message::SketchMore { capacity },
+            ) => {
+                let have = sketch.capacity() as u64;
+                if capacity == 0 {
+                    // The initiator gave up: sync by the change logs.
+                    self.start_sending(Phase::Pull);
+                } else if capacity <= have || capacity > MAX_SKETCH_CAPACITY {
+                    self.state = State::Reconcile(Recon::Sketched {
+                        items,
+                        sketch,
+                        claim,
+                    });
+                    self.reject(Violation::SketchCapacity { capacity, have }.into());
+                } else {
+                    sketch.extend(items.iter().copied(), capacity as usize);
+                    self.summary.sketch_sums += capacity - have;
+                    self.queue(Message::Sketch {
+                        salt: self.hint.1,
+                        items: items.len() as u64,
+                        offset: have,
+                        sums: sketch.sums()[have as usize..].to_vec(),
+                    });
+                    if !self.is_closed() {
+                        self.state = State::Reconcile(Recon::Sketched {
+                            items,
+                            sketch,
+                            claim,
+                        });
+                    }
+                }
+            }
+            (
+                State::Reconcile(Recon::Sketched { items, claim, .. }),
+                Message::Differences { items: asked },
+            ) => {
+                let ours: std::collections::HashSet<u32> = items.into_iter().collect();
+                let send: Vec<u32> = asked.into_iter().filter(|i| ours.contains(i)).collect();
+                self.summary.differences = Some(send.len() as u64);
+                self.reconciling = true;
+                self.reconciled = Some(Reconciled {
+                    salt: self.hint.1,
+                    items: send,
+                    claim,
+                });
+                self.start_sending(Phase::Pull);
+            }
             (State::AwaitDone, Message::Done { fingerprint }) => {
                 if fingerprint.is_some() {
                     self.summary.peer_fingerprint = fingerprint;
@@ -963,6 +1256,7 @@ impl Session {
             peer,
             id,
             bytes: buf,
+            reconciled: self.reconciling,
         });
     }
 
@@ -1051,6 +1345,7 @@ impl Session {
             peer: self.peer_id(),
             peer_vector: self.peer_vector.clone(),
             peer_dict_id: self.peer_dict_id,
+            reconciled: self.reconciled.take(),
         });
     }
 
