@@ -94,7 +94,8 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             let ex = match reconciled {
                 Some(r) => {
                     let rows = store.recon_rows(r.salt, &r.items)?;
-                    store.export_reconciled(&peer, &rows, &r.claim)?
+                    let holds = r.with_log.then_some(&peer_vector);
+                    store.export_reconciled(&peer, &rows, &r.claim, holds)?
                 }
                 None => store.export_encoded_against(&peer, Some(&peer_vector))?,
             };

@@ -620,6 +620,17 @@ impl Store {
         peer: &StationId,
         holds: Option<&VersionVector>,
     ) -> Result<Bundle, StoreError> {
+        self.export_with(peer, holds, &BTreeSet::new())
+    }
+
+    /// `export_against`, with the rows `extra` (table index, uuid) in full
+    /// as if the peer had asked for them.
+    fn export_with(
+        &self,
+        peer: &StationId,
+        holds: Option<&VersionVector>,
+        extra: &BTreeSet<(u16, String)>,
+    ) -> Result<Bundle, StoreError> {
         let mut p = self
             .peer_by_id(peer)?
             .ok_or(StoreError::UnknownPeer(*peer))?;
@@ -629,7 +640,8 @@ impl Store {
         if self.tables.is_empty() {
             return Err(StoreError::NothingTracked);
         }
-        let wanted: BTreeSet<(u16, String)> = p.wants.iter().filter_map(uuid_key).collect();
+        let mut wanted: BTreeSet<(u16, String)> = p.wants.iter().filter_map(uuid_key).collect();
+        wanted.extend(extra.iter().cloned());
         let lost: BTreeSet<(u16, String)> = p.lost.iter().filter_map(uuid_key).collect();
         // Tables whose every row the peer gets in full: it gained columns we have.
         let me = self.station.id;
@@ -906,16 +918,25 @@ impl Store {
     }
 
     /// The rows `rows` (table index, uuid) in full, current versions, for a peer
-    /// that reconciliation showed lacks them: a Delta bundle claiming `claim`
-    /// (what this station held when it listed its items), so once applied the
-    /// peer holds what we held then. Encoded as `export_encoded` does.
+    /// that reconciliation showed lacks them. At first contact (`holds` None)
+    /// only those, in a Delta bundle claiming `claim` (what this station held
+    /// when it listed its items), so once applied the peer holds what we held
+    /// then. With `holds` (stations that synced before) they join the usual
+    /// export against it, whose wants and backfills keep working.
+    /// Encoded as `export_encoded` does.
     pub fn export_reconciled(
         &self,
         peer: &StationId,
         rows: &BTreeSet<(u16, String)>,
         claim: &VersionVector,
+        holds: Option<&VersionVector>,
     ) -> Result<Exported, StoreError> {
         self.writable()?;
+        if let Some(h) = holds {
+            self.mark_backfills_sent(peer, Some(h))?;
+            let bundle = self.export_with(peer, Some(h), rows)?;
+            return self.encode_for(peer, &bundle, "reconciled bundle");
+        }
         let p = self
             .peer_by_id(peer)?
             .ok_or(StoreError::UnknownPeer(*peer))?;

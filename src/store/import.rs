@@ -619,11 +619,29 @@ impl Store {
             for row in &tc.rows {
                 let key = (info.name.clone(), row.uuid.clone());
                 let is_wanted = wanted_from_sender.contains(&key);
-                if our_vector.covers(&row.tag) && !is_wanted && !by_content {
+                if by_content && !is_wanted {
+                    // Reconciled: the same version with other values is one side
+                    // missing columns (a schema upgrade): fill in what we lack only.
+                    if let RowBody::Full(values) = &row.body {
+                        match repair_same_version(&tx, info, &tc.absent, row, values, me, true)? {
+                            Some(true) => {
+                                rep.repaired += 1;
+                                continue;
+                            }
+                            Some(false) => {
+                                rep.skipped += 1;
+                                continue;
+                            }
+                            None => {}
+                        }
+                    }
+                } else if our_vector.covers(&row.tag) && !is_wanted {
                     // The same version again (a backfill after a schema upgrade):
                     // fill in what this station could not hold before.
                     if let RowBody::Full(values) = &row.body {
-                        if repair_same_version(&tx, info, &tc.absent, row, values, me)? {
+                        if repair_same_version(&tx, info, &tc.absent, row, values, me, false)?
+                            == Some(true)
+                        {
                             rep.repaired += 1;
                         }
                     }
@@ -1020,7 +1038,8 @@ fn layout_from_json(text: &str) -> Option<Vec<TableLayout>> {
 
 /// A covered full row whose version we hold under the same tag: write the
 /// columns that differ (a column this station lacked when it first got the
-/// row). Not a new version: no tag, no history.
+/// row; with `only_nulls`, only where ours is NULL). Not a new version: no
+/// tag, no history. None: not the same version; Some(changed) otherwise.
 fn repair_same_version(
     tx: &Connection,
     info: &TableInfo,
@@ -1028,26 +1047,27 @@ fn repair_same_version(
     row: &RowVersion,
     values: &[Value],
     me: StationId,
-) -> Result<bool, StoreError> {
+    only_nulls: bool,
+) -> Result<Option<bool>, StoreError> {
     let Some(l) = read_local(tx, info, &row.uuid, me)? else {
-        return Ok(false);
+        return Ok(None);
     };
     if l.gone || l.tag != Some(row.tag) || l.modified_on != row.modified_on {
-        return Ok(false);
+        return Ok(None);
     }
     let mut merged = l.values.clone();
     for (i, v) in values.iter().enumerate() {
-        if !absent[i] {
+        if !absent[i] && (!only_nulls || merged[i] == Value::Null) {
             merged[i] = v.clone();
         }
     }
     let mask = diff_mask(&l.values, &merged);
     if mask == 0 {
-        return Ok(false);
+        return Ok(Some(false));
     }
     update_row(tx, info, &row.uuid, &row.modified_on, &merged, mask)?;
     set_digest(tx, info, &row.uuid, &row.modified_on, Some(&merged))?;
-    Ok(true)
+    Ok(Some(true))
 }
 
 /// The row's digest after radiosync wrote it (None: not known exactly, the

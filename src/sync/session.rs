@@ -110,6 +110,9 @@ pub struct Reconciled {
     pub items: Vec<u32>,
     /// What this station held when it listed its items.
     pub claim: VersionVector,
+    /// The stations synced before: the rows join the usual export by the
+    /// change logs (first contact: the rows alone).
+    pub with_log: bool,
 }
 
 /// Work for the shell, and the outcome. Handle events in order, and before
@@ -778,13 +781,11 @@ impl Session {
     /// the whole story: first contact (neither holds a change of the other),
     /// or the last session ended unverified. Never across a resumed transfer.
     fn reconcile_capacity(&self) -> Option<u64> {
-        let peer = self.peer_id();
         let differ = self
             .summary
             .peer_fingerprint
             .is_some_and(|p| p != self.local.fingerprint);
-        let first_contact =
-            self.peer_vector.get(&self.local.station) == 0 && self.local.vector.get(&peer) == 0;
+        let first_contact = self.first_contact();
         let quiet = self.kept.is_none() && self.partial.is_none() && self.peer_resume.is_none();
         let wanted = self.config.reconcile && differ && quiet;
         (wanted && (first_contact || self.hint.0)).then_some(if first_contact {
@@ -794,6 +795,12 @@ impl Session {
         } else {
             DRIFT_CAPACITY
         })
+    }
+
+    /// Neither station holds a change of the other (from the Hellos).
+    fn first_contact(&self) -> bool {
+        let peer = self.peer_id();
+        self.peer_vector.get(&self.local.station) == 0 && self.local.vector.get(&peer) == 0
     }
 
     /// Our reconciliation items (`NeedItems`), and the vector held when listed.
@@ -854,6 +861,7 @@ impl Session {
                 salt: peer.salt,
                 items: own,
                 claim,
+                with_log: !self.first_contact(),
             });
             self.queue(Message::Differences { items: theirs });
             if !self.is_closed() {
@@ -1118,6 +1126,7 @@ impl Session {
                     salt: self.hint.1,
                     items: send,
                     claim,
+                    with_log: !self.first_contact(),
                 });
                 self.start_sending(Phase::Pull);
             }
