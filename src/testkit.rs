@@ -35,6 +35,25 @@ pub fn cloned_pair(dir: &Path, dictionary: bool) -> (PathBuf, PathBuf) {
     (a, b)
 }
 
+/// Two stations set up apart, as a new user would: the same sample data copied
+/// to `a.sqlite` and `b.sqlite` before radiosync, then `init`, `track --all`
+/// (`id` site-local) and `peer add` on each. No dictionary.
+pub fn separate_pair(dir: &Path) -> (PathBuf, PathBuf) {
+    let a = dir.join("a.sqlite");
+    let b = dir.join("b.sqlite");
+    sample::write_sample(&a).unwrap();
+    std::fs::copy(&a, &b).unwrap();
+    let mut ids = Vec::new();
+    for (path, name) in [(&a, "A"), (&b, "B")] {
+        let mut s = Store::init(path, Some(name), None).unwrap();
+        s.track(&[], &["id".to_string()]).unwrap();
+        ids.push(s.station().id);
+    }
+    Store::open(&a).unwrap().add_peer("B", ids[1], None).unwrap();
+    Store::open(&b).unwrap().add_peer("A", ids[0], None).unwrap();
+    (a, b)
+}
+
 /// The application changes `updates` random pr_person rows (job title and
 /// `modified_on`, a day chosen by `seed`).
 pub fn update_people(path: &Path, seed: u64, updates: usize) {

@@ -10,7 +10,7 @@ use crate::profile::Profile;
 use crate::sim::pair::{channel_config, RunEnd, SimLink, SimPair};
 use crate::sim::{Burst, Side};
 use crate::store::Store;
-use crate::testkit::{assert_converged, cloned_pair, edit, run_sync, sim_pair, station};
+use crate::testkit::{assert_converged, cloned_pair, edit, run_sync, sim_pair, snapshot, station};
 
 /// Station A from the sample data (with a dictionary), and B cloned from it.
 fn stations(dir: &Path) -> (PathBuf, PathBuf) {
@@ -1014,4 +1014,41 @@ fn a_restored_station_syncs_but_is_not_verified() {
         .unwrap()
         .differs_since
         .is_some());
+    drop((sa, sb));
+    // The next sync reconciles: A sends back the rows B lost, and both verify.
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 32);
+    let rounds = sync_rounds(&mut pair, 0x5300);
+    let s = rounds[0].0.result.clone().unwrap();
+    // B lost 4 inserts and 6 updates: each update is two versions, one per side.
+    assert_eq!(s.differences, Some(16));
+    assert_eq!(s.verified(), Some(true));
+    drop(pair);
+    assert_converged(&a, &b);
+}
+
+/// First contact between stations set up apart from copies of the same data:
+/// reconciliation finds the rows that differ, only those travel, the rows
+/// equal on both sides are never conflicts, and the sync verifies.
+#[test]
+fn first_contact_sends_only_the_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = crate::testkit::separate_pair(dir.path());
+    edit(&a, 41, 12, 5, 60);
+    edit(&b, 42, 8, 3, 60);
+    let rows = snapshot(&a).len();
+    let p = Profile::load("sim-transparent-9600").unwrap();
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 41);
+    let rounds = sync_rounds(&mut pair, 0x5400);
+    assert_eq!(rounds.len(), 1, "one session");
+    let s = rounds[0].0.result.clone().unwrap();
+    assert_eq!(s.verified(), Some(true));
+    let found = s.differences.unwrap();
+    // Each updated row is two items (one version per side), each insert one.
+    assert!((8..=2 * 20 + 8).contains(&found), "{found}");
+    let bytes = s.bundle_bytes_sent + s.bundle_bytes_received;
+    assert!(bytes < 40 * 200, "{bytes} bundle bytes for {rows} rows");
+    drop(pair);
+    assert_converged(&a, &b);
+    let conflicts = Store::open(&a).unwrap().conflicts().unwrap().len();
+    assert!(conflicts <= 20, "{conflicts} conflicts: only rows both sides hold apart");
 }
