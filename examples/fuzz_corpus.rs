@@ -656,8 +656,46 @@ fn main() -> Result<()> {
             },
         ));
     }
+    // Set reconciliation: a sketch of a few items, its extension, the request
+    // and the answer; the sketch's sums also seed the sketch decoder.
+    let items = [0x1234_5678u32, 0x9abc_def0, 7, 0xffff_fff1, 0x0bad_cafe];
+    let sketch = radiosync::recon::Sketch::of(items, 8);
+    built.push((
+        "sketch".into(),
+        Message::Sketch {
+            salt: 0x5a17,
+            items: 5,
+            offset: 0,
+            sums: sketch.sums()[..6].to_vec(),
+        },
+    ));
+    built.push((
+        "sketch-more".into(),
+        Message::Sketch {
+            salt: 0x5a17,
+            items: 5,
+            offset: 6,
+            sums: sketch.sums()[6..].to_vec(),
+        },
+    ));
+    built.push(("sketch-ask".into(), Message::SketchMore { capacity: 8 }));
+    built.push(("sketch-give-up".into(), Message::SketchMore { capacity: 0 }));
+    built.push((
+        "differences".into(),
+        Message::Differences {
+            items: items[..3].to_vec(),
+        },
+    ));
     for (name, m) in built {
         c.add("sync_message", name, m.to_bytes());
+    }
+    for n in [1usize, 3, 5] {
+        let sums: Vec<u8> = radiosync::recon::Sketch::of(items[..n].iter().copied(), n + 2)
+            .sums()
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        c.add("sketch_decode", format!("items-{n}"), sums);
     }
 
     // kiss_deframer: the target's first byte says where to cut the stream in two.

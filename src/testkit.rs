@@ -49,8 +49,14 @@ pub fn separate_pair(dir: &Path) -> (PathBuf, PathBuf) {
         s.track(&[], &["id".to_string()]).unwrap();
         ids.push(s.station().id);
     }
-    Store::open(&a).unwrap().add_peer("B", ids[1], None).unwrap();
-    Store::open(&b).unwrap().add_peer("A", ids[0], None).unwrap();
+    Store::open(&a)
+        .unwrap()
+        .add_peer("B", ids[1], None)
+        .unwrap();
+    Store::open(&b)
+        .unwrap()
+        .add_peer("A", ids[0], None)
+        .unwrap();
     (a, b)
 }
 
@@ -195,6 +201,10 @@ pub fn assert_converged(a: &Path, b: &Path) {
     assert!(x == y, "stations differ");
     for (s, other) in [(&sa, &sb), (&sb, &sa)] {
         let st = s.transfer_state(&other.station().id).unwrap();
-        assert_eq!((st.outgoing, st.incoming), (None, None), "nothing in flight");
+        assert_eq!(
+            (st.outgoing, st.incoming),
+            (None, None),
+            "nothing in flight"
+        );
     }
 }

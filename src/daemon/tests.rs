@@ -1050,5 +1050,8 @@ fn first_contact_sends_only_the_differences() {
     drop(pair);
     assert_converged(&a, &b);
     let conflicts = Store::open(&a).unwrap().conflicts().unwrap().len();
-    assert!(conflicts <= 20, "{conflicts} conflicts: only rows both sides hold apart");
+    assert!(
+        conflicts <= 20,
+        "{conflicts} conflicts: only rows both sides hold apart"
+    );
 }
