@@ -109,7 +109,8 @@ fn live_sync_then_replay(profile: &str, loss: f64, ber: f64, seed: u64) -> [Repl
         let reader = Reader::new(cap.as_slice()).unwrap();
         let header = reader.header().clone();
         let text = show::show(&header, reader);
-        assert!(text.contains("Hello v2 from station"), "{text}");
+        let hello = format!("Hello v{} from station", radiosync::sync::PROTOCOL_VERSION);
+        assert!(text.contains(&hello), "{text}");
         assert!(text.contains("BundleStart id"), "{text}");
         assert!(!text.contains("ends early"), "{text}");
         reports.push(report);

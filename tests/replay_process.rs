@@ -144,7 +144,8 @@ fn a_capture_from_two_processes_replays_to_the_live_result() {
         let show = radiosync(&["capture", "show", s(cap)]);
         assert!(show.status.success());
         let listing = String::from_utf8(show.stdout).unwrap();
-        assert!(listing.contains("Hello v2 from station"), "{listing}");
+        let hello = format!("Hello v{} from station", radiosync::sync::PROTOCOL_VERSION);
+        assert!(listing.contains(&hello), "{listing}");
         assert!(listing.contains("BundleStart id"), "{listing}");
         assert!(
             listing.contains(" recv ") && listing.contains(" sent "),

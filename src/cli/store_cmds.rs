@@ -391,6 +391,14 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                     let p = s
                         .peer_by_name(&name)?
                         .ok_or(radiosync::store::StoreError::UnknownPeerName(name))?;
+                    // First contact, or a reconciliation under way: a reconciliation file.
+                    let mut s = s;
+                    if let Some(f) = s.export_file_for(&p.id)? {
+                        std::fs::write(&out, &f.bytes)
+                            .with_context(|| format!("writing {}", out.display()))?;
+                        println!("wrote a {} to {}", f.what, out.display());
+                        return Ok(ExitCode::SUCCESS);
+                    }
                     let rows = s.pending_for(&p.id)?;
                     (s.export_bundle_bytes(&p.id)?, rows as usize)
                 }
@@ -407,8 +415,17 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             let mut s = open(&db)?;
             let bytes =
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-            match s.import_bundle_bytes(&bytes) {
-                Ok(r) => print_report(&r),
+            let imported = if radiosync::recon::file::ReconFile::is_recon(&bytes) {
+                s.import_file(&bytes).map(|(what, report)| {
+                    println!("{what}");
+                    report
+                })
+            } else {
+                s.import_bundle_bytes(&bytes).map(Some)
+            };
+            match imported {
+                Ok(None) => {}
+                Ok(Some(r)) => print_report(&r),
                 Err(e) if e.is_bundle_fault() => {
                     eprintln!(
                         "radiosync: bundle {} refused, database unchanged: {e}",

@@ -37,6 +37,32 @@ pub fn local_info(store: &Store) -> Result<LocalInfo, StoreError> {
     })
 }
 
+/// Stations that synced before differ behind their change logs: say where.
+fn log_drift(
+    store: &Store,
+    peer: &StationId,
+    rows: &std::collections::BTreeSet<(u16, String)>,
+) -> Result<(), StoreError> {
+    let mut per_table: std::collections::BTreeMap<&str, u64> = Default::default();
+    for (t, _) in rows {
+        if let Some(info) = store.tables().get(*t as usize) {
+            *per_table.entry(info.name.as_str()).or_default() += 1;
+        }
+    }
+    let tables: Vec<String> = per_table.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    store.log_event(&LogEntry {
+        peer: Some(peer_name(store, peer)),
+        direction: "local".into(),
+        result: "warning".into(),
+        message: format!(
+            "drift: reconciliation found {} row(s) here that the peer holds otherwise or not at              all, though the change logs said it had them ({}): change capture missed writes,              or a station was restored from a backup",
+            rows.len(),
+            tables.join(", ")
+        ),
+        ..Default::default()
+    })
+}
+
 fn peer_name(store: &Store, peer: &StationId) -> String {
     match store.peer_by_id(peer) {
         Ok(Some(p)) => p.name,
@@ -94,6 +120,9 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             let ex = match reconciled {
                 Some(r) => {
                     let rows = store.recon_rows(r.salt, &r.items)?;
+                    if r.with_log && !rows.is_empty() {
+                        log_drift(store, &peer, &rows)?;
+                    }
                     let holds = r.with_log.then_some(&peer_vector);
                     store.export_reconciled(&peer, &rows, &r.claim, holds)?
                 }
@@ -178,6 +207,10 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
                 ),
                 None => "; not verified: the peer sent no fingerprint".to_string(),
             };
+            let recon = match s.differences {
+                Some(n) => format!("; reconciled ({n} differing row version(s))"),
+                None => String::new(),
+            };
             store.log_event(&LogEntry {
                 peer,
                 direction: "local".into(),
@@ -188,7 +221,7 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
                 },
                 message: format!(
                     "radio sync finished: {} bundle(s) applied, {} confirmed by the peer, \
-                     {} bundle bytes sent, {} received{verdict}",
+                     {} bundle bytes sent, {} received{recon}{verdict}",
                     s.bundles_applied,
                     s.bundles_confirmed,
                     s.bundle_bytes_sent,

@@ -1055,3 +1055,93 @@ fn first_contact_sends_only_the_differences() {
         "{conflicts} conflicts: only rows both sides hold apart"
     );
 }
+
+/// Divergence made behind radiosync's back between stations that synced and
+/// verified: the next syncs find it (the first ends unverified, or capture's
+/// own check catches it) and repair it, and the pair verifies again.
+fn diverge_and_repair(tamper: impl FnOnce(&Path, &Path), seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, seed, 5, 2, 40);
+    let p = Profile::load("sim-transparent-9600").unwrap();
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, seed);
+    sync_rounds(&mut pair, 0x5500);
+    drop(pair);
+    tamper(&a, &b);
+    let mut verified = None;
+    for round in 0..3u16 {
+        let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, seed + 1 + round as u64);
+        let rounds = sync_rounds(&mut pair, 0x5600 + 0x10 * round);
+        verified = rounds.last().unwrap().0.result.clone().unwrap().verified();
+        if verified == Some(true) {
+            break;
+        }
+    }
+    assert_eq!(verified, Some(true));
+    assert_converged(&a, &b);
+}
+
+#[test]
+fn drift_from_writes_capture_missed_is_repaired() {
+    diverge_and_repair(
+        |a, _| {
+            let conn = rusqlite::Connection::open(a).unwrap();
+            for name in crate::store::schema::trigger_names("pr_person") {
+                conn.execute(&format!("DROP TRIGGER IF EXISTS \"{name}\""), [])
+                    .unwrap();
+            }
+            conn.execute(
+                "UPDATE pr_person SET job_title = 'unseen', modified_on = '2025-07-01T00:00:00.000Z'
+                 WHERE uuid = (SELECT uuid FROM pr_person ORDER BY uuid LIMIT 1 OFFSET 3)",
+                [],
+            )
+            .unwrap();
+        },
+        61,
+    );
+}
+
+#[test]
+fn drift_from_a_lost_change_log_entry_is_repaired() {
+    diverge_and_repair(
+        |a, _| {
+            let conn = rusqlite::Connection::open(a).unwrap();
+            conn.execute(
+                "UPDATE pr_person SET job_title = 'logged', modified_on = '2025-07-02T00:00:00.000Z'
+                 WHERE uuid = (SELECT uuid FROM pr_person ORDER BY uuid LIMIT 1 OFFSET 4)",
+                [],
+            )
+            .unwrap();
+            drop(conn);
+            // Capture records it; then its change-log entry is lost.
+            Store::open(a).unwrap().check_capture().unwrap();
+            let conn = rusqlite::Connection::open(a).unwrap();
+            conn.execute(
+                "DELETE FROM rs_row WHERE tbl = 'pr_person'
+                 AND uuid = (SELECT uuid FROM pr_person ORDER BY uuid LIMIT 1 OFFSET 4)",
+                [],
+            )
+            .unwrap();
+        },
+        62,
+    );
+}
+
+#[test]
+fn drift_from_a_raised_vector_is_repaired() {
+    diverge_and_repair(
+        |a, b| {
+            edit(a, 63, 4, 1, 40);
+            Store::open(a).unwrap().check_capture().unwrap();
+            // B claims A's changes it never got.
+            let a_id = Store::open(a).unwrap().station().id;
+            let conn = rusqlite::Connection::open(b).unwrap();
+            conn.execute(
+                "UPDATE rs_vector SET seq = seq + 100 WHERE origin = ?1",
+                [a_id.0.to_vec()],
+            )
+            .unwrap();
+        },
+        63,
+    );
+}

@@ -6,6 +6,7 @@
 //! `docs/reconciliation.md` says why PinSketch, and what it costs.
 
 mod field;
+pub mod file;
 pub mod sketch;
 
 pub use sketch::Sketch;

@@ -2,12 +2,17 @@
 //! 32-bit item, read from the per-row digests the fingerprints already keep
 //! (`rs_fp`), so listing them reads no application table.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError};
+use super::{ImportReport, Store, StoreError};
+use crate::bytes::ByteReader;
+use crate::delta::{StationId, VersionVector};
+use crate::recon::file::{self, FileKind, ReconFile};
+use crate::recon::Sketch;
+use crate::sync::session::MAX_SKETCH_CAPACITY;
 
 /// One synced row as a reconciliation item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,5 +86,379 @@ impl Store {
             .filter(|i| wanted.contains(&i.item))
             .map(|i| (i.table, i.uuid))
             .collect())
+    }
+}
+
+/// Where a reconciliation by file with one peer stands (`rs_recon`).
+#[derive(Clone, Debug, PartialEq)]
+enum FileState {
+    /// We sent an offer under `salt`, listing our items when we held `vector`.
+    Offered { salt: u64, vector: VersionVector },
+    /// The peer's offer, to answer.
+    Received {
+        salt: u64,
+        items: u64,
+        sums: Vec<u32>,
+    },
+    /// The peer's reply named these items of ours (under `salt`): send them,
+    /// claiming `vector`.
+    Owe {
+        salt: u64,
+        vector: VersionVector,
+        items: Vec<u32>,
+    },
+}
+
+/// What `export_file_for` wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileExport {
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// What it is, for the operator.
+    pub what: String,
+}
+
+fn items_blob(items: &[u32]) -> Vec<u8> {
+    items.iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
+fn blob_items(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn vector_blob(v: &VersionVector) -> Vec<u8> {
+    let mut b = Vec::new();
+    file::put_vector(&mut b, v);
+    b
+}
+
+fn blob_vector(b: &[u8]) -> Result<VersionVector, StoreError> {
+    file::read_vector(&mut ByteReader::new(b))
+        .map_err(|e| StoreError::Malformed(format!("rs_recon vector: {e}")))
+}
+
+impl Store {
+    fn file_state(&self, peer: &StationId) -> Result<Option<FileState>, StoreError> {
+        let row: Option<(String, i64, i64, Vec<u8>, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT state, salt, items, vector, data FROM rs_recon WHERE peer = ?1",
+                [peer.0.to_vec()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        let Some((state, salt, items, vector, data)) = row else {
+            return Ok(None);
+        };
+        let salt = salt as u64;
+        Ok(Some(match state.as_str() {
+            "offered" => FileState::Offered {
+                salt,
+                vector: blob_vector(&vector)?,
+            },
+            "received" => FileState::Received {
+                salt,
+                items: items.max(0) as u64,
+                sums: blob_items(&data),
+            },
+            "owe" => FileState::Owe {
+                salt,
+                vector: blob_vector(&vector)?,
+                items: blob_items(&data),
+            },
+            other => return Err(StoreError::Malformed(format!("rs_recon state {other}"))),
+        }))
+    }
+
+    fn set_file_state(&self, peer: &StationId, st: Option<&FileState>) -> Result<(), StoreError> {
+        let key = peer.0.to_vec();
+        let Some(st) = st else {
+            self.conn
+                .execute("DELETE FROM rs_recon WHERE peer = ?1", [key])?;
+            return Ok(());
+        };
+        let (state, salt, items, vector, data) = match st {
+            FileState::Offered { salt, vector } => {
+                ("offered", *salt, 0, vector_blob(vector), Vec::new())
+            }
+            FileState::Received { salt, items, sums } => {
+                ("received", *salt, *items, Vec::new(), items_blob(sums))
+            }
+            FileState::Owe {
+                salt,
+                vector,
+                items,
+            } => ("owe", *salt, 0, vector_blob(vector), items_blob(items)),
+        };
+        self.conn.execute(
+            "INSERT OR REPLACE INTO rs_recon (peer, state, salt, items, vector, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key, state, salt as i64, items as i64, vector, data],
+        )?;
+        Ok(())
+    }
+
+    /// The file for `peer` when reconciliation by file has a step to take:
+    /// answer its offer, send the rows its reply asked for, or, at first contact
+    /// (neither station holds a change of the other), offer a sketch instead of
+    /// a full export. None: export a bundle as usual.
+    pub fn export_file_for(&mut self, peer: &StationId) -> Result<Option<FileExport>, StoreError> {
+        self.writable()?;
+        let p = self
+            .peer_by_id(peer)?
+            .ok_or(StoreError::UnknownPeer(*peer))?;
+        self.check_capture()?;
+        let me = self.station.id;
+        let file = |kind, salt, items, vector, sums, differences, bundle| ReconFile {
+            kind,
+            sender: me,
+            receiver: *peer,
+            salt,
+            items,
+            vector,
+            sums,
+            differences,
+            bundle,
+        };
+        match self.file_state(peer)? {
+            Some(FileState::Received { salt, items, sums }) => {
+                let mine = self.recon_items(salt)?;
+                let my_items: Vec<u32> = mine.iter().map(|i| i.item).collect();
+                let vector = self.raw_vector()?;
+                let capacity = sums.len();
+                let mut diff = Sketch::of(my_items.iter().copied(), capacity);
+                diff.merge(&Sketch::from_sums(sums));
+                if let Some(found) = diff.decode() {
+                    let ours: HashSet<u32> = my_items.iter().copied().collect();
+                    let (own, theirs): (Vec<u32>, Vec<u32>) =
+                        found.iter().partition(|i| ours.contains(i));
+                    let rows = self.recon_rows(salt, &own)?;
+                    let ex = self.export_reconciled(peer, &rows, &vector, None)?;
+                    self.set_file_state(peer, None)?;
+                    let what = format!(
+                        "reconciliation reply: {} row(s) of ours, {} of the peer's asked for",
+                        ex.rows,
+                        theirs.len()
+                    );
+                    let f = file(
+                        FileKind::Reply,
+                        salt,
+                        my_items.len() as u64,
+                        vector,
+                        vec![],
+                        Some(theirs),
+                        ex.bytes,
+                    );
+                    return Ok(Some(FileExport {
+                        bytes: f.to_bytes(),
+                        what,
+                    }));
+                }
+                // By file a round trip can take a day: the counter-offer is sized to
+                // decode any difference worth reconciling (up to a quarter of both
+                // sets), so a second failure means "too different" for sure.
+                let n = my_items.len() as u64;
+                let next = ((items + n) / 4 + 64)
+                    .max(items.abs_diff(n) + 16)
+                    .min(MAX_SKETCH_CAPACITY);
+                if next <= capacity as u64 {
+                    // Too different to reconcile: our full export, and the peer sends its.
+                    self.set_file_state(peer, None)?;
+                    let ex = self.export_encoded(peer)?;
+                    let what = format!(
+                        "reconciliation reply: the stations differ too much; full export of {} row(s)",
+                        ex.rows
+                    );
+                    let f = file(FileKind::Reply, salt, n, vector, vec![], None, ex.bytes);
+                    return Ok(Some(FileExport {
+                        bytes: f.to_bytes(),
+                        what,
+                    }));
+                }
+                Ok(Some(self.offer(peer, next as usize)?))
+            }
+            Some(FileState::Owe {
+                salt,
+                vector,
+                items,
+            }) => {
+                let rows = self.recon_rows(salt, &items)?;
+                // We hold the peer's changes its reply carried: say so, so that it
+                // does not send them again. Everything else as when we offered.
+                let mut claim = vector.clone();
+                let peer_seq = self.raw_vector()?.get(peer);
+                if peer_seq > 0 {
+                    claim.0.insert(*peer, peer_seq);
+                }
+                let ex = self.export_reconciled(peer, &rows, &claim, None)?;
+                self.set_file_state(peer, None)?;
+                let what = format!("reconciled rows: {} row(s)", ex.rows);
+                let f = file(FileKind::Rows, salt, 0, claim, vec![], None, ex.bytes);
+                Ok(Some(FileExport {
+                    bytes: f.to_bytes(),
+                    what,
+                }))
+            }
+            state => {
+                let first_contact = p.confirmed.get(&me) == 0
+                    && self.raw_vector()?.get(peer) == 0
+                    && (matches!(state, Some(FileState::Offered { .. })) || p.last_sync.is_none());
+                if !first_contact {
+                    return Ok(None);
+                }
+                let salt: u64 = rand::random();
+                let mine = self.recon_items(salt)?;
+                if mine.is_empty() {
+                    return Ok(None);
+                }
+                // As over the radio: stations made from copies of one dataset differ
+                // by their edits; if a sixteenth is too few, the counter-offer is
+                // sized to settle it.
+                let capacity = (mine.len() / 16).clamp(64, 2048);
+                self.offer_salted(peer, salt, capacity, &mine).map(Some)
+            }
+        }
+    }
+
+    fn offer(&self, peer: &StationId, capacity: usize) -> Result<FileExport, StoreError> {
+        let salt: u64 = rand::random();
+        let mine = self.recon_items(salt)?;
+        self.offer_salted(peer, salt, capacity, &mine)
+    }
+
+    fn offer_salted(
+        &self,
+        peer: &StationId,
+        salt: u64,
+        capacity: usize,
+        mine: &[ReconItem],
+    ) -> Result<FileExport, StoreError> {
+        let vector = self.raw_vector()?;
+        let sketch = Sketch::of(mine.iter().map(|i| i.item), capacity);
+        self.set_file_state(
+            peer,
+            Some(&FileState::Offered {
+                salt,
+                vector: vector.clone(),
+            }),
+        )?;
+        let f = ReconFile {
+            kind: FileKind::Offer,
+            sender: self.station.id,
+            receiver: *peer,
+            salt,
+            items: mine.len() as u64,
+            vector,
+            sums: sketch.sums().to_vec(),
+            differences: None,
+            bundle: Vec::new(),
+        };
+        Ok(FileExport {
+            bytes: f.to_bytes(),
+            what: format!(
+                "reconciliation offer: a sketch of {} row(s), capacity {capacity} ({} bytes); \
+                 the peer imports it and exports its answer to us",
+                mine.len(),
+                4 * capacity
+            ),
+        })
+    }
+
+    /// Applies a reconciliation file (`recon::file`) from a registered peer.
+    /// Returns what happened, and the import report when rows were applied.
+    pub fn import_file(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<(String, Option<ImportReport>), StoreError> {
+        self.writable()?;
+        let f = ReconFile::parse(bytes).map_err(|e| StoreError::Malformed(e.to_string()))?;
+        if f.receiver != self.station.id {
+            return Err(StoreError::WrongReceiver {
+                to: f.receiver.to_string(),
+                us: self.station.id.to_string(),
+            });
+        }
+        let p = self
+            .peer_by_id(&f.sender)?
+            .ok_or(StoreError::UnknownPeer(f.sender))?;
+        match f.kind {
+            FileKind::Offer => {
+                if f.sums.is_empty() || f.sums.len() as u64 > MAX_SKETCH_CAPACITY {
+                    return Err(StoreError::Malformed(format!(
+                        "reconciliation offer with {} sums",
+                        f.sums.len()
+                    )));
+                }
+                self.set_file_state(
+                    &f.sender,
+                    Some(&FileState::Received {
+                        salt: f.salt,
+                        items: f.items,
+                        sums: f.sums.clone(),
+                    }),
+                )?;
+                Ok((
+                    format!(
+                        "reconciliation offer from {} ({} row(s)): export to {} for the answer",
+                        p.name, f.items, p.name
+                    ),
+                    None,
+                ))
+            }
+            FileKind::Reply => {
+                let Some(FileState::Offered { salt, vector }) = self.file_state(&f.sender)? else {
+                    return Err(StoreError::Malformed(format!(
+                        "a reconciliation reply from {}, which has no offer of ours to answer",
+                        p.name
+                    )));
+                };
+                let Some(differences) = f.differences else {
+                    // Too different: a full export, applied as usual.
+                    let rep = self.import_transfer(&f.bundle, &f.sender)?;
+                    self.set_file_state(&f.sender, None)?;
+                    return Ok((
+                        format!(
+                            "{} found the stations too different to reconcile and sent its \
+                             full export: export to {} to send ours",
+                            p.name, p.name
+                        ),
+                        Some(rep),
+                    ));
+                };
+                if f.salt != salt {
+                    return Err(StoreError::Malformed(format!(
+                        "a reconciliation reply from {} to another offer than our last",
+                        p.name
+                    )));
+                }
+                let rep = self.import_reconciled(&f.bundle, &f.sender)?;
+                self.set_file_state(
+                    &f.sender,
+                    Some(&FileState::Owe {
+                        salt,
+                        vector,
+                        items: differences.clone(),
+                    }),
+                )?;
+                Ok((
+                    format!(
+                        "reconciliation reply from {}: {} row(s) applied; it lacks {} of ours: \
+                         export to {} to send them",
+                        p.name,
+                        rep.applied,
+                        differences.len(),
+                        p.name
+                    ),
+                    Some(rep),
+                ))
+            }
+            FileKind::Rows => {
+                let rep = self.import_reconciled(&f.bundle, &f.sender)?;
+                self.set_file_state(&f.sender, None)?;
+                Ok((format!("reconciled rows from {}: done", p.name), Some(rep)))
+            }
+        }
     }
 }

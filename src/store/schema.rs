@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS rs_peer_backfill (peer BLOB NOT NULL, tbl TEXT NOT NU
     sent_at INTEGER, PRIMARY KEY (peer, tbl));
 CREATE TABLE IF NOT EXISTS rs_fp (tbl TEXT NOT NULL, uuid TEXT NOT NULL, part INTEGER NOT NULL,
     PRIMARY KEY (tbl, uuid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rs_recon (peer BLOB PRIMARY KEY, state TEXT NOT NULL,
+    salt INTEGER NOT NULL, items INTEGER NOT NULL, vector BLOB NOT NULL, data BLOB NOT NULL);
 INSERT OR IGNORE INTO rs_clock (one, seq) VALUES (1, 0);
 INSERT OR IGNORE INTO rs_ctl (one, applying) VALUES (1, 0);
 ";
@@ -131,6 +133,7 @@ pub fn is_current(conn: &Connection) -> Result<bool, StoreError> {
         "rs_peer_backfill",
         "rs_origin",
         "rs_fp",
+        "rs_recon",
     ] {
         if table_columns(conn, t)?.is_empty() {
             return Ok(false);
