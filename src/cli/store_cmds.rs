@@ -396,7 +396,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                     if let Some(f) = s.export_file_for(&p.id)? {
                         std::fs::write(&out, &f.bytes)
                             .with_context(|| format!("writing {}", out.display()))?;
-                        println!("wrote a {} to {}", f.what, out.display());
+                        println!("wrote {} to {}", f.what, out.display());
                         return Ok(ExitCode::SUCCESS);
                     }
                     let rows = s.pending_for(&p.id)?;

@@ -1131,7 +1131,7 @@ fn drift_from_a_lost_change_log_entry_is_repaired() {
 fn drift_from_a_raised_vector_is_repaired() {
     diverge_and_repair(
         |a, b| {
-            edit(a, 63, 4, 1, 40);
+            edit(a, 64, 4, 1, 40);
             Store::open(a).unwrap().check_capture().unwrap();
             // B claims A's changes it never got.
             let a_id = Store::open(a).unwrap().station().id;

@@ -109,6 +109,9 @@ enum FileState {
     },
 }
 
+/// An `rs_recon` row: state, salt, items, vector, data.
+type StateRow = (String, i64, i64, Vec<u8>, Vec<u8>);
+
 /// What `export_file_for` wrote.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileExport {
@@ -141,7 +144,7 @@ fn blob_vector(b: &[u8]) -> Result<VersionVector, StoreError> {
 
 impl Store {
     fn file_state(&self, peer: &StationId) -> Result<Option<FileState>, StoreError> {
-        let row: Option<(String, i64, i64, Vec<u8>, Vec<u8>)> = self
+        let row: Option<StateRow> = self
             .conn
             .query_row(
                 "SELECT state, salt, items, vector, data FROM rs_recon WHERE peer = ?1",
@@ -294,7 +297,7 @@ impl Store {
                 }
                 let ex = self.export_reconciled(peer, &rows, &claim, None)?;
                 self.set_file_state(peer, None)?;
-                let what = format!("reconciled rows: {} row(s)", ex.rows);
+                let what = format!("the last reconciliation file: {} row(s)", ex.rows);
                 let f = file(FileKind::Rows, salt, 0, claim, vec![], None, ex.bytes);
                 Ok(Some(FileExport {
                     bytes: f.to_bytes(),

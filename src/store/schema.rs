@@ -516,9 +516,15 @@ pub fn fingerprint(tables: &[TableInfo]) -> SchemaFingerprint {
 /// Record the table as tracked and (re)create its capture triggers.
 pub fn install(conn: &Connection, info: &TableInfo) -> Result<(), StoreError> {
     let types: Vec<&str> = info.payload.iter().map(|c| c.decl_type.as_str()).collect();
+    // An upsert, not a replace: a re-install (triggers put back after a
+    // migration) keeps the table's content fingerprint, which its rows' parts
+    // in rs_fp still add up to. (A replace zeroed it: found by verified sync.)
     conn.execute(
-        "INSERT OR REPLACE INTO rs_table (name, local_columns, payload_columns, payload_types, policy)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO rs_table (name, local_columns, payload_columns, payload_types, policy)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name) DO UPDATE SET local_columns = excluded.local_columns,
+           payload_columns = excluded.payload_columns, payload_types = excluded.payload_types,
+           policy = excluded.policy",
         params![
             info.name,
             column_list(&info.local),
