@@ -1,12 +1,21 @@
-//! First contact between stations set up apart from copies of the same data
-//! (issue 6): each applies its own edits, then one sync over the simulated
-//! transparent 9600 bit/s channel (no loss, simulated time). Reports what
-//! set reconciliation sends beside what the change logs alone would send (a
-//! full export to a peer that holds nothing of ours) and the gzip -9 JSON of
-//! the rows that differ. Sizes are deterministic; decode time is not printed.
+//! First contact between stations set up apart from copies of the public data
+//! (issue 6): `init` + `track --all` + `peer add` on each copy, 160 and 110
+//! edits (updates of 1 column, inserts), then
+//! - one radio sync over the channel model, transparent 9600 bit/s, TXDELAY
+//!   100 ms, BER 1e-4 (simulated time), against ZMODEM (`sz -w 2048`, lrzsz)
+//!   moving the gzip -9 nicedbdump JSON of the changed rows of both sites
+//!   through `chansim` with the same settings (wall-clock time);
+//! - the same first contact by files, against that JSON's size;
+//! - what the change logs alone would send (both full exports).
+//!
+//! A program printing a table, not a timing test. ZMODEM is skipped (said so)
+//! when `sz`/`rz` are missing (`apt-get install lrzsz`) or chansim is not built.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use radiosync::profile::Profile;
 use radiosync::sim::Side;
@@ -15,12 +24,10 @@ use radiosync::testkit::{edit, run_sync, sim_pair, snapshot};
 
 /// The public dataset (14,587 rows in 8 tables).
 const DB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/public.sqlite");
+const BER: f64 = 1e-4;
 
-/// Two stations set up apart from copies of the public data: `init`, `track`
-/// every table (`id` site-local), `peer add` on each.
-fn separate_pair(
-    dir: &std::path::Path,
-) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+/// Two stations set up apart from copies of the public data.
+fn separate_pair(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let a = dir.join("a.sqlite");
     let b = dir.join("b.sqlite");
     for path in [&a, &b] {
@@ -42,34 +49,124 @@ fn separate_pair(
     Ok((a, b))
 }
 
-fn json_of(rows: &[&SyncedRow]) -> Vec<u8> {
-    let v: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "table": r.table,
-                "uuid": r.uuid,
-                "modified_on": r.modified_on,
-                "values": r.values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    serde_json::to_vec(&v).expect("json")
+/// Each site's edits, the same in every run.
+fn edit_both(a: &Path, b: &Path) {
+    edit(a, 41, 120, 40, 60);
+    edit(b, 42, 80, 30, 60);
 }
 
-fn gzip9(bytes: &[u8]) -> usize {
+/// nicedbdump-like JSON (table -> rows as column -> value) of `rows`, gzip -9.
+fn nicedbdump_gz(store: &Store, rows: &[&SyncedRow]) -> anyhow::Result<Vec<u8>> {
+    let mut dump: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+    for r in rows {
+        let info = store
+            .tables()
+            .iter()
+            .find(|t| t.name == r.table)
+            .ok_or_else(|| anyhow::anyhow!("no table {}", r.table))?;
+        let mut obj = serde_json::Map::new();
+        obj.insert("uuid".into(), r.uuid.clone().into());
+        obj.insert("modified_on".into(), r.modified_on.clone().into());
+        for (c, v) in info.payload.iter().zip(&r.values) {
+            let j = match v {
+                radiosync::delta::Value::Null => serde_json::Value::Null,
+                radiosync::delta::Value::Integer(i) => (*i).into(),
+                radiosync::delta::Value::Real(x) => (*x).into(),
+                radiosync::delta::Value::Text(t) => t.clone().into(),
+                radiosync::delta::Value::Blob(b) => format!("{b:02x?}").into(),
+            };
+            obj.insert(c.name.clone(), j);
+        }
+        dump.entry(r.table.as_str()).or_default().push(obj.into());
+    }
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(bytes).expect("gzip");
-    e.finish().expect("gzip").len()
+    e.write_all(&serde_json::to_vec(&dump)?)?;
+    Ok(e.finish()?)
 }
 
-/// The same first contact by files; returns each file's size.
-fn by_file(dir: &std::path::Path) -> anyhow::Result<Vec<usize>> {
+/// ZMODEM (`sz -w 2048`) sending `file` through chansim: wall-clock seconds.
+fn zmodem(dir: &Path, file: &Path, profile: &Profile, ber: f64) -> anyhow::Result<Option<f64>> {
+    let chansim = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/chansim");
+    let have = |c: &str| {
+        Command::new("which")
+            .arg(c)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !chansim.exists() || !have("sz") || !have("rz") {
+        println!("(ZMODEM skipped: needs `apt-get install lrzsz` and `cargo build --release`)");
+        return Ok(None);
+    }
+    let tag = format!("{ber:e}");
+    let (pa, pb) = (
+        dir.join(format!("zm-a-{tag}")),
+        dir.join(format!("zm-b-{tag}")),
+    );
+    let out = dir.join(format!("zm-out-{tag}"));
+    std::fs::create_dir_all(&out)?;
+    let txdelay = profile.txdelay_ms;
+    let mut sim = Command::new(&chansim)
+        .args(["--mode", "transparent", "--seed", "1"])
+        .args(["--bitrate", &profile.bitrate.to_string()])
+        .args([
+            "--txdelay-ms",
+            &txdelay.to_string(),
+            "--ber",
+            &BER.to_string(),
+        ])
+        .arg("--link-a")
+        .arg(&pa)
+        .arg("--link-b")
+        .arg(&pb)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(pa.exists() && pb.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let on = |port: &Path, cmd: &str| {
+        format!(
+            "stty -F {p} raw -echo && exec {cmd} < {p} > {p}",
+            p = port.display()
+        )
+    };
+    let mut rz = Command::new("sh")
+        .arg("-c")
+        .arg(on(&pb, "rz -y"))
+        .current_dir(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let sz = Command::new("timeout")
+        .arg("900")
+        .arg("sh")
+        .arg("-c")
+        .arg(on(&pa, &format!("sz -w 2048 {}", file.display())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let secs = start.elapsed().as_secs_f64();
+    let _ = rz.wait();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let name = file.file_name().ok_or_else(|| anyhow::anyhow!("no name"))?;
+    let got = std::fs::read(out.join(name)).unwrap_or_default();
+    anyhow::ensure!(
+        sz.success() && got == std::fs::read(file)?,
+        "ZMODEM did not deliver the file"
+    );
+    Ok(Some(secs))
+}
+
+/// The first contact by files: each file's size.
+fn by_file(dir: &Path) -> anyhow::Result<Vec<usize>> {
     let dir = dir.join("files");
     std::fs::create_dir(&dir)?;
     let (a, b) = separate_pair(&dir)?;
-    edit(&a, 41, 120, 40, 60);
-    edit(&b, 42, 80, 30, 60);
+    edit_both(&a, &b);
     let (mut sa, mut sb) = (Store::open(&a)?, Store::open(&b)?);
     let mut sizes = Vec::new();
     for i in 0..4 {
@@ -93,66 +190,84 @@ fn by_file(dir: &std::path::Path) -> anyhow::Result<Vec<usize>> {
 
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let by_file = by_file(dir.path())?;
+    let files = by_file(dir.path())?;
     let (a, b) = separate_pair(dir.path())?;
-    edit(&a, 41, 120, 40, 60);
-    edit(&b, 42, 80, 30, 60);
+    let original = snapshot(&a);
+    edit_both(&a, &b);
     let (sa, sb) = (snapshot(&a), snapshot(&b));
-    let differ: Vec<&SyncedRow> = sa
+    // The changed rows of both sites, as each site holds them.
+    let changed: Vec<&SyncedRow> = sa
         .iter()
-        .filter(|r| !sb.contains(r))
-        .chain(sb.iter().filter(|r| !sa.contains(r)))
+        .chain(&sb)
+        .filter(|r| !original.contains(r))
         .collect();
-    let json_gz = gzip9(&json_of(&differ));
+    let store_a = Store::open(&a)?;
+    let json = nicedbdump_gz(&store_a, &changed)?;
+    let json_file = dir.path().join("changes.json.gz");
+    std::fs::write(&json_file, &json)?;
     let logs_only: usize = {
-        let (ia, ib) = (Store::open(&a)?, Store::open(&b)?);
-        let (ida, idb) = (ia.station().id, ib.station().id);
-        ia.export_bundle_bytes(&idb)?.len() + ib.export_bundle_bytes(&ida)?.len()
+        let sb = Store::open(&b)?;
+        let (ida, idb) = (store_a.station().id, sb.station().id);
+        store_a.export_bundle_bytes(&idb)?.len() + sb.export_bundle_bytes(&ida)?.len()
     };
+    drop(store_a);
     let p = Profile::load("sim-transparent-9600")?;
-    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 41);
+    let mut pair = sim_pair(&p, &a, &b, BER, 0.0, 41);
+    let t0 = pair.link.elapsed();
     let now = pair.link.now();
     pair.station(Side::A)
         .ok_or_else(|| anyhow::anyhow!("no station A"))?
         .start_sync(now, "B", 0x6100)?;
     let (oa, ob) = run_sync(&mut pair, Duration::from_secs(3600));
+    let took = (pair.link.elapsed() - t0).as_secs_f64();
     let s = oa[0].result.clone().map_err(|e| anyhow::anyhow!("{e}"))?;
     let air = oa[0].stats.airtime + ob[0].stats.airtime;
-    let bundles = s.bundle_bytes_sent + s.bundle_bytes_received;
+    drop(pair);
+    let zm = zmodem(dir.path(), &json_file, &p, BER)?;
+    let zm_clean = zmodem(dir.path(), &json_file, &p, 0.0)?;
+
     let messages = s.message_bytes_sent + s.message_bytes_received;
+    let file_total: usize = files.iter().sum();
     println!(
-        "# first contact, {} rows each side, {} rows differ",
-        sa.len(),
-        differ.len()
+        "# first contact: {} rows each side, {} rows changed (both sites)\n",
+        original.len(),
+        changed.len()
     );
-    println!();
     println!("| measure | value |");
     println!("|---|---:|");
     println!(
-        "| differences found (items) | {} |",
+        "| gzip -9 nicedbdump JSON of the changed rows | {} B |",
+        json.len()
+    );
+    println!("| change logs alone: both full exports | {logs_only} B |");
+    println!(
+        "| radio: differences found (row versions) | {} |",
         s.differences.unwrap_or(0)
     );
-    println!("| sketch sums (4 bytes each) | {} |", s.sketch_sums);
-    println!("| bundle bytes, both ways | {bundles} |");
-    println!("| session message bytes, both ways | {messages} |");
-    println!("| airtime, both stations | {:.1} s |", air.as_secs_f64());
-    println!("| verified | {:?} |", s.verified());
-    println!("| gzip -9 JSON of the differing rows | {json_gz} |");
-    println!("| change logs alone: both full exports | {logs_only} |");
+    println!("| radio: sketch sums (4 B each) | {} |", s.sketch_sums);
+    println!("| radio: session message bytes, both ways | {messages} B |");
     println!(
-        "| by file: offer, counter-offer, reply, rows | {by_file:?} = {} |",
-        by_file.iter().sum::<usize>()
+        "| radio: time to verified sync (BER {BER:e}) | {took:.1} s (airtime {:.1} s) |",
+        air.as_secs_f64()
+    );
+    println!("| radio: verified | {:?} |", s.verified());
+    if let Some(z) = zm {
+        println!("| ZMODEM `sz -w 2048` of the JSON, same channel | {z:.1} s |");
+        println!(
+            "| ratio: radio time / ZMODEM time (goal <= 0.25) | {:.2} |",
+            took / z
+        );
+    }
+    if let Some(z) = zm_clean {
+        println!("| for reference: the same ZMODEM transfer at BER 0 | {z:.1} s |");
+    }
+    println!("| by file: offer, [counter-offer,] reply, rows | {files:?} = {file_total} B |");
+    println!(
+        "| ratio: files / gzip'd JSON (goal <= 0.5) | {:.2} |",
+        file_total as f64 / json.len() as f64
     );
     println!(
-        "| ratio: files / gzip'd JSON | {:.2} |",
-        by_file.iter().sum::<usize>() as f64 / json_gz as f64
-    );
-    println!(
-        "| ratio: message bytes / gzip'd JSON | {:.2} |",
-        messages as f64 / json_gz as f64
-    );
-    println!(
-        "| ratio: message bytes / logs alone | {:.3} |",
+        "| ratio: radio message bytes / logs alone | {:.3} |",
         messages as f64 / logs_only as f64
     );
     Ok(())

@@ -141,7 +141,9 @@ fn a_damaged_or_misaddressed_file_is_refused_and_changes_nothing() {
 }
 
 /// The live rows (not soft-deleted) of every table.
-fn live(s: &Store) -> Vec<((String, String), (String, Vec<radiosync::delta::Value>))> {
+type Row = ((String, String), (String, Vec<radiosync::delta::Value>));
+
+fn live(s: &Store) -> Vec<Row> {
     content(s)
         .into_iter()
         .filter(|(_, (_, v))| !matches!(v.first(), Some(radiosync::delta::Value::Integer(1))))
