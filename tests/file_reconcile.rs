@@ -220,3 +220,22 @@ proptest! {
         prop_assert_eq!(a.content_fingerprint().unwrap(), b.content_fingerprint().unwrap());
     }
 }
+
+/// A new, empty station gets a full export after one offer, not a counter-offer.
+#[test]
+fn an_empty_station_answers_an_offer_with_full_exports() {
+    let dir = scratch();
+    // 400 rows: more than the first sketch (64 sums) can hold.
+    let mut a = first_station(dir.path(), "A", 200);
+    let mut b = first_station(dir.path(), "B", 0);
+    a.add_peer("B", b.station().id, None).unwrap();
+    b.add_peer("A", a.station().id, None).unwrap();
+    leg(&mut a, &mut b);
+    let reply = b.export_file_for(&a.station().id).unwrap().unwrap();
+    assert!(reply.what.contains("differ too much"), "{}", reply.what);
+    a.import_file(&reply.bytes).unwrap();
+    // Now the change logs carry it: A's next export is an ordinary bundle.
+    assert!(a.export_file_for(&b.station().id).unwrap().is_none());
+    leg(&mut a, &mut b);
+    assert_eq!(live(&a), live(&b));
+}

@@ -250,8 +250,31 @@ fn bad_bundles_are_refused_and_change_nothing() {
     // Refusals are in the log.
     assert!(ok(&["log", "--db", s(&b)]).contains("refused"));
     // A station that tracks one more table still syncs the tables both have;
-    // the other table's rows are counted and left out.
+    // the other table's rows are counted and left out. (At first contact the
+    // exchange is a reconciliation: offer, reply, rows.)
     ok(&["import", "--db", s(&b), s(&from_e)]);
+    let reply = d.join("reply-to-e.rsr");
+    ok(&[
+        "export",
+        "--db",
+        s(&b),
+        "--peer",
+        "echo",
+        "--out",
+        s(&reply),
+    ]);
+    ok(&["import", "--db", s(&e), s(&reply)]);
+    let rows = d.join("rows-from-e.rsr");
+    ok(&[
+        "export",
+        "--db",
+        s(&e),
+        "--peer",
+        "bravo",
+        "--out",
+        s(&rows),
+    ]);
+    ok(&["import", "--db", s(&b), s(&rows)]);
     assert!(ok(&["log", "--db", s(&b)]).contains("of tables not tracked here"));
 }
 

@@ -100,6 +100,9 @@ enum FileState {
         items: u64,
         sums: Vec<u32>,
     },
+    /// The stations were found too different to reconcile: exchange by the
+    /// change logs from now on.
+    Declined,
     /// The peer's reply named these items of ours (under `salt`): send them,
     /// claiming `vector`.
     Owe {
@@ -166,6 +169,7 @@ impl Store {
                 items: items.max(0) as u64,
                 sums: blob_items(&data),
             },
+            "declined" => FileState::Declined,
             "owe" => FileState::Owe {
                 salt,
                 vector: blob_vector(&vector)?,
@@ -194,6 +198,7 @@ impl Store {
                 vector,
                 items,
             } => ("owe", *salt, 0, vector_blob(vector), items_blob(items)),
+            FileState::Declined => ("declined", 0, 0, Vec::new(), Vec::new()),
         };
         self.conn.execute(
             "INSERT OR REPLACE INTO rs_recon (peer, state, salt, items, vector, data)
@@ -266,9 +271,12 @@ impl Store {
                 let next = ((items + n) / 4 + 64)
                     .max(items.abs_diff(n) + 16)
                     .min(MAX_SKETCH_CAPACITY);
-                if next <= capacity as u64 {
+                // An empty station, or sets whose sizes alone differ by more than a
+                // quarter: full exports at once, not a counter-offer that cannot pay.
+                let too_far = n == 0 || items.abs_diff(n) > (items + n) / 4;
+                if next <= capacity as u64 || too_far {
                     // Too different to reconcile: our full export, and the peer sends its.
-                    self.set_file_state(peer, None)?;
+                    self.set_file_state(peer, Some(&FileState::Declined))?;
                     let ex = self.export_encoded(peer)?;
                     let what = format!(
                         "reconciliation reply: the stations differ too much; full export of {} row(s)",
@@ -304,6 +312,7 @@ impl Store {
                     what,
                 }))
             }
+            Some(FileState::Declined) => Ok(None),
             state => {
                 let first_contact = p.confirmed.get(&me) == 0
                     && self.raw_vector()?.get(peer) == 0
@@ -420,7 +429,7 @@ impl Store {
                 let Some(differences) = f.differences else {
                     // Too different: a full export, applied as usual.
                     let rep = self.import_transfer(&f.bundle, &f.sender)?;
-                    self.set_file_state(&f.sender, None)?;
+                    self.set_file_state(&f.sender, Some(&FileState::Declined))?;
                     return Ok((
                         format!(
                             "{} found the stations too different to reconcile and sent its \
