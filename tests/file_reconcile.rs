@@ -239,3 +239,39 @@ fn an_empty_station_answers_an_offer_with_full_exports() {
     leg(&mut a, &mut b);
     assert_eq!(live(&a), live(&b));
 }
+
+/// Both operators export at once and swap sticks: one offer stands (the lower
+/// station id's), the other side answers it, and the pair converges.
+#[test]
+fn crossed_offers_settle_on_one_and_converge() {
+    let dir = scratch();
+    drop(first_station(dir.path(), "A", 200));
+    drop(first_station(dir.path(), "B", 200));
+    let (pa, pb) = (path_of(dir.path(), "A"), path_of(dir.path(), "B"));
+    apply(
+        &pa,
+        &[Edit::Update { row: 1, qty: 9 }, Edit::Insert { key: 1 }],
+        "a",
+    );
+    apply(
+        &pb,
+        &[Edit::Delete { row: 2 }, Edit::Insert { key: 2 }],
+        "b",
+    );
+    let (mut a, mut b) = (Store::open(&pa).unwrap(), Store::open(&pb).unwrap());
+    a.add_peer("B", b.station().id, None).unwrap();
+    b.add_peer("A", a.station().id, None).unwrap();
+    let fa = a.export_file_for(&b.station().id).unwrap().unwrap();
+    let fb = b.export_file_for(&a.station().id).unwrap().unwrap();
+    let (said_a, _) = a.import_file(&fb.bytes).unwrap();
+    b.import_file(&fa.bytes).unwrap();
+    assert!(said_a.contains("our offer stands"), "{said_a}");
+    // B answers A's offer; A sends the rows asked for.
+    leg(&mut b, &mut a);
+    leg(&mut a, &mut b);
+    assert_eq!(live(&a), live(&b));
+    assert_eq!(
+        a.content_fingerprint().unwrap(),
+        b.content_fingerprint().unwrap()
+    );
+}

@@ -178,7 +178,7 @@ pub fn describe_message(bytes: &[u8]) -> String {
             sums,
         } => format!(
             "Sketch salt {salt:016x}, {items} item(s), sums {offset}..{}",
-            offset + sums.len() as u64
+            offset.saturating_add(sums.len() as u64)
         ),
         Message::SketchMore { capacity: 0 } => "SketchMore: give up".into(),
         Message::SketchMore { capacity } => format!("SketchMore up to capacity {capacity}"),

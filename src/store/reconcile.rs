@@ -234,7 +234,9 @@ impl Store {
             Some(FileState::Received { salt, items, sums }) => {
                 let mine = self.recon_items(salt)?;
                 let my_items: Vec<u32> = mine.iter().map(|i| i.item).collect();
-                let vector = self.raw_vector()?;
+                // The claim: capped below rows we still wait for in full (`vector`),
+                // so a claim never covers a change we do not hold.
+                let vector = self.vector()?;
                 let capacity = sums.len();
                 let mut diff = Sketch::of(my_items.iter().copied(), capacity);
                 diff.merge(&Sketch::from_sums(sums));
@@ -268,12 +270,12 @@ impl Store {
                 // decode any difference worth reconciling (up to a quarter of both
                 // sets), so a second failure means "too different" for sure.
                 let n = my_items.len() as u64;
-                let next = ((items + n) / 4 + 64)
-                    .max(items.abs_diff(n) + 16)
+                let next = (items.saturating_add(n) / 4 + 64)
+                    .max(items.abs_diff(n).saturating_add(16))
                     .min(MAX_SKETCH_CAPACITY);
                 // An empty station, or sets whose sizes alone differ by more than a
                 // quarter: full exports at once, not a counter-offer that cannot pay.
-                let too_far = n == 0 || items.abs_diff(n) > (items + n) / 4;
+                let too_far = n == 0 || items.abs_diff(n) > items.saturating_add(n) / 4;
                 if next <= capacity as u64 || too_far {
                     // Too different to reconcile: our full export, and the peer sends its.
                     self.set_file_state(peer, Some(&FileState::Declined))?;
@@ -299,7 +301,7 @@ impl Store {
                 // We hold the peer's changes its reply carried: say so, so that it
                 // does not send them again. Everything else as when we offered.
                 let mut claim = vector.clone();
-                let peer_seq = self.raw_vector()?.get(peer);
+                let peer_seq = self.vector()?.get(peer);
                 if peer_seq > 0 {
                     claim.0.insert(*peer, peer_seq);
                 }
@@ -347,7 +349,7 @@ impl Store {
         capacity: usize,
         mine: &[ReconItem],
     ) -> Result<FileExport, StoreError> {
-        let vector = self.raw_vector()?;
+        let vector = self.vector()?;
         let sketch = Sketch::of(mine.iter().map(|i| i.item), capacity);
         self.set_file_state(
             peer,
@@ -402,6 +404,19 @@ impl Store {
                         "reconciliation offer with {} sums",
                         f.sums.len()
                     )));
+                }
+                // Both offered at once (the sticks crossed): the lower station id's
+                // offer stands, so exactly one side answers.
+                if matches!(self.file_state(&f.sender)?, Some(FileState::Offered { .. }))
+                    && self.station.id < f.sender
+                {
+                    return Ok((
+                        format!(
+                            "{} offered too; our offer stands: wait for its reply",
+                            p.name
+                        ),
+                        None,
+                    ));
                 }
                 self.set_file_state(
                     &f.sender,

@@ -95,14 +95,17 @@ impl Store {
                 })
             }
         };
-        let reconcile = self
-            .peer_by_id(peer)?
-            .is_some_and(|p| p.differs_since.is_some());
+        let info = self.peer_by_id(peer)?;
+        let reconcile = info.as_ref().is_some_and(|p| p.differs_since.is_some());
+        let synced_before = info
+            .as_ref()
+            .is_some_and(|p| p.last_sync.is_some() || p.verified_at.is_some());
         Ok(PeerState {
             outgoing,
             incoming,
             reconcile,
             salt: rand::random(),
+            synced_before,
         })
     }
 

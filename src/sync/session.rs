@@ -98,6 +98,9 @@ pub struct PeerState {
     /// Salt for this session's reconciliation items (fresh per session, so a
     /// rare 32-bit collision does not repeat).
     pub salt: u64,
+    /// The stations completed a session or a bundle before: never first contact,
+    /// whatever the vectors say (stations that write nothing of their own).
+    pub synced_before: bool,
 }
 
 /// What set reconciliation decided this station sends: the rows behind
@@ -482,6 +485,7 @@ enum Recon {
     Extending {
         peer: PeerSketch,
         items: Vec<u32>,
+        mine: Sketch,
         claim: VersionVector,
     },
 }
@@ -557,6 +561,10 @@ pub struct Session {
     reconciled: Option<Reconciled>,
     /// Set reconciliation ran: bundles are merged by content.
     reconciling: bool,
+    /// Initiator: the peer's sketch arrived (a second one is refused).
+    sketched: bool,
+    /// The stations synced before (`PeerState::synced_before`).
+    synced_before: bool,
     /// Whether the last session with the peer ended unverified, and the salt
     /// to use (responder).
     hint: (bool, u64),
@@ -575,6 +583,7 @@ impl Session {
         s.summary.peer = Some(peer);
         s.kept = state.outgoing;
         s.partial = state.incoming;
+        s.synced_before = state.synced_before;
         s.send_hello();
         Ok(s)
     }
@@ -616,6 +625,8 @@ impl Session {
             summary: Summary::default(),
             reconciled: None,
             reconciling: false,
+            sketched: false,
+            synced_before: false,
             hint: (false, 0),
         })
     }
@@ -744,6 +755,7 @@ impl Session {
         self.kept = state.outgoing;
         self.partial = state.incoming;
         self.hint = (state.reconcile, state.salt);
+        self.synced_before = state.synced_before;
         self.send_hello();
         if self.is_closed() {
             return Ok(());
@@ -797,10 +809,12 @@ impl Session {
         })
     }
 
-    /// Neither station holds a change of the other (from the Hellos).
+    /// Never synced, and neither station holds a change of the other.
     fn first_contact(&self) -> bool {
         let peer = self.peer_id();
-        self.peer_vector.get(&self.local.station) == 0 && self.local.vector.get(&peer) == 0
+        !self.synced_before
+            && self.peer_vector.get(&self.local.station) == 0
+            && self.local.vector.get(&peer) == 0
     }
 
     /// Our reconciliation items (`NeedItems`), and the vector held when listed.
@@ -837,7 +851,9 @@ impl Session {
                     });
                 }
             }
-            State::Reconcile(Recon::Listing2 { peer }) => self.try_decode(peer, items, vector),
+            State::Reconcile(Recon::Listing2 { peer }) => {
+                self.try_decode(peer, items, None, vector)
+            }
             other => {
                 self.state = other;
                 return Err(self.wrong("items_ready"));
@@ -848,9 +864,23 @@ impl Session {
 
     /// Initiator: decode the difference of the peer's sketch and ours; name the
     /// peer's items we lack, or ask for more sums, or give up.
-    fn try_decode(&mut self, peer: PeerSketch, items: Vec<u32>, claim: VersionVector) {
+    fn try_decode(
+        &mut self,
+        peer: PeerSketch,
+        items: Vec<u32>,
+        mine: Option<Sketch>,
+        claim: VersionVector,
+    ) {
         let capacity = peer.sums.len();
-        let mut diff = Sketch::of(items.iter().copied(), capacity);
+        // Our own sketch grows with the peer's: only the new sums are computed.
+        let mine = match mine {
+            Some(mut m) => {
+                m.extend(items.iter().copied(), capacity);
+                m
+            }
+            None => Sketch::of(items.iter().copied(), capacity),
+        };
+        let mut diff = mine.clone();
         diff.merge(&Sketch::from_sums(peer.sums.clone()));
         if let Some(found) = diff.decode() {
             let mine: std::collections::HashSet<u32> = items.iter().copied().collect();
@@ -873,8 +903,10 @@ impl Session {
         // change logs carry it for less.
         let cap = capacity as u64;
         let gap = peer.items.abs_diff(items.len() as u64);
-        let next = (2 * cap).max(gap + 16).min(MAX_SKETCH_CAPACITY);
-        if next <= cap || next > (peer.items + items.len() as u64) / 4 + 64 {
+        let next = (2 * cap)
+            .max(gap.saturating_add(16))
+            .min(MAX_SKETCH_CAPACITY);
+        if next <= cap || next > peer.items.saturating_add(items.len() as u64) / 4 + 64 {
             self.queue(Message::SketchMore { capacity: 0 });
             if !self.is_closed() {
                 self.state = State::Recv(Phase::Pull, Receiving::AwaitStart);
@@ -883,7 +915,12 @@ impl Session {
         }
         self.queue(Message::SketchMore { capacity: next });
         if !self.is_closed() {
-            self.state = State::Reconcile(Recon::Extending { peer, items, claim });
+            self.state = State::Reconcile(Recon::Extending {
+                peer,
+                items,
+                mine,
+                claim,
+            });
         }
     }
 
@@ -1050,9 +1087,12 @@ impl Session {
                     sums,
                 },
             ) if self.role == Role::Initiator
+                && !self.sketched
                 && !sums.is_empty()
                 && sums.len() as u64 <= MAX_SKETCH_CAPACITY =>
             {
+                // One reconciliation per session: a second Sketch is a violation.
+                self.sketched = true;
                 self.summary.sketch_sums += sums.len() as u64;
                 self.state = State::Reconcile(Recon::Listing2 {
                     peer: PeerSketch { salt, items, sums },
@@ -1063,6 +1103,7 @@ impl Session {
                 State::Reconcile(Recon::Extending {
                     mut peer,
                     items,
+                    mine,
                     claim,
                 }),
                 Message::Sketch {
@@ -1075,7 +1116,7 @@ impl Session {
             {
                 self.summary.sketch_sums += sums.len() as u64;
                 peer.sums.extend(sums);
-                self.try_decode(peer, items, claim);
+                self.try_decode(peer, items, Some(mine), claim);
             }
             (
                 State::Reconcile(Recon::Sketched {

@@ -136,6 +136,7 @@ impl Disk {
             incoming: self.partial.get(&peer).cloned(),
             reconcile: self.reconcile,
             salt: 0x5a17,
+            synced_before: false,
         }
     }
 
@@ -1362,4 +1363,44 @@ fn a_sketch_request_that_shrinks_is_a_protocol_violation() {
         }))
     ));
     drop(a.poll_transmit());
+}
+
+#[test]
+fn a_second_sketch_in_one_session_is_a_protocol_violation() {
+    let mut net = copies(100, 2, 2);
+    let peer = net.st[1].store.station;
+    let a = Session::initiate(
+        net.config.clone(),
+        net.st[0].local(),
+        peer,
+        PeerState::default(),
+    )
+    .unwrap();
+    let b = Session::respond(net.config.clone(), net.st[1].local()).unwrap();
+    net.st[0].session = Some(a);
+    net.st[1].session = Some(b);
+    let hello_a = net.st[0].session.as_mut().unwrap().poll_transmit().unwrap();
+    net.st[1].session.as_mut().unwrap().handle_message(&hello_a);
+    net.st[1].pump_events();
+    let from_b: Vec<Vec<u8>> =
+        std::iter::from_fn(|| net.st[1].session.as_mut().unwrap().poll_transmit()).collect();
+    let sketch = from_b
+        .iter()
+        .find(|m| matches!(Message::parse(m), Ok(Message::Sketch { .. })))
+        .unwrap()
+        .clone();
+    for m in &from_b {
+        net.st[0].session.as_mut().unwrap().handle_message(m);
+        net.st[0].pump_events();
+    }
+    let a = net.st[0].session.as_mut().unwrap();
+    assert!(a.error().is_none());
+    a.handle_message(&sketch);
+    assert!(matches!(
+        a.error(),
+        Some(SessionError::Protocol(Violation::Unexpected {
+            message: "Sketch",
+            ..
+        }))
+    ));
 }
