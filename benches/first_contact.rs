@@ -112,7 +112,7 @@ fn zmodem(dir: &Path, file: &Path, profile: &Profile, ber: f64) -> anyhow::Resul
             "--txdelay-ms",
             &txdelay.to_string(),
             "--ber",
-            &BER.to_string(),
+            &ber.to_string(),
         ])
         .arg("--link-a")
         .arg(&pa)
