@@ -290,7 +290,9 @@ impl Store {
                         what,
                     }));
                 }
-                Ok(Some(self.offer(peer, next as usize)?))
+                // Under the offer's own salt: that is how the peer tells a
+                // counter-offer from an offer that crossed its own.
+                Ok(Some(self.offer_salted(peer, salt, next as usize, &mine)?))
             }
             Some(FileState::Owe {
                 salt,
@@ -334,12 +336,6 @@ impl Store {
                 self.offer_salted(peer, salt, capacity, &mine).map(Some)
             }
         }
-    }
-
-    fn offer(&self, peer: &StationId, capacity: usize) -> Result<FileExport, StoreError> {
-        let salt: u64 = rand::random();
-        let mine = self.recon_items(salt)?;
-        self.offer_salted(peer, salt, capacity, &mine)
     }
 
     fn offer_salted(
@@ -407,9 +403,11 @@ impl Store {
                 }
                 // Both offered at once (the sticks crossed): the lower station id's
                 // offer stands, so exactly one side answers.
-                if matches!(self.file_state(&f.sender)?, Some(FileState::Offered { .. }))
-                    && self.station.id < f.sender
-                {
+                let crossed = matches!(
+                    self.file_state(&f.sender)?,
+                    Some(FileState::Offered { salt, .. }) if salt != f.salt
+                );
+                if crossed && self.station.id < f.sender {
                     return Ok((
                         format!(
                             "{} offered too; our offer stands: wait for its reply",
