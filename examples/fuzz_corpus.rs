@@ -698,6 +698,60 @@ fn main() -> Result<()> {
         c.add("sketch_decode", format!("items-{n}"), sums);
     }
 
+    // recon_file: an offer, a reply carrying a real bundle, a declining reply, rows.
+    {
+        use radiosync::recon::file::{FileKind, ReconFile, MAGIC};
+        let mut vector = radiosync::delta::VersionVector::default();
+        vector.0.insert(A_ID, 12);
+        let bundle = bundles.first().map(|(_, b)| b.clone()).unwrap_or_default();
+        let base = ReconFile {
+            kind: FileKind::Offer,
+            sender: A_ID,
+            receiver: StationId([0xb2; 16]),
+            salt: 0x5a17,
+            items: 5,
+            vector,
+            sums: sketch.sums().to_vec(),
+            differences: None,
+            bundle: Vec::new(),
+        };
+        let files = [
+            ("offer", base.clone()),
+            (
+                "reply",
+                ReconFile {
+                    kind: FileKind::Reply,
+                    sums: Vec::new(),
+                    differences: Some(items[..2].to_vec()),
+                    bundle: bundle.clone(),
+                    ..base.clone()
+                },
+            ),
+            (
+                "reply-declined",
+                ReconFile {
+                    kind: FileKind::Reply,
+                    sums: Vec::new(),
+                    bundle: bundle.clone(),
+                    ..base.clone()
+                },
+            ),
+            (
+                "rows",
+                ReconFile {
+                    kind: FileKind::Rows,
+                    sums: Vec::new(),
+                    bundle,
+                    ..base
+                },
+            ),
+        ];
+        for (name, f) in files {
+            c.add("recon_file", name, f.to_bytes());
+        }
+        c.token("recon_file", "magic", MAGIC);
+    }
+
     // kiss_deframer: the target's first byte says where to cut the stream in two.
     let mut kiss_records = Vec::new();
     for cap in captures

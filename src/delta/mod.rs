@@ -55,6 +55,59 @@ pub struct Tag {
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct VersionVector(pub BTreeMap<StationId, u64>);
 
+/// Why bytes are not a version vector (`VersionVector::read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorReadError {
+    /// The bytes end early, or a varint is malformed.
+    Read(crate::bytes::ReadError),
+    /// Entries out of ascending station order, or a station twice.
+    Order,
+}
+
+/// The wire form shared by session messages and reconciliation files:
+/// `count varint`, then `station 16 | seq varint` in strictly ascending station order.
+impl VersionVector {
+    /// Bytes `write` appends.
+    pub fn wire_len(&self) -> usize {
+        crate::bytes::varint_len(self.0.len() as u64)
+            + self
+                .0
+                .values()
+                .map(|s| 16 + crate::bytes::varint_len(*s))
+                .sum::<usize>()
+    }
+
+    /// Appends the wire form.
+    pub fn write(&self, buf: &mut Vec<u8>) {
+        crate::bytes::put_varint(buf, self.0.len() as u64);
+        for (station, seq) in &self.0 {
+            buf.extend_from_slice(&station.0);
+            crate::bytes::put_varint(buf, *seq);
+        }
+    }
+
+    /// Reads the wire form from untrusted bytes.
+    pub fn read(r: &mut crate::bytes::ByteReader<'_>) -> Result<Self, VectorReadError> {
+        let count = r.varint().map_err(VectorReadError::Read)?;
+        // Each entry takes at least 17 bytes: a bad count fails before allocating.
+        if count > (r.remaining() / 17) as u64 {
+            return Err(VectorReadError::Read(crate::bytes::ReadError::Short));
+        }
+        let mut v = VersionVector::default();
+        let mut last: Option<StationId> = None;
+        for _ in 0..count {
+            let station = StationId(r.array::<16>().map_err(VectorReadError::Read)?);
+            let seq = r.varint().map_err(VectorReadError::Read)?;
+            if last.is_some_and(|l| l >= station) {
+                return Err(VectorReadError::Order);
+            }
+            last = Some(station);
+            v.0.insert(station, seq);
+        }
+        Ok(v)
+    }
+}
+
 impl VersionVector {
     /// The highest sequence held from `origin`; 0 if none.
     pub fn get(&self, origin: &StationId) -> u64 {

@@ -38,6 +38,19 @@ pub(crate) fn square(a: u32) -> u32 {
     mul(a, a)
 }
 
+/// a^e in GF(2^32), by square-and-multiply.
+pub(crate) fn pow(mut a: u32, mut e: u64) -> u32 {
+    let mut r = 1;
+    while e > 0 {
+        if e & 1 == 1 {
+            r = mul(r, a);
+        }
+        a = square(a);
+        e >>= 1;
+    }
+    r
+}
+
 /// a⁻¹ (a ≠ 0): a^(2^32 - 2) by square-and-multiply.
 pub(crate) fn inv(a: u32) -> u32 {
     debug_assert!(a != 0, "0 has no inverse");
@@ -194,18 +207,6 @@ fn square_mod(a: &[u32], m: &[u32]) -> Poly {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pow(mut a: u32, mut e: u64) -> u32 {
-        let mut r = 1;
-        while e > 0 {
-            if e & 1 == 1 {
-                r = mul(r, a);
-            }
-            a = square(a);
-            e >>= 1;
-        }
-        r
-    }
 
     #[test]
     fn the_modulus_is_irreducible() {

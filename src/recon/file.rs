@@ -94,30 +94,6 @@ fn read_items(r: &mut ByteReader<'_>) -> Result<Vec<u32>, FileError> {
         .collect()
 }
 
-/// A version vector as session messages carry it.
-pub fn put_vector(buf: &mut Vec<u8>, v: &VersionVector) {
-    put_varint(buf, v.0.len() as u64);
-    for (station, seq) in &v.0 {
-        buf.extend_from_slice(&station.0);
-        put_varint(buf, *seq);
-    }
-}
-
-/// Reads what `put_vector` wrote.
-pub fn read_vector(r: &mut ByteReader<'_>) -> Result<VersionVector, FileError> {
-    let n = r.varint()?;
-    if n > (r.remaining() / 17) as u64 {
-        return Err(FileError::Malformed);
-    }
-    let mut v = VersionVector::default();
-    for _ in 0..n {
-        let station = StationId(r.array::<16>()?);
-        let seq = r.varint()?;
-        v.0.insert(station, seq);
-    }
-    Ok(v)
-}
-
 impl ReconFile {
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -128,7 +104,7 @@ impl ReconFile {
         buf.extend_from_slice(&self.receiver.0);
         buf.extend_from_slice(&self.salt.to_le_bytes());
         put_varint(&mut buf, self.items);
-        put_vector(&mut buf, &self.vector);
+        self.vector.write(&mut buf);
         put_items(&mut buf, &self.sums);
         match &self.differences {
             None => buf.push(0),
@@ -154,6 +130,9 @@ impl ReconFile {
         if !Self::is_recon(bytes) {
             return Err(FileError::NotRecon);
         }
+        if bytes.len() < MAGIC.len() + 4 {
+            return Err(FileError::Malformed);
+        }
         let (body, crc) = bytes.split_last_chunk::<4>().ok_or(FileError::Malformed)?;
         if CRC32.checksum(body) != u32::from_le_bytes(*crc) {
             return Err(FileError::Crc);
@@ -169,7 +148,7 @@ impl ReconFile {
         let receiver = StationId(r.array::<16>()?);
         let salt = u64::from_le_bytes(r.array::<8>()?);
         let items = r.varint()?;
-        let vector = read_vector(&mut r)?;
+        let vector = VersionVector::read(&mut r).map_err(|_| FileError::Malformed)?;
         let sums = read_items(&mut r)?;
         let differences = match r.u8()? {
             0 => None,

@@ -10,3 +10,23 @@ pub mod file;
 pub mod sketch;
 
 pub use sketch::Sketch;
+
+/// What decoding the difference of two sketches told the decoding side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    /// Our items the peer lacks (we send the rows behind them).
+    pub ours: Vec<u32>,
+    /// The peer's items we lack (we ask for them).
+    pub theirs: Vec<u32>,
+}
+
+/// Decodes our sketch `mine` (of `items`, at the capacity of `peer_sums`)
+/// against the peer's sums; None when the difference exceeds the capacity.
+pub fn difference(items: &[u32], mine: &Sketch, peer_sums: &[u32]) -> Option<Difference> {
+    let mut diff = mine.clone();
+    diff.merge(&Sketch::from_sums(peer_sums.to_vec()));
+    let found = diff.decode()?;
+    let held: std::collections::HashSet<u32> = items.iter().copied().collect();
+    let (ours, theirs) = found.into_iter().partition(|i| held.contains(i));
+    Some(Difference { ours, theirs })
+}

@@ -6,25 +6,12 @@
 //! first c sums of any larger one, so a sender can extend a sketch that did
 //! not decode without repeating what it sent. Pure.
 
-use super::field::{self, mul, square, Poly};
+use super::field::{self, mul, pow, square, Poly};
 
 /// A set sketch: the power sums s₁, s₃, … of its items, one per unit of capacity.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Sketch {
     sums: Vec<u32>,
-}
-
-/// x^e in GF(2^32).
-fn pow(mut x: u32, mut e: u64) -> u32 {
-    let mut r = 1;
-    while e > 0 {
-        if e & 1 == 1 {
-            r = mul(r, x);
-        }
-        x = square(x);
-        e >>= 1;
-    }
-    r
 }
 
 impl Sketch {

@@ -115,11 +115,7 @@ impl Store {
     /// Decode with the right dictionary and import. A refused bundle changes
     /// nothing but an rs_log line.
     pub fn import_bundle_bytes(&mut self, bytes: &[u8]) -> Result<ImportReport, StoreError> {
-        let res = self.import_bytes_inner(bytes, None, false);
-        if let Err(e) = &res {
-            self.log_refusal(None, e);
-        }
-        res
+        self.import_logged(bytes, None, false)
     }
 
     /// `import_bundle_bytes` for a bundle that arrived over radio: the partial
@@ -130,11 +126,7 @@ impl Store {
         bytes: &[u8],
         peer: &StationId,
     ) -> Result<ImportReport, StoreError> {
-        let res = self.import_bytes_inner(bytes, Some(peer), false);
-        if let Err(e) = &res {
-            self.log_refusal(None, e);
-        }
-        res
+        self.import_logged(bytes, Some(peer), false)
     }
 
     /// `import_transfer` for a bundle of rows that set reconciliation found
@@ -145,7 +137,17 @@ impl Store {
         bytes: &[u8],
         peer: &StationId,
     ) -> Result<ImportReport, StoreError> {
-        let res = self.import_bytes_inner(bytes, Some(peer), true);
+        self.import_logged(bytes, Some(peer), true)
+    }
+
+    /// Imports and logs a refusal (a refused bundle changes nothing but that line).
+    fn import_logged(
+        &mut self,
+        bytes: &[u8],
+        clear_partial: Option<&StationId>,
+        by_content: bool,
+    ) -> Result<ImportReport, StoreError> {
+        let res = self.import_bytes_inner(bytes, clear_partial, by_content);
         if let Err(e) = &res {
             self.log_refusal(None, e);
         }

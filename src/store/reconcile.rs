@@ -2,7 +2,7 @@
 //! 32-bit item, read from the per-row digests the fingerprints already keep
 //! (`rs_fp`), so listing them reads no application table.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::{ImportReport, Store, StoreError};
 use crate::bytes::ByteReader;
 use crate::delta::{StationId, VersionVector};
-use crate::recon::file::{self, FileKind, ReconFile};
+use crate::recon::file::{FileKind, ReconFile};
 use crate::recon::Sketch;
 use crate::sync::session::MAX_SKETCH_CAPACITY;
 
@@ -136,13 +136,13 @@ fn blob_items(b: &[u8]) -> Vec<u32> {
 
 fn vector_blob(v: &VersionVector) -> Vec<u8> {
     let mut b = Vec::new();
-    file::put_vector(&mut b, v);
+    v.write(&mut b);
     b
 }
 
 fn blob_vector(b: &[u8]) -> Result<VersionVector, StoreError> {
-    file::read_vector(&mut ByteReader::new(b))
-        .map_err(|e| StoreError::Malformed(format!("rs_recon vector: {e}")))
+    VersionVector::read(&mut ByteReader::new(b))
+        .map_err(|e| StoreError::Malformed(format!("rs_recon vector: {e:?}")))
 }
 
 impl Store {
@@ -238,12 +238,9 @@ impl Store {
                 // so a claim never covers a change we do not hold.
                 let vector = self.vector()?;
                 let capacity = sums.len();
-                let mut diff = Sketch::of(my_items.iter().copied(), capacity);
-                diff.merge(&Sketch::from_sums(sums));
-                if let Some(found) = diff.decode() {
-                    let ours: HashSet<u32> = my_items.iter().copied().collect();
-                    let (own, theirs): (Vec<u32>, Vec<u32>) =
-                        found.iter().partition(|i| ours.contains(i));
+                let mine_sketch = Sketch::of(my_items.iter().copied(), capacity);
+                if let Some(d) = crate::recon::difference(&my_items, &mine_sketch, &sums) {
+                    let (own, theirs) = (d.ours, d.theirs);
                     let rows = self.recon_rows(salt, &own)?;
                     let ex = self.export_reconciled(peer, &rows, &vector, None)?;
                     self.set_file_state(peer, None)?;

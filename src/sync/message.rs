@@ -614,20 +614,16 @@ fn clip_text(text: &str) -> &str {
 }
 
 fn vector_len(v: &VersionVector) -> usize {
-    varint_len(v.0.len() as u64) + v.0.values().map(|s| 16 + varint_len(*s)).sum::<usize>()
+    v.wire_len()
+}
+
+fn put_vector(buf: &mut Vec<u8>, v: &VersionVector) {
+    v.write(buf)
 }
 
 fn put_items(buf: &mut Vec<u8>, items: &[u32]) {
     for i in items {
         buf.extend_from_slice(&i.to_le_bytes());
-    }
-}
-
-fn put_vector(buf: &mut Vec<u8>, v: &VersionVector) {
-    put_varint(buf, v.0.len() as u64);
-    for (station, seq) in &v.0 {
-        buf.extend_from_slice(&station.0);
-        put_varint(buf, *seq);
     }
 }
 
@@ -686,23 +682,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn vector(&mut self) -> Result<VersionVector, MessageError> {
-        let count = self.varint()?;
-        // Each entry takes at least 17 bytes: a bad count fails before allocating.
-        if count > (self.r.remaining() / 17) as u64 {
-            return Err(MessageError::Truncated { kind: self.kind });
-        }
-        let mut v = VersionVector::default();
-        let mut last: Option<StationId> = None;
-        for _ in 0..count {
-            let station = StationId(self.array::<16>()?);
-            let seq = self.varint()?;
-            if last.is_some_and(|l| l >= station) {
-                return Err(MessageError::VectorOrder);
-            }
-            last = Some(station);
-            v.0.insert(station, seq);
-        }
-        Ok(v)
+        VersionVector::read(&mut self.r).map_err(|e| match e {
+            crate::delta::VectorReadError::Read(e) => self.err(e),
+            crate::delta::VectorReadError::Order => MessageError::VectorOrder,
+        })
     }
 }
 

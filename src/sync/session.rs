@@ -880,12 +880,9 @@ impl Session {
             }
             None => Sketch::of(items.iter().copied(), capacity),
         };
-        let mut diff = mine.clone();
-        diff.merge(&Sketch::from_sums(peer.sums.clone()));
-        if let Some(found) = diff.decode() {
-            let mine: std::collections::HashSet<u32> = items.iter().copied().collect();
-            let (own, theirs): (Vec<u32>, Vec<u32>) = found.iter().partition(|i| mine.contains(i));
-            self.summary.differences = Some(found.len() as u64);
+        if let Some(d) = crate::recon::difference(&items, &mine, &peer.sums) {
+            self.summary.differences = Some((d.ours.len() + d.theirs.len()) as u64);
+            let (own, theirs) = (d.ours, d.theirs);
             self.reconciling = true;
             self.reconciled = Some(Reconciled {
                 salt: peer.salt,
