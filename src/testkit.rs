@@ -36,7 +36,7 @@ pub fn cloned_pair(dir: &Path, dictionary: bool) -> (PathBuf, PathBuf) {
 }
 
 /// Two stations set up apart, as a new user would: the same sample data copied
-/// to `a.sqlite` and `b.sqlite` before radiosync, then `init`, `track --all`
+/// to `a.sqlite` and `b.sqlite` before radiosync, then `init` (fixed ids), `track --all`
 /// (`id` site-local) and `peer add` on each. No dictionary.
 pub fn separate_pair(dir: &Path) -> (PathBuf, PathBuf) {
     let a = dir.join("a.sqlite");
@@ -44,8 +44,9 @@ pub fn separate_pair(dir: &Path) -> (PathBuf, PathBuf) {
     sample::write_sample(&a).unwrap();
     std::fs::copy(&a, &b).unwrap();
     let mut ids = Vec::new();
-    for (path, name) in [(&a, "A"), (&b, "B")] {
-        let mut s = Store::init(path, Some(name), None).unwrap();
+    // Fixed ids: the tests run the same way every time (A's id is the lower).
+    for (path, name, id) in [(&a, "A", [0xa1; 16]), (&b, "B", [0xb2; 16])] {
+        let mut s = Store::init_as(path, crate::delta::StationId(id), Some(name), None).unwrap();
         s.track(&[], &["id".to_string()]).unwrap();
         ids.push(s.station().id);
     }

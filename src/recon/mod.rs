@@ -11,6 +11,10 @@ pub mod sketch;
 
 pub use sketch::Sketch;
 
+/// Largest sketch capacity asked for: 16 kB of sums, decoded in a few seconds.
+/// A difference larger than this is cheaper sent by the change logs.
+pub const MAX_SKETCH_CAPACITY: u64 = 4096;
+
 /// What decoding the difference of two sketches told the decoding side.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Difference {

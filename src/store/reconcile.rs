@@ -12,7 +12,7 @@ use crate::bytes::ByteReader;
 use crate::delta::{StationId, VersionVector};
 use crate::recon::file::{FileKind, ReconFile};
 use crate::recon::Sketch;
-use crate::sync::session::MAX_SKETCH_CAPACITY;
+use crate::recon::MAX_SKETCH_CAPACITY;
 
 /// One synced row as a reconciliation item.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -31,7 +31,7 @@ pub enum Violation {
         state: &'static str,
     },
     /// A `SketchMore` asking for no more than was sent, or past the limit.
-    #[error("sketch capacity {capacity} asked, {have} sent (at most {max})", max = crate::sync::session::MAX_SKETCH_CAPACITY)]
+    #[error("sketch capacity {capacity} asked, {have} sent (at most {max})", max = crate::recon::MAX_SKETCH_CAPACITY)]
     SketchCapacity {
         /// The capacity asked for.
         capacity: u64,

@@ -16,9 +16,7 @@ use crate::recon::Sketch;
 pub const MIN_MESSAGE: usize = 32;
 /// Default cap on the size of a bundle a receiver accepts (memory and disk).
 pub const DEFAULT_MAX_BUNDLE: u64 = 64 << 20;
-/// Largest sketch capacity asked for: 16 kB of sums, decoded in a few seconds.
-/// A difference larger than this is cheaper sent by the change logs.
-pub const MAX_SKETCH_CAPACITY: u64 = 4096;
+pub use crate::recon::MAX_SKETCH_CAPACITY;
 /// First sketch capacity when the stations synced before (drift is small).
 const DRIFT_CAPACITY: u64 = 32;
 
