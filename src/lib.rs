@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod arq;
+pub mod auth;
 pub mod bytes;
 pub mod capture;
 pub mod codec;
