@@ -151,7 +151,22 @@ pub struct StationStats {
     pub ignored_frames: u64,
     /// "Unknown session" answers sent.
     pub unknown_told: u64,
+    /// Refusals sent to callers that were not accepted.
+    pub refusals_sent: u64,
+    /// Refusals held back (the same caller was refused a moment before).
+    pub refusals_held_back: u64,
 }
+
+/// Refusals sent to one caller.
+struct Refusals {
+    last: Instant,
+    held_back: u64,
+    first: bool,
+}
+
+/// At most one refusal per caller this often; "unknown session" answers too.
+pub const REFUSAL_INTERVAL: Duration = Duration::from_secs(10);
+const MAX_REFUSAL_MEMORY: usize = 1024;
 
 /// One station on one link: routes frames to an engine per session and does
 /// their store work. See the module docs.
@@ -175,6 +190,10 @@ pub struct Station {
     /// A session that hears nothing this long while its ARQ holds no timer
     /// (it waits for the peer) is given up.
     silence_limit: Duration,
+    /// Refusals per caller, for the rate limit.
+    refusals: std::collections::HashMap<String, Refusals>,
+    /// When an "unknown session" answer last went out.
+    last_unknown_told: Option<Instant>,
 }
 
 /// A recently closed session; `engine` is kept (TIME-WAIT) for `silence_limit`
@@ -252,6 +271,8 @@ impl Station {
             recorder: None,
             stats: StationStats::default(),
             silence_limit,
+            refusals: Default::default(),
+            last_unknown_told: None,
         })
     }
 
@@ -377,7 +398,10 @@ impl Station {
         // The Hello carries the content fingerprint: writes since the last check count.
         self.store.check_capture()?;
         let local = local_info(&self.store)?;
-        let state = self.store.transfer_state(&peer.id)?;
+        let mut state = self.store.transfer_state(&peer.id)?;
+        if let Some(a) = &mut state.auth {
+            a.nonce = self.store.next_hello_nonce()?;
+        }
         let resume = match (&state.outgoing, &state.incoming) {
             (None, None) => String::new(),
             (o, i) => format!(
@@ -530,6 +554,15 @@ impl Station {
     /// Queues a control frame telling the sender of session `id` (`to` on
     /// AX.25) that this station does not know it.
     fn tell_unknown(&mut self, now: Instant, id: u16, to: Option<Callsign>) {
+        // Anyone can send frames of made-up sessions: answer at most one per
+        // interval, so they cannot make this station transmit at will.
+        if self
+            .last_unknown_told
+            .is_some_and(|t| now < t + REFUSAL_INTERVAL)
+        {
+            return;
+        }
+        self.last_unknown_told = Some(now);
         let addrs = match (to, &self.local_call) {
             (Some(peer), Some(local)) => Some(Ax25Addresses {
                 local: local.clone(),
@@ -694,19 +727,19 @@ impl Station {
                         if let Some(s) = self.sessions.get_mut(&id) {
                             s.peer_name = Some(label.clone());
                         }
-                        if responder && !self.settle_duplicate(now, id, &label, station) {
-                            continue;
+                        let station = *station;
+                        self.store_work(now, id, ev);
+                        // Only a caller that proved itself may displace a running
+                        // session with the station it claims to be.
+                        let accepted = self.sessions.get(&id).is_some_and(|s| {
+                            s.engine.session().was_accepted() && !s.engine.session().is_closed()
+                        });
+                        if responder && accepted {
+                            self.settle_duplicate(now, id, &label, &station);
                         }
+                        continue;
                     }
-                    let slot = self.sessions.get_mut(&id).expect("slot present");
-                    let label = slot.peer_name.clone().unwrap_or_default();
-                    match do_store_work(&mut self.store, &mut slot.engine, ev) {
-                        Ok(()) => {}
-                        Err(StoreWorkError::Store(e)) => {
-                            self.note(now, format!("session {id:04x} ({label}): store: {e}"))
-                        }
-                        Err(e) => self.note(now, format!("session {id:04x} ({label}): {e}")),
-                    }
+                    self.store_work(now, id, ev);
                 }
                 EngineEvent::FrameSent { bytes, .. } => self.record(now, RecordKind::Sent, &bytes),
                 // Recorded by `route`, where every received frame passes.
@@ -717,6 +750,7 @@ impl Station {
                 }
             }
         }
+        self.send_refusal(now, id);
         let done = self.sessions.get(&id).is_some_and(|s| s.engine.is_done());
         if done {
             let s = self.sessions.remove(&id).expect("slot present");
@@ -755,6 +789,80 @@ impl Station {
                 answers: 0,
             });
             self.outcomes.push_back(outcome);
+        }
+    }
+
+    fn store_work(&mut self, now: Instant, id: u16, ev: crate::sync::SessionEvent) {
+        let Some(slot) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let label = slot.peer_name.clone().unwrap_or_default();
+        match do_store_work(&mut self.store, &mut slot.engine, ev) {
+            Ok(()) => {}
+            Err(StoreWorkError::Store(e)) => {
+                self.note(now, format!("session {id:04x} ({label}): store: {e}"))
+            }
+            Err(e) => self.note(now, format!("session {id:04x} ({label}): {e}")),
+        }
+    }
+
+    /// A session refused its caller: one short refusal, at most one per
+    /// `REFUSAL_INTERVAL` per caller (its callsign, else the station it claims
+    /// to be); the log gets one line per caller and interval, with the count
+    /// of the refusals held back since.
+    fn send_refusal(&mut self, now: Instant, id: u16) {
+        let Some(slot) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if !slot.engine.session().has_refusal() {
+            return;
+        }
+        let caller = slot
+            .engine
+            .peer_callsign()
+            .map(|c| c.to_string())
+            .or_else(|| slot.peer_name.clone())
+            .unwrap_or_else(|| "an unidentified caller".into());
+        let why = slot
+            .engine
+            .session()
+            .error()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let frame = slot.engine.take_refusal_frame();
+        if self.refusals.len() > MAX_REFUSAL_MEMORY {
+            self.refusals.retain(|_, r| now < r.last + REFUSAL_INTERVAL);
+        }
+        let r = self.refusals.entry(caller.clone()).or_insert(Refusals {
+            last: now,
+            held_back: 0,
+            first: true,
+        });
+        if !r.first && now < r.last + REFUSAL_INTERVAL {
+            r.held_back += 1;
+            self.stats.refusals_held_back += 1;
+            return;
+        }
+        let held = std::mem::take(&mut r.held_back);
+        r.first = false;
+        r.last = now;
+        let more = if held > 0 {
+            format!(" ({held} more refused call(s) from it held back since the last line)")
+        } else {
+            String::new()
+        };
+        let line = format!("session {id:04x}: refused a call from {caller}: {why}{more}");
+        self.note(now, line.clone());
+        let _ = self.store.log_event(&crate::store::LogEntry {
+            peer: Some(caller),
+            direction: "in".into(),
+            result: "refused".into(),
+            message: format!("call refused: {why}{more}"),
+            ..Default::default()
+        });
+        if let Some(bytes) = frame {
+            self.stats.refusals_sent += 1;
+            self.tell.push_back(bytes);
         }
     }
 

@@ -137,6 +137,7 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             };
             engine.session_mut().bundle_ready(bytes)?;
         }
+        SessionEvent::Authenticated { peer, nonce } => store.note_peer_hello_nonce(&peer, nonce)?,
         SessionEvent::KeepOutgoing { peer, id, bytes } => {
             store.transfer_keep_outgoing(&peer, id, &bytes)?
         }
@@ -244,6 +245,8 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
                 }
             }
         }
+        // A caller that was not accepted is logged by the station, aggregated.
+        SessionEvent::Failed(_) if !engine.session().was_accepted() => {}
         SessionEvent::Failed(err) => {
             let peer = engine.session().peer().map(|p| peer_name(store, &p));
             store.log_event(&LogEntry {

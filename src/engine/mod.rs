@@ -25,6 +25,10 @@ use crate::sync::{self, LocalInfo, PeerState, Session, SessionError, SessionEven
 /// again": a restarted daemon's answer to data of the session it forgot.
 pub const CONTROL_UNKNOWN_SESSION: &[u8] = &[0x01];
 
+/// First payload byte of a control frame refusing a call; a session `Error`
+/// message follows (the only answer a caller that was not accepted gets).
+pub const CONTROL_REFUSED: u8 = 0x02;
+
 /// A control frame telling the sender of session `session` that it is unknown
 /// here (kind Control, seq 0).
 pub fn unknown_session_frame(session: u16) -> Frame {
@@ -161,6 +165,9 @@ pub struct EngineStats {
     pub foreign_frames: u64,
     /// Frames the ARQ refused (a misbehaving peer).
     pub refused_frames: u64,
+    /// Frames dropped because their tag was missing or wrong (forged, replayed
+    /// from another session, or damaged beyond the CRC's notice).
+    pub unauthenticated_frames: u64,
     /// Estimated time on air of our transmissions, TXDELAY included.
     pub airtime: Duration,
     /// Session message bytes the peer acknowledged / delivered to us.
@@ -193,6 +200,8 @@ pub struct Engine {
     heard: bool,
     /// The peer, heard before, said it knows no such session.
     peer_forgot: bool,
+    /// The session refused its caller: the ARQ stays silent.
+    refused: bool,
 }
 
 impl Engine {
@@ -254,6 +263,7 @@ impl Engine {
             gave_up: false,
             heard: false,
             peer_forgot: false,
+            refused: false,
         };
         e.pump();
         Ok(e)
@@ -340,11 +350,24 @@ impl Engine {
                 self.give_up();
                 return;
             }
+            FrameKind::Control if d.frame.payload.first() == Some(&CONTROL_REFUSED) => {
+                // Untagged by nature (the refuser has no key for us), so only
+                // heeded before the peer has proven itself.
+                self.session.refused_by_peer(&d.frame.payload[1..]);
+                if self.session.is_closed() {
+                    self.gave_up = true;
+                }
+                return;
+            }
             FrameKind::Control | FrameKind::Unknown(_) => {
                 self.stats.refused_frames += 1;
                 return;
             }
         };
+        if !self.authentic(&d.frame, kind) {
+            self.stats.unauthenticated_frames += 1;
+            return;
+        }
         self.heard = true;
         let frame = ArqFrame {
             kind,
@@ -356,6 +379,21 @@ impl Engine {
             self.stats.refused_frames += 1;
         }
         self.pump();
+    }
+
+    /// Whether a data or ack frame may go to the ARQ: it carries the tag of the
+    /// peer's key, or the session takes untagged frames (before the Hello is
+    /// checked, or without authentication). An untagged copy of a data frame
+    /// already delivered passes too: the caller's Hello sent again because our
+    /// ack was lost; it only makes the ARQ ack again.
+    fn authentic(&self, f: &Frame, kind: ArqKind) -> bool {
+        let Some(key) = self.session.rx_key() else {
+            return true;
+        };
+        match &f.auth_tag {
+            Some(tag) => key.check_frame_tag(u8::from(f.kind), f.session, f.seq, &f.payload, tag),
+            None => kind == ArqKind::Data && self.arq.delivered(f.seq),
+        }
     }
 
     /// Whether a decoded frame belongs to this session (adopting the session id
@@ -424,6 +462,26 @@ impl Engine {
     /// All bytes of one transmission (write them to the port at once), if it
     /// is our turn and there is something to send.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.session.has_refusal() {
+            let bytes = self.take_refusal_frame()?;
+            let info = FrameInfo {
+                kind: FrameKind::Control,
+                session: self.session_id.unwrap_or(0),
+                seq: 0,
+                payload_len: 0,
+                decode: DecodeInfo::default(),
+            };
+            self.events.push_back(EngineEvent::FrameSent {
+                bytes: bytes.clone(),
+                info,
+            });
+            return Some(bytes);
+        }
+        if self.refused {
+            // A caller that was not accepted gets one refusal and nothing from
+            // the ARQ: not even acks of its junk.
+            return None;
+        }
         self.feed();
         let tx = self.arq.poll_transmit(now);
         self.pump();
@@ -441,15 +499,20 @@ impl Engine {
         };
         let mut out = Vec::new();
         for af in tx.frames {
+            let kind = match af.kind {
+                ArqKind::Data => FrameKind::Data,
+                ArqKind::Ack => FrameKind::Ack,
+            };
+            let auth_tag = self.session.tx_key().map(|k| {
+                k.frame_tag(u8::from(kind), session, af.seq, &af.payload)
+                    .to_vec()
+            });
             let frame = Frame {
-                kind: match af.kind {
-                    ArqKind::Data => FrameKind::Data,
-                    ArqKind::Ack => FrameKind::Ack,
-                },
+                kind,
                 session,
                 seq: af.seq,
                 payload: af.payload,
-                auth_tag: None,
+                auth_tag,
             };
             match self.framer.encode(&frame, addrs.as_ref()) {
                 Ok(bytes) => {
@@ -481,8 +544,41 @@ impl Engine {
         Some(out)
     }
 
+    /// The session refused its caller: the one control frame to send it (the
+    /// shell may hold it back to rate-limit refusals). Afterwards the engine is done.
+    pub fn take_refusal_frame(&mut self) -> Option<Vec<u8>> {
+        let error = self.session.take_refusal()?;
+        self.refused = true;
+        self.gave_up = true;
+        let session = self.session_id?;
+        let mut payload = vec![CONTROL_REFUSED];
+        payload.extend_from_slice(&error);
+        let frame = Frame {
+            kind: FrameKind::Control,
+            session,
+            seq: 0,
+            payload,
+            auth_tag: None,
+        };
+        let addrs = match (&self.local_callsign, &self.peer_callsign) {
+            (Some(l), Some(p)) => Some(Ax25Addresses {
+                local: l.clone(),
+                peer: p.clone(),
+            }),
+            _ => None,
+        };
+        let bytes = self.framer.encode(&frame, addrs.as_ref()).ok()?;
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.stats.transmissions += 1;
+        Some(bytes)
+    }
+
     /// When to call `handle_timeout` next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.refused {
+            return None;
+        }
         [self.arq.poll_timeout(), self.framer.poll_timeout()]
             .into_iter()
             .flatten()

@@ -8,6 +8,7 @@
 
 mod capture;
 mod exchange;
+mod identity;
 pub mod fingerprint;
 mod import;
 pub mod reconcile;
@@ -24,6 +25,7 @@ use crate::delta::merge::Policy;
 use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
 pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
+pub use identity::{copy_station, key_path, KeyError};
 pub use exchange::{Exported, ImportReport, SyncedRow};
 pub use reconcile::ReconItem;
 pub use schema::{Column, TableInfo};
@@ -160,6 +162,15 @@ pub enum StoreError {
     /// A dictionary could not be trained, with the reason.
     #[error("cannot train a compression dictionary: {0}")]
     Dictionary(String),
+    /// The station's key, or a peer's, cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A signed file or bundle whose signature does not verify.
+    #[error("refused: {0}")]
+    Unauthenticated(String),
+    /// The peer may not push changes to this station.
+    #[error("{0} may not push changes to this station (peer edit --push yes allows it)")]
+    PushRefused(String),
 }
 
 impl StoreError {
@@ -177,6 +188,8 @@ impl StoreError {
                 | StoreError::Malformed(_)
                 | StoreError::Codec(_)
                 | StoreError::DictMismatch { .. }
+                | StoreError::Unauthenticated(_)
+                | StoreError::PushRefused(_)
         )
     }
 }
@@ -231,6 +244,10 @@ pub struct PeerInfo {
     pub unplaced: bool,
     /// The schema fingerprint the peer last showed (a Hello, a bundle header).
     pub schema: Option<SchemaFingerprint>,
+    /// Its public key; `None`: registered with `--no-auth`.
+    pub key: Option<crate::auth::PublicKey>,
+    /// Whether it may push changes here.
+    pub may_push: bool,
 }
 
 /// One line of `rs_log`.
@@ -297,6 +314,8 @@ pub struct Store {
     /// Schema fingerprints peers showed in a session's Hello (not stored: a
     /// stored one changes only with a layout, so schema upgrades are noticed).
     schema_hints: std::collections::HashMap<StationId, SchemaFingerprint>,
+    /// The station's key, or why it cannot be used.
+    key: identity::LoadedKey,
 }
 
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SS.mmmZ`: how radiosync writes times.
@@ -427,7 +446,9 @@ impl Store {
             read_only,
             problems: Vec::new(),
             schema_hints: Default::default(),
+            key: Err(KeyError::Missing(String::new())),
         };
+        store.key = identity::load_key(&store.conn, path, !read_only);
         store.check_capture()?;
         Ok(store)
     }
@@ -843,6 +864,11 @@ impl Store {
                 .map(|f| SchemaFingerprint(f as u32)),
             verified_at: r.get(7)?,
             differs_since: r.get(8)?,
+            key: r
+                .get::<_, Option<Vec<u8>>>(9)?
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                .and_then(|b| crate::auth::PublicKey::from_bytes(&b).ok()),
+            may_push: r.get::<_, Option<i64>>(10)?.unwrap_or(1) != 0,
         })
     }
 
@@ -882,7 +908,8 @@ impl Store {
     }
 
     const PEER_COLS: &'static str =
-        "uuid, name, callsign, last_sync, sync_count, dict_id, schema, verified_at, differs_since";
+        "uuid, name, callsign, last_sync, sync_count, dict_id, schema, verified_at, differs_since, \
+         public_key, may_push";
 
     /// Every registered peer, by name.
     pub fn peers(&self) -> Result<Vec<PeerInfo>, StoreError> {
@@ -1150,6 +1177,9 @@ impl Store {
         if to.exists() {
             return Err(StoreError::TargetExists(to.display().to_string()));
         }
+        if key_path(to).exists() {
+            return Err(StoreError::TargetExists(key_path(to).display().to_string()));
+        }
         let mut a = Store::open(from)?;
         a.writable()?;
         let a_vec = a.vector()?;
@@ -1160,7 +1190,8 @@ impl Store {
             let conn = open_conn(to)?;
             let tx = conn.unchecked_transaction()?;
             tx.execute(
-                "UPDATE rs_station SET uuid = ?1, name = ?2, callsign = ?3, created_on = ?4",
+                "UPDATE rs_station SET uuid = ?1, name = ?2, callsign = ?3, created_on = ?4, \
+                 public_key = NULL, hello_nonce = 0",
                 params![b_id.0.to_vec(), name, callsign, now_text()],
             )?;
             tx.execute_batch(
@@ -1179,7 +1210,10 @@ impl Store {
             tx.commit()?;
         }
         let mut b = Store::open(to)?;
+        let a_key = a.station_key()?.public();
+        let b_key = b.station_key()?.public();
         b.add_peer(&a.station.name, a.station.id, a.station.callsign.as_deref())?;
+        b.set_peer_key(&a.station.id, Some(&a_key))?;
         b.set_peer_schema(&a.station.id, a.fingerprint)?;
         b.note_peer_vector(&a.station.id, &a_vec)?;
         b.set_peer_dict(&a.station.id, dict_id)?;
@@ -1188,6 +1222,7 @@ impl Store {
             return Err(StoreError::PeerExists(b_name));
         }
         a.add_peer(&b_name, b_id, callsign)?;
+        a.set_peer_key(&b_id, Some(&b_key))?;
         a.set_peer_schema(&b_id, a.fingerprint)?;
         a.note_peer_vector(&b_id, &a_vec)?;
         a.set_peer_dict(&b_id, dict_id)?;

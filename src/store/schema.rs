@@ -83,6 +83,11 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rs_table", "fp", "INTEGER"),
     ("rs_peer", "verified_at", "TEXT"),
     ("rs_peer", "differs_since", "TEXT"),
+    ("rs_station", "public_key", "BLOB"),
+    ("rs_station", "hello_nonce", "INTEGER"),
+    ("rs_peer", "public_key", "BLOB"),
+    ("rs_peer", "hello_nonce", "INTEGER"),
+    ("rs_peer", "may_push", "INTEGER"),
 ];
 
 /// Bring an older station file's own tables up to date. Idempotent.

@@ -100,12 +100,25 @@ impl Store {
         let synced_before = info
             .as_ref()
             .is_some_and(|p| p.last_sync.is_some() || p.verified_at.is_some());
+        let auth = match self.peer_secret(peer) {
+            Ok(Some(secret)) => Some(crate::sync::session::PeerAuth {
+                secret,
+                // A responder's nonce; a caller replaces it with `next_hello_nonce`.
+                nonce: rand::random(),
+                last_peer_nonce: self.peer_hello_nonce(peer)?,
+            }),
+            Ok(None) => None,
+            Err(StoreError::UnknownPeer(_)) => None,
+            Err(e) => return Err(e),
+        };
         Ok(PeerState {
             outgoing,
             incoming,
             reconcile,
             salt: rand::random(),
             synced_before,
+            auth,
+            refuse_push: info.as_ref().is_some_and(|p| !p.may_push),
         })
     }
 

@@ -10,7 +10,7 @@ use crate::bytes::{ByteReader, ReadError};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 
 /// The session protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Longest callsign accepted in a `Hello` (AX.25 needs 6 + SSID; room to spare).
 pub const MAX_CALLSIGN: usize = 16;
 /// Longest error text emitted; longer texts are cut at a character boundary.
@@ -93,6 +93,20 @@ pub struct Hello {
     pub resume: Option<Resume>,
     /// The sender's content fingerprint (`store::fingerprint`) as the session starts.
     pub fingerprint: Option<u64>,
+    /// The sender takes no bundle from the addressee (it may not push here).
+    pub refuses_push: bool,
+    /// The sender's nonce and proof of identity (`auth`); the proof is the
+    /// message's last `PROOF_LEN` bytes.
+    pub auth: Option<HelloAuth>,
+}
+
+/// The authenticated part of a Hello.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HelloAuth {
+    /// Initiator: a counter above every nonce it used before; responder: random.
+    pub nonce: u64,
+    /// MAC of the Hello's bytes before it, under the session's Hello key.
+    pub proof: [u8; crate::auth::PROOF_LEN],
 }
 
 /// Why a session was refused or aborted.
@@ -118,6 +132,8 @@ pub enum ErrorCode {
     Local,
     /// The operator or daemon stopped the session.
     Cancelled,
+    /// The caller did not prove it holds its registered key (or replayed a Hello).
+    Unauthenticated,
     /// A code this build does not know, kept as it came.
     Unknown(u8),
 }
@@ -136,6 +152,7 @@ impl ErrorCode {
             ErrorCode::Protocol => 8,
             ErrorCode::Local => 9,
             ErrorCode::Cancelled => 10,
+            ErrorCode::Unauthenticated => 11,
             ErrorCode::Unknown(b) => b,
         }
     }
@@ -153,6 +170,7 @@ impl ErrorCode {
             8 => ErrorCode::Protocol,
             9 => ErrorCode::Local,
             10 => ErrorCode::Cancelled,
+            11 => ErrorCode::Unauthenticated,
             other => ErrorCode::Unknown(other),
         }
     }
@@ -171,6 +189,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::Protocol => "protocol violation",
             ErrorCode::Local => "local failure",
             ErrorCode::Cancelled => "cancelled",
+            ErrorCode::Unauthenticated => "not authenticated",
             ErrorCode::Unknown(b) => return write!(f, "error code {b}"),
         };
         f.write_str(name)
@@ -361,6 +380,7 @@ impl Message {
                     + vector_len(&h.vector)
                     + h.resume.map_or(0, |r| 8 + varint_len(r.stored))
                     + h.fingerprint.map_or(0, |_| 8)
+                    + h.auth.map_or(0, |_| 8 + crate::auth::PROOF_LEN)
             }
             Message::BundleStart {
                 total_len, offset, ..
@@ -398,7 +418,9 @@ impl Message {
                 buf.push(h.version);
                 let flags = u8::from(h.initiator)
                     | (u8::from(h.resume.is_some()) << 1)
-                    | (u8::from(h.fingerprint.is_some()) << 2);
+                    | (u8::from(h.fingerprint.is_some()) << 2)
+                    | (u8::from(h.auth.is_some()) << 3)
+                    | (u8::from(h.refuses_push) << 4);
                 buf.push(flags);
                 buf.extend_from_slice(&h.station.0);
                 let call = &h.callsign.as_bytes()[..h.callsign.len().min(MAX_CALLSIGN)];
@@ -413,6 +435,10 @@ impl Message {
                 }
                 if let Some(f) = h.fingerprint {
                     buf.extend_from_slice(&f.to_le_bytes());
+                }
+                if let Some(a) = h.auth {
+                    buf.extend_from_slice(&a.nonce.to_le_bytes());
+                    buf.extend_from_slice(&a.proof);
                 }
             }
             Message::BundleStart {
@@ -488,7 +514,7 @@ impl Message {
             TYPE_HELLO => {
                 let version = r.u8()?;
                 let flags = r.u8()?;
-                if flags & !0b111 != 0 {
+                if flags & !0b1_1111 != 0 {
                     return Err(MessageError::BadFlags(flags));
                 }
                 let station = StationId(r.array::<16>()?);
@@ -513,6 +539,14 @@ impl Message {
                 } else {
                     None
                 };
+                let auth = if flags & 0b1000 != 0 {
+                    Some(HelloAuth {
+                        nonce: u64::from_le_bytes(r.array::<8>()?),
+                        proof: r.array::<{ crate::auth::PROOF_LEN }>()?,
+                    })
+                } else {
+                    None
+                };
                 Message::Hello(Hello {
                     version,
                     initiator: flags & 1 != 0,
@@ -523,6 +557,8 @@ impl Message {
                     vector,
                     resume,
                     fingerprint,
+                    refuses_push: flags & 0b1_0000 != 0,
+                    auth,
                 })
             }
             TYPE_BUNDLE_START => {

@@ -5,8 +5,10 @@
 use std::collections::VecDeque;
 
 use super::message::{
-    BundleId, ErrorCode, Hello, Message, MessageError, Resume, MAX_REASSEMBLY, PROTOCOL_VERSION,
+    BundleId, ErrorCode, Hello, HelloAuth, Message, MessageError, Resume, MAX_REASSEMBLY,
+    PROTOCOL_VERSION,
 };
+use crate::auth::{MacKey, SessionKeys, SharedSecret, PROOF_LEN};
 use super::reassembly::{BundleReassembly, Defragmenter, ReceiveError, Start, Violation};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 use crate::recon::Sketch;
@@ -99,6 +101,24 @@ pub struct PeerState {
     /// The stations completed a session or a bundle before: never first contact,
     /// whatever the vectors say (stations that write nothing of their own).
     pub synced_before: bool,
+    /// The peer is registered with a key: the session is authenticated.
+    /// `None`: registered with `--no-auth`.
+    pub auth: Option<PeerAuth>,
+    /// This station takes no bundle from the peer (it may not push here).
+    pub refuse_push: bool,
+}
+
+/// What authenticating a session with a peer takes (see `auth`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerAuth {
+    /// The secret the two stations' keys share.
+    pub secret: SharedSecret,
+    /// Initiator: a Hello nonce above every one this station used before
+    /// (`Store::next_hello_nonce`). Responder: a random nonce for this session.
+    pub nonce: u64,
+    /// Responder: the highest nonce of a Hello from this peer accepted before;
+    /// a Hello at or below it is a replay.
+    pub last_peer_nonce: u64,
 }
 
 /// What set reconciliation decided this station sends: the rows behind
@@ -133,6 +153,14 @@ pub enum SessionEvent {
         /// The peer's schema fingerprint: when it differs from ours, our
         /// bundles carry our table layout.
         schema: SchemaFingerprint,
+    },
+    /// Responder: the caller proved its identity with Hello nonce `nonce`;
+    /// record it (`Store::note_peer_hello_nonce`) so a replay is refused.
+    Authenticated {
+        /// The peer.
+        peer: StationId,
+        /// The nonce of its Hello.
+        nonce: u64,
     },
     /// Export what `peer` lacks given `peer_vector` (the peer's own word of
     /// what it holds) and hand the bytes to `bundle_ready` (empty = nothing).
@@ -247,6 +275,10 @@ pub struct Summary {
     pub differences: Option<u64>,
     /// Sketch sums sent (responder) or received (initiator).
     pub sketch_sums: u64,
+    /// Both stations proved their identity (keys registered on both sides).
+    pub authenticated: bool,
+    /// The peer takes no bundle from this station: nothing was pushed.
+    pub push_refused: bool,
 }
 
 impl Summary {
@@ -352,6 +384,9 @@ pub enum SessionError {
     /// This station cancelled the session.
     #[error("cancelled")]
     Cancelled,
+    /// The peer did not prove its identity, with the reason.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
 }
 
 /// Where a session error comes from.
@@ -377,6 +412,7 @@ impl SessionError {
             | SchemaMismatch { .. }
             | WrongStation { .. }
             | UnknownStation { .. }
+            | Unauthenticated(_)
             | BundleTooLarge { .. }
             | BundleRefused(_) => ErrorKind::Peer,
             LinkLost | Local(_) | MessageTooLarge { .. } | Cancelled => ErrorKind::Local,
@@ -397,6 +433,7 @@ impl SessionError {
                 ErrorCode::BundleCorrupt,
                 format!("bundle {id} does not match its id"),
             ),
+            Unauthenticated(why) => (ErrorCode::Unauthenticated, why.clone()),
             _ => return None,
         })
     }
@@ -566,6 +603,27 @@ pub struct Session {
     /// Whether the last session with the peer ended unverified, and the salt
     /// to use (responder).
     hint: (bool, u64),
+    /// Authentication with the peer, when it has a key.
+    auth: Option<PeerAuth>,
+    /// This session's keys, once both nonces needed are known.
+    keys: Option<SessionKeys>,
+    /// Tags our frames; `None` until we may tag (or without authentication).
+    tx_key: Option<MacKey>,
+    /// Checks the peer's frames; `None`: untagged frames are taken.
+    rx_key: Option<MacKey>,
+    /// The initiator's Hello as it went on air (the responder's proof covers it).
+    hello_bytes: Vec<u8>,
+    /// The peer's Hello as received.
+    peer_hello: Vec<u8>,
+    /// Responder: the shell accepted the caller; until then a failure is
+    /// answered with one short refusal outside the ARQ, never with data.
+    accepted: bool,
+    /// An `Error` for a caller that was not accepted, for the engine to send once.
+    refusal: Option<Vec<u8>>,
+    /// This station takes no bundle from the peer.
+    refuse_push: bool,
+    /// The peer takes no bundle from this station.
+    peer_refuses_push: bool,
 }
 
 impl Session {
@@ -582,6 +640,13 @@ impl Session {
         s.kept = state.outgoing;
         s.partial = state.incoming;
         s.synced_before = state.synced_before;
+        s.refuse_push = state.refuse_push;
+        if let Some(a) = &state.auth {
+            let keys = SessionKeys::new(&a.secret, s.local.station, peer, a.nonce);
+            s.rx_key = Some(keys.responder_frames());
+            s.keys = Some(keys);
+        }
+        s.auth = state.auth;
         s.send_hello();
         Ok(s)
     }
@@ -626,12 +691,61 @@ impl Session {
             sketched: false,
             synced_before: false,
             hint: (false, 0),
+            auth: None,
+            keys: None,
+            tx_key: None,
+            rx_key: None,
+            hello_bytes: Vec::new(),
+            peer_hello: Vec::new(),
+            accepted: role == Role::Initiator,
+            refusal: None,
+            refuse_push: false,
+            peer_refuses_push: false,
         })
     }
 
     /// Whether this station called or answered.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The key that tags this station's frames, once it may tag.
+    pub fn tx_key(&self) -> Option<&MacKey> {
+        self.tx_key.as_ref()
+    }
+
+    /// The key the peer's frames must carry a tag of; `None`: untagged frames
+    /// are taken (before the Hello, or without authentication).
+    pub fn rx_key(&self) -> Option<&MacKey> {
+        self.rx_key.as_ref()
+    }
+
+    /// A refusal waits to be taken (`take_refusal`).
+    pub fn has_refusal(&self) -> bool {
+        self.refusal.is_some()
+    }
+
+    /// Responder: whether the shell accepted the caller (an initiator: always).
+    pub fn was_accepted(&self) -> bool {
+        self.accepted
+    }
+
+    /// The caller was not accepted: the `Error` to send it once, outside the
+    /// ARQ (the engine sends it in a control frame). Taken once.
+    pub fn take_refusal(&mut self) -> Option<Vec<u8>> {
+        self.refusal.take()
+    }
+
+    /// Initiator, before the responder's Hello: the responder refused the call
+    /// (an `Error` in a control frame). Ignored once the peer has proven itself.
+    pub fn refused_by_peer(&mut self, error: &[u8]) {
+        if self.is_closed() || self.role != Role::Initiator || !matches!(self.state, State::AwaitHello)
+        {
+            return;
+        }
+        if let Ok(Message::Error { code, text }) = Message::parse(error) {
+            self.fail(SessionError::PeerError { code, text }, None);
+        }
     }
 
     /// The peer, once known.
@@ -750,6 +864,16 @@ impl Session {
             return Ok(());
         }
         self.expect(matches!(self.state, State::AwaitAccept), "accept_peer")?;
+        if let Err(why) = self.authenticate_caller(state.auth.as_ref()) {
+            self.fail(
+                SessionError::Unauthenticated(why.clone()),
+                Some((ErrorCode::Unauthenticated, why)),
+            );
+            return Ok(());
+        }
+        self.accepted = true;
+        self.auth = state.auth;
+        self.refuse_push = state.refuse_push;
         self.kept = state.outgoing;
         self.partial = state.incoming;
         self.hint = (state.reconcile, state.salt);
@@ -766,6 +890,49 @@ impl Session {
             }
             None => self.start_sending(Phase::Pull),
         }
+        Ok(())
+    }
+
+    /// Responder: checks the caller's Hello against its registered key and
+    /// sets the session's keys. Err: why it is refused.
+    fn authenticate_caller(&mut self, auth: Option<&PeerAuth>) -> Result<(), String> {
+        let hello = match Message::parse(&self.peer_hello) {
+            Ok(Message::Hello(h)) => h.auth,
+            _ => None,
+        };
+        self.hello_bytes = self.peer_hello.clone();
+        let peer = self.peer_id();
+        let Some(a) = auth else {
+            if hello.is_some() {
+                return Err(format!(
+                    "station {peer} is registered here without a key (--no-auth): register it \
+                     with its card on both sides, or with --no-auth on both"
+                ));
+            }
+            return Ok(());
+        };
+        let Some(h) = hello else {
+            return Err(format!(
+                "station {peer} must prove its identity: register this station on it with \
+                 this station's card"
+            ));
+        };
+        let keys = SessionKeys::new(&a.secret, peer, self.local.station, h.nonce);
+        let signed = &self.hello_bytes[..self.hello_bytes.len() - PROOF_LEN];
+        if !keys.initiator_hello().check_proof(signed, &h.proof) {
+            return Err(format!("the Hello's proof does not match station {peer}'s key"));
+        }
+        if h.nonce <= a.last_peer_nonce {
+            return Err("a replayed Hello (its nonce is not newer than the last one accepted)".into());
+        }
+        self.events.push_back(SessionEvent::Authenticated {
+            peer,
+            nonce: h.nonce,
+        });
+        self.tx_key = Some(keys.responder_frames());
+        self.rx_key = Some(keys.initiator_frames(a.nonce));
+        self.keys = Some(keys);
+        self.summary.authenticated = true;
         Ok(())
     }
 
@@ -1025,6 +1192,11 @@ impl Session {
             Ok(None) => return,
             Err(e) => return self.reject(e.into()),
         };
+        if matches!(msg, Message::Hello(_)) {
+            // The proofs cover the Hello's bytes as sent; re-emitting gives them
+            // back exactly (a parsed message emits what it was parsed from).
+            self.peer_hello = msg.to_bytes();
+        }
         if let Message::Error { code, text } = msg {
             self.fail(SessionError::PeerError { code, text }, None);
             return;
@@ -1217,6 +1389,12 @@ impl Session {
                 );
             }
         }
+        if self.role == Role::Initiator {
+            if let Err(why) = self.authenticate_responder(h.auth) {
+                return self.fail(SessionError::Unauthenticated(why), None);
+            }
+        }
+        self.peer_refuses_push = h.refuses_push;
         // Differing schemas still sync: bundles carry the sender's table layout
         // and the receiver maps columns by name (the shell decides from `schema`).
         self.peer = Some(h.station);
@@ -1235,6 +1413,26 @@ impl Session {
             Role::Responder => self.state = State::AwaitAccept,
             Role::Initiator => self.state = State::Recv(Phase::Pull, Receiving::AwaitStart),
         }
+    }
+
+    /// Initiator: checks the responder's proof and sets our sending key.
+    fn authenticate_responder(&mut self, auth: Option<HelloAuth>) -> Result<(), String> {
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        let Some(h) = auth else {
+            return Err("the peer answered without proving its identity: it has no key for \
+                        this station (register this station there with its card)"
+                .into());
+        };
+        let mut transcript = self.hello_bytes.clone();
+        transcript.extend_from_slice(&self.peer_hello[..self.peer_hello.len() - PROOF_LEN]);
+        if !keys.responder_hello(h.nonce).check_proof(&transcript, &h.proof) {
+            return Err("the answer's proof does not match the peer's registered key".into());
+        }
+        self.tx_key = Some(keys.initiator_frames(h.nonce));
+        self.summary.authenticated = true;
+        Ok(())
     }
 
     fn on_bundle_start(&mut self, phase: Phase, id: BundleId, total: u64, offset: u64, more: bool) {
@@ -1335,7 +1533,7 @@ impl Session {
             id: p.id,
             stored: p.bytes.len() as u64,
         });
-        self.queue(Message::Hello(Hello {
+        let mut hello = Hello {
             version: PROTOCOL_VERSION,
             initiator: self.role == Role::Initiator,
             station: self.local.station,
@@ -1345,10 +1543,49 @@ impl Session {
             vector: self.local.vector.clone(),
             resume,
             fingerprint: Some(self.local.fingerprint),
-        }));
+            refuses_push: self.refuse_push,
+            auth: None,
+        };
+        if let (Some(a), Some(keys)) = (&self.auth, &self.keys) {
+            hello.auth = Some(HelloAuth {
+                nonce: a.nonce,
+                proof: [0; PROOF_LEN],
+            });
+            let bytes = Message::Hello(hello.clone()).to_bytes();
+            let signed = &bytes[..bytes.len() - PROOF_LEN];
+            let proof = match self.role {
+                Role::Initiator => keys.initiator_hello().proof(signed),
+                Role::Responder => {
+                    let mut transcript = self.hello_bytes.clone();
+                    transcript.extend_from_slice(signed);
+                    keys.responder_hello(a.nonce).proof(&transcript)
+                }
+            };
+            hello.auth = Some(HelloAuth {
+                nonce: a.nonce,
+                proof,
+            });
+        }
+        let msg = Message::Hello(hello);
+        if self.role == Role::Initiator {
+            self.hello_bytes = msg.to_bytes();
+        }
+        self.queue(msg);
     }
 
     fn start_sending(&mut self, phase: Phase) {
+        if self.peer_refuses_push {
+            // The peer takes nothing from us: say so at once, keep nothing.
+            self.summary.push_refused = true;
+            if let Some(kept) = self.kept.take() {
+                let peer = self.peer_id();
+                self.events
+                    .push_back(SessionEvent::DropOutgoing { peer, id: kept.id });
+            }
+            self.queue(Message::NoBundle);
+            self.finish_sending(phase);
+            return;
+        }
         let resume = self.peer_resume.take();
         if let Some(kept) = self.kept.take() {
             match resume {
@@ -1473,8 +1710,14 @@ impl Session {
                 }
                 text.truncate(end);
             }
-            self.outbox
-                .push_back(Message::Error { code, text }.to_bytes());
+            let bytes = Message::Error { code, text }.to_bytes();
+            if self.accepted {
+                self.outbox.push_back(bytes);
+            } else {
+                // A caller not accepted gets one short refusal, never the ARQ's
+                // retries: junk calls must not make this station transmit more.
+                self.refusal = Some(bytes);
+            }
         }
         self.state = State::Failed(err.clone());
         self.events.push_back(SessionEvent::Failed(err));
