@@ -414,7 +414,7 @@ fn mixed_store(tables: &[Table], rng: &mut ChaCha8Rng) {
     let dir = tempfile::tempdir().unwrap();
     let a_path = dir.path().join("a.sqlite");
     let b_path = dir.path().join("b.sqlite");
-    std::fs::copy(DB, &a_path).unwrap();
+    radiosync::store::copy_station(DB, &a_path).unwrap();
     // The shared data is write-protected; so is a plain copy of it.
     let mut perms = std::fs::metadata(&a_path).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]

@@ -31,7 +31,7 @@ fn separate_pair(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let a = dir.join("a.sqlite");
     let b = dir.join("b.sqlite");
     for path in [&a, &b] {
-        std::fs::copy(DB, path)?;
+        radiosync::store::copy_station(DB, path)?;
         // The dataset is shipped read-only; the copies are stations.
         let mut perm = std::fs::metadata(path)?.permissions();
         #[allow(clippy::permissions_set_readonly_false)]

@@ -321,7 +321,7 @@ fn build_workload(dir: &Path, overlap: Overlap) -> anyhow::Result<Workload> {
     std::fs::create_dir_all(dir)?;
     let a = dir.join("alpha.sqlite");
     let b = dir.join("bravo.sqlite");
-    std::fs::copy(DB, &a).map_err(|e| anyhow::anyhow!("cannot copy {DB}: {e}"))?;
+    radiosync::store::copy_station(DB, &a).map_err(|e| anyhow::anyhow!("cannot copy {DB}: {e}"))?;
     let mut perms = std::fs::metadata(&a)?.permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perms.set_readonly(false);
@@ -501,8 +501,8 @@ fn run_cell(w: &Workload, c: &Cell, dir: &Path, follow_answerer: bool) -> anyhow
     for p in [&a_path, &b_path] {
         let _ = std::fs::remove_file(p);
     }
-    std::fs::copy(&w.a, &a_path)?;
-    std::fs::copy(&w.b, &b_path)?;
+    radiosync::store::copy_station(&w.a, &a_path)?;
+    radiosync::store::copy_station(&w.b, &b_path)?;
     let mut a = Station::new(Store::open(&a_path)?, profile.clone(), false)?;
     let mut b = Station::new(Store::open(&b_path)?, profile.clone(), true)?;
     let link = SimLink::new(channel_config(c, &profile))?;

@@ -154,7 +154,7 @@ fn measure(dir: &Path, rows: usize) -> Row {
     let mut imports = Vec::new();
     for i in 0..REPS {
         let copy = dir.join(format!("b-copy-{i}.db"));
-        std::fs::copy(&b, &copy).unwrap();
+        radiosync::store::copy_station(&b, &copy).unwrap();
         // Flush the copy first: the import's commit fsyncs, and would pay for it.
         std::fs::File::open(&copy).unwrap().sync_all().unwrap();
         let mut s = Store::open(&copy).unwrap();

@@ -596,6 +596,11 @@ fn main() -> Result<()> {
             stored: 300,
         }),
         fingerprint: Some(0x0fed_cba9_8765_4321),
+        refuses_push: true,
+        auth: Some(radiosync::sync::message::HelloAuth {
+            nonce: 0x0001_8a2b_3c4d_5e6f,
+            proof: [0xa5; radiosync::auth::PROOF_LEN],
+        }),
     };
     let hello_bytes = Message::Hello(hello.clone()).to_bytes();
     let (h1, h2) = hello_bytes.split_at(hello_bytes.len() / 2);

@@ -42,7 +42,7 @@ pub fn separate_pair(dir: &Path) -> (PathBuf, PathBuf) {
     let a = dir.join("a.sqlite");
     let b = dir.join("b.sqlite");
     sample::write_sample(&a).unwrap();
-    std::fs::copy(&a, &b).unwrap();
+    crate::store::copy_station(&a, &b).unwrap();
     let mut ids = Vec::new();
     // Fixed ids: the tests run the same way every time (A's id is the lower).
     for (path, name, id) in [(&a, "A", [0xa1; 16]), (&b, "B", [0xb2; 16])] {

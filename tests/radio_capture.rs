@@ -12,7 +12,7 @@ fn replay(
     copy: &std::path::Path,
     capture: &std::path::Path,
 ) -> String {
-    std::fs::copy(db_before, copy).unwrap();
+    radiosync::store::copy_station(db_before, copy).unwrap();
     radiosync_ok(&[
         "replay",
         "--db",

@@ -135,6 +135,8 @@ fn resumed_transfer_reads_capture_show() {
                 vector: VersionVector::default(),
                 resume: Some(Resume { id, stored: 700 }),
                 fingerprint: None,
+                refuses_push: false,
+                auth: None,
             }),
         ),
         (

@@ -233,7 +233,7 @@ fn scene(rows: u32) -> Scene {
         .unwrap();
     let bundle = b.export_bundle_bytes(&a.station().id).unwrap();
     let a_before = dir.path().join("a-before.db");
-    std::fs::copy(a.path(), &a_before).unwrap();
+    radiosync::store::copy_station(a.path(), &a_before).unwrap();
     Scene {
         _dir: dir,
         a,
@@ -253,7 +253,7 @@ fn noise(i: u32) -> String {
 /// A fresh copy of a's database before the sync.
 fn fresh_copy(s: &Scene, name: &str) -> Store {
     let p = s.a_before.with_file_name(format!("{name}.db"));
-    std::fs::copy(&s.a_before, &p).unwrap();
+    radiosync::store::copy_station(&s.a_before, &p).unwrap();
     Store::open(&p).unwrap()
 }
 
@@ -687,7 +687,7 @@ fn replay_cli_reports_and_exits_by_outcome() {
     std::fs::write(&cap_path, &cap).unwrap();
     let run = |name: &str, extra: &[String]| {
         let db = dir.path().join(format!("{name}.db"));
-        std::fs::copy(&s.a_before, &db).unwrap();
+        radiosync::store::copy_station(&s.a_before, &db).unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_radiosync"))
             .arg("replay")
             .arg("--db")

@@ -60,8 +60,8 @@ fn live_sync_then_replay(profile: &str, loss: f64, ber: f64, seed: u64) -> [Repl
     edit(&b, 2, 30, 25);
     let a_before = dir.path().join("a-before.sqlite");
     let b_before = dir.path().join("b-before.sqlite");
-    std::fs::copy(&a, &a_before).unwrap();
-    std::fs::copy(&b, &b_before).unwrap();
+    radiosync::store::copy_station(&a, &a_before).unwrap();
+    radiosync::store::copy_station(&b, &b_before).unwrap();
 
     let p = Profile::load(profile).unwrap();
     let link = SimLink::new(channel_config(&p, ber, None, loss, seed)).unwrap();
@@ -143,7 +143,7 @@ fn dropping_a_chunk_of_a_real_capture_leaves_the_bundle_incomplete() {
     let (a, b) = stations(dir.path());
     edit(&b, 5, 10, 30);
     let a_before = dir.path().join("a-before.sqlite");
-    std::fs::copy(&a, &a_before).unwrap();
+    radiosync::store::copy_station(&a, &a_before).unwrap();
     let p = Profile::load("sim-kiss-1200").unwrap();
     let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 21)).unwrap();
     let epoch = link.instant(Duration::ZERO);
@@ -239,7 +239,7 @@ fn a_capture_across_a_resumed_transfer_replays_to_the_live_result() {
     edit(&a, 7, 5, 0);
     edit(&b, 8, 20, 250);
     let a_before = dir.path().join("a-before.sqlite");
-    std::fs::copy(&a, &a_before).unwrap();
+    radiosync::store::copy_station(&a, &a_before).unwrap();
     let p = Profile::load("sim-transparent-9600").unwrap();
     let link = SimLink::new(channel_config(&p, 1e-5, None, 0.0, 6)).unwrap();
     let epoch = link.instant(Duration::ZERO);

@@ -61,8 +61,8 @@ fn a_capture_from_two_processes_replays_to_the_live_result() {
     edit(&b, 2, 10);
     let a_before = dir.path().join("a-before.sqlite");
     let b_before = dir.path().join("b-before.sqlite");
-    std::fs::copy(&a, &a_before).unwrap();
-    std::fs::copy(&b, &b_before).unwrap();
+    radiosync::store::copy_station(&a, &a_before).unwrap();
+    radiosync::store::copy_station(&b, &b_before).unwrap();
 
     let tty_a = dir.path().join("ttyA");
     let tty_b = dir.path().join("ttyB");

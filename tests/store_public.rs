@@ -82,7 +82,7 @@ fn diverged_copies_of_the_public_dataset_converge_by_the_rules() {
     }
     let dir = scratch();
     let a_path = dir.path().join("a.sqlite");
-    std::fs::copy(PUBLIC, &a_path).unwrap();
+    radiosync::store::copy_station(PUBLIC, &a_path).unwrap();
     // The shared data is write-protected; so is a plain copy of it.
     let mut perms = std::fs::metadata(&a_path).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]

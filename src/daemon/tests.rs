@@ -819,7 +819,7 @@ fn a_lost_final_ack_is_answered_by_the_closed_session() {
     let copy = dir.path().join("copy");
     std::fs::create_dir(&copy).unwrap();
     for f in [&a, &b] {
-        std::fs::copy(f, copy.join(f.file_name().unwrap())).unwrap();
+        crate::store::copy_station(f, copy.join(f.file_name().unwrap())).unwrap();
     }
     let run = |a: &Path, b: &Path, lose: Vec<u64>| {
         let mut pair = sim_pair(&p, a, b, 0.0, 0.0, 21);
@@ -979,7 +979,7 @@ fn a_restored_station_syncs_but_is_not_verified() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = stations(dir.path());
     let backup = dir.path().join("b-backup.sqlite");
-    std::fs::copy(&b, &backup).unwrap();
+    crate::store::copy_station(&b, &backup).unwrap();
     edit(&b, 31, 6, 4, 60);
     let p = Profile::load("sim-transparent-9600").unwrap();
     let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 31);
@@ -988,7 +988,7 @@ fn a_restored_station_syncs_but_is_not_verified() {
     assert_eq!(first.verified(), Some(true));
     // B's laptop is restored from the copy taken before its edits.
     drop(pair.take(Side::B));
-    std::fs::copy(&backup, &b).unwrap();
+    crate::store::copy_station(&backup, &b).unwrap();
     pair.put(Side::B, station(&b, &p, true));
     let rounds = sync_rounds(&mut pair, 0x5200);
     let (oa, ob) = rounds.last().unwrap();

@@ -202,6 +202,8 @@ pub struct Engine {
     peer_forgot: bool,
     /// The session refused its caller: the ARQ stays silent.
     refused: bool,
+    /// A frame with a valid tag came in: untagged acks are refused from now on.
+    peer_tagged: bool,
 }
 
 impl Engine {
@@ -264,6 +266,7 @@ impl Engine {
             heard: false,
             peer_forgot: false,
             refused: false,
+            peer_tagged: false,
         };
         e.pump();
         Ok(e)
@@ -368,6 +371,9 @@ impl Engine {
             self.stats.unauthenticated_frames += 1;
             return;
         }
+        if d.frame.auth_tag.is_some() && self.session.rx_key().is_some() {
+            self.peer_tagged = true;
+        }
         self.heard = true;
         let frame = ArqFrame {
             kind,
@@ -392,7 +398,11 @@ impl Engine {
         };
         match &f.auth_tag {
             Some(tag) => key.check_frame_tag(u8::from(f.kind), f.session, f.seq, &f.payload, tag),
-            None => kind == ArqKind::Data && self.arq.delivered(f.seq),
+            // Before the initiator has read our Hello it cannot tag its acks;
+            // a forged ack then can only stall the session (bundles are
+            // confirmed by the peer's tagged `Applied`), never lose data.
+            None if kind == ArqKind::Ack => !self.peer_tagged,
+            None => self.arq.delivered(f.seq),
         }
     }
 

@@ -263,7 +263,8 @@ impl Store {
 
 /// Copies a station to `to` with its key file (tests that need a backup or a
 /// second copy of the same station).
-pub fn copy_station(from: &Path, to: &Path) -> std::io::Result<()> {
+pub fn copy_station(from: impl AsRef<Path>, to: impl AsRef<Path>) -> std::io::Result<()> {
+    let (from, to) = (from.as_ref(), to.as_ref());
     std::fs::copy(from, to)?;
     let k = key_path(from);
     if k.exists() {

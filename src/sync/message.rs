@@ -783,6 +783,8 @@ mod tests {
                 stored: 129,
             }),
             fingerprint: Some(0x1122_3344_5566_7788),
+            refuses_push: false,
+            auth: None,
         });
         let mut want = vec![0x01, 0x01, 0x07];
         want.extend([0xaa; 16]);
@@ -810,6 +812,8 @@ mod tests {
             vector: VersionVector::default(),
             resume: None,
             fingerprint: None,
+            refuses_push: false,
+            auth: None,
         });
         let mut want = vec![0x01, 0x01, 0x00];
         want.extend([0x01; 16]);
@@ -949,8 +953,8 @@ mod tests {
             Err(MessageError::CallsignTooLong(17))
         );
         assert_eq!(
-            Message::parse(&[0x01, 0x01, 0x08]),
-            Err(MessageError::BadFlags(8))
+            Message::parse(&[0x01, 0x01, 0x20]),
+            Err(MessageError::BadFlags(0x20))
         );
     }
 
@@ -970,6 +974,8 @@ mod tests {
                     stored: 1 << 20,
                 }),
                 fingerprint: Some(u64::MAX),
+                refuses_push: false,
+                auth: None,
             }),
             // Without its optional fingerprint: a cut before one would be valid.
             Message::Applied {

@@ -137,6 +137,8 @@ impl Disk {
             reconcile: self.reconcile,
             salt: 0x5a17,
             synced_before: false,
+            auth: None,
+            refuse_push: false,
         }
     }
 
@@ -266,6 +268,7 @@ impl Station {
                 }
                 SessionEvent::Finished(summary) => self.outcome = Some(Ok(summary)),
                 SessionEvent::Failed(e) => self.outcome = Some(Err(e)),
+                SessionEvent::Authenticated { .. } => {}
             }
         }
     }
@@ -335,7 +338,8 @@ impl Net {
             for i in 0..2 {
                 self.st[i].pump_events();
                 let s = self.st[i].session.as_mut().unwrap();
-                while let Some(m) = s.poll_transmit() {
+                // A refusal goes outside the ARQ in the daemon; here as a message.
+                while let Some(m) = s.take_refusal().or_else(|| s.poll_transmit()) {
                     assert!(m.len() <= self.config.max_message);
                     pipes[1 - i].push_back(m);
                 }
@@ -1028,7 +1032,7 @@ fn protocol_violations_fail_with_a_reason() {
             ..
         }))
     ));
-    match Message::parse(&b.poll_transmit().unwrap()).unwrap() {
+    match Message::parse(&b.take_refusal().or_else(|| b.poll_transmit()).unwrap()).unwrap() {
         Message::Error { code, .. } => assert_eq!(code, ErrorCode::Protocol),
         other => panic!("{other:?}"),
     }

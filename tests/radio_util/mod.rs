@@ -34,7 +34,7 @@ fn bins() -> &'static Bins {
             .unwrap();
         let copy = |from: &str, name: &str| {
             let to = dir.path().join(name);
-            std::fs::copy(from, &to).unwrap();
+            radiosync::store::copy_station(from, &to).unwrap();
             to.to_str().unwrap().to_string()
         };
         let b = Bins {
@@ -707,8 +707,8 @@ impl Stations {
         workload.apply(&b, St::B);
         let a_before = dir.join("alpha-before.sqlite");
         let b_before = dir.join("bravo-before.sqlite");
-        std::fs::copy(&a, &a_before).unwrap();
-        std::fs::copy(&b, &b_before).unwrap();
+        radiosync::store::copy_station(&a, &a_before).unwrap();
+        radiosync::store::copy_station(&b, &b_before).unwrap();
         Stations {
             a_id: station_id(&a),
             b_id: station_id(&b),
@@ -726,8 +726,8 @@ impl Stations {
     pub fn reference(&self, dir: &Path) -> Reference {
         std::fs::create_dir_all(dir).unwrap();
         let (a, b) = (dir.join("alpha.sqlite"), dir.join("bravo.sqlite"));
-        std::fs::copy(&self.a_before, &a).unwrap();
-        std::fs::copy(&self.b_before, &b).unwrap();
+        radiosync::store::copy_station(&self.a_before, &a).unwrap();
+        radiosync::store::copy_station(&self.b_before, &b).unwrap();
         let mut bundles = Vec::new();
         for round in 0..6 {
             for (from, peer, to, what) in [(&b, "alpha", &a, "pull"), (&a, "bravo", &b, "push")] {
