@@ -162,6 +162,8 @@ fn bundle_messages(sender: &Store, bundle: &[u8], max_message: usize) -> Vec<Vec
         vector: sender.vector().unwrap(),
         resume: None,
         fingerprint: None,
+        refuses_push: false,
+        auth: None,
     });
     let mut out = vec![
         hello.to_bytes(),
