@@ -399,6 +399,7 @@ impl Station {
         self.store.check_capture()?;
         let local = local_info(&self.store)?;
         let mut state = self.store.transfer_state(&peer.id)?;
+        state.auth = self.store.peer_auth(&peer.id)?;
         if let Some(a) = &mut state.auth {
             a.nonce = self.store.next_hello_nonce()?;
         }

@@ -102,7 +102,8 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             store.note_peer_schema(&station, schema)?;
             if responder {
                 if store.peer_by_id(&station)?.is_some() {
-                    let state = store.transfer_state(&station)?;
+                    let mut state = store.transfer_state(&station)?;
+                    state.auth = store.peer_auth(&station)?;
                     engine.session_mut().accept_peer(state)?;
                 } else {
                     engine.session_mut().refuse_peer()?;

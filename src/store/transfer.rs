@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{Store, StoreError};
 use crate::codec;
 use crate::delta::{RowBody, StationId};
+use crate::sync::session::PeerAuth;
 use crate::sync::{BundleId, KeptOutgoing, PartialIncoming, PeerState};
 
 /// Deletes the partial from `peer` (inside the caller's transaction).
@@ -100,25 +101,28 @@ impl Store {
         let synced_before = info
             .as_ref()
             .is_some_and(|p| p.last_sync.is_some() || p.verified_at.is_some());
-        let auth = match self.peer_secret(peer) {
-            Ok(Some(secret)) => Some(crate::sync::session::PeerAuth {
-                secret,
-                // A responder's nonce; a caller replaces it with `next_hello_nonce`.
-                nonce: rand::random(),
-                last_peer_nonce: self.peer_hello_nonce(peer)?,
-            }),
-            Ok(None) => None,
-            Err(StoreError::UnknownPeer(_)) => None,
-            Err(e) => return Err(e),
-        };
         Ok(PeerState {
             outgoing,
             incoming,
             reconcile,
             salt: rand::random(),
             synced_before,
-            auth,
+            auth: None,
             refuse_push: info.as_ref().is_some_and(|p| !p.may_push),
+        })
+    }
+
+    /// What a session with `peer` needs to authenticate (`None`: the peer is
+    /// registered with `--no-auth`). The nonce is a responder's (random); a
+    /// caller replaces it with `next_hello_nonce`.
+    pub fn peer_auth(&self, peer: &StationId) -> Result<Option<PeerAuth>, StoreError> {
+        Ok(match self.peer_secret(peer)? {
+            Some(secret) => Some(PeerAuth {
+                secret,
+                nonce: rand::random(),
+                last_peer_nonce: self.peer_hello_nonce(peer)?,
+            }),
+            None => None,
         })
     }
 
