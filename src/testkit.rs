@@ -50,14 +50,18 @@ pub fn separate_pair(dir: &Path) -> (PathBuf, PathBuf) {
         s.track(&[], &["id".to_string()]).unwrap();
         ids.push(s.station().id);
     }
+    // Registered from each other's cards, as the operator guide does.
+    let card_a = Store::open(&a).unwrap().card().unwrap();
+    let card_b = Store::open(&b).unwrap().card().unwrap();
     Store::open(&a)
         .unwrap()
-        .add_peer("B", ids[1], None)
+        .add_peer_card(&card_b, Some("B"))
         .unwrap();
     Store::open(&b)
         .unwrap()
-        .add_peer("A", ids[0], None)
+        .add_peer_card(&card_a, Some("A"))
         .unwrap();
+    let _ = ids;
     (a, b)
 }
 

@@ -156,6 +156,7 @@ fn bad_bundles_are_refused_and_change_nothing() {
         "bravo",
         "--uuid",
         &uuid_b,
+        "--no-auth",
     ]);
     let from_c = d.join("from-c.bundle");
     ok(&[
@@ -184,6 +185,7 @@ fn bad_bundles_are_refused_and_change_nothing() {
         "bravo",
         "--uuid",
         &uuid_b,
+        "--no-auth",
     ]);
     let uuid_e = station_uuid(&e);
     ok(&[
@@ -195,6 +197,7 @@ fn bad_bundles_are_refused_and_change_nothing() {
         "echo",
         "--uuid",
         &uuid_e,
+        "--no-auth",
     ]);
     let from_e = d.join("from-e.bundle");
     ok(&[

@@ -68,6 +68,11 @@ impl<'a> SignedFile<'a> {
         })
     }
 
+    /// Bytes of the payload (read it only after `verify`).
+    pub fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
     /// The payload, once the signature verifies against `key` (the key
     /// registered for `signer`).
     pub fn verify(&self, key: &PublicKey) -> Result<&'a [u8], AuthError> {

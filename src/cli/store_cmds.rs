@@ -49,6 +49,12 @@ pub enum StoreCommand {
     /// Registered peers.
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Print this station's card: one line with name, callsign, UUID and public key,
+    /// for `peer add --card` at the other stations.
+    Card {
+        #[arg(long)]
+        db: PathBuf,
+    },
     /// Write what a peer lacks (or, with --since, rows by age) to a bundle file.
     Export {
         #[arg(long)]
@@ -114,16 +120,29 @@ pub enum StoreCommand {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PeerCommand {
-    /// Register a peer station.
+    /// Register a peer station from its card (`radiosync card` there), or by
+    /// UUID without authentication (--no-auth).
     Add {
         #[arg(long)]
         db: PathBuf,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        uuid: String,
+        /// The peer's card line: name, callsign, UUID and public key.
+        #[arg(long, conflicts_with_all = ["uuid", "no_auth"])]
+        card: Option<String>,
+        /// Name to register it under (default: the card's).
+        #[arg(long, required_unless_present = "card")]
+        name: Option<String>,
+        /// The peer's UUID, with --no-auth.
+        #[arg(long, requires = "no_auth")]
+        uuid: Option<String>,
         #[arg(long)]
         callsign: Option<String>,
+        /// Sync with this peer without authentication: anyone who copies its UUID
+        /// can pose as it. `status` flags such peers.
+        #[arg(long, requires = "uuid")]
+        no_auth: bool,
+        /// Whether it may push changes here (yes: default).
+        #[arg(long, value_parser = yes_no)]
+        push: Option<bool>,
     },
     /// List peers: name, uuid, callsign, last sync, sync count.
     List {
@@ -141,6 +160,15 @@ pub enum PeerCommand {
         /// Callsign; an empty value removes it.
         #[arg(long)]
         callsign: Option<String>,
+        /// Set its key from its card (the card's UUID must be the peer's).
+        #[arg(long, conflicts_with = "no_auth")]
+        card: Option<String>,
+        /// Remove its key: sync without authentication.
+        #[arg(long)]
+        no_auth: bool,
+        /// Whether it may push changes here.
+        #[arg(long, value_parser = yes_no)]
+        push: Option<bool>,
     },
     /// Forget a peer: what it confirmed, asked for and left half-sent goes with it.
     Remove {
@@ -216,6 +244,21 @@ fn open(db: &PathBuf) -> anyhow::Result<Store> {
     Store::open(db).with_context(|| format!("opening {}", db.display()))
 }
 
+/// A checked file's payload: a reconciliation file or a bundle.
+fn import_payload(
+    s: &mut Store,
+    bytes: &[u8],
+) -> Result<Option<ImportReport>, radiosync::store::StoreError> {
+    if radiosync::recon::file::ReconFile::is_recon(bytes) {
+        s.import_file(bytes).map(|(what, report)| {
+            println!("{what}");
+            report
+        })
+    } else {
+        s.import_bundle_bytes(bytes).map(Some)
+    }
+}
+
 pub fn print_report(r: &ImportReport) {
     println!(
         "from {}: {} applied, {} already held, {} kept local, {} conflicts, {} asked in full",
@@ -275,16 +318,42 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         }
         StoreCommand::Peer(PeerCommand::Add {
             db,
+            card,
             name,
             uuid,
             callsign,
+            no_auth,
+            push,
         }) => {
-            let callsign = callsign_arg(callsign)?;
             let mut s = open(&db)?;
-            let id = StationId::parse(&uuid)
-                .map_err(|_| radiosync::store::StoreError::BadUuid(uuid.clone()))?;
-            s.add_peer(&name, id, callsign.as_deref())?;
-            println!("peer {name} ({id}) added");
+            let (name, id) = match (card, uuid) {
+                (Some(line), _) => {
+                    let mut card = radiosync::auth::Card::parse(&line)?;
+                    if let Some(c) = callsign {
+                        card.callsign = callsign_arg(Some(c))?;
+                    }
+                    let name = s.add_peer_card(&card, name.as_deref())?;
+                    println!("peer {name} ({}) added with key {}", card.station, card.key.short());
+                    (name, card.station)
+                }
+                (None, Some(uuid)) if no_auth => {
+                    let callsign = callsign_arg(callsign)?;
+                    let name = name.expect("clap requires --name without --card");
+                    let id = StationId::parse(&uuid)
+                        .map_err(|_| radiosync::store::StoreError::BadUuid(uuid.clone()))?;
+                    s.add_peer(&name, id, callsign.as_deref())?;
+                    println!("peer {name} ({id}) added WITHOUT authentication (--no-auth)");
+                    (name, id)
+                }
+                _ => bail!(
+                    "give the peer's card (--card LINE, from `radiosync card` there), or \
+                     --uuid with --no-auth to sync without authentication"
+                ),
+            };
+            if let Some(p) = push {
+                s.set_peer_push(&id, p)?;
+            }
+            let _ = name;
         }
         StoreCommand::Untrack { db, table } => {
             let mut s = open(&db)?;
@@ -296,6 +365,9 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             name,
             rename,
             callsign,
+            card,
+            no_auth,
+            push,
         }) => {
             let callsign = match callsign {
                 Some(c) if c.is_empty() => Some(None),
@@ -311,6 +383,27 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             let p = s
                 .peer_by_name(rename.as_deref().unwrap_or(&name))?
                 .ok_or_else(|| radiosync::store::StoreError::UnknownPeerName(name.clone()))?;
+            if let Some(line) = card {
+                let card = radiosync::auth::Card::parse(&line)?;
+                if card.station != p.id {
+                    bail!(
+                        "the card is of station {}, but peer {} is {}: a card sets the key \
+                         of its own station only",
+                        card.station,
+                        p.name,
+                        p.id
+                    );
+                }
+                s.set_peer_key(&p.id, Some(&card.key))?;
+                println!("peer {} key set: {}", p.name, card.key.short());
+            }
+            if no_auth {
+                s.set_peer_key(&p.id, None)?;
+                println!("peer {} now syncs WITHOUT authentication", p.name);
+            }
+            if let Some(v) = push {
+                s.set_peer_push(&p.id, v)?;
+            }
             println!(
                 "peer {} ({}) callsign {}",
                 p.name,
@@ -326,17 +419,19 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         StoreCommand::Peer(PeerCommand::List { db }) => {
             let s = open(&db)?;
             println!(
-                "{:<16} {:<36} {:<10} {:<24} {:>5}",
-                "name", "uuid", "callsign", "last sync", "syncs"
+                "{:<16} {:<36} {:<10} {:<24} {:>5} {:<16} push",
+                "name", "uuid", "callsign", "last sync", "syncs", "key"
             );
             for p in s.peers()? {
                 println!(
-                    "{:<16} {:<36} {:<10} {:<24} {:>5}",
+                    "{:<16} {:<36} {:<10} {:<24} {:>5} {:<16} {}",
                     p.name,
                     p.id.to_string(),
                     p.callsign.as_deref().unwrap_or("-"),
                     p.last_sync.as_deref().unwrap_or("never"),
-                    p.sync_count
+                    p.sync_count,
+                    p.key.map_or("NO AUTH".to_string(), |k| k.short()),
+                    if p.may_push { "yes" } else { "no" }
                 );
             }
         }
@@ -353,6 +448,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                     bail!("table {t} is not tracked in {}", db.display());
                 }
             }
+            // Every file is signed: the receiver checks it against our registered key.
+            let key = s.station_key()?.clone();
+            let me = s.station().id;
+            let seal = |bytes: &[u8]| radiosync::auth::SignedFile::seal(&key, me, bytes);
             let (bytes, rows) = match (since, peer) {
                 (None, Some(name)) if !tables.is_empty() => {
                     let p = s
@@ -394,7 +493,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                     // First contact, or a reconciliation under way: a reconciliation file.
                     let mut s = s;
                     if let Some(f) = s.export_file_for(&p.id)? {
-                        std::fs::write(&out, &f.bytes)
+                        std::fs::write(&out, seal(&f.bytes))
                             .with_context(|| format!("writing {}", out.display()))?;
                         println!("wrote {} to {}", f.what, out.display());
                         return Ok(ExitCode::SUCCESS);
@@ -404,6 +503,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 }
                 (None, None) => bail!("give --peer NAME or --since TIME"),
             };
+            let bytes = seal(&bytes);
             std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
             println!(
                 "wrote {rows} rows in {} bytes to {}",
@@ -413,15 +513,14 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         }
         StoreCommand::Import { db, bundle } => {
             let mut s = open(&db)?;
-            let bytes =
+            let file =
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-            let imported = if radiosync::recon::file::ReconFile::is_recon(&bytes) {
-                s.import_file(&bytes).map(|(what, report)| {
-                    println!("{what}");
-                    report
-                })
-            } else {
-                s.import_bundle_bytes(&bytes).map(Some)
+            let imported = match s.open_file(&file) {
+                Ok(payload) => {
+                    let bytes = payload.to_vec();
+                    import_payload(&mut s, &bytes)
+                }
+                Err(e) => Err(e),
             };
             match imported {
                 Ok(None) => {}
@@ -443,6 +542,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             }
         }
         StoreCommand::Status { db, json } => status(&db, json)?,
+        StoreCommand::Card { db } => {
+            let s = open(&db)?;
+            println!("{}", s.card()?.to_line());
+        }
         StoreCommand::Log { db } => {
             let s = open(&db)?;
             println!(
@@ -549,6 +652,8 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
                 "name": p.name, "uuid": p.id.to_string(), "callsign": p.callsign,
                 "last_sync": p.last_sync, "sync_count": p.sync_count, "pending_rows": pending,
                 "verified_at": p.verified_at, "differs_since": p.differs_since,
+                "key": p.key.map(|k| k.to_string()), "authenticated": p.key.is_some(),
+                "may_push": p.may_push,
             })).collect::<Vec<_>>(),
             "problems": s.problems().iter().map(|(t, why)| serde_json::json!({"table": t, "problem": why})).collect::<Vec<_>>(),
             "held": held.iter().map(|h| serde_json::json!({"table": h.table, "uuid": h.uuid, "reason": h.reason, "since": h.since})).collect::<Vec<_>>(),
@@ -586,8 +691,14 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
             (None, Some(at)) => format!("verified {at}"),
             (None, None) => "never verified".into(),
         };
+        let trust = match (p.key.is_some(), p.may_push) {
+            (true, true) => "",
+            (true, false) => ", may not push",
+            (false, true) => ", NO AUTHENTICATION (--no-auth: anyone with its UUID can pose as it)",
+            (false, false) => ", NO AUTHENTICATION (--no-auth), may not push",
+        };
         println!(
-            "  {:<16} {} pending {:>6} rows, last sync {}, {check}",
+            "  {:<16} {} pending {:>6} rows, last sync {}, {check}{trust}",
             p.name,
             p.id,
             pending,
@@ -618,4 +729,12 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
         println!("(read-only: the file is not writable here; capture was not checked)");
     }
     Ok(())
+}
+
+fn yes_no(v: &str) -> Result<bool, String> {
+    match v {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{v:?}: say yes or no")),
+    }
 }

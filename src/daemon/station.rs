@@ -164,9 +164,15 @@ struct Refusals {
     first: bool,
 }
 
-/// At most one refusal per caller this often; "unknown session" answers too.
-pub const REFUSAL_INTERVAL: Duration = Duration::from_secs(10);
+/// At most one refusal per caller this often (and one transmission of all
+/// callers not yet accepted): a refusal with FEC costs ~70 bytes, so junk
+/// calls get back a few percent of what they send.
+pub const REFUSAL_INTERVAL: Duration = Duration::from_secs(30);
+/// At most one "unknown session" answer this often.
+pub const UNKNOWN_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_REFUSAL_MEMORY: usize = 1024;
+/// Callers not yet accepted at a time.
+const MAX_UNPROVEN: usize = 4;
 
 /// One station on one link: routes frames to an engine per session and does
 /// their store work. See the module docs.
@@ -194,6 +200,8 @@ pub struct Station {
     refusals: std::collections::HashMap<String, Refusals>,
     /// When an "unknown session" answer last went out.
     last_unknown_told: Option<Instant>,
+    /// When a session not yet accepted last transmitted.
+    last_unproven_tx: Option<Instant>,
 }
 
 /// A recently closed session; `engine` is kept (TIME-WAIT) for `silence_limit`
@@ -273,6 +281,7 @@ impl Station {
             silence_limit,
             refusals: Default::default(),
             last_unknown_told: None,
+            last_unproven_tx: None,
         })
     }
 
@@ -491,6 +500,25 @@ impl Station {
             }
             return;
         }
+        // Callers not yet accepted are few at a time: a flood of calls ends the
+        // oldest quietly instead of growing without bound.
+        let unproven: Vec<u16> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.engine.session().was_accepted())
+            .map(|(&i, _)| i)
+            .collect();
+        if unproven.len() >= MAX_UNPROVEN {
+            let oldest = unproven
+                .iter()
+                .copied()
+                .min_by_key(|i| self.sessions[i].last_heard)
+                .expect("not empty");
+            if let Some(s) = self.sessions.get_mut(&oldest) {
+                s.engine.give_up();
+            }
+            self.service(now, oldest);
+        }
         match self.new_responder(id) {
             Ok(engine) => {
                 self.sessions.insert(
@@ -559,7 +587,7 @@ impl Station {
         // interval, so they cannot make this station transmit at will.
         if self
             .last_unknown_told
-            .is_some_and(|t| now < t + REFUSAL_INTERVAL)
+            .is_some_and(|t| now < t + UNKNOWN_INTERVAL)
         {
             return;
         }
@@ -676,12 +704,25 @@ impl Station {
         }
         let ids: Vec<u16> = self.sessions.keys().copied().collect();
         for id in ids {
+            let unproven = self.sessions.get(&id).is_some_and(|s| {
+                let session = s.engine.session();
+                !session.was_accepted() && !session.has_refusal()
+            });
+            // Callers not yet accepted share one transmission (their acks) per
+            // interval: junk calls cannot make this station key up at will. A
+            // genuine caller sends its Hello in one transmission and needs one.
+            if unproven && self.last_unproven_tx.is_some_and(|t| now < t + REFUSAL_INTERVAL) {
+                continue;
+            }
             let tx = self
                 .sessions
                 .get_mut(&id)
                 .and_then(|s| s.engine.poll_transmit(now));
             self.service(now, id);
             if tx.is_some() {
+                if unproven {
+                    self.last_unproven_tx = Some(now);
+                }
                 return tx;
             }
         }

@@ -273,3 +273,80 @@ pub fn copy_station(from: impl AsRef<Path>, to: impl AsRef<Path>) -> std::io::Re
     }
     Ok(())
 }
+
+impl Store {
+    /// `bytes` (a bundle or reconciliation file) signed with the station key,
+    /// for a file that leaves the station.
+    pub fn seal_file(&self, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(crate::auth::SignedFile::seal(
+            self.station_key()?,
+            self.station.id,
+            bytes,
+        ))
+    }
+
+    /// Checks a file before anything in it is read: a signed file must verify
+    /// against the key registered for its signer, and be made by the signer;
+    /// an unsigned file is taken only from a peer registered with `--no-auth`.
+    /// Returns the payload.
+    pub fn open_file<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], StoreError> {
+        use crate::auth::SignedFile;
+        let (payload, signer) = if SignedFile::is_signed(bytes) {
+            let f = SignedFile::parse(bytes).ok_or_else(|| {
+                StoreError::Malformed("a signed file shorter than its envelope".into())
+            })?;
+            let peer = self
+                .peer_by_id(&f.signer)?
+                .ok_or(StoreError::UnknownPeer(f.signer))?;
+            // A peer registered with --no-auth is taken on its word, signed or not.
+            let payload = match peer.key {
+                None => &bytes[bytes.len() - f.payload_len()..],
+                Some(key) => f.verify(&key).map_err(|_| {
+                StoreError::Unauthenticated(format!(
+                    "the signature does not match {}'s registered key: the file was altered, \
+                     or made by another station",
+                    peer.name
+                ))
+                })?,
+            };
+            (payload, Some(peer))
+        } else {
+            (bytes, None)
+        };
+        // Who the payload says made it.
+        let maker = if crate::recon::file::ReconFile::is_recon(payload) {
+            let f = crate::recon::file::ReconFile::parse(payload)
+                .map_err(|e| StoreError::Malformed(e.to_string()))?;
+            self.peer_by_id(&f.sender)?
+                .ok_or(StoreError::UnknownPeer(f.sender))?
+        } else {
+            let h = crate::codec::peek_header(payload)?;
+            let matches: Vec<_> = self
+                .peers()?
+                .into_iter()
+                .filter(|p| crate::codec::station_key(&p.id) == h.sender_key)
+                .collect();
+            match <[_; 1]>::try_from(matches) {
+                Ok([p]) => p,
+                Err(m) => {
+                    return Err(StoreError::UnknownSender {
+                        key: h.sender_key,
+                        matches: m.len(),
+                    })
+                }
+            }
+        };
+        match signer {
+            Some(s) if s.id != maker.id => Err(StoreError::Unauthenticated(format!(
+                "the file is signed by {} but made by {}",
+                s.name, maker.name
+            ))),
+            None if maker.key.is_some() => Err(StoreError::Unauthenticated(format!(
+                "the file is not signed, and {} is registered with a key: its files are \
+                 always signed (an unsigned one was made by someone else)",
+                maker.name
+            ))),
+            _ => Ok(payload),
+        }
+    }
+}

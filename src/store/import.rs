@@ -280,8 +280,11 @@ impl Store {
                 });
             }
         }
-        if self.peer_by_id(&sender)?.is_none() {
-            return Err(StoreError::UnknownPeer(sender));
+        match self.peer_by_id(&sender)? {
+            None => return Err(StoreError::UnknownPeer(sender)),
+            // Refused before a row is read; the log line and the error tell the sender.
+            Some(p) if !p.may_push => return Err(StoreError::PushRefused(p.name)),
+            Some(_) => {}
         }
         if self.tables.is_empty() {
             return Err(StoreError::NothingTracked);

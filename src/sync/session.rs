@@ -19,6 +19,8 @@ pub const MIN_MESSAGE: usize = 32;
 /// Default cap on the size of a bundle a receiver accepts (memory and disk).
 pub const DEFAULT_MAX_BUNDLE: u64 = 64 << 20;
 pub use crate::recon::MAX_SKETCH_CAPACITY;
+/// Longest text in a refusal to a caller that was not accepted.
+const REFUSAL_TEXT: usize = 48;
 /// First sketch capacity when the stations synced before (drift is small).
 const DRIFT_CAPACITY: u64 = 32;
 
@@ -1705,6 +1707,14 @@ impl Session {
             let room = self.config.max_message - 4;
             if text.len() > room {
                 let mut end = room;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            if !self.accepted {
+                // A refusal stays short: the code says what, a few words why.
+                let mut end = text.len().min(REFUSAL_TEXT);
                 while !text.is_char_boundary(end) {
                     end -= 1;
                 }
