@@ -13,9 +13,10 @@ use crate::frame::hdlc::stuffed_bits;
 use crate::profile::{Framing, Profile, AX25_UI_HEADER};
 
 /// Bytes the frame layer adds around an ARQ payload before FEC: kind, flags,
-/// session, seq, length and CRC-32C (src/frame, without an auth tag; with a
-/// tag add 1 + its length to `ArqConfig::frame_overhead`).
-pub const FRAME_OVERHEAD_ESTIMATE: usize = 12;
+/// session, seq, length and CRC-32C (src/frame), and room for the auth tag
+/// with its length byte (docs/security.md): frames stay within the MTU and
+/// their FEC blocks whether or not the session is authenticated.
+pub const FRAME_OVERHEAD_ESTIMATE: usize = 12 + 1 + crate::auth::FRAME_TAG_LEN;
 /// Bytes a transparent link adds per frame: 4-byte sync word and RS(6,2) length.
 pub const TRANSPARENT_LINK_OVERHEAD: usize = 10;
 /// Bytes HDLC adds per AX.25 frame on air besides the header: FCS and a flag.
@@ -238,23 +239,23 @@ mod tests {
     #[test]
     fn sizes_and_airtime() {
         let k = cfg("sim-kiss-1200");
-        // 12 + 100 = 112 frame bytes, +3 HDLC = 115, +2 stuffing = 117 bytes.
-        assert_eq!(k.frame_bytes(100), 112);
-        assert_eq!(k.air_bytes(100), 117);
-        assert_eq!(k.frame_airtime(100), Duration::from_micros(780_000));
+        // 21 + 100 = 121 frame bytes, +3 HDLC = 124, +2 stuffing = 126 bytes.
+        assert_eq!(k.frame_bytes(100), 121);
+        assert_eq!(k.air_bytes(100), 126);
+        assert_eq!(k.frame_airtime(100), Duration::from_micros(840_000));
         assert_eq!(k.frame_bytes(DATA_HEADER + k.max_message()), k.mtu);
 
         let t = cfg("sim-transparent-9600");
-        // 12 + 239 = 251 bytes -> 2 RS blocks -> +32 parity.
-        assert_eq!(t.frame_bytes(239), 283);
-        assert_eq!(t.frame_bytes(227), 255);
+        // 21 + 239 = 260 bytes -> 2 RS blocks -> +32 parity.
+        assert_eq!(t.frame_bytes(239), 292);
+        assert_eq!(t.frame_bytes(218), 255);
         assert!(t.frame_bytes(DATA_HEADER + t.max_message()) <= t.mtu);
         assert!(t.frame_bytes(DATA_HEADER + t.max_message() + 1) > t.mtu);
         assert_eq!(t.channel_access(), Duration::ZERO);
 
         // The figures quoted in docs/arq.md.
-        assert_eq!(k.max_message(), 497);
-        assert_eq!(t.max_message(), 941);
+        assert_eq!(k.max_message(), 488);
+        assert_eq!(t.max_message(), 932);
         // Dire Wolf's PERSIST 63, SLOTTIME 100 ms: one slot, then 3 more on
         // average; allow 1 + 9.
         let dw = cfg("direwolf-1200");
@@ -270,10 +271,10 @@ mod tests {
     #[test]
     fn stuffing_is_counted_from_the_payload() {
         let k = cfg("sim-kiss-1200");
-        // 100 zero bytes: 115 bytes + 15 x 8 / 5 worst-case bits for the rest.
+        // 100 zero bytes: 124 bytes + 24 x 8 / 5 worst-case bits for the rest.
         assert_eq!(
             k.frame_airtime_of(&[0; 100]),
-            Duration::from_micros(((115 * 8 + 24) * 1_000_000u64).div_ceil(1200))
+            Duration::from_micros(((124 * 8 + 39) * 1_000_000u64).div_ceil(1200))
         );
         assert!(k.frame_airtime_of(&[0xFF; 100]) > k.frame_airtime(100));
         let t = cfg("sim-transparent-9600");
