@@ -58,7 +58,10 @@ fn an_impersonator_is_refused_gets_nothing_and_the_genuine_peer_still_syncs() {
         let p = Profile::load(profile).unwrap();
         let mut sim = pair(&p, &c, &a, 3);
         let now = sim.link.now();
-        sim.station(Side::A).unwrap().start_sync(now, "A", 0x0c0c).unwrap();
+        sim.station(Side::A)
+            .unwrap()
+            .start_sync(now, "A", 0x0c0c)
+            .unwrap();
         let (oc, oa) = run_sync(&mut sim, Duration::from_secs(600));
         let err = oc[0].result.as_ref().unwrap_err().to_string();
         assert!(err.contains("not authenticated"), "{profile}: {err}");
@@ -67,11 +70,20 @@ fn an_impersonator_is_refused_gets_nothing_and_the_genuine_peer_still_syncs() {
         let daemon = sim.station(Side::B).unwrap();
         assert_eq!(daemon.stats().refusals_sent, 1);
         let sent: u64 = oa.iter().map(|o| o.stats.bytes_sent).sum();
-        assert!(sent < 200, "{profile}: the daemon sent {sent} bytes to an impostor");
+        assert!(
+            sent < 200,
+            "{profile}: the daemon sent {sent} bytes to an impostor"
+        );
         assert_eq!(oc[0].stats.bundle_bytes_received, 0);
         drop(sim);
-        assert!(snapshot(&a) == a_before, "{profile}: the daemon's data changed");
-        assert!(snapshot(&c) == c_before, "{profile}: the impostor received rows");
+        assert!(
+            snapshot(&a) == a_before,
+            "{profile}: the daemon's data changed"
+        );
+        assert!(
+            snapshot(&c) == c_before,
+            "{profile}: the impostor received rows"
+        );
     }
     let log = Store::open(&a).unwrap().log().unwrap();
     let refusals = log.iter().filter(|l| l.result == "refused").count();
@@ -81,7 +93,10 @@ fn an_impersonator_is_refused_gets_nothing_and_the_genuine_peer_still_syncs() {
     let p = Profile::load("sim-kiss-1200").unwrap();
     let mut sim = pair(&p, &b, &a, 4);
     let now = sim.link.now();
-    sim.station(Side::A).unwrap().start_sync(now, "A", 0x0b0b).unwrap();
+    sim.station(Side::A)
+        .unwrap()
+        .start_sync(now, "A", 0x0b0b)
+        .unwrap();
     let (ob, _) = run_sync(&mut sim, Duration::from_secs(3600));
     let summary = ob[0].result.as_ref().unwrap();
     assert!(summary.authenticated);
@@ -113,7 +128,10 @@ fn a_replayed_call_is_refused_and_answered_with_one_short_frame() {
     let link = SimLink::new(channel_config(&p, 0.0, None, 0.0, 5)).unwrap();
     let mut sim = SimPair::new(link, caller, station(&a, &p, true));
     let now = sim.link.now();
-    sim.station(Side::A).unwrap().start_sync(now, "A", 0x0101).unwrap();
+    sim.station(Side::A)
+        .unwrap()
+        .start_sync(now, "A", 0x0101)
+        .unwrap();
     let (ob, _) = run_sync(&mut sim, Duration::from_secs(3600));
     assert!(ob[0].result.is_ok());
     drop(sim);
@@ -217,16 +235,25 @@ fn forged_and_tampered_files_are_all_refused() {
     }
     assert_eq!(refused, sealed.len());
     // Unsigned, from a peer registered with a key: refused.
-    assert!(sa.open_file(&bundle).unwrap_err().to_string().contains("not signed"));
+    assert!(sa
+        .open_file(&bundle)
+        .unwrap_err()
+        .to_string()
+        .contains("not signed"));
     // Made by an impostor with B's UUID and its own key.
     let c = dir.path().join("impostor.sqlite");
     impostor_of(&b, &c);
     edit(&c, 4, 5, 2, 40);
     let sc = Store::open(&c).unwrap();
-    let forged = sc.seal_file(&sc.export_bundle_bytes(&a_id).unwrap()).unwrap();
+    let forged = sc
+        .seal_file(&sc.export_bundle_bytes(&a_id).unwrap())
+        .unwrap();
     drop(sc);
     let e = sa.open_file(&forged).unwrap_err();
-    assert!(e.is_bundle_fault() && e.to_string().contains("signature"), "{e}");
+    assert!(
+        e.is_bundle_fault() && e.to_string().contains("signature"),
+        "{e}"
+    );
     drop(sa);
     assert!(snapshot(&a) == before);
     // The genuine file goes in.
@@ -242,13 +269,19 @@ fn a_peer_without_push_permission_is_told_and_its_bundle_refused() {
     edit(&a, 5, 5, 2, 40);
     edit(&b, 6, 5, 2, 40);
     let b_id = Store::open(&b).unwrap().station().id;
-    Store::open(&a).unwrap().set_peer_push(&b_id, false).unwrap();
+    Store::open(&a)
+        .unwrap()
+        .set_peer_push(&b_id, false)
+        .unwrap();
     let b_before = snapshot(&b);
     let p = Profile::load("sim-kiss-1200").unwrap();
     // B calls A: it pulls A's rows, and pushes nothing (A's Hello says so).
     let mut sim = pair(&p, &b, &a, 6);
     let now = sim.link.now();
-    sim.station(Side::A).unwrap().start_sync(now, "A", 0x0202).unwrap();
+    sim.station(Side::A)
+        .unwrap()
+        .start_sync(now, "A", 0x0202)
+        .unwrap();
     let (ob, _) = run_sync(&mut sim, Duration::from_secs(3600));
     let s = ob[0].result.as_ref().unwrap();
     assert!(s.push_refused);
@@ -265,7 +298,11 @@ fn a_peer_without_push_permission_is_told_and_its_bundle_refused() {
     let mut sa = Store::open(&a).unwrap();
     let e = sa.import_bundle_bytes(&bytes).unwrap_err();
     assert!(e.to_string().contains("may not push"), "{e}");
-    assert!(sa.log().unwrap().iter().any(|l| l.message.contains("may not push")));
+    assert!(sa
+        .log()
+        .unwrap()
+        .iter()
+        .any(|l| l.message.contains("may not push")));
     drop(sa);
     assert!(snapshot(&a) == a_before);
 }

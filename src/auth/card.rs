@@ -64,7 +64,13 @@ fn check(name: &str, call: &str, body: &[u8]) -> [u8; 2] {
 /// A name or callsign as one card field: no separators, no spaces.
 fn field(s: &str) -> String {
     s.chars()
-        .map(|c| if c == ':' || c.is_whitespace() { '_' } else { c })
+        .map(|c| {
+            if c == ':' || c.is_whitespace() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -72,7 +78,11 @@ impl Card {
     /// The card as one line.
     pub fn to_line(&self) -> String {
         let name = field(&self.name);
-        let call = self.callsign.as_deref().map(field).unwrap_or_else(|| "-".into());
+        let call = self
+            .callsign
+            .as_deref()
+            .map(field)
+            .unwrap_or_else(|| "-".into());
         let mut body = Vec::with_capacity(50);
         body.extend_from_slice(&self.station.0);
         body.extend_from_slice(&self.key.to_bytes());
@@ -145,7 +155,15 @@ mod tests {
         assert!(line.starts_with("rs1:clinic:DL1ABC:"), "{line}");
         assert!(line.len() <= 120, "{} chars: {line}", line.len());
         assert_eq!(Card::parse(&line).unwrap(), card());
-        assert_eq!(Card::parse(&line.to_uppercase().replacen("RS1:CLINIC:DL1ABC", "rs1:clinic:DL1ABC", 1)).unwrap(), card());
+        assert_eq!(
+            Card::parse(
+                &line
+                    .to_uppercase()
+                    .replacen("RS1:CLINIC:DL1ABC", "rs1:clinic:DL1ABC", 1)
+            )
+            .unwrap(),
+            card()
+        );
         let spaced = line.replace('-', " ");
         assert_eq!(Card::parse(&spaced).unwrap(), card());
         let mut none = card();
@@ -181,6 +199,9 @@ mod tests {
         assert_eq!(Card::parse(&renamed).unwrap_err(), CardError::Check);
         assert_eq!(Card::parse("rs1:a:b").unwrap_err(), CardError::Shape);
         assert_eq!(Card::parse("rs2:a:b:cccc").unwrap_err(), CardError::Shape);
-        assert_eq!(Card::parse("rs1:a:b:cccc").unwrap_err(), CardError::Encoding);
+        assert_eq!(
+            Card::parse("rs1:a:b:cccc").unwrap_err(),
+            CardError::Encoding
+        );
     }
 }

@@ -172,7 +172,8 @@ impl std::fmt::Debug for MacKey {
 
 impl MacKey {
     fn mac(&self, parts: &[&[u8]]) -> HmacSha256 {
-        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut m =
+            <HmacSha256 as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         for p in parts {
             m.update(p);
         }
@@ -193,7 +194,13 @@ impl MacKey {
     }
 
     /// The tag of one frame: kind, session, seq and payload.
-    pub fn frame_tag(&self, kind: u8, session: u16, seq: u16, payload: &[u8]) -> [u8; FRAME_TAG_LEN] {
+    pub fn frame_tag(
+        &self,
+        kind: u8,
+        session: u16,
+        seq: u16,
+        payload: &[u8],
+    ) -> [u8; FRAME_TAG_LEN] {
         let head = [
             kind,
             (session >> 8) as u8,
@@ -208,7 +215,14 @@ impl MacKey {
     }
 
     /// Checks a frame's tag in constant time.
-    pub fn check_frame_tag(&self, kind: u8, session: u16, seq: u16, payload: &[u8], tag: &[u8]) -> bool {
+    pub fn check_frame_tag(
+        &self,
+        kind: u8,
+        session: u16,
+        seq: u16,
+        payload: &[u8],
+        tag: &[u8],
+    ) -> bool {
         let head = [
             kind,
             (session >> 8) as u8,
@@ -217,7 +231,10 @@ impl MacKey {
             seq as u8,
         ];
         tag.len() == FRAME_TAG_LEN
-            && self.mac(&[&head, payload]).verify_truncated_left(tag).is_ok()
+            && self
+                .mac(&[&head, payload])
+                .verify_truncated_left(tag)
+                .is_ok()
     }
 }
 
@@ -326,8 +343,12 @@ mod tests {
             k.responder_hello(9).frame_tag(1, 2, 3, b"x"),
             k.initiator_frames(9).frame_tag(1, 2, 3, b"x"),
             k.initiator_frames(10).frame_tag(1, 2, 3, b"x"),
-            SessionKeys::new(&s, i, r, 8).responder_frames().frame_tag(1, 2, 3, b"x"),
-            SessionKeys::new(&s, r, i, 7).responder_frames().frame_tag(1, 2, 3, b"x"),
+            SessionKeys::new(&s, i, r, 8)
+                .responder_frames()
+                .frame_tag(1, 2, 3, b"x"),
+            SessionKeys::new(&s, r, i, 7)
+                .responder_frames()
+                .frame_tag(1, 2, 3, b"x"),
         ];
         for (n, a) in tags.iter().enumerate() {
             for b in &tags[n + 1..] {

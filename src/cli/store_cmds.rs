@@ -333,7 +333,11 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                         card.callsign = callsign_arg(Some(c))?;
                     }
                     let name = s.add_peer_card(&card, name.as_deref())?;
-                    println!("peer {name} ({}) added with key {}", card.station, card.key.short());
+                    println!(
+                        "peer {name} ({}) added with key {}",
+                        card.station,
+                        card.key.short()
+                    );
                     (name, card.station)
                 }
                 (None, Some(uuid)) if no_auth => {

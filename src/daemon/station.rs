@@ -711,7 +711,11 @@ impl Station {
             // Callers not yet accepted share one transmission (their acks) per
             // interval: junk calls cannot make this station key up at will. A
             // genuine caller sends its Hello in one transmission and needs one.
-            if unproven && self.last_unproven_tx.is_some_and(|t| now < t + REFUSAL_INTERVAL) {
+            if unproven
+                && self
+                    .last_unproven_tx
+                    .is_some_and(|t| now < t + REFUSAL_INTERVAL)
+            {
                 continue;
             }
             let tx = self

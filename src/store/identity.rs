@@ -191,7 +191,11 @@ impl Store {
     }
 
     /// Sets (or, with `None`, removes: no authentication) a peer's key.
-    pub fn set_peer_key(&self, peer: &StationId, key: Option<&PublicKey>) -> Result<(), StoreError> {
+    pub fn set_peer_key(
+        &self,
+        peer: &StationId,
+        key: Option<&PublicKey>,
+    ) -> Result<(), StoreError> {
         self.writable()?;
         self.conn.execute(
             "UPDATE rs_peer SET public_key = ?1, hello_nonce = 0 WHERE uuid = ?2",
@@ -228,9 +232,11 @@ impl Store {
     /// A fresh nonce for a Hello to any peer, stored before it is used.
     pub fn next_hello_nonce(&self) -> Result<u64, StoreError> {
         self.writable()?;
-        let last: i64 = self
-            .conn
-            .query_row("SELECT COALESCE(hello_nonce, 0) FROM rs_station", [], |r| r.get(0))?;
+        let last: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(hello_nonce, 0) FROM rs_station", [], |r| {
+                    r.get(0)
+                })?;
         let n = next_nonce(last as u64);
         self.conn
             .execute("UPDATE rs_station SET hello_nonce = ?1", [n as i64])?;
@@ -302,11 +308,11 @@ impl Store {
             let payload = match peer.key {
                 None => &bytes[bytes.len() - f.payload_len()..],
                 Some(key) => f.verify(&key).map_err(|_| {
-                StoreError::Unauthenticated(format!(
-                    "the signature does not match {}'s registered key: the file was altered, \
+                    StoreError::Unauthenticated(format!(
+                        "the signature does not match {}'s registered key: the file was altered, \
                      or made by another station",
-                    peer.name
-                ))
+                        peer.name
+                    ))
                 })?,
             };
             (payload, Some(peer))

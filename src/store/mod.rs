@@ -8,8 +8,8 @@
 
 mod capture;
 mod exchange;
-mod identity;
 pub mod fingerprint;
+mod identity;
 mod import;
 pub mod reconcile;
 pub mod sample;
@@ -25,8 +25,8 @@ use crate::delta::merge::Policy;
 use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
 pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
-pub use identity::{copy_station, key_path, KeyError};
 pub use exchange::{Exported, ImportReport, SyncedRow};
+pub use identity::{copy_station, key_path, KeyError};
 pub use reconcile::ReconItem;
 pub use schema::{Column, TableInfo};
 

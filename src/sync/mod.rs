@@ -12,6 +12,5 @@ mod tests;
 pub use message::{BundleId, ErrorCode, Hello, Message, MessageError, Resume, PROTOCOL_VERSION};
 pub use session::{
     Config, ErrorKind, KeptOutgoing, LocalInfo, PartialIncoming, PeerAuth, PeerState, Progress,
-    Reconciled,
-    Role, Session, SessionError, SessionEvent, Summary, WrongState,
+    Reconciled, Role, Session, SessionError, SessionEvent, Summary, WrongState,
 };

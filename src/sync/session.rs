@@ -8,8 +8,8 @@ use super::message::{
     BundleId, ErrorCode, Hello, HelloAuth, Message, MessageError, Resume, MAX_REASSEMBLY,
     PROTOCOL_VERSION,
 };
-use crate::auth::{MacKey, SessionKeys, SharedSecret, PROOF_LEN};
 use super::reassembly::{BundleReassembly, Defragmenter, ReceiveError, Start, Violation};
+use crate::auth::{MacKey, SessionKeys, SharedSecret, PROOF_LEN};
 use crate::delta::{SchemaFingerprint, StationId, VersionVector};
 use crate::recon::Sketch;
 
@@ -741,7 +741,9 @@ impl Session {
     /// Initiator, before the responder's Hello: the responder refused the call
     /// (an `Error` in a control frame). Ignored once the peer has proven itself.
     pub fn refused_by_peer(&mut self, error: &[u8]) {
-        if self.is_closed() || self.role != Role::Initiator || !matches!(self.state, State::AwaitHello)
+        if self.is_closed()
+            || self.role != Role::Initiator
+            || !matches!(self.state, State::AwaitHello)
         {
             return;
         }
@@ -922,10 +924,14 @@ impl Session {
         let keys = SessionKeys::new(&a.secret, peer, self.local.station, h.nonce);
         let signed = &self.hello_bytes[..self.hello_bytes.len() - PROOF_LEN];
         if !keys.initiator_hello().check_proof(signed, &h.proof) {
-            return Err(format!("the Hello's proof does not match station {peer}'s key"));
+            return Err(format!(
+                "the Hello's proof does not match station {peer}'s key"
+            ));
         }
         if h.nonce <= a.last_peer_nonce {
-            return Err("a replayed Hello (its nonce is not newer than the last one accepted)".into());
+            return Err(
+                "a replayed Hello (its nonce is not newer than the last one accepted)".into(),
+            );
         }
         self.events.push_back(SessionEvent::Authenticated {
             peer,
@@ -1423,13 +1429,18 @@ impl Session {
             return Ok(());
         };
         let Some(h) = auth else {
-            return Err("the peer answered without proving its identity: it has no key for \
+            return Err(
+                "the peer answered without proving its identity: it has no key for \
                         this station (register this station there with its card)"
-                .into());
+                    .into(),
+            );
         };
         let mut transcript = self.hello_bytes.clone();
         transcript.extend_from_slice(&self.peer_hello[..self.peer_hello.len() - PROOF_LEN]);
-        if !keys.responder_hello(h.nonce).check_proof(&transcript, &h.proof) {
+        if !keys
+            .responder_hello(h.nonce)
+            .check_proof(&transcript, &h.proof)
+        {
             return Err("the answer's proof does not match the peer's registered key".into());
         }
         self.tx_key = Some(keys.initiator_frames(h.nonce));
