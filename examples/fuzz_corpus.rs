@@ -311,8 +311,8 @@ fn capture_sync(
     let run = dir.join(profile);
     std::fs::create_dir_all(&run)?;
     let (ra, rb) = (run.join("a.sqlite"), run.join("b.sqlite"));
-    std::fs::copy(a, &ra)?;
-    std::fs::copy(b, &rb)?;
+    radiosync::store::copy_station(a, &ra)?;
+    radiosync::store::copy_station(b, &rb)?;
     let (p, text) = Profile::load_with_text(profile)?;
     let link = SimLink::new(channel_config(&p, ber, None, loss, seed))?;
     let epoch = link.instant(Duration::ZERO);
