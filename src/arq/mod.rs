@@ -307,6 +307,13 @@ impl Arq {
         self.state == State::Idle && self.unacked() == 0 && !self.ack_owed
     }
 
+    /// Forgets data frames held for a gap (they are not acked, so the peer
+    /// sends them again): frames taken before the peer was authenticated must
+    /// not be delivered after it.
+    pub fn drop_out_of_order(&mut self) {
+        self.out_of_order.clear();
+    }
+
     /// Whether data frame `seq` of the peer was delivered already.
     pub fn delivered(&self, seq: u16) -> bool {
         Seq(seq).distance(self.next_expected) < 0

@@ -171,6 +171,8 @@ pub const REFUSAL_INTERVAL: Duration = Duration::from_secs(30);
 /// At most one "unknown session" answer this often.
 pub const UNKNOWN_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_REFUSAL_MEMORY: usize = 1024;
+/// Refusals to all callers together per `REFUSAL_INTERVAL`.
+const MAX_REFUSALS: u32 = 2;
 /// Callers not yet accepted at a time.
 const MAX_UNPROVEN: usize = 4;
 
@@ -202,6 +204,8 @@ pub struct Station {
     last_unknown_told: Option<Instant>,
     /// When a session not yet accepted last transmitted.
     last_unproven_tx: Option<Instant>,
+    /// Refusals sent in the current interval: (its start, how many).
+    refusal_window: Option<(Instant, u32)>,
 }
 
 /// A recently closed session; `engine` is kept (TIME-WAIT) for `silence_limit`
@@ -282,6 +286,7 @@ impl Station {
             refusals: Default::default(),
             last_unknown_told: None,
             last_unproven_tx: None,
+            refusal_window: None,
         })
     }
 
@@ -884,7 +889,12 @@ impl Station {
             held_back: 0,
             first: true,
         });
-        if !r.first && now < r.last + REFUSAL_INTERVAL {
+        // Per caller, and in all: a flood that changes its callsign every
+        // call still gets at most `MAX_REFUSALS` refusals per interval.
+        let window_full = self
+            .refusal_window
+            .is_some_and(|(start, n)| now < start + REFUSAL_INTERVAL && n >= MAX_REFUSALS);
+        if (!r.first && now < r.last + REFUSAL_INTERVAL) || window_full {
             r.held_back += 1;
             self.stats.refusals_held_back += 1;
             return;
@@ -892,6 +902,10 @@ impl Station {
         let held = std::mem::take(&mut r.held_back);
         r.first = false;
         r.last = now;
+        self.refusal_window = match self.refusal_window {
+            Some((start, n)) if now < start + REFUSAL_INTERVAL => Some((start, n + 1)),
+            _ => Some((now, 1)),
+        };
         let more = if held > 0 {
             format!(" ({held} more refused call(s) from it held back since the last line)")
         } else {

@@ -204,6 +204,8 @@ pub struct Engine {
     refused: bool,
     /// A frame with a valid tag came in: untagged acks are refused from now on.
     peer_tagged: bool,
+    /// The session's receive key was in place at the last frame.
+    rx_keyed: bool,
 }
 
 impl Engine {
@@ -267,6 +269,7 @@ impl Engine {
             peer_forgot: false,
             refused: false,
             peer_tagged: false,
+            rx_keyed: false,
         };
         e.pump();
         Ok(e)
@@ -317,6 +320,12 @@ impl Engine {
     /// One frame the shell deframed itself (a daemon that routes frames of
     /// several sessions from one port).
     pub fn handle_frame(&mut self, now: Instant, rx: RxFrame) {
+        if !self.rx_keyed && self.session.rx_key().is_some() {
+            // Keys came with the caller's acceptance: frames held for a gap
+            // were taken unchecked, and anyone could have sent them.
+            self.rx_keyed = true;
+            self.arq.drop_out_of_order();
+        }
         self.stats.frames_received += 1;
         self.stats.bytes_received += rx.bytes.len() as u64;
         let d = match rx.decoded {
