@@ -193,6 +193,17 @@ impl MacKey {
         proof.len() == PROOF_LEN && self.mac(&[bytes]).verify_truncated_left(proof).is_ok()
     }
 
+    fn frame_mac(&self, kind: u8, session: u16, seq: u16, payload: &[u8]) -> HmacSha256 {
+        let head = [
+            kind,
+            (session >> 8) as u8,
+            session as u8,
+            (seq >> 8) as u8,
+            seq as u8,
+        ];
+        self.mac(&[&head, payload])
+    }
+
     /// The tag of one frame: kind, session, seq and payload.
     pub fn frame_tag(
         &self,
@@ -201,14 +212,10 @@ impl MacKey {
         seq: u16,
         payload: &[u8],
     ) -> [u8; FRAME_TAG_LEN] {
-        let head = [
-            kind,
-            (session >> 8) as u8,
-            session as u8,
-            (seq >> 8) as u8,
-            seq as u8,
-        ];
-        let full = self.mac(&[&head, payload]).finalize().into_bytes();
+        let full = self
+            .frame_mac(kind, session, seq, payload)
+            .finalize()
+            .into_bytes();
         let mut out = [0u8; FRAME_TAG_LEN];
         out.copy_from_slice(&full[..FRAME_TAG_LEN]);
         out
@@ -223,16 +230,9 @@ impl MacKey {
         payload: &[u8],
         tag: &[u8],
     ) -> bool {
-        let head = [
-            kind,
-            (session >> 8) as u8,
-            session as u8,
-            (seq >> 8) as u8,
-            seq as u8,
-        ];
         tag.len() == FRAME_TAG_LEN
             && self
-                .mac(&[&head, payload])
+                .frame_mac(kind, session, seq, payload)
                 .verify_truncated_left(tag)
                 .is_ok()
     }

@@ -327,20 +327,8 @@ impl Store {
                 .ok_or(StoreError::UnknownPeer(f.sender))?
         } else {
             let h = crate::codec::peek_header(payload)?;
-            let matches: Vec<_> = self
-                .peers()?
-                .into_iter()
-                .filter(|p| crate::codec::station_key(&p.id) == h.sender_key)
-                .collect();
-            match <[_; 1]>::try_from(matches) {
-                Ok([p]) => p,
-                Err(m) => {
-                    return Err(StoreError::UnknownSender {
-                        key: h.sender_key,
-                        matches: m.len(),
-                    })
-                }
-            }
+            let id = self.sender_by_key(h.sender_key)?;
+            self.peer_by_id(&id)?.ok_or(StoreError::UnknownPeer(id))?
         };
         match signer {
             Some(s) if s.id != maker.id => Err(StoreError::Unauthenticated(format!(

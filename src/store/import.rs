@@ -213,19 +213,25 @@ impl Store {
                 });
             }
         }
+        Ok(codec::Ends {
+            sender: self.sender_by_key(h.sender_key)?,
+            receiver: h.receiver_key.map(|_| me),
+        })
+    }
+
+    /// The one registered peer whose station key (`codec::station_key`) a
+    /// bundle header names.
+    pub(super) fn sender_by_key(&self, key: u32) -> Result<StationId, StoreError> {
         let peers: Vec<StationId> = self
             .peers()?
             .into_iter()
             .map(|p| p.id)
-            .filter(|id| codec::station_key(id) == h.sender_key)
+            .filter(|id| codec::station_key(id) == key)
             .collect();
         match peers[..] {
-            [sender] => Ok(codec::Ends {
-                sender,
-                receiver: h.receiver_key.map(|_| me),
-            }),
+            [sender] => Ok(sender),
             _ => Err(StoreError::UnknownSender {
-                key: h.sender_key,
+                key,
                 matches: peers.len(),
             }),
         }
