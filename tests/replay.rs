@@ -936,3 +936,87 @@ fn replay_reproduces_a_session_layer_fault_as_the_live_session_sees_it() {
     assert_eq!(content(&store), content(&fresh_copy(&s, "untouched")));
     assert!(replay::summary(&report).contains("a live session stops here"));
 }
+
+/// A monitoring station reads every row of a dictionary-compressed transfer with
+/// the published dictionary (`dict export`), and says what it lacks without it.
+#[test]
+fn capture_show_decodes_bundles_with_the_published_dictionary() {
+    use radiosync::capture::decode::DecodeKeys;
+    use radiosync::codec::Dictionary;
+    let mut s = scene(120);
+    let dict = s.b.retrain_dictionary().unwrap();
+    s.b.set_peer_dict(&s.a.station().id, dict.id).unwrap();
+    s.bundle = s.b.export_bundle_bytes(&s.a.station().id).unwrap();
+    assert!(radiosync::codec::peek_header(&s.bundle).unwrap().uses_dict);
+    let (cap, _) = clean_capture(&s, KISS_PROFILE, 6);
+    let show = |keys: Option<DecodeKeys>| {
+        let reader = Reader::new(cap.as_slice()).unwrap();
+        let header = reader.header().clone();
+        show::show_with(&header, reader, false, keys)
+    };
+    let plain = show(None);
+    assert!(!plain.contains("from b 7"), "{plain}");
+
+    let without = show(Some(DecodeKeys::default()));
+    assert!(
+        without.contains("which this station does not hold"),
+        "{without}"
+    );
+    assert!(!without.contains("from b 7"), "{without}");
+
+    // The dictionary as `dict export` writes it, and the schema of a station copy.
+    let dir = scratch();
+    let dict_path = dir.path().join("b.dict");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_radiosync"))
+        .args(["dict", "export", "--db"])
+        .arg(s.b.path())
+        .arg("--out")
+        .arg(&dict_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let published = Dictionary::new(std::fs::read(&dict_path).unwrap());
+    assert_eq!(published, dict);
+    let keys = DecodeKeys {
+        dict: Some(published),
+        schema: Some((s.a.schema_fingerprint(), s.a.layout())),
+        stations: Vec::new(),
+    };
+    let text = show(Some(keys));
+    assert!(text.contains("bundle "), "{text}");
+    assert!(text.contains(" row version(s)"), "{text}");
+    // Every row b sent, with its values by column name.
+    for i in [0, 7, 119] {
+        assert!(
+            text.contains(&format!("item b-item-{i} ")),
+            "row b-item-{i} missing: {text}"
+        );
+        assert!(text.contains(&format!("name=\"from b {i}\"")), "{text}");
+    }
+    // The update of item-1 travels as a one-column delta named by its base version.
+    assert!(text.contains("item (by base) "), "{text}");
+    assert!(text.contains(" qty=99"), "{text}");
+
+    // The same through the command line, from a station copy's database.
+    let cap_path = dir.path().join("c.rscap");
+    std::fs::write(&cap_path, &cap).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_radiosync"))
+        .args(["capture", "show", "--decode", "--dict"])
+        .arg(&dict_path)
+        .arg("--db")
+        .arg(&s.a_before)
+        .arg(&cap_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("name=\"from b 119\""), "{stdout}");
+}

@@ -31,6 +31,7 @@
 //! [`CaptureError::Truncated`]. The record CRC catches a tail that a crash
 //! filled with zeros or stale bytes.
 
+pub mod decode;
 pub mod replay;
 pub mod show;
 

@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use super::decode::{BundleReader, DecodeKeys};
 use super::{CaptureError, CaptureHeader, LinkFraming, Record, RecordKind};
-use crate::arq::{AckRepr, ArqFrame, ArqKind, DataRepr};
+use crate::arq::{AckRepr, ArqConfig, ArqFrame, ArqKind, DataRepr};
 use crate::frame::framer::{Decoded, LinkFramer, LinkShape, RxFrame};
 use crate::frame::{Frame, FrameKind};
 use crate::profile::{Framing, Profile};
@@ -259,15 +260,35 @@ pub fn show<I>(header: &CaptureHeader, records: I) -> String
 where
     I: IntoIterator<Item = Result<Record, CaptureError>>,
 {
-    show_with(header, records, false)
+    show_with(header, records, false, None)
 }
 
-/// `show`, with each frame record's bytes in hex under its line when `hex`.
-pub fn show_with<I>(header: &CaptureHeader, records: I, hex: bool) -> String
+/// `show`, with each frame record's bytes in hex under its line when `hex`, and
+/// the rows of every bundle the frames carry when `decode` is given.
+pub fn show_with<I>(
+    header: &CaptureHeader,
+    records: I,
+    hex: bool,
+    decode: Option<DecodeKeys>,
+) -> String
 where
     I: IntoIterator<Item = Result<Record, CaptureError>>,
 {
     let link = CaptureLink::from_header(header);
+    // The receiving ARQ needs only sizes; any built-in profile's do without one.
+    let profile = link.profile.clone().ok().or_else(|| {
+        Profile::known_names()
+            .next()
+            .and_then(|n| Profile::load(n).ok())
+    });
+    let mut bundles = match (decode, profile) {
+        (Some(k), Some(p)) => Some(BundleReader::new(
+            k,
+            ArqConfig::from_profile(&p),
+            header.station,
+        )),
+        _ => None,
+    };
     let mut out = String::new();
     let framing = match header.framing {
         LinkFraming::Kiss => "kiss".to_string(),
@@ -336,23 +357,29 @@ where
                 header.framing.to_byte()
             )),
             Some(f) => {
-                let (frames, skipped) = deframe(f, record_time(base, &r), &r.bytes);
+                let at = record_time(base, &r);
+                let (frames, skipped) = deframe(f, at, &r.bytes);
                 if skipped > 0 {
                     lines.push(format!("{skipped} bytes of noise skipped"));
                 }
                 for rx in frames {
-                    lines.push(match rx.decoded {
-                        Ok(d) => format!(
-                            "{} | {} | CRC ok{}",
-                            link_label(&d),
-                            describe_frame(&d.frame),
-                            match d.info.corrected_symbols {
-                                0 => String::new(),
-                                n => format!(", FEC corrected {n}"),
+                    match rx.decoded {
+                        Ok(d) => {
+                            lines.push(format!(
+                                "{} | {} | CRC ok{}",
+                                link_label(&d),
+                                describe_frame(&d.frame),
+                                match d.info.corrected_symbols {
+                                    0 => String::new(),
+                                    n => format!(", FEC corrected {n}"),
+                                }
+                            ));
+                            if let Some(b) = bundles.as_mut() {
+                                lines.extend(b.frame(r.kind, at, &d.frame));
                             }
-                        ),
-                        Err(e) => format!("BAD {e}"),
-                    });
+                        }
+                        Err(e) => lines.push(format!("BAD {e}")),
+                    }
                 }
             }
         }

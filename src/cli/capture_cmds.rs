@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use radiosync::capture::decode::DecodeKeys;
 use radiosync::capture::replay::{self, BundleFate, ReplayOptions, Replayer};
 use radiosync::capture::show;
 use radiosync::capture::{Reader, RecordKind};
+use radiosync::codec::Dictionary;
 use radiosync::store::Store;
 
 #[derive(clap::Subcommand, Debug)]
@@ -21,6 +23,16 @@ pub enum CaptureCommand {
         /// Also print each frame record's bytes in hex.
         #[arg(long)]
         hex: bool,
+        /// Also put the bundles the frames carry back together and print their rows.
+        #[arg(long)]
+        decode: bool,
+        /// The sender's zstd dictionary, as `dict export` writes it (with --decode).
+        #[arg(long, requires = "decode")]
+        dict: Option<PathBuf>,
+        /// A station database of the same schema: table and column names, the
+        /// stations it knows, and its dictionary unless --dict is given (with --decode).
+        #[arg(long, requires = "decode")]
+        db: Option<PathBuf>,
     },
 }
 
@@ -79,13 +91,46 @@ fn open_capture(path: &PathBuf) -> anyhow::Result<Reader<BufReader<File>>> {
 
 pub fn run_capture(cmd: CaptureCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        CaptureCommand::Show { file, hex } => {
+        CaptureCommand::Show {
+            file,
+            hex,
+            decode,
+            dict,
+            db,
+        } => {
             let reader = open_capture(&file)?;
             let header = reader.header().clone();
-            print!("{}", show::show_with(&header, reader, hex));
+            let keys = if decode {
+                Some(decode_keys(dict.as_ref(), db.as_ref())?)
+            } else {
+                None
+            };
+            print!("{}", show::show_with(&header, reader, hex, keys));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What `capture show --decode` reads bundles with: a dictionary file, and a
+/// station's schema, stations and dictionary.
+fn decode_keys(dict: Option<&PathBuf>, db: Option<&PathBuf>) -> anyhow::Result<DecodeKeys> {
+    let mut keys = DecodeKeys::default();
+    if let Some(db) = db {
+        let s = Store::open(db).with_context(|| format!("cannot open {}", db.display()))?;
+        keys.schema = Some((s.schema_fingerprint(), s.layout()));
+        keys.stations.push(s.station().id);
+        keys.stations.extend(s.peers()?.into_iter().map(|p| p.id));
+        keys.dict = s.dictionary()?;
+    }
+    if let Some(path) = dict {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read dictionary {}", path.display()))?;
+        if bytes.is_empty() {
+            anyhow::bail!("{} is empty, not a dictionary", path.display());
+        }
+        keys.dict = Some(Dictionary::new(bytes));
+    }
+    Ok(keys)
 }
 
 pub fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

@@ -185,6 +185,15 @@ pub enum DictCommand {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Write the station's dictionary to a file, to publish it: with it anyone can
+    /// read this station's frames (`capture show --decode --dict FILE`).
+    Export {
+        #[arg(long)]
+        db: PathBuf,
+        /// Where to write the dictionary (zstd's raw dictionary bytes).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// A callsign as AX.25 carries it (upper case, `-SSID` 0..15), refused early if it is not one.
@@ -616,6 +625,24 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("writing the sample data to {}", out.display()))?;
             println!(
                 "wrote the sample data to {} (8 tables with uuid, modified_on and deleted)",
+                out.display()
+            );
+        }
+        StoreCommand::Dict(DictCommand::Export { db, out }) => {
+            let s = open(&db)?;
+            let Some(d) = s.dictionary()? else {
+                anyhow::bail!(
+                    "{} has no dictionary: it compresses without one, and its frames \
+                     decode without one (train one with `dict retrain`)",
+                    db.display()
+                );
+            };
+            std::fs::write(&out, &d.bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote dictionary {:08x} ({} bytes) to {}",
+                d.id,
+                d.bytes.len(),
                 out.display()
             );
         }
