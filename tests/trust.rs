@@ -306,3 +306,93 @@ fn a_peer_without_push_permission_is_told_and_its_bundle_refused() {
     drop(sa);
     assert!(snapshot(&a) == a_before);
 }
+
+/// The rows of `table` at the station at `path`.
+fn rows_of(path: &Path, table: &str) -> Vec<radiosync::store::SyncedRow> {
+    snapshot(path)
+        .into_iter()
+        .filter(|r| r.table == table)
+        .collect()
+}
+
+/// One session, B calling A, on a clean simulated KISS channel.
+fn sync_b_to_a(a: &Path, b: &Path, seed: u64) -> radiosync::sync::Summary {
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let mut sim = pair(&p, b, a, seed);
+    let now = sim.link.now();
+    sim.station(Side::A)
+        .unwrap()
+        .start_sync(now, "A", 0x0300 + seed as u16)
+        .unwrap();
+    let (ob, _) = run_sync(&mut sim, Duration::from_secs(3600));
+    ob[0].result.clone().unwrap()
+}
+
+#[test]
+fn a_table_list_keeps_other_tables_home_and_a_push_outside_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = cloned_pair(dir.path(), false);
+    // Both edit pr_person (shared) and cms_post (not shared).
+    edit(&a, 11, 8, 3, 40);
+    edit(&b, 12, 8, 3, 40);
+    let (sa, sb) = (Store::open(&a).unwrap(), Store::open(&b).unwrap());
+    let (a_id, b_id) = (sa.station().id, sb.station().id);
+    let people = ["pr_person".to_string()];
+    sa.set_peer_tables(&b_id, Some(&people)).unwrap();
+    sb.set_peer_tables(&a_id, Some(&people)).unwrap();
+    assert!(sa
+        .set_peer_tables(&b_id, Some(&["no_such".to_string()]))
+        .is_err());
+    drop((sa, sb));
+    let (a_posts, b_posts) = (rows_of(&a, "cms_post"), rows_of(&b, "cms_post"));
+    assert!(a_posts != b_posts);
+
+    // Over the radio: pr_person converges, verified over the shared table;
+    // cms_post stays as it was at each station.
+    let s = sync_b_to_a(&a, &b, 1);
+    assert_eq!(s.verified(), Some(true), "{s:?}");
+    assert!(rows_of(&a, "pr_person") == rows_of(&b, "pr_person"));
+    assert!(rows_of(&a, "cms_post") == a_posts);
+    assert!(rows_of(&b, "cms_post") == b_posts);
+    let sb = Store::open(&b).unwrap();
+    assert_eq!(sb.pending_for(&a_id).unwrap(), 0);
+
+    // B's operator widens B's list but A's is unchanged: B's file carries
+    // cms_post, and A refuses it whole, says why, and changes nothing.
+    sb.set_peer_tables(&b_id_of(&sb, "A"), None).unwrap();
+    edit(&b, 13, 2, 2, 40);
+    let bytes = Store::open(&b).unwrap().export_bundle_bytes(&a_id).unwrap();
+    drop(sb);
+    let a_before = snapshot(&a);
+    let mut sa = Store::open(&a).unwrap();
+    let e = sa.import_bundle_bytes(&bytes).unwrap_err();
+    assert!(e.to_string().contains("may not push table cms_post"), "{e}");
+    assert!(sa
+        .log()
+        .unwrap()
+        .iter()
+        .any(|l| l.result == "refused" && l.message.contains("cms_post")));
+    drop(sa);
+    assert!(snapshot(&a) == a_before);
+
+    // Both share everything now: the posts each side kept home are found by
+    // the content check and reconciliation (measured: the first session ends
+    // unverified, the second reconciles 6 rows), and the stations converge.
+    Store::open(&a)
+        .unwrap()
+        .set_peer_tables(&b_id, None)
+        .unwrap();
+    let mut verified = false;
+    for seed in 2..5 {
+        if sync_b_to_a(&a, &b, seed).verified() == Some(true) {
+            verified = true;
+            break;
+        }
+    }
+    assert!(verified);
+    radiosync::testkit::assert_converged(&a, &b);
+}
+
+fn b_id_of(s: &Store, name: &str) -> radiosync::delta::StationId {
+    s.peer_by_name(name).unwrap().unwrap().id
+}

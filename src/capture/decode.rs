@@ -200,9 +200,11 @@ impl BundleReader {
             None => None,
             Some(k) => match find(k) {
                 Some(r) => Some(r),
-                None => return vec![format!(
+                None => {
+                    return vec![format!(
                     "bundle {id}: addressed to station key {k:08x}, whose UUID is not known here"
-                )],
+                )]
+                }
             },
         };
         let ends = Ends { sender, receiver };

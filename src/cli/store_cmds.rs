@@ -143,6 +143,10 @@ pub enum PeerCommand {
         /// Whether it may push changes here (yes: default).
         #[arg(long, value_parser = yes_no)]
         push: Option<bool>,
+        /// The tables exchanged with it, both ways: comma-separated, or `all`
+        /// (default). Set the same list at the peer.
+        #[arg(long, value_parser = table_list)]
+        tables: Option<TableList>,
     },
     /// List peers: name, uuid, callsign, last sync, sync count.
     List {
@@ -169,6 +173,9 @@ pub enum PeerCommand {
         /// Whether it may push changes here.
         #[arg(long, value_parser = yes_no)]
         push: Option<bool>,
+        /// The tables exchanged with it, both ways: comma-separated, or `all`.
+        #[arg(long, value_parser = table_list)]
+        tables: Option<TableList>,
     },
     /// Forget a peer: what it confirmed, asked for and left half-sent goes with it.
     Remove {
@@ -194,6 +201,31 @@ pub enum DictCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// `--tables`: `all`, or table names separated by commas.
+#[derive(Clone, Debug)]
+pub struct TableList(Option<Vec<String>>);
+
+fn table_list(s: &str) -> Result<TableList, String> {
+    if s.trim() == "all" {
+        return Ok(TableList(None));
+    }
+    let names: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Err("give table names separated by commas, or `all`".into());
+    }
+    Ok(TableList(Some(names)))
+}
+
+/// How `peer list` and `status` show a peer's tables.
+fn tables_text(tables: &Option<Vec<String>>) -> String {
+    tables.as_ref().map_or("all".into(), |t| t.join(","))
 }
 
 /// A callsign as AX.25 carries it (upper case, `-SSID` 0..15), refused early if it is not one.
@@ -333,6 +365,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             callsign,
             no_auth,
             push,
+            tables,
         }) => {
             let mut s = open(&db)?;
             let (name, id) = match (card, uuid) {
@@ -366,7 +399,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             if let Some(p) = push {
                 s.set_peer_push(&id, p)?;
             }
-            let _ = name;
+            if let Some(TableList(t)) = tables {
+                s.set_peer_tables(&id, t.as_deref())?;
+                println!("peer {name} shares tables: {}", tables_text(&t));
+            }
         }
         StoreCommand::Untrack { db, table } => {
             let mut s = open(&db)?;
@@ -381,6 +417,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             card,
             no_auth,
             push,
+            tables,
         }) => {
             let callsign = match callsign {
                 Some(c) if c.is_empty() => Some(None),
@@ -417,6 +454,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             if let Some(v) = push {
                 s.set_peer_push(&p.id, v)?;
             }
+            if let Some(TableList(t)) = tables {
+                s.set_peer_tables(&p.id, t.as_deref())?;
+                println!("peer {} shares tables: {}", p.name, tables_text(&t));
+            }
             println!(
                 "peer {} ({}) callsign {}",
                 p.name,
@@ -432,19 +473,20 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         StoreCommand::Peer(PeerCommand::List { db }) => {
             let s = open(&db)?;
             println!(
-                "{:<16} {:<36} {:<10} {:<24} {:>5} {:<16} push",
+                "{:<16} {:<36} {:<10} {:<24} {:>5} {:<16} push tables",
                 "name", "uuid", "callsign", "last sync", "syncs", "key"
             );
             for p in s.peers()? {
                 println!(
-                    "{:<16} {:<36} {:<10} {:<24} {:>5} {:<16} {}",
+                    "{:<16} {:<36} {:<10} {:<24} {:>5} {:<16} {:<4} {}",
                     p.name,
                     p.id.to_string(),
                     p.callsign.as_deref().unwrap_or("-"),
                     p.last_sync.as_deref().unwrap_or("never"),
                     p.sync_count,
                     p.key.map_or("NO AUTH".to_string(), |k| k.short()),
-                    if p.may_push { "yes" } else { "no" }
+                    if p.may_push { "yes" } else { "no" },
+                    tables_text(&p.tables)
                 );
             }
         }
@@ -684,7 +726,7 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
                 "last_sync": p.last_sync, "sync_count": p.sync_count, "pending_rows": pending,
                 "verified_at": p.verified_at, "differs_since": p.differs_since,
                 "key": p.key.map(|k| k.to_string()), "authenticated": p.key.is_some(),
-                "may_push": p.may_push,
+                "may_push": p.may_push, "tables": p.tables,
             })).collect::<Vec<_>>(),
             "problems": s.problems().iter().map(|(t, why)| serde_json::json!({"table": t, "problem": why})).collect::<Vec<_>>(),
             "held": held.iter().map(|h| serde_json::json!({"table": h.table, "uuid": h.uuid, "reason": h.reason, "since": h.since})).collect::<Vec<_>>(),
@@ -728,8 +770,12 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
             (false, true) => ", NO AUTHENTICATION (--no-auth: anyone with its UUID can pose as it)",
             (false, false) => ", NO AUTHENTICATION (--no-auth), may not push",
         };
+        let shared = match &p.tables {
+            Some(t) => format!(", tables {}", t.join(",")),
+            None => String::new(),
+        };
         println!(
-            "  {:<16} {} pending {:>6} rows, last sync {}, {check}{trust}",
+            "  {:<16} {} pending {:>6} rows, last sync {}, {check}{trust}{shared}",
             p.name,
             p.id,
             pending,

@@ -411,7 +411,7 @@ impl Station {
         };
         // The Hello carries the content fingerprint: writes since the last check count.
         self.store.check_capture()?;
-        let local = local_info(&self.store)?;
+        let local = local_info(&self.store, Some(&peer.id))?;
         let mut state = self.store.transfer_state(&peer.id)?;
         state.auth = self.store.peer_auth(&peer.id)?;
         if let Some(a) = &mut state.auth {
@@ -632,7 +632,7 @@ impl Station {
             peer_callsign: None,
             session_id: Some(id),
         };
-        Ok(Engine::respond(cfg, local_info(&self.store)?)?)
+        Ok(Engine::respond(cfg, local_info(&self.store, None)?)?)
     }
 
     fn feed(&mut self, now: Instant, id: u16, rx: RxFrame) {

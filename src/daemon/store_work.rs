@@ -25,7 +25,10 @@ pub enum StoreWorkError {
 /// apply travel as explicit wants in its bundles, which the peer's export
 /// sends in full. With the capped vector the peer would resend every change
 /// of that origin after the first want (measured: 26 kB again for 3 rows).
-pub fn local_info(store: &Store) -> Result<LocalInfo, StoreError> {
+///
+/// The fingerprint is over the tables shared with `peer` when it is known (an
+/// initiator); a responder sets it when the caller's Hello names it.
+pub fn local_info(store: &Store, peer: Option<&StationId>) -> Result<LocalInfo, StoreError> {
     let st = store.station();
     Ok(LocalInfo {
         station: st.id,
@@ -33,7 +36,10 @@ pub fn local_info(store: &Store) -> Result<LocalInfo, StoreError> {
         schema: store.schema_fingerprint(),
         dict_id: store.dictionary()?.map(|d| d.id).unwrap_or(0),
         vector: store.raw_vector()?,
-        fingerprint: store.content_fingerprint()?,
+        fingerprint: match peer {
+            Some(p) => store.fingerprint_for(p)?,
+            None => store.content_fingerprint()?,
+        },
     })
 }
 
@@ -98,7 +104,7 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             store.check_capture()?;
             engine
                 .session_mut()
-                .set_fingerprint(store.content_fingerprint()?);
+                .set_fingerprint(store.fingerprint_for(&station)?);
             store.note_peer_schema(&station, schema)?;
             if responder {
                 if store.peer_by_id(&station)?.is_some() {
@@ -120,7 +126,7 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             let reconciling = reconciled.is_some();
             let ex = match reconciled {
                 Some(r) => {
-                    let rows = store.recon_rows(r.salt, &r.items)?;
+                    let rows = store.recon_rows(&peer, r.salt, &r.items)?;
                     if r.with_log && !rows.is_empty() {
                         log_drift(store, &peer, &rows)?;
                     }
@@ -156,8 +162,15 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
         } => store.transfer_save_chunk(&peer, id, offset, &bytes)?,
         SessionEvent::DiscardPartial { peer, id } => store.transfer_discard_partial(&peer, id)?,
         SessionEvent::NeedItems { salt } => {
+            let Some(peer) = engine.session().peer() else {
+                // Items are asked for only after the peer's Hello.
+                return Err(StoreWorkError::WrongState(WrongState {
+                    call: "NeedItems",
+                    state: "before the peer's Hello",
+                }));
+            };
             let items = store
-                .recon_items(salt)?
+                .recon_items(&peer, salt)?
                 .into_iter()
                 .map(|i| i.item)
                 .collect();
@@ -181,7 +194,7 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
                     store.check_capture()?;
                     engine
                         .session_mut()
-                        .set_fingerprint(store.content_fingerprint()?);
+                        .set_fingerprint(store.fingerprint_for(&peer)?);
                     // Uncapped, like the Hello: a peer that kept more to send
                     // exports against it, and our wants reach it in our bundles.
                     let v = store.raw_vector()?;

@@ -654,8 +654,12 @@ impl Store {
         // Deltas name their row by base tag, unless the peer asked for a tag we
         // could not map back to a row: then every delta carries its uuid again.
         let by_base = !p.unplaced;
+        let shared = self.shared_tables(peer)?;
         let mut tables = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
+            if !shared[i] {
+                continue;
+            }
             let ti = i as u16;
             let n = info.payload.len();
             let all = backfill.contains(&info.name);

@@ -568,6 +568,20 @@ impl Store {
         let peer = self
             .peer_by_id(&b.sender)?
             .ok_or(StoreError::UnknownPeer(b.sender))?;
+        // A peer pushes only the tables shared with it. Its bundle is refused
+        // whole and the sender told why: its operator sets the same list there.
+        if let Some(list) = &peer.tables {
+            if let Some(tc) = mapped
+                .tables
+                .iter()
+                .find(|tc| !tc.rows.is_empty() && !list.contains(&self.tables[tc.table].name))
+            {
+                return Err(StoreError::TableRefused {
+                    peer: peer.name.clone(),
+                    table: self.tables[tc.table].name.clone(),
+                });
+            }
+        }
         // Skip what we processed before. The raw vector (not lowered by wants) is
         // right here: a wanted row from this sender is never skipped, and a
         // change we only lack in full comes from the peer we asked.

@@ -14,6 +14,7 @@ mod import;
 pub mod reconcile;
 pub mod sample;
 pub mod schema;
+mod sharing;
 mod transfer;
 
 use std::path::{Path, PathBuf};
@@ -171,6 +172,14 @@ pub enum StoreError {
     /// The peer may not push changes to this station.
     #[error("{0} may not push changes to this station (peer edit --push yes allows it)")]
     PushRefused(String),
+    /// The peer sent rows of a table it does not share with this station.
+    #[error("{peer} may not push table {table} to this station: it is not in the tables shared with {peer} (peer edit --tables)")]
+    TableRefused {
+        /// The peer's name.
+        peer: String,
+        /// The table.
+        table: String,
+    },
 }
 
 impl StoreError {
@@ -190,6 +199,7 @@ impl StoreError {
                 | StoreError::DictMismatch { .. }
                 | StoreError::Unauthenticated(_)
                 | StoreError::PushRefused(_)
+                | StoreError::TableRefused { .. }
         )
     }
 }
@@ -248,6 +258,8 @@ pub struct PeerInfo {
     pub key: Option<crate::auth::PublicKey>,
     /// Whether it may push changes here.
     pub may_push: bool,
+    /// The tables exchanged with it, both ways (`peer edit --tables`); `None`: all.
+    pub tables: Option<Vec<String>>,
 }
 
 /// One line of `rs_log`.
@@ -869,6 +881,9 @@ impl Store {
                 .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
                 .and_then(|b| crate::auth::PublicKey::from_bytes(&b).ok()),
             may_push: r.get::<_, Option<i64>>(10)?.unwrap_or(1) != 0,
+            tables: r
+                .get::<_, Option<String>>(11)?
+                .map(|t| sharing::parse_list(&t)),
         })
     }
 
@@ -909,7 +924,7 @@ impl Store {
 
     const PEER_COLS: &'static str =
         "uuid, name, callsign, last_sync, sync_count, dict_id, schema, verified_at, differs_since, \
-         public_key, may_push";
+         public_key, may_push, tables";
 
     /// Every registered peer, by name.
     pub fn peers(&self) -> Result<Vec<PeerInfo>, StoreError> {

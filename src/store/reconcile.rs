@@ -48,7 +48,9 @@ impl Store {
     /// Every synced row of the tracked tables as an item, under `salt`. Rows
     /// held back (they cannot travel) are left out. Run `check_capture` first
     /// so every digest is current.
-    pub fn recon_items(&self, salt: u64) -> Result<Vec<ReconItem>, StoreError> {
+    /// Only the tables shared with `peer` count.
+    pub fn recon_items(&self, peer: &StationId, salt: u64) -> Result<Vec<ReconItem>, StoreError> {
+        let shared = self.shared_tables(peer)?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.uuid, f.part FROM rs_row r
              LEFT JOIN rs_fp f ON f.tbl = r.tbl AND f.uuid = r.uuid
@@ -57,6 +59,9 @@ impl Store {
         )?;
         let mut out = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
+            if !shared[i] {
+                continue;
+            }
             let rows = stmt.query_map(params![info.name], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
             })?;
@@ -76,12 +81,13 @@ impl Store {
     /// Items no row of ours has now (changed since they were listed) are left out.
     pub fn recon_rows(
         &self,
+        peer: &StationId,
         salt: u64,
         items: &[u32],
     ) -> Result<BTreeSet<(u16, String)>, StoreError> {
         let wanted: BTreeSet<u32> = items.iter().copied().collect();
         Ok(self
-            .recon_items(salt)?
+            .recon_items(peer, salt)?
             .into_iter()
             .filter(|i| wanted.contains(&i.item))
             .map(|i| (i.table, i.uuid))
@@ -232,7 +238,7 @@ impl Store {
         };
         match self.file_state(peer)? {
             Some(FileState::Received { salt, items, sums }) => {
-                let mine = self.recon_items(salt)?;
+                let mine = self.recon_items(peer, salt)?;
                 let my_items: Vec<u32> = mine.iter().map(|i| i.item).collect();
                 // The claim: capped below rows we still wait for in full (`vector`),
                 // so a claim never covers a change we do not hold.
@@ -241,7 +247,7 @@ impl Store {
                 let mine_sketch = Sketch::of(my_items.iter().copied(), capacity);
                 if let Some(d) = crate::recon::difference(&my_items, &mine_sketch, &sums) {
                     let (own, theirs) = (d.ours, d.theirs);
-                    let rows = self.recon_rows(salt, &own)?;
+                    let rows = self.recon_rows(peer, salt, &own)?;
                     let ex = self.export_reconciled(peer, &rows, &vector, None)?;
                     self.set_file_state(peer, None)?;
                     let what = format!(
@@ -296,7 +302,7 @@ impl Store {
                 vector,
                 items,
             }) => {
-                let rows = self.recon_rows(salt, &items)?;
+                let rows = self.recon_rows(peer, salt, &items)?;
                 // We hold the peer's changes its reply carried: say so, so that it
                 // does not send them again. Everything else as when we offered.
                 let mut claim = vector.clone();
@@ -322,7 +328,7 @@ impl Store {
                     return Ok(None);
                 }
                 let salt: u64 = rand::random();
-                let mine = self.recon_items(salt)?;
+                let mine = self.recon_items(peer, salt)?;
                 if mine.is_empty() {
                     return Ok(None);
                 }

@@ -88,6 +88,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rs_peer", "public_key", "BLOB"),
     ("rs_peer", "hello_nonce", "INTEGER"),
     ("rs_peer", "may_push", "INTEGER"),
+    ("rs_peer", "tables", "TEXT"),
 ];
 
 /// Bring an older station file's own tables up to date. Idempotent.
