@@ -140,7 +140,7 @@ fn measure(dir: &Path, rows: usize) -> Row {
         let s = Store::open(&a).unwrap();
         bytes = s.export_bundle_bytes(&peer).unwrap();
     });
-    let hello = radiosync::daemon::store_work::local_info(&Store::open(&b).unwrap())
+    let hello = radiosync::daemon::store_work::local_info(&Store::open(&b).unwrap(), None)
         .unwrap()
         .vector;
     let session = time(|| {
