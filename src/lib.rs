@@ -8,6 +8,7 @@
 #![warn(unreachable_pub)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod arq;
 pub mod auth;
 pub mod bytes;

@@ -1,6 +1,7 @@
 //! Command definitions. Store and file commands live in `store_cmds`, radio
 //! commands in `radio_cmds`, the quick-start demo in `demo`.
 
+pub mod api_cmds;
 pub mod capture_cmds;
 pub mod demo;
 pub mod radio_cmds;
@@ -51,6 +52,11 @@ pub enum Command {
     Replay(capture_cmds::ReplayArgs),
     /// Two stations from the embedded sample data, edited on both sides, synced end to end.
     Demo(demo::DemoArgs),
+    /// Serve the blueprint's web services: getdata and putdata over JSON-RPC and JSON.
+    Serve(api_cmds::ServeArgs),
+    /// Users of the web services.
+    #[command(subcommand)]
+    User(api_cmds::UserCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -60,5 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Capture(cmd) => capture_cmds::run_capture(cmd),
         Command::Replay(args) => capture_cmds::run_replay(args),
         Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => api_cmds::run_serve(args),
+        Command::User(cmd) => api_cmds::run_user(cmd),
     }
 }

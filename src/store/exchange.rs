@@ -1084,3 +1084,144 @@ mod tests {
         assert!(matches!(body_for(vals, None, 4), RowBody::Full(_)));
     }
 }
+
+/// One table as the web services' nicedbdump carries it: name, column names
+/// (`id`, `uuid`, `modified_on`, then the synced columns) and rows of values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DumpTable {
+    /// Table name.
+    pub name: String,
+    /// Column names, in the order of each row's values.
+    pub columns: Vec<String>,
+    /// Rows, each with one value per column.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Which rows `getdata` returns.
+#[derive(Clone, Copy, Debug)]
+pub enum GetScope<'a> {
+    /// Rows whose `modified_on` is after this instant (tombstones included).
+    After(&'a str),
+    /// Rows changed here since the caller's last such call (by change tag, so
+    /// rows that arrived from peers with old timestamps are not missed).
+    SinceLastCall,
+}
+
+impl Store {
+    /// The web services' `getdata` for `caller`: rows of every tracked table,
+    /// the site-local `id` looked up here (NULL for a hard-deleted row).
+    pub fn get_rows(
+        &self,
+        caller: &str,
+        scope: GetScope<'_>,
+    ) -> Result<Vec<DumpTable>, StoreError> {
+        let holds = read_api_vector(&self.conn, caller)?;
+        let after_ms = match scope {
+            GetScope::After(t) => Some((t, crate::delta::time::parse_millis(t))),
+            GetScope::SinceLastCall => None,
+        };
+        let newer = |m: &str| match after_ms {
+            None => true,
+            Some((text, ms)) => match (crate::delta::time::parse_millis(m), ms) {
+                (Some(a), Some(b)) => a > b,
+                _ => m > text,
+            },
+        };
+        let nobody = StationId::default();
+        let mut out = Vec::new();
+        for info in &self.tables {
+            let rows = match scope {
+                GetScope::After(_) => self.table_rows(
+                    info,
+                    &Scope::All,
+                    |_, _, m| newer(m),
+                    |_, _, v| Ok(RowBody::Full(v)),
+                )?,
+                GetScope::SinceLastCall => self.table_rows(
+                    info,
+                    &Scope::Lacking {
+                        peer: nobody,
+                        holds: &holds,
+                        uuids: BTreeSet::new(),
+                    },
+                    |_, tag, _| !holds.covers(&tag),
+                    |_, _, v| Ok(RowBody::Full(v)),
+                )?,
+            };
+            if rows.is_empty() {
+                continue;
+            }
+            let id_synced = info.payload.iter().any(|c| c.name == "id");
+            let id_local = info.local.iter().any(|c| c.name == "id");
+            let mut columns = Vec::new();
+            if !id_synced {
+                columns.push("id".to_string());
+            }
+            columns.extend(["uuid".to_string(), "modified_on".to_string()]);
+            columns.extend(info.payload.iter().map(|c| c.name.clone()));
+            let mut id_of = self.conn.prepare_cached(&format!(
+                "SELECT id FROM {} WHERE uuid = ?1",
+                quote_ident(&info.name)
+            ));
+            let mut dump = DumpTable {
+                name: info.name.clone(),
+                columns,
+                rows: Vec::with_capacity(rows.len()),
+            };
+            for r in rows {
+                let RowBody::Full(values) = r.body else {
+                    continue;
+                };
+                let mut row = Vec::with_capacity(values.len() + 3);
+                if !id_synced {
+                    let id = match (&mut id_of, id_local) {
+                        (Ok(stmt), true) => stmt
+                            .query_row([&r.uuid], |x| Ok(value_from_ref(x.get_ref(0)?)))
+                            .optional()?
+                            .unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    };
+                    row.push(id);
+                }
+                row.push(Value::Text(r.uuid));
+                row.push(Value::Text(r.modified_on));
+                row.extend(values);
+                dump.rows.push(row);
+            }
+            out.push(dump);
+        }
+        Ok(out)
+    }
+
+    /// After a `getdata` without a timestamp: the caller now holds what we hold.
+    pub fn note_api_call(&self, caller: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        let v = self.vector()?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO rs_api_vector (caller, origin, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (caller, origin) DO UPDATE SET seq = max(seq, excluded.seq)",
+        )?;
+        for (o, s) in &v.0 {
+            stmt.execute(params![caller, o.0.to_vec(), *s as i64])?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn read_api_vector(
+    conn: &Connection,
+    caller: &str,
+) -> Result<VersionVector, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT origin, seq FROM rs_api_vector WHERE caller = ?1")?;
+    let rows = stmt
+        .query_map([caller], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut v = VersionVector::default();
+    for (o, s) in rows {
+        v.raise(station_id_from(o)?, s.max(0) as u64);
+    }
+    Ok(v)
+}

@@ -4,6 +4,9 @@
 //! constraint, an unreadable time) is quarantined and retried later; it never
 //! blocks the rest of the bundle.
 
+mod put;
+pub use put::PutReport;
+
 use std::collections::BTreeSet;
 
 use rusqlite::{params, Connection, OptionalExtension};

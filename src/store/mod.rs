@@ -16,6 +16,7 @@ pub mod sample;
 pub mod schema;
 mod sharing;
 mod transfer;
+mod users;
 
 use std::path::{Path, PathBuf};
 
@@ -26,10 +27,12 @@ use crate::delta::merge::Policy;
 use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
 pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
-pub use exchange::{Exported, ImportReport, SyncedRow};
+pub use exchange::{DumpTable, Exported, GetScope, ImportReport, SyncedRow};
 pub use identity::{copy_station, key_path, KeyError};
+pub use import::PutReport;
 pub use reconcile::ReconItem;
 pub use schema::{Column, TableInfo};
+pub use users::{Role, UserInfo};
 
 /// Dictionary size trained after `track`.
 pub const DICT_SIZE: usize = 64 * 1024;
@@ -172,6 +175,12 @@ pub enum StoreError {
     /// The peer may not push changes to this station.
     #[error("{0} may not push changes to this station (peer edit --push yes allows it)")]
     PushRefused(String),
+    /// A nicedbdump that cannot be applied (the API checks its shape first).
+    #[error("{0}")]
+    BadDump(String),
+    /// A user cannot be added, removed or found.
+    #[error("{0}")]
+    BadUser(String),
     /// The peer sent rows of a table it does not share with this station.
     #[error("{peer} may not push table {table} to this station: it is not in the tables shared with {peer} (peer edit --tables)")]
     TableRefused {
