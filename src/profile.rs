@@ -37,6 +37,7 @@ const EMBEDDED: &[(&str, &str)] = &[
         "sim-transparent-9600",
         include_str!("../firmware-profiles/sim-transparent-9600.toml"),
     ),
+    ("tcp", include_str!("../firmware-profiles/tcp.toml")),
 ];
 
 /// Dire Wolf 1.6 accepts KISS data frames of this many bytes (AX.25 frame without FCS).
@@ -178,8 +179,20 @@ pub struct Profile {
     /// TCP port of a KISS-over-TCP modem (KISS framing only); `None` if serial only.
     #[serde(default)]
     pub kiss_tcp_port: Option<u16>,
+    /// Not a modem: the session runs on a TCP connection to the peer itself
+    /// (`sync --tcp`, `run --tcp-listen`); no serial port, no FEC.
+    #[serde(default)]
+    pub ip: bool,
+    /// Slack the ARQ adds to every wait for an answer, ms (default 100: serial
+    /// ports and TNC decoding). IP links set it to cover a round trip.
+    #[serde(default = "default_margin_ms")]
+    pub margin_ms: u32,
     /// Retransmission limits.
     pub retry: Retry,
+}
+
+fn default_margin_ms() -> u32 {
+    100
 }
 
 /// A profile that could not be found, read or accepted.
@@ -337,6 +350,9 @@ impl Profile {
         if self.turnaround_ms > 10_000 {
             return bad("turnaround_ms", &self.turnaround_ms, "0..=10000 ms".into());
         }
+        if !(10..=10_000).contains(&self.margin_ms) {
+            return bad("margin_ms", &self.margin_ms, "10..=10000 ms".into());
+        }
         if self.persist > 255 {
             return bad("persist", &self.persist, "0..=255".into());
         }
@@ -437,7 +453,17 @@ impl Profile {
                 return bad("kiss_tcp_port", &port, "1..=65535".into());
             }
         }
-        if self.serial.is_none() && self.kiss_tcp_port.is_none() {
+        if self.ip
+            && (self.serial.is_some() || self.fec.is_some() || self.framing != Framing::Transparent)
+        {
+            return bad(
+                "ip",
+                &self.ip,
+                "only with framing = \"transparent\", no [serial] and no fec (TCP is the link)"
+                    .into(),
+            );
+        }
+        if !self.ip && self.serial.is_none() && self.kiss_tcp_port.is_none() {
             return bad(
                 "serial",
                 &"(absent)",

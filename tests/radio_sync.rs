@@ -255,3 +255,53 @@ fn daemon_killed_mid_transfer_and_restarted() {
     );
     rig.assert_converged(false);
 }
+
+/// `run` answers on the radio, over TCP and with the web services at once
+/// (issue 10): alpha syncs by radio, then a later edit by TCP, and an
+/// application reads bravo's copy of it through getdata, all from one daemon.
+#[test]
+fn one_daemon_serves_radio_tcp_and_the_web_services_at_once() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let (tcp, http) = (free(), free());
+    let mut rig = rig(TRANSPARENT, 0, 17, &[]);
+    rig.start_daemon(&["--tcp-listen", &tcp, "--http", &http]);
+    rig.sync(120, &[]).assert_ok("sync by radio");
+    rig.assert_converged(true);
+
+    let conn = rusqlite::Connection::open(&rig.st.a).unwrap();
+    conn.execute(
+        "UPDATE org_office SET name = 'Moved by IP', modified_on = '2031-01-01T00:00:00.000Z'
+         WHERE id = (SELECT min(id) FROM org_office WHERE deleted = 0)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = radiosync_ok(&[
+        "sync",
+        "--db",
+        rig.st.a.to_str().unwrap(),
+        "--peer",
+        "bravo",
+        "--tcp",
+        &tcp,
+    ]);
+    assert!(out.contains("verified"), "{out}");
+
+    let mut s = std::net::TcpStream::connect(&http).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET /sahana/admin/call/json/getdata?uuid=app&timestamp=2030-12-31%2000:00:00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("Moved by IP"), "{reply}");
+}

@@ -102,7 +102,7 @@ impl ArqConfig {
             ack_copies: ACK_COPIES,
             max_tries: p.retry.max_tries,
             backoff_cap: Duration::from_millis(p.retry.backoff_cap_ms.into()),
-            margin: Duration::from_millis(100),
+            margin: Duration::from_millis(p.margin_ms.into()),
         }
     }
 

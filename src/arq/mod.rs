@@ -307,6 +307,12 @@ impl Arq {
         self.state == State::Idle && self.unacked() == 0 && !self.ack_owed
     }
 
+    /// Everything we sent is acknowledged and we owe the peer no ack (we may
+    /// still be waiting in case it repeats something).
+    pub fn owes_nothing(&self) -> bool {
+        self.unacked() == 0 && !self.ack_owed
+    }
+
     /// Forgets data frames held for a gap (they are not acked, so the peer
     /// sends them again): frames taken before the peer was authenticated must
     /// not be delivered after it.

@@ -7,16 +7,23 @@ use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use radiosync::api::{http, Service};
 use radiosync::capture::{CaptureHeader, LinkFraming, Record, Writer};
-use radiosync::daemon::{self, End, Mode, Observer, Options, Outcome, SessionView, Station};
+use radiosync::daemon::{
+    self, tcp, DaemonError, End, Mode, Observer, Options, Outcome, SessionView, Station,
+};
 use radiosync::profile::{Framing, Profile};
 use radiosync::store::Store;
 use radiosync::sync::{ErrorCode, ErrorKind, SessionError};
 use radiosync::transport::{Backoff, LinkSpec, ReconnectingLink};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 #[derive(clap::Args, Debug)]
 pub struct LinkArgs {
@@ -53,6 +60,13 @@ pub enum RadioCommand {
         /// Check the config and the station, print what would run, and exit.
         #[arg(long)]
         check: bool,
+        /// Also answer peers over TCP here, HOST:PORT (sync over IP: a LAN, a satellite
+        /// terminal); with no radio link given, only over TCP.
+        #[arg(long, value_name = "HOST:PORT")]
+        tcp_listen: Option<String>,
+        /// Also serve the web services (getdata, putdata) here, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
     },
     /// One sync with one peer whose daemon is listening; exit 0 when both sides have everything.
     Sync {
@@ -64,6 +78,9 @@ pub enum RadioCommand {
         /// Give up after this long (e.g. 10m).
         #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
         timeout: Option<Duration>,
+        /// Sync over IP with the peer's `run --tcp-listen` at HOST:PORT (no radio, no --profile).
+        #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["port", "kiss_tcp", "profile"])]
+        tcp: Option<String>,
     },
 }
 
@@ -111,7 +128,7 @@ pub fn run(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(run_async(cmd))
+    rt.block_on(tokio::task::LocalSet::new().run_until(run_async(cmd)))
 }
 
 struct Setup {
@@ -132,6 +149,10 @@ pub struct StationConfig {
     pub port: Option<PathBuf>,
     pub kiss_tcp: Option<String>,
     pub capture: Option<PathBuf>,
+    /// `run --tcp-listen`.
+    pub tcp_listen: Option<String>,
+    /// `run --http`.
+    pub http: Option<String>,
     /// How often `run` calls every peer, e.g. "30m".
     pub every: Option<String>,
     /// This station's callsign (written to the station when it differs).
@@ -153,7 +174,8 @@ pub struct PeerConfig {
 #[derive(Debug)]
 struct Resolved {
     db: PathBuf,
-    profile: String,
+    /// Given only with a radio link.
+    profile: Option<String>,
     port: Option<PathBuf>,
     kiss_tcp: Option<String>,
     capture: Option<PathBuf>,
@@ -198,11 +220,11 @@ fn resolve(args: &LinkArgs, every: Option<Duration>) -> anyhow::Result<Resolved>
             .clone()
             .or(config.db.clone())
             .ok_or_else(|| anyhow::anyhow!(from("db")))?,
-        profile: args
-            .profile
-            .clone()
-            .or(config.profile.clone())
-            .ok_or_else(|| anyhow::anyhow!(from("profile")))?,
+        profile: match args.profile.clone().or(config.profile.clone()) {
+            Some(p) => Some(p),
+            None if port.is_some() || kiss_tcp.is_some() => bail!(from("profile")),
+            None => None,
+        },
         port,
         kiss_tcp,
         capture: args.capture.clone().or(config.capture.clone()),
@@ -241,9 +263,14 @@ fn apply_config(r: &Resolved) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn setup(r: &Resolved, accept_calls: bool) -> anyhow::Result<Setup> {
+/// The station with profile `profile_name`, recording to the capture file if one is set.
+fn make_station(
+    r: &Resolved,
+    profile_name: &str,
+    accept_calls: bool,
+) -> anyhow::Result<(Station, Profile)> {
     apply_config(r)?;
-    let (profile, text) = Profile::load_with_text(&r.profile)?;
+    let (profile, text) = Profile::load_with_text(profile_name)?;
     let store = Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
     let station_id = store.station().id;
     let mut station = Station::new(store, profile.clone(), accept_calls)?;
@@ -258,7 +285,7 @@ async fn setup(r: &Resolved, accept_calls: bool) -> anyhow::Result<Setup> {
                 Framing::Kiss => LinkFraming::Kiss,
                 Framing::Transparent => LinkFraming::Transparent,
             },
-            profile_name: r.profile.clone(),
+            profile_name: profile_name.to_string(),
             profile_text: text,
         };
         let mut w = Writer::new(BufWriter::new(file), &header)
@@ -280,6 +307,14 @@ async fn setup(r: &Resolved, accept_calls: bool) -> anyhow::Result<Setup> {
             }
         }));
     }
+    Ok((station, profile))
+}
+
+async fn setup(r: &Resolved, accept_calls: bool) -> anyhow::Result<Setup> {
+    let Some(profile_name) = &r.profile else {
+        bail!("give --profile NAME for the radio (or `profile` in the config)");
+    };
+    let (station, profile) = make_station(r, profile_name, accept_calls)?;
     let spec = match (&r.port, &r.kiss_tcp) {
         (Some(path), _) => LinkSpec::Serial {
             path: path.clone(),
@@ -311,153 +346,332 @@ async fn ctrl_c() {
     }
 }
 
+/// Resolves once `stop` says so (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Log lines of one TCP caller, prefixed with its address.
+struct LineLog {
+    prefix: String,
+}
+
+impl Observer for LineLog {
+    fn note(&mut self, text: &str) {
+        eprintln!("{} {}: {text}", radiosync::store::now_text(), self.prefix);
+    }
+
+    fn progress(&mut self, _: &[SessionView]) {}
+
+    fn outcome(&mut self, _: &Outcome) {}
+}
+
 async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        RadioCommand::Run { link, every, check } => {
+        RadioCommand::Run {
+            link,
+            every,
+            check,
+            tcp_listen,
+            http,
+        } => {
             let r = resolve(&link, every)?;
             let every = r.every;
-            if check {
-                apply_config(&r)?;
-                let store =
-                    Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
-                let profile = Profile::load(&r.profile)?;
-                let st = store.station();
-                if profile.amateur && st.callsign.is_none() {
-                    bail!("profile {} is for amateur bands: set `callsign` in the config or run `radiosync init --callsign`", profile.name);
-                }
-                println!(
-                    "would run station {} ({}) on {} with profile {} ({} bit/s){}; {} peer(s)",
-                    st.name,
-                    st.id,
-                    match (&r.port, &r.kiss_tcp) {
-                        (Some(p), _) => p.display().to_string(),
-                        (None, Some(a)) => format!("KISS TCP {a}"),
-                        (None, None) => bail!("no link: set `port` or `kiss_tcp`"),
-                    },
-                    profile.name,
-                    profile.bitrate,
-                    every.map_or(String::new(), |d| format!(
-                        ", calling peers every {}",
-                        human(d)
-                    )),
-                    store.peers()?.len()
+            let tcp_listen = tcp_listen.or(r.config.tcp_listen.clone());
+            let http = http.or(r.config.http.clone());
+            let radio = r.port.is_some() || r.kiss_tcp.is_some();
+            if !radio && tcp_listen.is_none() && http.is_none() {
+                bail!(
+                    "no link: give --port DEVICE or --kiss-tcp HOST:PORT for a radio (with \
+                     --profile), --tcp-listen HOST:PORT for IP, or both"
                 );
-                return Ok(ExitCode::SUCCESS);
             }
-            let mut s = setup(&r, true).await?;
-            let mut obs = Progress::new(&s.profile, true);
-            obs.note(&format!(
-                "station {} listening on {} with profile {} ({} bit/s on air){}",
-                s.station.store().station().name,
-                s.link.spec(),
-                s.profile.name,
-                s.profile.bitrate,
-                every.map_or(String::new(), |d| format!(
-                    ", calling peers every {}",
-                    human(d)
-                ))
-            ));
-            let opts = Options {
-                mode: Mode::Run { every },
-                timeout: None,
-                link_status: Some(s.link.status()),
-                tick: obs.tick(),
+            if !radio && every.is_some() {
+                bail!("--every calls peers over the radio: give --port or --kiss-tcp");
+            }
+            if check {
+                return check_run(&r, every, tcp_listen.as_deref(), http.as_deref());
+            }
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let stop_tx = Rc::new(stop_tx);
+            {
+                let stop_tx = stop_tx.clone();
+                tokio::task::spawn_local(async move {
+                    ctrl_c().await;
+                    let _ = stop_tx.send(true);
+                });
+            }
+            let mut web = None;
+            if let Some(addr) = &http {
+                let service = Arc::new(
+                    Service::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?,
+                );
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for --http"))?;
+                LineLog {
+                    prefix: "http".into(),
+                }
+                .note(&format!(
+                    "web services on http://{}{}",
+                    listener.local_addr()?,
+                    http::JSONRPC_PATH
+                ));
+                web = Some(tokio::spawn(http::serve(
+                    listener,
+                    service,
+                    stopped(stop_rx.clone()),
+                )));
+            }
+            let mut ip = None;
+            if let Some(addr) = &tcp_listen {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for --tcp-listen"))?;
+                let name = Store::open(&r.db)
+                    .with_context(|| format!("opening {}", r.db.display()))?
+                    .station()
+                    .name
+                    .clone();
+                LineLog {
+                    prefix: "tcp".into(),
+                }
+                .note(&format!(
+                    "station {name} answering peers over TCP on {}",
+                    listener.local_addr()?
+                ));
+                ip = Some(tokio::task::spawn_local(tcp::listen(
+                    listener,
+                    r.db.clone(),
+                    stop_rx.clone(),
+                    |from| LineLog {
+                        prefix: format!("tcp {from}"),
+                    },
+                )));
+            }
+            let radio_result = if radio {
+                run_radio(&r, every, stopped(stop_rx.clone())).await
+            } else {
+                stopped(stop_rx.clone()).await;
+                Ok(())
             };
-            daemon::drive(&mut s.link, &mut s.station, opts, ctrl_c(), &mut obs).await?;
-            obs.finish();
+            // The radio ended (Ctrl-C, or its link failed): stop the rest too.
+            let _ = stop_tx.send(true);
+            if let Some(t) = ip {
+                let _ = t.await;
+            }
+            if let Some(t) = web {
+                t.await.context("the web services stopped")??;
+            }
+            radio_result?;
             Ok(ExitCode::SUCCESS)
         }
         RadioCommand::Sync {
             link,
             peer,
             timeout,
+            tcp,
         } => {
             let r = resolve(&link, None)?;
-            let mut s = setup(&r, false).await?;
-            if s.station.store().peer_by_name(&peer)?.is_none() {
-                bail!(
-                    "no peer named {peer:?} in {}: see `radiosync peer list`",
-                    r.db.display()
-                );
-            }
-            let mut obs = Progress::new(&s.profile, false);
-            obs.note(&format!(
-                "syncing with {peer} over {} ({}, {} bit/s on air)",
-                s.link.spec(),
-                s.profile.name,
-                s.profile.bitrate
-            ));
-            let opts = Options {
-                mode: Mode::Sync { peer: peer.clone() },
-                timeout,
-                link_status: Some(s.link.status()),
-                tick: obs.tick(),
+            let check_peer = |station: &Station| -> anyhow::Result<()> {
+                if station.store().peer_by_name(&peer)?.is_none() {
+                    bail!(
+                        "no peer named {peer:?} in {}: see `radiosync peer list`",
+                        r.db.display()
+                    );
+                }
+                Ok(())
             };
-            let end = daemon::drive(&mut s.link, &mut s.station, opts, ctrl_c(), &mut obs).await?;
-            obs.finish();
-            match end {
-                End::Synced { outcomes, complete } => {
-                    let Some(last) = outcomes.last() else {
-                        bail!("sync with {peer} ended without a session outcome");
-                    };
-                    if let Err(e) = &last.result {
-                        eprintln!("radiosync: sync with {peer} failed: {}", explain(e, last));
-                        return Ok(ExitCode::from(exit_code(e)));
-                    }
-                    let (mut applied, mut confirmed, mut sent, mut got) = (0, 0, 0, 0);
-                    let mut air = Duration::ZERO;
-                    for o in &outcomes {
-                        if let Ok(s) = &o.result {
-                            applied += s.bundles_applied;
-                            confirmed += s.bundles_confirmed;
-                            sent += s.bundle_bytes_sent;
-                            got += s.bundle_bytes_received;
-                        }
-                        air += o.stats.airtime;
-                    }
-                    let verified = last.result.as_ref().ok().and_then(|s| s.verified());
-                    println!(
-                        "synced with {peer} in {} session(s): {applied} bundle(s) applied here, \
+            let end = if let Some(addr) = tcp {
+                let (mut station, profile) = make_station(&r, tcp::TCP_PROFILE, false)?;
+                check_peer(&station)?;
+                let mut obs = Progress::new(&profile, false);
+                obs.note(&format!("syncing with {peer} over TCP {addr}"));
+                let mut stream = tcp::connect(&addr).await.with_context(|| {
+                    format!(
+                        "cannot connect to {addr}: is `radiosync run --tcp-listen` running there?"
+                    )
+                })?;
+                let opts = Options {
+                    mode: Mode::Sync { peer: peer.clone() },
+                    timeout,
+                    link_status: None,
+                    tick: obs.tick(),
+                };
+                let end = daemon::drive(&mut stream, &mut station, opts, ctrl_c(), &mut obs).await;
+                obs.finish();
+                match end {
+                    Err(DaemonError::Closed) => bail!(
+                        "{addr} closed the connection before the sync ended (see the log there)"
+                    ),
+                    other => other?,
+                }
+            } else {
+                let mut s = setup(&r, false).await?;
+                check_peer(&s.station)?;
+                let mut obs = Progress::new(&s.profile, false);
+                obs.note(&format!(
+                    "syncing with {peer} over {} ({}, {} bit/s on air)",
+                    s.link.spec(),
+                    s.profile.name,
+                    s.profile.bitrate
+                ));
+                let opts = Options {
+                    mode: Mode::Sync { peer: peer.clone() },
+                    timeout,
+                    link_status: Some(s.link.status()),
+                    tick: obs.tick(),
+                };
+                let end =
+                    daemon::drive(&mut s.link, &mut s.station, opts, ctrl_c(), &mut obs).await?;
+                obs.finish();
+                end
+            };
+            report_sync(end, &peer, timeout)
+        }
+    }
+}
+
+/// `run --check`: what would run, without opening any link.
+fn check_run(
+    r: &Resolved,
+    every: Option<Duration>,
+    tcp_listen: Option<&str>,
+    http: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    apply_config(r)?;
+    let store = Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
+    let st = store.station();
+    let mut links = Vec::new();
+    if let Some(name) = &r.profile {
+        let profile = Profile::load(name)?;
+        if profile.amateur && st.callsign.is_none() {
+            bail!("profile {} is for amateur bands: set `callsign` in the config or run `radiosync init --callsign`", profile.name);
+        }
+        links.push(format!(
+            "{} with profile {} ({} bit/s)",
+            match (&r.port, &r.kiss_tcp) {
+                (Some(p), _) => p.display().to_string(),
+                (None, Some(a)) => format!("KISS TCP {a}"),
+                (None, None) => bail!("no link: set `port` or `kiss_tcp`"),
+            },
+            profile.name,
+            profile.bitrate,
+        ));
+    }
+    if let Some(a) = tcp_listen {
+        links.push(format!("TCP {a}"));
+    }
+    if let Some(a) = http {
+        links.push(format!("web services on {a}"));
+    }
+    println!(
+        "would run station {} ({}) on {}{}; {} peer(s)",
+        st.name,
+        st.id,
+        links.join(" and "),
+        every.map_or(String::new(), |d| format!(
+            ", calling peers every {}",
+            human(d)
+        )),
+        store.peers()?.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The radio half of `run`, until `stop`.
+async fn run_radio(
+    r: &Resolved,
+    every: Option<Duration>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut s = setup(r, true).await?;
+    let mut obs = Progress::new(&s.profile, true);
+    obs.note(&format!(
+        "station {} listening on {} with profile {} ({} bit/s on air){}",
+        s.station.store().station().name,
+        s.link.spec(),
+        s.profile.name,
+        s.profile.bitrate,
+        every.map_or(String::new(), |d| format!(
+            ", calling peers every {}",
+            human(d)
+        ))
+    ));
+    let opts = Options {
+        mode: Mode::Run { every },
+        timeout: None,
+        link_status: Some(s.link.status()),
+        tick: obs.tick(),
+    };
+    daemon::drive(&mut s.link, &mut s.station, opts, stop, &mut obs).await?;
+    obs.finish();
+    Ok(())
+}
+
+/// What `sync` prints and its exit code.
+fn report_sync(end: End, peer: &str, timeout: Option<Duration>) -> anyhow::Result<ExitCode> {
+    match end {
+        End::Synced { outcomes, complete } => {
+            let Some(last) = outcomes.last() else {
+                bail!("sync with {peer} ended without a session outcome");
+            };
+            if let Err(e) = &last.result {
+                eprintln!("radiosync: sync with {peer} failed: {}", explain(e, last));
+                return Ok(ExitCode::from(exit_code(e)));
+            }
+            let (mut applied, mut confirmed, mut sent, mut got) = (0, 0, 0, 0);
+            let mut air = Duration::ZERO;
+            for o in &outcomes {
+                if let Ok(s) = &o.result {
+                    applied += s.bundles_applied;
+                    confirmed += s.bundles_confirmed;
+                    sent += s.bundle_bytes_sent;
+                    got += s.bundle_bytes_received;
+                }
+                air += o.stats.airtime;
+            }
+            let verified = last.result.as_ref().ok().and_then(|s| s.verified());
+            println!(
+                "synced with {peer} in {} session(s): {applied} bundle(s) applied here, \
                          {confirmed} confirmed by {peer}; {sent} bundle bytes sent, {got} \
                          received; airtime {:.1} s; {}",
-                        outcomes.len(),
-                        air.as_secs_f64(),
-                        match verified {
-                            Some(true) => "verified: both stations hold the same content",
-                            Some(false) => "NOT verified: the contents differ",
-                            None => "not verified: the peer sent no fingerprint",
-                        }
-                    );
-                    if verified == Some(false) && complete {
-                        eprintln!(
-                            "radiosync: {peer} and this station hold different content that \
+                outcomes.len(),
+                air.as_secs_f64(),
+                match verified {
+                    Some(true) => "verified: both stations hold the same content",
+                    Some(false) => "NOT verified: the contents differ",
+                    None => "not verified: the peer sent no fingerprint",
+                }
+            );
+            if verified == Some(false) && complete {
+                eprintln!(
+                    "radiosync: {peer} and this station hold different content that \
                              neither change log explains (stations set up separately, a \
                              restored backup, or writes capture missed); see `radiosync log`"
-                        );
-                    }
-                    if complete {
-                        Ok(ExitCode::SUCCESS)
-                    } else {
-                        eprintln!(
-                            "radiosync: rows are still to be sent in full after {} sessions: \
-                             run sync again",
-                            outcomes.len()
-                        );
-                        Ok(ExitCode::from(crate::cli::EXIT_UNFINISHED))
-                    }
-                }
-                End::TimedOut => {
-                    eprintln!(
-                        "radiosync: sync with {peer} failed: no result within {:?}",
-                        timeout.unwrap_or_default()
-                    );
-                    Ok(ExitCode::from(crate::cli::EXIT_TIMEOUT))
-                }
-                End::Shutdown => {
-                    eprintln!("radiosync: sync with {peer} stopped by the operator");
-                    Ok(ExitCode::from(crate::cli::EXIT_STOPPED))
-                }
+                );
             }
+            if complete {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "radiosync: rows are still to be sent in full after {} sessions: \
+                             run sync again",
+                    outcomes.len()
+                );
+                Ok(ExitCode::from(crate::cli::EXIT_UNFINISHED))
+            }
+        }
+        End::TimedOut => {
+            eprintln!(
+                "radiosync: sync with {peer} failed: no result within {:?}",
+                timeout.unwrap_or_default()
+            );
+            Ok(ExitCode::from(crate::cli::EXIT_TIMEOUT))
+        }
+        End::Shutdown => {
+            eprintln!("radiosync: sync with {peer} stopped by the operator");
+            Ok(ExitCode::from(crate::cli::EXIT_STOPPED))
         }
     }
 }

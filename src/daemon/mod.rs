@@ -8,6 +8,7 @@
 
 pub mod station;
 pub mod store_work;
+pub mod tcp;
 
 #[cfg(test)]
 mod tests;

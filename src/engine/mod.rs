@@ -617,7 +617,12 @@ impl Engine {
     pub fn is_done(&self) -> bool {
         self.session.is_closed()
             && self.events.is_empty()
-            && (self.gave_up || self.arq.is_quiet() || self.arq.error().is_some())
+            && (self.gave_up
+                || self.arq.is_quiet()
+                || self.arq.error().is_some()
+                // On TCP nothing is lost: no need to wait for the peer to repeat
+                // a transmission whose ack it missed.
+                || (self.profile.ip && self.arq.owes_nothing()))
     }
 
     /// Our transmissions in a row that got no answer (0 while the peer answers).
