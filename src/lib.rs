@@ -16,6 +16,7 @@ pub mod capture;
 pub mod codec;
 pub mod daemon;
 pub mod delta;
+pub mod discovery;
 pub mod engine;
 pub mod frame;
 pub mod profile;

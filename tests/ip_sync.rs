@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use radiosync::delta::Value;
+use radiosync::discovery;
 use radiosync::store::Store;
 use radiosync::testkit::{edit, separate_pair, snapshot};
 
@@ -128,6 +129,15 @@ fn differences(a: &Path, b: &Path) -> Vec<String> {
     out
 }
 
+/// `radiosync` with `args`, mDNS kept on loopback (tests send nothing beyond it).
+fn local_mdns(args: &[&str]) -> Output {
+    Command::new(EXE)
+        .args(args)
+        .env(discovery::SCOPE_ENV, "loopback")
+        .output()
+        .unwrap()
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -207,6 +217,72 @@ fn sync_over_tcp_says_plainly_when_nobody_listens() {
     assert!(!o.status.success());
     assert!(
         text(&o).contains("is `radiosync run --tcp-listen` running there?"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Zeroconf, as the blueprints' daemonX had it: `run --tcp-listen` announces the
+/// station by mDNS, `sync --peer` with no address finds a registered peer, and a
+/// third station's `discover` lists both daemons and which of them it knows. An
+/// impostor announcing A's UUID with another key is listed apart and flagged.
+/// mDNS stays on loopback here (RADIOSYNC_MDNS=loopback), so the test needs no
+/// network beyond this machine.
+#[test]
+fn stations_find_each_other_by_mdns_and_an_impostors_announcement_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = separate_pair(dir.path());
+    edit(&a, 3, 10, 5, 40);
+    let mut daemon_a = Daemon::start(&a, &[]);
+    let _daemon_b = Daemon::start(&b, &[]);
+
+    // B knows A only by name: mDNS says where it listens.
+    let o = local_mdns(&["sync", "--db", b.to_str().unwrap(), "--peer", "A"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("syncing with A over TCP {}", daemon_a.addr)),
+        "{}",
+        text(&o)
+    );
+    daemon_a.wait_for("disconnected");
+    assert_eq!(differences(&a, &b), Vec::<String>::new());
+
+    // A third station that registered A from its card, and an impostor of A.
+    let c = dir.path().join("c.sqlite");
+    radiosync::store::sample::write_sample(&c).unwrap();
+    let mut s = Store::init(&c, Some("C"), None).unwrap();
+    s.track(&[], &["id".to_string()]).unwrap();
+    s.add_peer_card(&Store::open(&a).unwrap().card().unwrap(), Some("A"))
+        .unwrap();
+    drop(s);
+    let impostor = dir.path().join("impostor.sqlite");
+    std::fs::copy(&a, &impostor).unwrap();
+    rusqlite::Connection::open(&impostor)
+        .unwrap()
+        .execute("UPDATE rs_station SET public_key = NULL", [])
+        .unwrap();
+    let _daemon_x = Daemon::start(&impostor, &[]);
+
+    let o = local_mdns(&["discover", "--db", c.to_str().unwrap(), "--wait", "5s"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let key_a = Store::open(&a).unwrap().card().unwrap().key.short();
+    let line_of = |what: &str| out.lines().find(|l| l.contains(what)).map(str::to_string);
+    let a_line = line_of(&key_a).unwrap_or_else(|| panic!("A not listed: {out}"));
+    assert!(
+        a_line.ends_with("peer A") && a_line.contains(&daemon_a.addr),
+        "{out}"
+    );
+    let b_line = line_of("not registered").unwrap_or_else(|| panic!("B not listed: {out}"));
+    assert!(b_line.starts_with("B "), "{out}");
+    let x_line = line_of("ANOTHER KEY").unwrap_or_else(|| panic!("impostor not flagged: {out}"));
+    assert!(!x_line.contains(&key_a), "{out}");
+    assert_eq!(out.lines().count(), 4, "a header and three stations: {out}");
+
+    // C's sync by name reaches the real A, not the impostor with A's UUID.
+    let o = local_mdns(&["sync", "--db", c.to_str().unwrap(), "--peer", "A"]);
+    assert!(
+        text(&o).contains(&format!("over TCP {}", daemon_a.addr)),
         "{}",
         text(&o)
     );

@@ -56,6 +56,60 @@ pub struct ServeArgs {
     pub listen: String,
 }
 
+/// List the radiosync stations announcing themselves on the LAN (mDNS).
+#[derive(clap::Args, Debug)]
+pub struct DiscoverArgs {
+    /// Say which stations are registered peers of this station (and whether their keys match).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// How long to listen for answers.
+    #[arg(long, value_parser = crate::cli::radio_cmds::parse_duration, default_value = "3s")]
+    pub wait: std::time::Duration,
+}
+
+pub fn run_discover(args: DiscoverArgs) -> anyhow::Result<ExitCode> {
+    let store = args.db.as_ref().map(open).transpose()?;
+    let found = radiosync::discovery::browse(args.wait, None)?;
+    if found.is_empty() {
+        println!(
+            "no station answered within {} s (stations announce while `radiosync run \
+             --tcp-listen` runs; mDNS does not cross routers)",
+            args.wait.as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<36} {:<16} {:<10} {:<24} here",
+        "name", "uuid", "key", "callsign", "address"
+    );
+    for f in found {
+        let here = match &store {
+            None => String::new(),
+            Some(s) if f.station == s.station().id => "this station".into(),
+            Some(s) => match s.peer_by_id(&f.station)? {
+                None => "not registered (peer add --card with its card)".into(),
+                Some(p) => match &p.key {
+                    Some(k) if k.short() == f.key => format!("peer {}", p.name),
+                    Some(_) => format!(
+                        "peer {}, but it announces ANOTHER KEY: not the registered station",
+                        p.name
+                    ),
+                    None => format!("peer {} (registered without a key)", p.name),
+                },
+            },
+        };
+        println!(
+            "{:<20} {:<36} {:<16} {:<10} {:<24} {here}",
+            f.name,
+            f.station,
+            f.key,
+            f.callsign.as_deref().unwrap_or("-"),
+            f.addrs.first().map_or("-".to_string(), |a| a.to_string()),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run_user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         UserCommand::Add {

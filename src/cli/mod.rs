@@ -57,6 +57,8 @@ pub enum Command {
     /// Users of the web services.
     #[command(subcommand)]
     User(api_cmds::UserCommand),
+    /// Stations announcing themselves on the LAN (mDNS), for `sync --tcp` or `sync --peer`.
+    Discover(api_cmds::DiscoverArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -68,5 +70,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => api_cmds::run_serve(args),
         Command::User(cmd) => api_cmds::run_user(cmd),
+        Command::Discover(args) => api_cmds::run_discover(args),
     }
 }

@@ -18,6 +18,7 @@ use radiosync::capture::{CaptureHeader, LinkFraming, Record, Writer};
 use radiosync::daemon::{
     self, tcp, DaemonError, End, Mode, Observer, Options, Outcome, SessionView, Station,
 };
+use radiosync::discovery;
 use radiosync::profile::{Framing, Profile};
 use radiosync::store::Store;
 use radiosync::sync::{ErrorCode, ErrorKind, SessionError};
@@ -67,6 +68,9 @@ pub enum RadioCommand {
         /// Also serve the web services (getdata, putdata) here, HOST:PORT.
         #[arg(long, value_name = "HOST:PORT")]
         http: Option<String>,
+        /// With --tcp-listen: do not announce the station on the LAN by mDNS.
+        #[arg(long)]
+        no_announce: bool,
     },
     /// One sync with one peer whose daemon is listening; exit 0 when both sides have everything.
     Sync {
@@ -99,7 +103,7 @@ fn human(d: Duration) -> String {
 }
 
 /// `90`, `90s`, `15m`, `2h`, `500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -374,6 +378,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             check,
             tcp_listen,
             http,
+            no_announce,
         } => {
             let r = resolve(&link, every)?;
             let every = r.every;
@@ -424,22 +429,40 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                 )));
             }
             let mut ip = None;
+            let mut announcer = None;
             if let Some(addr) = &tcp_listen {
                 let listener = TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} for --tcp-listen"))?;
-                let name = Store::open(&r.db)
+                let card = Store::open(&r.db)
                     .with_context(|| format!("opening {}", r.db.display()))?
-                    .station()
-                    .name
-                    .clone();
-                LineLog {
+                    .card()?;
+                let at = listener.local_addr()?;
+                let mut log = LineLog {
                     prefix: "tcp".into(),
-                }
-                .note(&format!(
-                    "station {name} answering peers over TCP on {}",
-                    listener.local_addr()?
+                };
+                log.note(&format!(
+                    "station {} answering peers over TCP on {at}",
+                    card.name
                 ));
+                if !no_announce {
+                    match discovery::announce(&card, at) {
+                        Ok(a) => {
+                            log.note(&format!(
+                                "announced by mDNS as {} {}",
+                                discovery::SERVICE_TYPE,
+                                if at.ip().is_loopback() {
+                                    "on this machine only (a loopback address)"
+                                } else {
+                                    "on the LAN"
+                                }
+                            ));
+                            announcer = Some(a);
+                        }
+                        // Peers can still connect by address.
+                        Err(e) => log.note(&format!("not announced on the LAN: {e}")),
+                    }
+                }
                 ip = Some(tokio::task::spawn_local(tcp::listen(
                     listener,
                     r.db.clone(),
@@ -457,6 +480,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             };
             // The radio ended (Ctrl-C, or its link failed): stop the rest too.
             let _ = stop_tx.send(true);
+            drop(announcer);
             if let Some(t) = ip {
                 let _ = t.await;
             }
@@ -481,6 +505,12 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
                 Ok(())
+            };
+            let radio = r.port.is_some() || r.kiss_tcp.is_some();
+            let tcp = match tcp {
+                Some(addr) => Some(addr),
+                None if !radio => Some(find_by_mdns(&r, &peer)?),
+                None => None,
             };
             let end = if let Some(addr) = tcp {
                 let (mut station, profile) = make_station(&r, tcp::TCP_PROFILE, false)?;
@@ -530,6 +560,36 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             report_sync(end, &peer, timeout)
         }
     }
+}
+
+/// `sync --peer NAME` with no link: where the registered peer listens, by mDNS.
+fn find_by_mdns(r: &Resolved, peer: &str) -> anyhow::Result<String> {
+    let store = Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
+    let Some(info) = store.peer_by_name(peer)? else {
+        bail!(
+            "no peer named {peer:?} in {}: see `radiosync peer list`",
+            r.db.display()
+        );
+    };
+    let wait = Duration::from_secs(5);
+    eprintln!(
+        "{} no link given: looking for {peer} ({}) on the LAN by mDNS",
+        radiosync::store::now_text(),
+        info.id
+    );
+    let key = info.key.as_ref().map(|k| k.short());
+    let Some(found) = discovery::find(info.id, key.as_deref(), wait)? else {
+        bail!(
+            "{peer} did not answer on the LAN within {} s (is `radiosync run --tcp-listen` \
+             running there, on this network?); give --tcp HOST:PORT, or --port/--kiss-tcp \
+             and --profile for the radio",
+            wait.as_secs()
+        );
+    };
+    let Some(addr) = found.addrs.iter().find(|a| discovery::usable(a.ip())) else {
+        bail!("{peer} announced no address this station can use");
+    };
+    Ok(addr.to_string())
 }
 
 /// `run --check`: what would run, without opening any link.
