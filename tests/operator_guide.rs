@@ -45,6 +45,8 @@ fn every_command_of_the_operator_guide_runs() {
         .arg("-c")
         .arg(&script)
         .current_dir(dir.path())
+        // The guide's `discover` and mDNS lookups stay on loopback, like every test.
+        .env(radiosync::discovery::SCOPE_ENV, "loopback")
         .env(
             "PATH",
             format!(
@@ -62,4 +64,11 @@ fn every_command_of_the_operator_guide_runs() {
     assert!(stdout.contains("synced with shelter"), "{stdout}");
     assert!(stdout.contains("open, 40 beds free"), "{stdout}");
     assert!(stdout.contains("would run station clinic"), "{stdout}");
+    // Over IP: the sync by address and the one found by mDNS, and the web services.
+    assert!(
+        stdout.matches("synced with shelter").count() >= 3,
+        "{stdout}"
+    );
+    assert!(stdout.contains("peer shelter"), "discover: {stdout}");
+    assert!(stdout.contains("web services: hms_hospital"), "{stdout}");
 }
