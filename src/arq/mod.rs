@@ -20,6 +20,9 @@ mod wire;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 pub use config::{
     ArqConfig, FecShape, ACK_COPIES, FRAME_OVERHEAD_ESTIMATE, HDLC_OVERHEAD,
     TRANSPARENT_LINK_OVERHEAD, WINDOW,
@@ -224,6 +227,9 @@ pub struct Arq {
     ack_owed: bool,
     events: VecDeque<ArqEvent>,
     stats: ArqStats,
+    /// Draws the random part of each retry's backoff: stations that collided
+    /// once must not retry in lockstep. Seeded (`seed_backoff`): runs repeat.
+    backoff_rng: ChaCha8Rng,
 }
 
 /// Counters for progress displays, logs and the benchmark.
@@ -270,7 +276,14 @@ impl Arq {
             ack_owed: false,
             events: VecDeque::new(),
             stats: ArqStats::default(),
+            backoff_rng: ChaCha8Rng::seed_from_u64(role as u64),
         }
+    }
+
+    /// Seeds the random part of the retry backoff; give each station and
+    /// session its own seed.
+    pub fn seed_backoff(&mut self, seed: u64) {
+        self.backoff_rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
     /// The channel parameters this endpoint works with.
@@ -599,7 +612,10 @@ impl Arq {
         let tx_end = now + self.cfg.key_up() + carried + airtime;
         let mut deadline = tx_end + self.cfg.reply_wait();
         if expect == Expect::Answer {
-            deadline += self.cfg.backoff(attempt);
+            // Full jitter: anywhere up to the doubling backoff, so stations
+            // that collided spread out instead of colliding again.
+            let cap = self.cfg.backoff(attempt);
+            deadline += cap.mul_f64(self.backoff_rng.gen::<f64>());
             // Only a transmission that did not answer a turn can collide.
             if self.role == Role::Responder && !reply {
                 deadline += self.cfg.exchange_overhead() + self.cfg.reply_wait();

@@ -99,13 +99,9 @@ fn no_resend_before_rto_and_a_resend_at_rto() {
     assert_same_data(&again, &tx);
 }
 
-#[test]
-fn backoff_grows_then_is_capped_and_the_link_is_given_up() {
-    let mut c = cfg();
-    c.backoff_cap = Duration::from_millis(2000);
-    c.max_tries = 6;
-    let mut a = Arq::new(c, Role::Initiator);
-    let t0 = Instant::now();
+/// Sends one message and lets every reply deadline pass: the waits between
+/// transmissions, and how many were made.
+fn retry_waits(a: &mut Arq, t0: Instant) -> (Vec<Duration>, usize) {
     a.send(msg(1)).unwrap();
     let mut now = t0;
     let mut waits = Vec::new();
@@ -121,18 +117,51 @@ fn backoff_grows_then_is_capped_and_the_link_is_given_up() {
         now = deadline;
         a.handle_timeout(now);
     }
+    (waits, sends)
+}
+
+/// Stations that called at the same moment (and collided) must not retry in
+/// lockstep for ever (issue 9): each session draws its own backoff, and the
+/// same seed draws the same, so runs repeat.
+#[test]
+fn retries_of_different_sessions_fall_apart_and_a_seed_repeats() {
+    let t0 = Instant::now();
+    let schedule = |seed: u64| {
+        let mut a = Arq::new(cfg(), Role::Initiator);
+        a.seed_backoff(seed);
+        retry_waits(&mut a, t0).0
+    };
+    let (x, y, z) = (schedule(1), schedule(2), schedule(3));
+    assert_eq!(x, schedule(1));
+    assert_eq!(x[0], y[0], "the first wait has no backoff");
+    // Every retry after the first starts at a different moment for each station.
+    for k in 1..x.len() {
+        assert!(
+            x[k] != y[k] && y[k] != z[k] && x[k] != z[k],
+            "retry {k}: {x:?} {y:?} {z:?}"
+        );
+    }
+}
+
+#[test]
+fn backoff_grows_then_is_capped_and_the_link_is_given_up() {
+    let mut c = cfg();
+    c.backoff_cap = Duration::from_millis(2000);
+    c.max_tries = 6;
+    let mut a = Arq::new(c, Role::Initiator);
+    let t0 = Instant::now();
+    let (waits, sends) = retry_waits(&mut a, t0);
+    // Each wait is the reply wait plus up to the doubling backoff (full jitter).
     let base = us(2_910_001);
-    assert_eq!(
-        waits,
-        vec![
-            base,
-            base + us(826_667),
-            base + us(1_653_334),
-            base + us(2_000_000),
-            base + us(2_000_000),
-            base + us(2_000_000),
-        ]
-    );
+    let caps = [0, 826_667, 1_653_334, 2_000_000, 2_000_000, 2_000_000];
+    assert_eq!(waits.len(), caps.len());
+    for (w, cap) in waits.iter().zip(caps) {
+        assert!(
+            *w >= base && *w <= base + us(cap),
+            "{w:?} past {cap} us of backoff"
+        );
+    }
+    let now = t0 + waits.iter().sum::<Duration>();
     assert_eq!(sends, 6);
     let lost = LinkLost::PeerSilent { tries: 6 };
     assert_eq!(events(&mut a), vec![ArqEvent::LinkLost(lost.clone())]);

@@ -245,7 +245,12 @@ impl Engine {
                 profile: cfg.profile.name.clone(),
             });
         }
-        let arq = Arq::new(ArqConfig::from_profile(&cfg.profile), role);
+        let mut arq = Arq::new(ArqConfig::from_profile(&cfg.profile), role);
+        arq.seed_backoff(backoff_seed(
+            cfg.local_callsign.as_ref(),
+            cfg.session_id,
+            role,
+        ));
         let scfg = sync::Config::new(arq.max_message());
         Ok((arq, scfg))
     }
@@ -430,7 +435,14 @@ impl Engine {
         match self.session_id {
             Some(id) if id != d.frame.session => return false,
             Some(_) => {}
-            None => self.session_id = Some(d.frame.session),
+            None => {
+                self.session_id = Some(d.frame.session);
+                self.arq.seed_backoff(backoff_seed(
+                    self.local_callsign.as_ref(),
+                    self.session_id,
+                    Role::Responder,
+                ));
+            }
         }
         if self.peer_callsign.is_none() {
             if let Some((source, _)) = &d.ax25 {
@@ -686,3 +698,19 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+/// The seed of a session's retry backoff: its id (random per call), this
+/// station's callsign and its role, so stations calling at once draw apart.
+fn backoff_seed(callsign: Option<&Callsign>, session: Option<u16>, role: Role) -> u64 {
+    // FNV-1a: any fixed mix does; only distinctness matters.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let call = callsign.map(|c| c.to_string()).unwrap_or_default();
+    let bytes = call
+        .bytes()
+        .chain(session.unwrap_or(0).to_be_bytes())
+        .chain([role as u8]);
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
