@@ -165,7 +165,13 @@ pub fn browse(
                         }
                     })
                     .or_insert(f);
-                if stop_at.is_some_and(|(want, k)| want == id && k.is_none_or(|k| k == key)) {
+                let reachable = by_id[&(id, key.clone())]
+                    .addrs
+                    .iter()
+                    .any(|a| usable(a.ip()));
+                if reachable
+                    && stop_at.is_some_and(|(want, k)| want == id && k.is_none_or(|k| k == key))
+                {
                     break;
                 }
             }

@@ -281,7 +281,11 @@ fn every_validation_error_of_the_blueprint_is_a_string_and_changes_nothing() {
         ),
         (
             json!([["org_office", cols, [[1, null, "2030-01-01 00:00:00", "x"]]]]),
-            "'uuid' and 'modified_on' must be non-empty strings",
+            "'uuid' must be a non-empty string",
+        ),
+        (
+            json!([["org_office", cols, [[1, "u-1", "last week", "x"]]]]),
+            "'modified_on' must be a time",
         ),
     ];
     for (dump, want) in &cases {
@@ -526,6 +530,21 @@ fn a_caller_from_another_address_needs_a_password_and_a_reader_cannot_put() {
         .unwrap();
     assert!(r.is_array());
     assert_eq!(whole_db(&db).0, before, "nothing written");
+    // An IPv6 host hopping around its /64 is one guesser.
+    for i in 0..MAX_FAILURES {
+        let hop: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+        service
+            .call(hop, t0, "getdata", &get("reader", "nope"))
+            .unwrap();
+    }
+    let hop: IpAddr = "2001:db8:1:2::ffff".parse().unwrap();
+    let r = service
+        .call(hop, t0, "getdata", &get("reader", "read-secret"))
+        .unwrap();
+    assert!(
+        r.as_str().unwrap().starts_with("too many failed logins"),
+        "{r}"
+    );
     let later = t0 + FAILURE_WINDOW + Duration::from_secs(1);
     let r = service
         .call(lan, later, "putdata", &put("writer", "write-secret"))

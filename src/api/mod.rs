@@ -87,8 +87,21 @@ struct Limiter {
     failures: HashMap<IpAddr, (u32, Instant)>,
 }
 
+/// Whom the limiter counts: the IPv4 address (also when mapped into IPv6), or
+/// an IPv6 address's /64, which one host can hop around in.
+fn limiter_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 impl Limiter {
     fn blocked(&mut self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let ip = limiter_key(ip);
         self.failures
             .retain(|_, (_, since)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
         match self.failures.get(&ip) {
@@ -100,6 +113,7 @@ impl Limiter {
     }
 
     fn failed(&mut self, ip: IpAddr, now: Instant) {
+        let ip = limiter_key(ip);
         let e = self.failures.entry(ip).or_insert((0, now));
         e.0 += 1;
         // The wait runs from the failure that reached the limit.
@@ -183,6 +197,13 @@ impl Service {
         if let Err(why) = self.authorise(from, now, &username, &password, role) {
             return Ok(Json::String(why));
         }
+        // What a caller was given is remembered per machine uuid; from another
+        // address, per user too, so one user cannot move another's mark.
+        let caller = if is_local(from) {
+            caller
+        } else {
+            format!("{username}/{caller}")
+        };
         let result = match role {
             Role::Read => {
                 let timestamp = args.text(3, "timestamp")?;
@@ -209,22 +230,30 @@ impl Service {
         if is_local(from) {
             return Ok(());
         }
-        let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(wait) = limiter.blocked(from, now) {
+        let blocked = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .blocked(from, now);
+        if let Some(wait) = blocked {
             return Err(format!(
                 "too many failed logins from {from}: try again in {} s",
                 wait.as_secs().max(1)
             ));
         }
-        let role = {
-            let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-            store
-                .check_password(username, password)
-                .map_err(|e| format!("cannot check the login: {e}"))?
-        };
-        match role {
+        let record = self
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .login_record(username)
+            .map_err(|e| format!("cannot check the login: {e}"))?;
+        // The slow hash runs holding no lock: a guesser does not stall other callers.
+        match record.verify(password) {
             None => {
-                limiter.failed(from, now);
+                self.limiter
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failed(from, now);
                 Err("authentication failed: wrong username or password".into())
             }
             Some(Role::Read) if need == Role::Write => Err(format!(
@@ -250,9 +279,15 @@ impl Service {
                 GetScope::After(t)
             }
         };
+        // The mark saved is what was held *before* the rows were read: a row
+        // written meanwhile (by the application, or a peer on another link)
+        // may come twice, never not at all.
+        let held = store.vector().map_err(|e| e.to_string())?;
         let tables = store.get_rows(caller, scope).map_err(|e| e.to_string())?;
         if matches!(scope, GetScope::SinceLastCall) {
-            store.note_api_call(caller).map_err(|e| e.to_string())?;
+            store
+                .note_api_call(caller, &held)
+                .map_err(|e| e.to_string())?;
         }
         Ok(nicedbdump::to_json(&tables))
     }
@@ -261,7 +296,15 @@ impl Service {
         let tables = nicedbdump::parse(dump)?;
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         store.check_capture().map_err(|e| e.to_string())?;
-        store.put_rows(caller, &tables).map_err(|e| e.to_string())?;
+        let report = store.put_rows(caller, &tables).map_err(|e| e.to_string())?;
+        // Rows the database refused are not "added": say so (the rest is in).
+        if report.quarantined > 0 {
+            return Ok(Json::String(format!(
+                "{} row(s) applied; {} row(s) refused by this station's database (a \
+                 constraint) and held for review: `radiosync status` on the station",
+                report.applied, report.quarantined
+            )));
+        }
         Ok(Json::Bool(true))
     }
 }

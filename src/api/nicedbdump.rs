@@ -39,6 +39,22 @@ fn value_json(v: &Value) -> Json {
     }
 }
 
+/// A value for a column declared `decl_type`: `base64:` text goes back to the
+/// blob `to_json` made of it when the column holds blobs.
+pub fn for_column(v: &Value, decl_type: &str) -> Value {
+    if let Value::Text(t) = v {
+        if decl_type.to_ascii_uppercase().contains("BLOB") {
+            if let Some(b) = t
+                .strip_prefix("base64:")
+                .and_then(|b64| data_encoding::BASE64.decode(b64.as_bytes()).ok())
+            {
+                return Value::Blob(b);
+            }
+        }
+    }
+    v.clone()
+}
+
 fn json_value(j: &Json) -> Option<Value> {
     Some(match j {
         Json::Null => Value::Null,
@@ -102,6 +118,8 @@ pub fn parse(dump: &Json) -> Result<Vec<DumpTable>, String> {
                 "table {name}: the third element (its rows) is not a list"
             ));
         };
+        let at = |c: &str| columns.iter().position(|x| x == c).expect("checked above");
+        let (uuid_at, modified_at) = (at("uuid"), at("modified_on"));
         let mut values = Vec::with_capacity(rows.len());
         for (k, r) in rows.iter().enumerate() {
             let Json::Array(r) = r else {
@@ -123,6 +141,23 @@ pub fn parse(dump: &Json) -> Result<Vec<DumpTable>, String> {
                     ));
                 };
                 row.push(v);
+            }
+            match &row[uuid_at] {
+                Value::Text(u) if !u.trim().is_empty() => {}
+                other => {
+                    return Err(format!(
+                        "table {name}: row {k}: 'uuid' must be a non-empty string, not {other:?}"
+                    ))
+                }
+            }
+            match &row[modified_at] {
+                Value::Text(t) if crate::delta::time::parse_millis(t).is_some() => {}
+                other => {
+                    return Err(format!(
+                        "table {name}: row {k}: 'modified_on' must be a time \
+                         (\"YYYY-MM-DD HH:MM:SS\", UTC), not {other:?}"
+                    ))
+                }
             }
             values.push(row);
         }
@@ -169,6 +204,18 @@ mod tests {
                 json!([["t", ["id", "uuid", "modified_on"], [[1, "u", [2]]]]]),
                 "not a value",
             ),
+            (
+                json!([[
+                    "t",
+                    ["id", "uuid", "modified_on"],
+                    [[1, "", "2024-01-01 00:00:00"]]
+                ]]),
+                "'uuid' must be",
+            ),
+            (
+                json!([["t", ["id", "uuid", "modified_on"], [[1, "u", "soon"]]]]),
+                "'modified_on' must be a time",
+            ),
         ];
         for (dump, want) in cases {
             let e = parse(&dump).unwrap_err();
@@ -189,5 +236,16 @@ mod tests {
             ]],
         };
         assert_eq!(parse(&to_json(std::slice::from_ref(&t))).unwrap(), vec![t]);
+    }
+
+    #[test]
+    fn a_blob_given_back_as_getdata_wrote_it_is_a_blob_again() {
+        let sent = value_json(&Value::Blob(vec![0, 1, 255]));
+        let back = json_value(&sent).unwrap();
+        assert_eq!(for_column(&back, "BLOB"), Value::Blob(vec![0, 1, 255]));
+        // Text columns keep such text as it is.
+        assert_eq!(for_column(&back, "TEXT"), back);
+        let not_b64 = Value::Text("base64:***".into());
+        assert_eq!(for_column(&not_b64, "blob"), not_b64);
     }
 }

@@ -391,12 +391,17 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                      --profile), --tcp-listen HOST:PORT for IP, or both"
                 );
             }
-            if !radio && every.is_some() {
-                bail!("--every calls peers over the radio: give --port or --kiss-tcp");
+            if !radio && every.is_some() && tcp_listen.is_none() {
+                bail!(
+                    "--every calls peers over the radio (give --port or --kiss-tcp), or over \
+                     IP with --tcp-listen (peers found by mDNS)"
+                );
             }
             if check {
                 return check_run(&r, every, tcp_listen.as_deref(), http.as_deref());
             }
+            // The config's callsign and peers, before any link answers.
+            apply_config(&r)?;
             let (stop_tx, stop_rx) = watch::channel(false);
             let stop_tx = Rc::new(stop_tx);
             {
@@ -472,11 +477,19 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                     },
                 )));
             }
-            let radio_result = if radio {
-                run_radio(&r, every, stopped(stop_rx.clone())).await
-            } else {
-                stopped(stop_rx.clone()).await;
-                Ok(())
+            let radio_result = match (radio, every) {
+                (true, _) => run_radio(&r, every, stopped(stop_rx.clone())).await,
+                (false, Some(every)) => {
+                    tokio::select! {
+                        _ = call_peers_over_ip(&r.db, every) => {}
+                        _ = stopped(stop_rx.clone()) => {}
+                    }
+                    Ok(())
+                }
+                (false, None) => {
+                    stopped(stop_rx.clone()).await;
+                    Ok(())
+                }
             };
             // The radio ended (Ctrl-C, or its link failed): stop the rest too.
             let _ = stop_tx.send(true);
@@ -529,6 +542,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                     tick: obs.tick(),
                 };
                 let end = daemon::drive(&mut stream, &mut station, opts, ctrl_c(), &mut obs).await;
+                tcp::close(stream).await;
                 obs.finish();
                 match end {
                     Err(DaemonError::Closed) => bail!(
@@ -562,6 +576,79 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `run --every` without a radio: each round, every registered peer with a key
+/// that answers by mDNS is synced over TCP. Runs until dropped.
+async fn call_peers_over_ip(db: &std::path::Path, every: Duration) {
+    let mut log = LineLog {
+        prefix: "ip round".into(),
+    };
+    loop {
+        let next = Instant::now() + every;
+        match ip_round(db).await {
+            Ok(()) => {}
+            Err(e) => log.note(&format!("round failed: {e:#}")),
+        }
+        tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+async fn ip_round(db: &std::path::Path) -> anyhow::Result<()> {
+    let peers = Store::open(db)?.peers()?;
+    for p in peers {
+        let Some(key) = p.key.as_ref().map(|k| k.short()) else {
+            continue;
+        };
+        let id = p.id;
+        let found = tokio::task::spawn_blocking(move || {
+            discovery::find(id, Some(&key), Duration::from_secs(2))
+        })
+        .await??;
+        let Some(addr) =
+            found.and_then(|f| f.addrs.into_iter().find(|a| discovery::usable(a.ip())))
+        else {
+            continue;
+        };
+        let mut obs = LineLog {
+            prefix: format!("sync {} {addr}", p.name),
+        };
+        let mut station = Station::new(Store::open(db)?, tcp::profile(), false)?;
+        let mut stream = match tcp::connect(&addr.to_string()).await {
+            Ok(s) => s,
+            Err(e) => {
+                obs.note(&format!("cannot connect: {e}"));
+                continue;
+            }
+        };
+        let opts = Options {
+            mode: Mode::Sync {
+                peer: p.name.clone(),
+            },
+            timeout: Some(Duration::from_secs(600)),
+            link_status: None,
+            tick: Duration::from_secs(30),
+        };
+        let end = daemon::drive(
+            &mut stream,
+            &mut station,
+            opts,
+            std::future::pending::<()>(),
+            &mut obs,
+        )
+        .await;
+        tcp::close(stream).await;
+        match end {
+            Ok(End::Synced { complete, .. }) => obs.note(if complete {
+                "round done: both sides have everything"
+            } else {
+                "round done: rows remain for the next round"
+            }),
+            Ok(_) => obs.note("round stopped"),
+            Err(e) => obs.note(&format!("failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
 /// `sync --peer NAME` with no link: where the registered peer listens, by mDNS.
 fn find_by_mdns(r: &Resolved, peer: &str) -> anyhow::Result<String> {
     let store = Store::open(&r.db).with_context(|| format!("opening {}", r.db.display()))?;
@@ -577,7 +664,13 @@ fn find_by_mdns(r: &Resolved, peer: &str) -> anyhow::Result<String> {
         radiosync::store::now_text(),
         info.id
     );
-    let key = info.key.as_ref().map(|k| k.short());
+    let Some(key) = info.key.as_ref().map(|k| k.short()) else {
+        bail!(
+            "{peer} is registered without a key (--no-auth): anyone on the LAN could answer \
+             an mDNS lookup for it; give --tcp HOST:PORT"
+        );
+    };
+    let key = Some(key);
     let Some(found) = discovery::find(info.id, key.as_deref(), wait)? else {
         bail!(
             "{peer} did not answer on the LAN within {} s (is `radiosync run --tcp-listen` \

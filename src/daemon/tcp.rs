@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -29,6 +29,10 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Connections served at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 8;
+
+/// Connections from one address at once: a station needs one; a few idle
+/// connections from one host cannot lock every peer out.
+pub const MAX_PER_ADDRESS: usize = 2;
 
 /// How long `sync --tcp` waits for the connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -137,7 +141,7 @@ pub async fn listen<F, O>(
     F: Fn(SocketAddr) -> O,
     O: Observer + 'static,
 {
-    let open = Rc::new(Cell::new(0usize));
+    let open: Rc<std::cell::RefCell<Vec<IpAddr>>> = Rc::default();
     let mut tasks = Vec::new();
     loop {
         let mut stopped = stop.clone();
@@ -155,16 +159,30 @@ pub async fn listen<F, O>(
             }
         };
         let mut obs = obs_for(from);
-        if open.get() >= MAX_CONNECTIONS {
-            obs.note(&format!(
-                "refused: {MAX_CONNECTIONS} TCP connections are open already"
-            ));
-            continue;
+        let ip = from.ip().to_canonical();
+        {
+            let live = open.borrow();
+            let same = live.iter().filter(|a| **a == ip).count();
+            if live.len() >= MAX_CONNECTIONS || same >= MAX_PER_ADDRESS {
+                obs.note(&format!(
+                    "refused: {} TCP connection(s) open ({} from this address; at most \
+                     {MAX_CONNECTIONS}, {MAX_PER_ADDRESS} per address)",
+                    live.len(),
+                    same
+                ));
+                continue;
+            }
         }
-        open.set(open.get() + 1);
+        open.borrow_mut().push(ip);
+        // Frees the slot however the task ends.
+        let slot = Slot {
+            open: open.clone(),
+            ip,
+        };
         obs.note("connected");
-        let (db, open, mut stop) = (db.clone(), open.clone(), stop.clone());
+        let (db, mut stop) = (db.clone(), stop.clone());
         tasks.push(tokio::task::spawn_local(async move {
+            let _slot = slot;
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
@@ -172,7 +190,6 @@ pub async fn listen<F, O>(
                 Ok(()) => obs.note("disconnected"),
                 Err(e) => obs.note(&format!("ended: {e}")),
             }
-            open.set(open.get() - 1);
         }));
         tasks.retain(|t| !t.is_finished());
     }
@@ -180,6 +197,38 @@ pub async fn listen<F, O>(
     for t in tasks {
         let _ = t.await;
     }
+}
+
+/// One open connection's place in the listener's count.
+struct Slot {
+    open: Rc<std::cell::RefCell<Vec<IpAddr>>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut live = self.open.borrow_mut();
+        if let Some(i) = live.iter().position(|a| *a == self.ip) {
+            live.swap_remove(i);
+        }
+    }
+}
+
+/// Ends a connection politely: our side closed, then what the peer still
+/// sends read and dropped (briefly), so the kernel does not reset the
+/// connection and lose our last frames on the way.
+pub async fn close(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
 /// Connects to a station listening at `addr` (`sync --tcp`).

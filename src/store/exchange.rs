@@ -1193,10 +1193,11 @@ impl Store {
         Ok(out)
     }
 
-    /// After a `getdata` without a timestamp: the caller now holds what we hold.
-    pub fn note_api_call(&self, caller: &str) -> Result<(), StoreError> {
+    /// After a `getdata` without a timestamp: the caller now holds `held`
+    /// (this station's vector read before its rows were).
+    pub fn note_api_call(&self, caller: &str, held: &VersionVector) -> Result<(), StoreError> {
         self.writable()?;
-        let v = self.vector()?;
+        let v = held;
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO rs_api_vector (caller, origin, seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (caller, origin) DO UPDATE SET seq = max(seq, excluded.seq)",

@@ -32,7 +32,7 @@ pub use identity::{copy_station, key_path, KeyError};
 pub use import::PutReport;
 pub use reconcile::ReconItem;
 pub use schema::{Column, TableInfo};
-pub use users::{Role, UserInfo};
+pub use users::{LoginRecord, Role, UserInfo};
 
 /// Dictionary size trained after `track`.
 pub const DICT_SIZE: usize = 64 * 1024;

@@ -127,6 +127,12 @@ impl Store {
     /// The user's role if `password` is theirs; `None` for a wrong name or
     /// password (the same answer, in about the same time).
     pub fn check_password(&self, name: &str, password: &str) -> Result<Option<Role>, StoreError> {
+        Ok(self.login_record(name)?.verify(password))
+    }
+
+    /// What a login needs from the database, so the slow hash can be checked
+    /// without holding the store (`LoginRecord::verify`).
+    pub fn login_record(&self, name: &str) -> Result<LoginRecord, StoreError> {
         let row: Option<(String, String)> = self
             .conn
             .query_row(
@@ -135,17 +141,41 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let (role, hash) = match &row {
-            Some((role, hash)) => (Role::parse(role), hash.as_str()),
-            None => (None, decoy_hash()),
-        };
-        let ok = PasswordHash::new(hash)
+        Ok(match row {
+            Some((role, hash)) => LoginRecord {
+                role: Role::parse(&role),
+                hash,
+            },
+            None => LoginRecord {
+                role: None,
+                hash: decoy_hash().to_string(),
+            },
+        })
+    }
+}
+
+/// A user's role and password hash, or a decoy for an unknown name.
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    role: Option<Role>,
+    hash: String,
+}
+
+impl LoginRecord {
+    /// The role if `password` matches; `None` otherwise, and always for an
+    /// unknown name (whose decoy hash takes the same time to check).
+    pub fn verify(&self, password: &str) -> Option<Role> {
+        let ok = PasswordHash::new(&self.hash)
             .map(|h| {
                 Argon2::default()
                     .verify_password(password.as_bytes(), &h)
                     .is_ok()
             })
             .unwrap_or(false);
-        Ok(if ok && row.is_some() { role } else { None })
+        if ok {
+            self.role
+        } else {
+            None
+        }
     }
 }

@@ -147,7 +147,12 @@ impl Store {
                 let values = m
                     .payload
                     .iter()
-                    .map(|p| p.map_or(Value::Null, |i| row[i].clone()))
+                    .zip(&info.payload)
+                    .map(|(p, col)| {
+                        p.map_or(Value::Null, |i| {
+                            crate::api::nicedbdump::for_column(&row[i], &col.decl_type)
+                        })
+                    })
                     .collect();
                 let version = RowVersion {
                     uuid: uuid.clone(),
