@@ -930,6 +930,7 @@ fn tokens(c: &mut Corpus, captures: &[Capture]) {
         seq: 2,
         payload: vec![0; 40],
         auth_tag: None,
+        route: None,
     };
     for fec in [None, Some(&TRANSPARENT_TARGET_FEC)] {
         if let Ok(w) = transparent::encode(&frame, fec) {

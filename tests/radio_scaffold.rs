@@ -201,6 +201,7 @@ fn resumed_transfer_reads_capture_show() {
             seq: af.seq,
             payload: af.payload,
             auth_tag: None,
+            route: None,
         };
         let bytes = link::encode_kiss(&frame, None, None, 0).unwrap();
         w.write(&Record {

@@ -112,6 +112,7 @@ impl CaptureBuilder {
             seq: af.seq,
             payload: af.payload,
             auth_tag: None,
+            route: None,
         };
         let bytes = self.on_air(&frame);
         self.record(RecordKind::Received, bytes)
@@ -135,6 +136,7 @@ impl CaptureBuilder {
             seq: af.seq,
             payload: af.payload,
             auth_tag: None,
+            route: None,
         };
         let bytes = self.on_air(&frame);
         self.record(RecordKind::Sent, bytes)

@@ -183,6 +183,7 @@ fn junk_calls_get_at_most_a_rare_short_refusal() {
                 seq: 0,
                 payload,
                 auth_tag: None,
+                route: None,
             };
             let bytes = framer.encode(&frame, None).unwrap();
             received += bytes.len();

@@ -182,6 +182,8 @@ pub struct Station {
     store: Store,
     profile: Profile,
     local_call: Option<Callsign>,
+    /// This station's short address where frames carry routes (`uses_routes`).
+    address: Option<u16>,
     framer: LinkFramer,
     sessions: BTreeMap<u16, Slot>,
     /// "Unknown session" answers waiting to be sent.
@@ -255,6 +257,7 @@ impl Station {
     ) -> Result<Station, StationError> {
         let st = store.station();
         let local_call = parse_call("this station", st.callsign.as_deref())?;
+        let address = uses_routes(&profile).then(|| st.id.short_address());
         if profile.amateur && local_call.is_none() {
             return Err(EngineError::NoCallsign {
                 profile: profile.name.clone(),
@@ -272,6 +275,7 @@ impl Station {
             store,
             profile,
             local_call,
+            address,
             framer,
             sessions: BTreeMap::new(),
             closed: VecDeque::new(),
@@ -408,6 +412,8 @@ impl Station {
             local_callsign: self.local_call.clone(),
             peer_callsign: parse_call(&format!("peer {name}"), peer.callsign.as_deref())?,
             session_id: Some(id),
+            local_address: self.address,
+            peer_address: self.address.map(|_| peer.id.short_address()),
         };
         // The Hello carries the content fingerprint: writes since the last check count.
         self.store.check_capture()?;
@@ -478,9 +484,13 @@ impl Station {
             self.feed(now, id, rx);
             return;
         }
-        let addressed_here = match &d.ax25 {
-            Some((_, dest)) => Some(dest) == self.local_call.as_ref(),
-            None => true,
+        let addressed_here = match (&d.ax25, d.frame.route, self.address) {
+            (Some((_, dest)), _, _) => Some(dest) == self.local_call.as_ref(),
+            (None, Some(route), Some(me)) => route.to == me,
+            // A frame without a route on a shared channel: an old station's,
+            // or junk; never start a session or answer for it.
+            (None, None, Some(_)) => false,
+            (None, _, None) => true,
         };
         let is_call = d.frame.kind == FrameKind::Data && d.frame.seq == 0;
         if self.closed.iter().any(|c| c.id == id) {
@@ -501,7 +511,15 @@ impl Station {
                 && ends_tx
             {
                 let to = d.ax25.as_ref().map(|(source, _)| source.clone());
-                self.tell_unknown(now, id, to);
+                let back = d
+                    .frame
+                    .route
+                    .zip(self.address)
+                    .map(|(r, me)| crate::frame::Route {
+                        to: r.from,
+                        from: me,
+                    });
+                self.tell_unknown(now, id, to, back);
             }
             return;
         }
@@ -587,7 +605,13 @@ impl Station {
 
     /// Queues a control frame telling the sender of session `id` (`to` on
     /// AX.25) that this station does not know it.
-    fn tell_unknown(&mut self, now: Instant, id: u16, to: Option<Callsign>) {
+    fn tell_unknown(
+        &mut self,
+        now: Instant,
+        id: u16,
+        to: Option<Callsign>,
+        route: Option<crate::frame::Route>,
+    ) {
         // Anyone can send frames of made-up sessions: answer at most one per
         // interval, so they cannot make this station transmit at will.
         if self
@@ -608,7 +632,7 @@ impl Station {
         };
         match self
             .framer
-            .encode(&unknown_session_frame(id), addrs.as_ref())
+            .encode(&unknown_session_frame(id, route), addrs.as_ref())
         {
             Ok(bytes) => {
                 self.stats.unknown_told += 1;
@@ -631,6 +655,8 @@ impl Station {
             local_callsign: self.local_call.clone(),
             peer_callsign: None,
             session_id: Some(id),
+            local_address: self.address,
+            peer_address: None,
         };
         Ok(Engine::respond(cfg, local_info(&self.store, None)?)?)
     }
@@ -972,4 +998,12 @@ impl Station {
             _ => station.to_string(),
         }
     }
+}
+
+/// Whether frames on links of `profile` name their receiver and sender
+/// (`frame::Route`): every radio link without AX.25 addresses, since any number
+/// of stations may share the channel. Amateur KISS frames carry callsigns
+/// instead; a TCP connection has one station at each end.
+pub fn uses_routes(profile: &Profile) -> bool {
+    !(profile.ip || (profile.framing == crate::profile::Framing::Kiss && profile.amateur))
 }

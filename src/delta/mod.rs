@@ -18,6 +18,15 @@ use std::fmt;
 pub struct StationId(pub [u8; 16]);
 
 impl StationId {
+    /// The two bytes that name this station in frame routes on shared channels
+    /// (`frame::Route`): the first two of SHA-256 of the UUID, so UUIDs that
+    /// share a prefix (time-based ones, made the same day) still differ.
+    pub fn short_address(&self) -> u16 {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(self.0);
+        u16::from_be_bytes([h[0], h[1]])
+    }
+
     /// A fresh random (v4) identity.
     pub fn new_random() -> Self {
         StationId(*uuid::Uuid::new_v4().as_bytes())

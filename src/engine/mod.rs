@@ -17,7 +17,7 @@ use crate::delta::StationId;
 use crate::frame::ax25::Callsign;
 use crate::frame::framer::{Decoded, LinkFramer, RxError, RxFrame};
 use crate::frame::link::Ax25Addresses;
-use crate::frame::{DecodeInfo, Frame, FrameKind};
+use crate::frame::{DecodeInfo, Frame, FrameKind, Route};
 use crate::profile::Profile;
 use crate::sync::{self, LocalInfo, PeerState, Session, SessionError, SessionEvent};
 
@@ -30,14 +30,15 @@ pub const CONTROL_UNKNOWN_SESSION: &[u8] = &[0x01];
 pub const CONTROL_REFUSED: u8 = 0x02;
 
 /// A control frame telling the sender of session `session` that it is unknown
-/// here (kind Control, seq 0).
-pub fn unknown_session_frame(session: u16) -> Frame {
+/// here (kind Control, seq 0), routed back to it where frames carry routes.
+pub fn unknown_session_frame(session: u16, route: Option<Route>) -> Frame {
     Frame {
         kind: FrameKind::Control,
         session,
         seq: 0,
         payload: CONTROL_UNKNOWN_SESSION.to_vec(),
         auth_tag: None,
+        route,
     }
 }
 
@@ -54,6 +55,11 @@ pub struct EngineConfig {
     /// The session id in every frame header. The initiator picks one; a
     /// responder given `None` adopts the id of the first frame it hears.
     pub session_id: Option<u16>,
+    /// This station's short address, on links whose frames carry a route
+    /// (no AX.25 addresses): frames for other addresses are not ours.
+    pub local_address: Option<u16>,
+    /// The peer's short address; a responder learns it from the call.
+    pub peer_address: Option<u16>,
 }
 
 /// Why an engine could not be built (local configuration mistakes).
@@ -187,6 +193,8 @@ pub struct Engine {
     local_callsign: Option<Callsign>,
     peer_callsign: Option<Callsign>,
     session_id: Option<u16>,
+    local_address: Option<u16>,
+    peer_address: Option<u16>,
     framer: LinkFramer,
     arq: Arq,
     session: Session,
@@ -263,6 +271,8 @@ impl Engine {
             local_callsign: cfg.local_callsign,
             peer_callsign: cfg.peer_callsign,
             session_id: cfg.session_id,
+            local_address: cfg.local_address,
+            peer_address: cfg.peer_address,
             framer,
             arq,
             session,
@@ -423,6 +433,14 @@ impl Engine {
     /// Whether a decoded frame belongs to this session (adopting the session id
     /// and the peer's callsign on a responder's first frame).
     fn accepts(&mut self, d: &Decoded) -> bool {
+        if let Some(me) = self.local_address {
+            match d.frame.route {
+                // On a shared channel, frames of other pairs are not ours.
+                Some(r) if r.to != me => return false,
+                Some(r) if self.peer_address.is_some_and(|p| p != r.from) => return false,
+                _ => {}
+            }
+        }
         if let Some((source, destination)) = &d.ax25 {
             if Some(destination) != self.local_callsign.as_ref() {
                 return false;
@@ -449,7 +467,18 @@ impl Engine {
                 self.peer_callsign = Some(source.clone());
             }
         }
+        if self.local_address.is_some() && self.peer_address.is_none() {
+            self.peer_address = d.frame.route.map(|r| r.from);
+        }
         true
+    }
+
+    /// The route of our frames, once both addresses are known.
+    fn route(&self) -> Option<Route> {
+        match (self.local_address, self.peer_address) {
+            (Some(from), Some(to)) => Some(Route { to, from }),
+            _ => None,
+        }
     }
 
     /// A deadline from `poll_timeout` may have passed.
@@ -544,6 +573,7 @@ impl Engine {
                 seq: af.seq,
                 payload: af.payload,
                 auth_tag,
+                route: self.route(),
             };
             match self.framer.encode(&frame, addrs.as_ref()) {
                 Ok(bytes) => {
@@ -590,6 +620,7 @@ impl Engine {
             seq: 0,
             payload,
             auth_tag: None,
+            route: self.route(),
         };
         let addrs = match (&self.local_callsign, &self.peer_callsign) {
             (Some(l), Some(p)) => Some(Ax25Addresses {

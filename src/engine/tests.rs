@@ -25,6 +25,8 @@ fn cfg(profile: &str, me: Option<&str>, peer: Option<&str>, session: Option<u16>
         local_callsign: me.map(|c| c.parse().unwrap()),
         peer_callsign: peer.map(|c| c.parse().unwrap()),
         session_id: session,
+        local_address: None,
+        peer_address: None,
     }
 }
 
@@ -221,7 +223,11 @@ fn unknown_session_ends_a_session_the_peer_had_answered() {
     .unwrap();
     let mut b = Engine::respond(cfg(p, None, None, None), local(2, "")).unwrap();
     let framer = LinkFramer::new(&Profile::load(p).unwrap()).unwrap();
-    let unknown = |id| framer.encode(&unknown_session_frame(id), None).unwrap();
+    let unknown = |id| {
+        framer
+            .encode(&unknown_session_frame(id, None), None)
+            .unwrap()
+    };
     let mut now = Instant::now();
     let call = a.poll_transmit(now).unwrap();
     a.handle_bytes(now, &unknown(7));

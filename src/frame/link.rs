@@ -118,6 +118,7 @@ mod tests {
             seq: 2,
             payload: vec![FEND, 0xDB, 1, 2, 3],
             auth_tag: Some(vec![7; 16]),
+            route: None,
         }
     }
 

@@ -21,7 +21,7 @@ pub mod wire;
 use thiserror::Error;
 
 pub use fec::{FecError, FecParams};
-pub use wire::{FrameKind, FramePacket, FrameRepr, MAX_AUTH_TAG_LEN, MAX_PAYLOAD_LEN};
+pub use wire::{FrameKind, FramePacket, FrameRepr, Route, MAX_AUTH_TAG_LEN, MAX_PAYLOAD_LEN};
 
 /// Errors from frame bytes (bad bytes from the air) or from building a frame (a local
 /// mistake: oversize payload, bad tag length, bad FEC parameters).
@@ -80,6 +80,8 @@ pub struct Frame {
     pub payload: Vec<u8>,
     /// Room for a short signature (1..=64 bytes); the signer is another module.
     pub auth_tag: Option<Vec<u8>>,
+    /// Receiver and sender on links without other addressing; `None` elsewhere.
+    pub route: Option<Route>,
 }
 
 /// What decoding learned besides the frame.
@@ -99,6 +101,7 @@ impl Frame {
             kind: self.kind,
             session: self.session,
             seq: self.seq,
+            route: self.route,
             auth_tag: self.auth_tag.as_deref(),
             payload: &self.payload,
         }
@@ -164,6 +167,7 @@ impl Frame {
                 seq: repr.seq,
                 payload: repr.payload.to_vec(),
                 auth_tag: repr.auth_tag.map(<[u8]>::to_vec),
+                route: repr.route,
             },
             info,
         ))
@@ -192,6 +196,7 @@ mod tests {
             seq: 42,
             payload: b"ack-info".to_vec(),
             auth_tag: None,
+            route: None,
         }
     }
 
@@ -297,6 +302,7 @@ mod tests {
     fn every_single_bit_flip() {
         let frame = Frame {
             auth_tag: Some(vec![9; 4]),
+            route: None,
             ..sample()
         };
         let plain = frame.encode(None).unwrap();
@@ -459,13 +465,15 @@ mod tests {
             any::<u16>(),
             proptest::collection::vec(any::<u8>(), 0..600),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 1..=64)),
+            proptest::option::of((any::<u16>(), any::<u16>())),
         )
-            .prop_map(|(kind, session, seq, payload, auth_tag)| Frame {
+            .prop_map(|(kind, session, seq, payload, auth_tag, route)| Frame {
                 kind,
                 session,
                 seq,
                 payload,
                 auth_tag,
+                route: route.map(|(to, from)| Route { to, from }),
             })
     }
 

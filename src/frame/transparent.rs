@@ -238,6 +238,7 @@ mod tests {
             seq,
             payload: (0..len).map(|i| (i * 31 + seq as usize) as u8).collect(),
             auth_tag: None,
+            route: None,
         }
     }
 

@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! 0      kind        0x01 Data, 0x02 Ack, 0x03 Control, others Unknown
-//! 1      flags       bit 0: auth tag present; bits 1-7 reserved (must be 0)
+//! 1      flags       bit 0: auth tag present; bit 1: route present; bits 2-7
+//!                    reserved (must be 0)
 //! 2..4   session     u16 big-endian
 //! 4..6   seq         u16 big-endian
 //! 6..8   payload_len u16 big-endian
-//! [8     tag_len     1..=64, only if flags bit 0]
-//! [9..   tag         tag_len bytes]
+//! [8..12 route       to u16, from u16 (station short addresses), only if bit 1]
+//! [..    tag_len     1..=64, only if flags bit 0]
+//! [..    tag         tag_len bytes]
 //! ..     payload     payload_len bytes
 //! ..+4   crc         CRC-32C (Castagnoli) over every byte before it, big-endian
 //! ```
@@ -29,11 +31,27 @@ pub const MAX_AUTH_TAG_LEN: usize = 64;
 /// Longest payload we build or accept; bounds memory on garbage input.
 pub const MAX_PAYLOAD_LEN: usize = 4096;
 /// Longest frame before FEC.
-pub const MAX_FRAME_LEN: usize = HEADER_LEN + 1 + MAX_AUTH_TAG_LEN + MAX_PAYLOAD_LEN + CRC_LEN;
+pub const MAX_FRAME_LEN: usize =
+    HEADER_LEN + ROUTE_LEN + 1 + MAX_AUTH_TAG_LEN + MAX_PAYLOAD_LEN + CRC_LEN;
 
-/// Flags bit 0: an auth tag follows the header.
+/// Flags bit 0: an auth tag follows the header (and the route, if any).
 pub const FLAG_AUTH: u8 = 0x01;
-const FLAGS_KNOWN: u8 = FLAG_AUTH;
+/// Flags bit 1: the receiver's and sender's short addresses follow the header.
+pub const FLAG_ROUTE: u8 = 0x02;
+const FLAGS_KNOWN: u8 = FLAG_AUTH | FLAG_ROUTE;
+/// Bytes of the route: two short addresses.
+pub const ROUTE_LEN: usize = 4;
+
+/// Who a frame is for and from, on links without other addressing (transparent
+/// radios, KISS without AX.25): each a station's short address
+/// (`delta::StationId::short_address`). Stations ignore frames for others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// The receiver.
+    pub to: u16,
+    /// The sender.
+    pub from: u16,
+}
 
 mod field {
     use core::ops::Range;
@@ -42,7 +60,7 @@ mod field {
     pub(super) const SESSION: Range<usize> = 2..4;
     pub(super) const SEQ: Range<usize> = 4..6;
     pub(super) const PAYLOAD_LEN: Range<usize> = 6..8;
-    pub(super) const TAG_LEN: usize = 8;
+    pub(super) const ROUTE: Range<usize> = 8..12;
 }
 
 /// Frame kind; unknown values are kept, not rejected, so newer peers can add kinds.
@@ -114,14 +132,21 @@ impl<T: AsRef<[u8]>> FramePacket<T> {
         if flags & !FLAGS_KNOWN != 0 {
             return Err(FrameError::ReservedFlags(flags));
         }
+        let route = self.route_len();
+        if have < HEADER_LEN + route + CRC_LEN {
+            return Err(FrameError::Truncated {
+                need: HEADER_LEN + route + CRC_LEN,
+                have,
+            });
+        }
         if flags & FLAG_AUTH != 0 {
-            if have < HEADER_LEN + 1 + CRC_LEN {
+            if have < HEADER_LEN + route + 1 + CRC_LEN {
                 return Err(FrameError::Truncated {
-                    need: HEADER_LEN + 1 + CRC_LEN,
+                    need: HEADER_LEN + route + 1 + CRC_LEN,
                     have,
                 });
             }
-            let t = data[field::TAG_LEN] as usize;
+            let t = data[HEADER_LEN + route] as usize;
             if t == 0 || t > MAX_AUTH_TAG_LEN {
                 return Err(FrameError::AuthTagLength(t));
             }
@@ -167,28 +192,53 @@ impl<T: AsRef<[u8]>> FramePacket<T> {
         be16(&self.buffer.as_ref()[field::PAYLOAD_LEN]) as usize
     }
 
-    fn tag_field_len(&self) -> usize {
-        if self.flags() & FLAG_AUTH != 0 {
-            1 + self.buffer.as_ref()[field::TAG_LEN] as usize
+    fn route_len(&self) -> usize {
+        if self.flags() & FLAG_ROUTE != 0 {
+            ROUTE_LEN
         } else {
             0
         }
     }
 
+    fn tag_field_len(&self) -> usize {
+        if self.flags() & FLAG_AUTH != 0 {
+            1 + self.buffer.as_ref()[HEADER_LEN + self.route_len()] as usize
+        } else {
+            0
+        }
+    }
+
+    /// Where the payload starts: after the header, the route and the tag.
+    fn payload_start(&self) -> usize {
+        HEADER_LEN + self.route_len() + self.tag_field_len()
+    }
+
     /// Length of the whole frame as the header describes it.
     pub fn total_len(&self) -> usize {
-        HEADER_LEN + self.tag_field_len() + self.payload_len() + CRC_LEN
+        self.payload_start() + self.payload_len() + CRC_LEN
+    }
+
+    /// The route, if the flags say there is one.
+    pub fn route(&self) -> Option<Route> {
+        (self.route_len() > 0).then(|| {
+            let b = &self.buffer.as_ref()[field::ROUTE];
+            Route {
+                to: be16(&b[0..2]),
+                from: be16(&b[2..4]),
+            }
+        })
     }
 
     /// The auth tag, if the flags say there is one.
     pub fn auth_tag(&self) -> Option<&[u8]> {
         let t = self.tag_field_len();
-        (t > 0).then(|| &self.buffer.as_ref()[HEADER_LEN + 1..HEADER_LEN + t])
+        let at = HEADER_LEN + self.route_len();
+        (t > 0).then(|| &self.buffer.as_ref()[at + 1..at + t])
     }
 
     /// The payload bytes.
     pub fn payload(&self) -> &[u8] {
-        let start = HEADER_LEN + self.tag_field_len();
+        let start = self.payload_start();
         &self.buffer.as_ref()[start..start + self.payload_len()]
     }
 
@@ -236,15 +286,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> FramePacket<T> {
     pub fn set_payload_len(&mut self, v: u16) {
         self.buffer.as_mut()[field::PAYLOAD_LEN].copy_from_slice(&v.to_be_bytes());
     }
-    /// Call after set_flags(FLAG_AUTH).
+    /// Call after set_flags(.. | FLAG_ROUTE).
+    pub fn set_route(&mut self, route: Route) {
+        let b = &mut self.buffer.as_mut()[field::ROUTE];
+        b[0..2].copy_from_slice(&route.to.to_be_bytes());
+        b[2..4].copy_from_slice(&route.from.to_be_bytes());
+    }
+    /// Call after set_flags(FLAG_AUTH ..) and set_route.
     pub fn set_auth_tag(&mut self, tag: &[u8]) {
+        let at = HEADER_LEN + self.route_len();
         let b = self.buffer.as_mut();
-        b[field::TAG_LEN] = tag.len() as u8;
-        b[HEADER_LEN + 1..HEADER_LEN + 1 + tag.len()].copy_from_slice(tag);
+        b[at] = tag.len() as u8;
+        b[at + 1..at + 1 + tag.len()].copy_from_slice(tag);
     }
     /// The payload bytes, to write into.
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let start = HEADER_LEN + self.tag_field_len();
+        let start = self.payload_start();
         let end = start + self.payload_len();
         &mut self.buffer.as_mut()[start..end]
     }
@@ -269,6 +326,8 @@ pub struct FrameRepr<'a> {
     pub session: u16,
     /// Sequence number.
     pub seq: u16,
+    /// Receiver and sender, if the frame names them.
+    pub route: Option<Route>,
     /// Auth tag of 1..=`MAX_AUTH_TAG_LEN` bytes, if any.
     pub auth_tag: Option<&'a [u8]>,
     /// At most `MAX_PAYLOAD_LEN` bytes.
@@ -283,13 +342,14 @@ impl<'a> FrameRepr<'a> {
         packet.check_len()?;
         packet.verify_crc()?;
         let data: &'a [u8] = packet.buffer.as_ref();
-        let tag_len = packet.tag_field_len();
-        let start = HEADER_LEN + tag_len;
+        let tag_at = HEADER_LEN + packet.route_len();
+        let start = packet.payload_start();
         Ok(FrameRepr {
             kind: packet.kind(),
             session: packet.session(),
             seq: packet.seq(),
-            auth_tag: (tag_len > 0).then(|| &data[HEADER_LEN + 1..start]),
+            route: packet.route(),
+            auth_tag: (start > tag_at).then(|| &data[tag_at + 1..start]),
             payload: &data[start..start + packet.payload_len()],
         })
     }
@@ -307,9 +367,13 @@ impl<'a> FrameRepr<'a> {
         Ok(())
     }
 
-    /// Frame bytes: header, tag with its length byte, payload, CRC.
+    /// Frame bytes: header, route, tag with its length byte, payload, CRC.
     pub fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.auth_tag.map_or(0, |t| 1 + t.len()) + self.payload.len() + CRC_LEN
+        HEADER_LEN
+            + self.route.map_or(0, |_| ROUTE_LEN)
+            + self.auth_tag.map_or(0, |t| 1 + t.len())
+            + self.payload.len()
+            + CRC_LEN
     }
 
     /// Writes the frame into a buffer of exactly `buffer_len()` bytes; call check() first.
@@ -318,12 +382,13 @@ impl<'a> FrameRepr<'a> {
         packet.set_session(self.session);
         packet.set_seq(self.seq);
         packet.set_payload_len(self.payload.len() as u16);
-        match self.auth_tag {
-            Some(tag) => {
-                packet.set_flags(FLAG_AUTH);
-                packet.set_auth_tag(tag);
-            }
-            None => packet.set_flags(0),
+        let flags = self.auth_tag.map_or(0, |_| FLAG_AUTH) | self.route.map_or(0, |_| FLAG_ROUTE);
+        packet.set_flags(flags);
+        if let Some(route) = self.route {
+            packet.set_route(route);
+        }
+        if let Some(tag) = self.auth_tag {
+            packet.set_auth_tag(tag);
         }
         packet.payload_mut().copy_from_slice(self.payload);
         packet.fill_crc();
@@ -356,6 +421,7 @@ mod tests {
                 kind: FrameKind::Data,
                 session: 0x1234,
                 seq: 5,
+                route: None,
                 auth_tag: None,
                 payload: b"hi",
             }
@@ -368,6 +434,7 @@ mod tests {
             kind: FrameKind::Data,
             session: 0x1234,
             seq: 5,
+            route: None,
             auth_tag: None,
             payload: b"hi",
         };
@@ -383,6 +450,7 @@ mod tests {
             kind: FrameKind::Unknown(0x7F),
             session: 1,
             seq: 0xFFFF,
+            route: None,
             auth_tag: Some(&[0xAA, 0xBB]),
             payload: &[],
         };
@@ -397,6 +465,36 @@ mod tests {
         assert_eq!(&buf[11..], &crc);
         let p = FramePacket::new_checked(&buf[..]).unwrap();
         assert_eq!(FrameRepr::parse(&p).unwrap(), r);
+    }
+
+    /// A routed, tagged frame: the route sits between the header and the tag.
+    #[test]
+    fn routed_literal() {
+        let r = FrameRepr {
+            kind: FrameKind::Ack,
+            session: 0x0102,
+            seq: 3,
+            route: Some(Route {
+                to: 0xBEEF,
+                from: 0x1234,
+            }),
+            auth_tag: Some(&[0xAA]),
+            payload: b"x",
+        };
+        let mut buf = vec![0xa5; r.buffer_len()];
+        r.emit(&mut FramePacket::new_unchecked(&mut buf));
+        assert_eq!(
+            &buf[..15],
+            &[
+                0x02, 0x03, 0x01, 0x02, 0x00, 0x03, 0x00, 0x01, 0xBE, 0xEF, 0x12, 0x34, 0x01, 0xAA,
+                b'x'
+            ]
+        );
+        let p = FramePacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(FrameRepr::parse(&p).unwrap(), r);
+        // A route flag with no room for the route is refused, never read past the end.
+        let short = [0x02, 0x02, 0, 1, 0, 3, 0, 0, 0xBE, 0xEF, 0, 0];
+        assert!(FramePacket::new_checked(&short[..]).is_err());
     }
 
     #[test]

@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         seq: 2,
         payload: payload.to_vec(),
         auth_tag: None,
+        route: None,
     };
     let mut wire = encode(&frame, params.as_ref()).expect("valid frame encodes");
     wire.extend(encode(&frame, params.as_ref()).expect("valid frame encodes"));
