@@ -320,6 +320,18 @@ impl Arq {
         self.state == State::Idle && self.unacked() == 0 && !self.ack_owed
     }
 
+    /// Another pair's transmission holds the channel until `busy_until`: our
+    /// peer cannot answer before then, so the wait for its reply restarts
+    /// from there instead of counting as a lost transmission.
+    pub fn postpone(&mut self, busy_until: Instant) {
+        if let State::AwaitingReply { deadline, .. } = &mut self.state {
+            let d = busy_until + self.cfg.reply_wait();
+            if *deadline < d {
+                *deadline = d;
+            }
+        }
+    }
+
     /// Everything we sent is acknowledged and we owe the peer no ack (we may
     /// still be waiting in case it repeats something).
     pub fn owes_nothing(&self) -> bool {

@@ -208,6 +208,63 @@ pub struct Station {
     last_unproven_tx: Option<Instant>,
     /// Refusals sent in the current interval: (its start, how many).
     refusal_window: Option<(Instant, u32)>,
+    /// Carrier sense on links whose modem has none (`CarrierSense`).
+    carrier: Option<CarrierSense>,
+}
+
+/// A transparent radio keys up whenever it is given bytes; on a shared channel
+/// the station listens before it talks instead (the TNC does it on KISS
+/// links). Bytes arriving mean a carrier; a frame's `rem_ms` says how long its
+/// transmission goes on. When another pair's transmission ends, a random
+/// number of slots keeps the stations that waited for it from starting
+/// together. The end of our own peer's transmission is our turn: no wait.
+struct CarrierSense {
+    /// Transmissions wait until then.
+    quiet_at: Option<Instant>,
+    /// How long bytes keep the channel busy without a frame's word for it.
+    hold: Duration,
+    /// One slot of the random wait.
+    slot: Duration,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl CarrierSense {
+    fn for_profile(p: &Profile, seed: u64) -> Option<CarrierSense> {
+        use rand::SeedableRng;
+        if p.ip || p.framing != crate::profile::Framing::Transparent {
+            return None;
+        }
+        let arq = ArqConfig::from_profile(p);
+        Some(CarrierSense {
+            quiet_at: None,
+            // About one frame's worth of bytes: a gap longer than that is the end.
+            hold: arq.bytes_airtime(128),
+            slot: arq.key_up() + arq.bytes_airtime(32),
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        })
+    }
+
+    fn busy(&self, now: Instant) -> bool {
+        self.quiet_at.is_some_and(|q| now < q)
+    }
+
+    fn heard_bytes(&mut self, now: Instant) {
+        let until = now + self.hold;
+        self.quiet_at = Some(self.quiet_at.map_or(until, |q| q.max(until)));
+    }
+
+    /// A whole frame: its sender stays on air `rem` longer; `ours`: it is our
+    /// own peer's, whose end is our turn.
+    fn heard_frame(&mut self, now: Instant, rem: Duration, ours: bool) {
+        use rand::Rng;
+        self.quiet_at = Some(if !rem.is_zero() {
+            now + rem + self.hold / 4
+        } else if ours {
+            now
+        } else {
+            now + self.slot * self.rng.gen_range(1..=4u32)
+        });
+    }
 }
 
 /// A recently closed session; `engine` is kept (TIME-WAIT) for `silence_limit`
@@ -258,6 +315,10 @@ impl Station {
         let st = store.station();
         let local_call = parse_call("this station", st.callsign.as_deref())?;
         let address = uses_routes(&profile).then(|| st.id.short_address());
+        let carrier = CarrierSense::for_profile(
+            &profile,
+            u64::from_be_bytes(st.id.0[..8].try_into().expect("8 bytes")),
+        );
         if profile.amateur && local_call.is_none() {
             return Err(EngineError::NoCallsign {
                 profile: profile.name.clone(),
@@ -291,6 +352,7 @@ impl Station {
             last_unknown_told: None,
             last_unproven_tx: None,
             refusal_window: None,
+            carrier,
         })
     }
 
@@ -448,6 +510,11 @@ impl Station {
 
     /// Bytes from the port.
     pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        if let Some(cs) = &mut self.carrier {
+            if !bytes.is_empty() {
+                cs.heard_bytes(now);
+            }
+        }
         self.framer.push(now, bytes);
         self.drain_framer(now);
     }
@@ -480,6 +547,33 @@ impl Station {
             }
         };
         let id = d.frame.session;
+        // Another pair's frame: our peers cannot answer us while it lasts.
+        let others = !self.sessions.contains_key(&id)
+            || matches!((d.frame.route, self.address), (Some(r), Some(me)) if r.to != me);
+        if others && matches!(d.frame.kind, FrameKind::Data | FrameKind::Ack) {
+            let rem = d
+                .frame
+                .payload
+                .get(..2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let until = now + Duration::from_millis(rem.into());
+            for s in self.sessions.values_mut() {
+                s.engine.postpone(until);
+            }
+        }
+        if let Some(cs) = &mut self.carrier {
+            if matches!(d.frame.kind, FrameKind::Data | FrameKind::Ack) {
+                if let Some(ms) = d.frame.payload.get(..2) {
+                    let rem = Duration::from_millis(u16::from_be_bytes([ms[0], ms[1]]).into());
+                    let ours = self.sessions.contains_key(&id)
+                        && match (d.frame.route, self.address) {
+                            (Some(r), Some(me)) => r.to == me,
+                            _ => true,
+                        };
+                    cs.heard_frame(now, rem, ours);
+                }
+            }
+        }
         if self.sessions.contains_key(&id) {
             self.feed(now, id, rx);
             return;
@@ -726,6 +820,13 @@ impl Station {
 
     /// One transmission to write to the port at once, if a session has one.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if let Some(c) = &mut self.carrier {
+            if c.busy(now) {
+                return None;
+            }
+            // Passed: no wake-up for it any more.
+            c.quiet_at = None;
+        }
         if let Some(bytes) = self.tell.pop_front() {
             self.record(now, RecordKind::Sent, &bytes);
             return Some(bytes);
@@ -772,7 +873,15 @@ impl Station {
                 (!s.engine.session().is_closed()).then_some(s.last_heard + self.silence_limit)
             })
         });
-        engines.chain(self.framer.poll_timeout()).min()
+        let carrier = self
+            .carrier
+            .as_ref()
+            .and_then(|c| c.quiet_at)
+            .filter(|_| !self.sessions.is_empty() || !self.tell.is_empty());
+        engines
+            .chain(self.framer.poll_timeout())
+            .chain(carrier)
+            .min()
     }
 
     /// Stops every session, telling the peers (their engines stay until the

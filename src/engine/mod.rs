@@ -668,6 +668,11 @@ impl Engine {
                 || (self.profile.ip && self.arq.owes_nothing()))
     }
 
+    /// Another pair holds the channel until `busy_until` (see `Arq::postpone`).
+    pub fn postpone(&mut self, busy_until: Instant) {
+        self.arq.postpone(busy_until);
+    }
+
     /// Our transmissions in a row that got no answer (0 while the peer answers).
     pub fn unanswered(&self) -> u32 {
         match self.arq.state() {

@@ -6,6 +6,7 @@
 //! own KISS code so that it does not depend on the code it tests.
 
 pub mod channel;
+pub mod net;
 pub mod pair;
 pub mod relay;
 
