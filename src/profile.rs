@@ -300,6 +300,14 @@ impl Profile {
         Ok(profile)
     }
 
+    /// Whether frames on this link name their receiver and sender
+    /// (`frame::Route`): every radio link without AX.25 addresses, since any
+    /// number of stations may share the channel. Amateur KISS frames carry
+    /// callsigns instead; a TCP connection has one station at each end.
+    pub fn routed(&self) -> bool {
+        !(self.ip || (self.framing == Framing::Kiss && self.amateur))
+    }
+
     /// Largest radiosync frame the link framing can carry.
     pub fn mtu_max(&self) -> usize {
         match self.framing {

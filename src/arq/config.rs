@@ -72,6 +72,11 @@ pub struct ArqConfig {
     pub backoff_cap: Duration,
     /// Slack added to every computed wait (latency of serial ports, TNC decode).
     pub margin: Duration,
+    /// Retries wait a random extra (up to one exchange): on links whose modem
+    /// does no random channel access (transparent radios), so that stations
+    /// that collided do not retry in lockstep. A KISS TNC's p-persistence
+    /// already draws at random.
+    pub jitter: bool,
 }
 
 impl ArqConfig {
@@ -90,7 +95,12 @@ impl ArqConfig {
             turnaround: Duration::from_millis(p.turnaround_ms.into()),
             persist: p.persist.min(255) as u8,
             slottime: Duration::from_millis(p.slottime_ms.into()),
-            frame_overhead: FRAME_OVERHEAD_ESTIMATE,
+            frame_overhead: FRAME_OVERHEAD_ESTIMATE
+                + if p.routed() {
+                    crate::frame::wire::ROUTE_LEN
+                } else {
+                    0
+                },
             fec: p.fec.map(|f| FecShape {
                 parity: f.parity as usize,
                 block: f.block as usize,
@@ -103,6 +113,7 @@ impl ArqConfig {
             max_tries: p.retry.max_tries,
             backoff_cap: Duration::from_millis(p.retry.backoff_cap_ms.into()),
             margin: Duration::from_millis(p.margin_ms.into()),
+            jitter: p.framing == Framing::Transparent && !p.ip,
         }
     }
 
@@ -232,8 +243,23 @@ impl ArqConfig {
 mod tests {
     use super::*;
 
+    /// A profile's ARQ parameters; the frame sizes below are written for
+    /// frames without a route (the sim profiles carry one: `routes_are_counted`).
     fn cfg(name: &str) -> ArqConfig {
-        ArqConfig::from_profile(&Profile::load(name).unwrap())
+        let mut c = ArqConfig::from_profile(&Profile::load(name).unwrap());
+        c.frame_overhead = FRAME_OVERHEAD_ESTIMATE;
+        c
+    }
+
+    #[test]
+    fn routes_are_counted() {
+        let routed = ArqConfig::from_profile(&Profile::load("sim-transparent-9600").unwrap());
+        assert_eq!(
+            routed.frame_overhead,
+            FRAME_OVERHEAD_ESTIMATE + crate::frame::wire::ROUTE_LEN
+        );
+        let ax25 = ArqConfig::from_profile(&Profile::load("direwolf-1200").unwrap());
+        assert_eq!(ax25.frame_overhead, FRAME_OVERHEAD_ESTIMATE);
     }
 
     #[test]

@@ -624,10 +624,15 @@ impl Arq {
         let tx_end = now + self.cfg.key_up() + carried + airtime;
         let mut deadline = tx_end + self.cfg.reply_wait();
         if expect == Expect::Answer {
-            // Full jitter: anywhere up to the doubling backoff, so stations
-            // that collided spread out instead of colliding again.
+            // Full jitter where the modem draws no randomness itself: anywhere
+            // up to the doubling backoff, so stations that collided spread out
+            // instead of colliding again.
             let cap = self.cfg.backoff(attempt);
-            deadline += cap.mul_f64(self.backoff_rng.gen::<f64>());
+            deadline += if self.cfg.jitter {
+                cap.mul_f64(self.backoff_rng.gen::<f64>())
+            } else {
+                cap
+            };
             // Only a transmission that did not answer a turn can collide.
             if self.role == Role::Responder && !reply {
                 deadline += self.cfg.exchange_overhead() + self.cfg.reply_wait();

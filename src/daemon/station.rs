@@ -219,6 +219,9 @@ pub struct Station {
 /// number of slots keeps the stations that waited for it from starting
 /// together. The end of our own peer's transmission is our turn: no wait.
 struct CarrierSense {
+    /// Another pair was heard: the channel is shared. Until then a station
+    /// alone with its peer does not wait at all (a pair loses nothing).
+    shared: bool,
     /// Transmissions wait until then.
     quiet_at: Option<Instant>,
     /// How long bytes keep the channel busy without a frame's word for it.
@@ -236,6 +239,7 @@ impl CarrierSense {
         }
         let arq = ArqConfig::from_profile(p);
         Some(CarrierSense {
+            shared: false,
             quiet_at: None,
             // About one frame's worth of bytes: a gap longer than that is the end.
             hold: arq.bytes_airtime(128),
@@ -245,7 +249,7 @@ impl CarrierSense {
     }
 
     fn busy(&self, now: Instant) -> bool {
-        self.quiet_at.is_some_and(|q| now < q)
+        self.shared && self.quiet_at.is_some_and(|q| now < q)
     }
 
     fn heard_bytes(&mut self, now: Instant) {
@@ -257,6 +261,9 @@ impl CarrierSense {
     /// own peer's, whose end is our turn.
     fn heard_frame(&mut self, now: Instant, rem: Duration, ours: bool) {
         use rand::Rng;
+        if !ours {
+            self.shared = true;
+        }
         self.quiet_at = Some(if !rem.is_zero() {
             now + rem + self.hold / 4
         } else if ours {
@@ -547,9 +554,13 @@ impl Station {
             }
         };
         let id = d.frame.session;
-        // Another pair's frame: our peers cannot answer us while it lasts.
-        let others = !self.sessions.contains_key(&id)
-            || matches!((d.frame.route, self.address), (Some(r), Some(me)) if r.to != me);
+        // A frame addressed to another station: another pair's exchange, and
+        // our peers cannot answer us while it lasts.
+        let others = match (&d.ax25, d.frame.route, self.address) {
+            (Some(_), _, _) => false,
+            (None, Some(r), Some(me)) => r.to != me,
+            _ => false,
+        };
         if others && matches!(d.frame.kind, FrameKind::Data | FrameKind::Ack) {
             let rem = d
                 .frame
@@ -565,11 +576,14 @@ impl Station {
             if matches!(d.frame.kind, FrameKind::Data | FrameKind::Ack) {
                 if let Some(ms) = d.frame.payload.get(..2) {
                     let rem = Duration::from_millis(u16::from_be_bytes([ms[0], ms[1]]).into());
-                    let ours = self.sessions.contains_key(&id)
-                        && match (d.frame.route, self.address) {
-                            (Some(r), Some(me)) => r.to == me,
-                            _ => true,
-                        };
+                    // Addressed to us (a call included): our own exchange.
+                    let ours = match (d.frame.route, self.address) {
+                        (Some(r), Some(me)) => r.to == me,
+                        _ => {
+                            self.sessions.contains_key(&id)
+                                || (d.frame.kind == FrameKind::Data && d.frame.seq == 0)
+                        }
+                    };
                     cs.heard_frame(now, rem, ours);
                 }
             }
@@ -876,6 +890,7 @@ impl Station {
         let carrier = self
             .carrier
             .as_ref()
+            .filter(|c| c.shared)
             .and_then(|c| c.quiet_at)
             .filter(|_| !self.sessions.is_empty() || !self.tell.is_empty());
         engines
@@ -1109,10 +1124,7 @@ impl Station {
     }
 }
 
-/// Whether frames on links of `profile` name their receiver and sender
-/// (`frame::Route`): every radio link without AX.25 addresses, since any number
-/// of stations may share the channel. Amateur KISS frames carry callsigns
-/// instead; a TCP connection has one station at each end.
+/// Whether frames on links of `profile` carry routes (`Profile::routed`).
 pub fn uses_routes(profile: &Profile) -> bool {
-    !(profile.ip || (profile.framing == crate::profile::Framing::Kiss && profile.amateur))
+    profile.routed()
 }
