@@ -40,3 +40,21 @@ fn demo_refuses_an_amateur_profile_without_callsigns() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("callsign"));
 }
+
+/// The net (issue 9): a hub and two field stations calling it at once converge,
+/// and each field station's edits reach the other through the hub.
+#[test]
+fn net_demo_converges_through_the_hub() {
+    let out = demo(&["--net"]);
+    assert!(out.contains("all three stations hold the same"), "{out}");
+    let out = demo(&[
+        "--net",
+        "--profile",
+        "sim-transparent-9600",
+        "--ber",
+        "1e-4",
+        "--frame-loss",
+        "0",
+    ]);
+    assert!(out.contains("all three stations hold the same"), "{out}");
+}

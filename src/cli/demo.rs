@@ -28,6 +28,10 @@ pub struct DemoArgs {
     /// The file-sync demo instead: bundles carried as files (USB stick), no radio.
     #[arg(long)]
     file: bool,
+    /// The net instead: a hub and two field stations on one channel, both calling the hub
+    /// at the same moment (in virtual time: it runs in seconds).
+    #[arg(long, conflicts_with = "file")]
+    net: bool,
     /// Keep the demo's databases (and bundles) in this directory instead of a temporary one.
     #[arg(long)]
     keep: Option<PathBuf>,
@@ -180,6 +184,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let result = if args.file {
         file_demo(&dir)
+    } else if args.net {
+        net_demo(&dir, &args)
     } else {
         radio_demo(&dir, &args)
     };
@@ -232,6 +238,147 @@ fn set_up(dir: &Path, more: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
         );
     }
     Ok((a_path, b_path))
+}
+
+/// A hub (`district`) and two field stations cloned from it (`clinic`, `shelter`, each
+/// registered with the hub only) on one simulated channel, in virtual time. Both call
+/// the hub at the same instant, round after round, until all three hold the same rows;
+/// the field stations' edits (the same two hospitals included) reach each other through
+/// the hub.
+fn net_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+    use radiosync::sim::net::{NetConfig, SimNet};
+    let profile = Profile::load(&args.profile)?;
+    ensure!(
+        !profile.amateur,
+        "the demo stations have no callsigns: use a non-amateur profile such as sim-kiss-1200"
+    );
+    let hub = dir.join("district.sqlite");
+    let fields = [dir.join("clinic.sqlite"), dir.join("shelter.sqlite")];
+    for p in std::iter::once(&hub).chain(&fields) {
+        if p.exists() {
+            bail!("{} exists: give --keep an empty directory", p.display());
+        }
+    }
+    sample::write_sample(&hub)?;
+    let mut h = Store::init(&hub, Some("district"), None)?;
+    let tables = h.syncable_tables()?;
+    h.track(&tables, &["id".to_string()])?;
+    drop(h);
+    for (p, name) in fields.iter().zip(["clinic", "shelter"]) {
+        drop(Store::clone_station(&hub, p, name, None)?);
+    }
+    sample::app_write(&fields[0], EDITS_A)?;
+    sample::app_write(&fields[0], MORE_EDITS_A)?;
+    sample::app_write(&fields[1], EDITS_B)?;
+    sample::app_write(&fields[1], MORE_EDITS_B)?;
+    println!(
+        "hub district and field stations clinic and shelter (cloned from it, each registered \
+         with the hub only); both field stations edited, the same two hospitals included"
+    );
+    let mut stations = vec![Station::new(Store::open(&hub)?, profile.clone(), true)?];
+    for p in &fields {
+        stations.push(Station::new(Store::open(p)?, profile.clone(), false)?);
+    }
+    let mut errors = Vec::new();
+    if args.frame_loss > 0.0 && profile.framing == Framing::Kiss {
+        errors.push(format!("{:.0} % of frames lost", args.frame_loss * 100.0));
+    }
+    if args.ber > 0.0 {
+        errors.push(format!("bit error rate {:e}", args.ber));
+    }
+    println!(
+        "one channel: {}, {} bit/s, TXDELAY {} ms, {}; seed {}",
+        profile.name,
+        profile.bitrate,
+        profile.txdelay_ms,
+        if errors.is_empty() {
+            "no errors".to_string()
+        } else {
+            errors.join(", ")
+        },
+        args.seed
+    );
+    let mut sim = SimNet::new(
+        NetConfig::for_profile(&profile, args.ber, args.frame_loss, args.seed),
+        stations,
+    );
+    let names = ["district", "clinic", "shelter"];
+    for round in 1..=4u16 {
+        let now = sim.now();
+        for i in 1..=2 {
+            let id = (args.seed as u16)
+                .wrapping_mul(131)
+                .wrapping_add(round * 0x1000 + i as u16);
+            sim.stations[i].start_sync(now, "district", id)?;
+        }
+        println!(
+            "round {round} at {:.0} s: clinic and shelter call district at the same moment",
+            sim.elapsed().as_secs_f64()
+        );
+        let mut done = [false; 3];
+        let mut lines = Vec::new();
+        sim.run_until(sim.elapsed() + Duration::from_secs(3600), |s| {
+            for (i, st) in s.stations.iter_mut().enumerate() {
+                while let Some(o) = st.poll_outcome() {
+                    if i > 0 {
+                        done[i] = true;
+                        lines.push(format!(
+                            "  {}: {}",
+                            names[i],
+                            match &o.result {
+                                Ok(sum) => format!(
+                                    "synced: {} bundle(s) applied here, {} confirmed; {}",
+                                    sum.bundles_applied,
+                                    sum.bundles_confirmed,
+                                    match sum.verified() {
+                                        Some(true) => "verified",
+                                        _ => "not yet equal",
+                                    }
+                                ),
+                                Err(e) => format!("failed ({e}); it calls again next round"),
+                            }
+                        ));
+                    }
+                }
+            }
+            done[1] && done[2] && s.stations.iter().all(|st| !st.has_sessions())
+        });
+        for l in lines {
+            println!("{l}");
+        }
+        let rows: Vec<_> = std::iter::once(&hub)
+            .chain(&fields)
+            .map(|p| Store::open(p).and_then(|s| s.synced_rows()))
+            .collect::<Result<_, _>>()?;
+        if rows.windows(2).all(|w| w[0] == w[1]) {
+            for p in std::iter::once(&hub).chain(&fields) {
+                let s = Store::open(p)?;
+                ensure!(
+                    hospital(&s, 1)?.0 == "Open (b)" && hospital(&s, 2)?.1 == 120,
+                    "{}: the later hospital edits should win",
+                    s.station().name
+                );
+            }
+            let st = &sim.stats;
+            println!(
+                "all three stations hold the same {} rows after {round} round(s) and {:.0} s of \
+                 channel time; the later edit of each hospital won everywhere",
+                rows[0].len(),
+                sim.elapsed().as_secs_f64()
+            );
+            println!(
+                "airtime: district {:.1} s, clinic {:.1} s, shelter {:.1} s; {} frame pieces \
+                 garbled by collisions, {} lost to the channel",
+                st.airtime[0].as_secs_f64(),
+                st.airtime[1].as_secs_f64(),
+                st.airtime[2].as_secs_f64(),
+                st.collisions,
+                st.lost
+            );
+            return Ok(());
+        }
+    }
+    bail!("the net did not converge in 4 rounds")
 }
 
 /// Both databases hold the same rows and the conflicting edits were decided by the rules.
