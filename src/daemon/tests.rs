@@ -847,6 +847,55 @@ fn a_lost_final_ack_is_answered_by_the_closed_session() {
     assert_converged(&a2, &b2);
 }
 
+/// B's confirmations at the end of a sync never reach A (B's last
+/// transmissions are all lost): A's session does not end well. The next
+/// session recovers everything (issue 9 saw a station stuck for good after a
+/// lost confirmation): both converge and nothing stays pending.
+#[test]
+fn a_lost_confirmation_is_recovered_by_the_next_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = stations(dir.path());
+    edit(&a, 31, 6, 4, 100);
+    edit(&b, 32, 6, 4, 100);
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for f in [&a, &b] {
+        crate::store::copy_station(f, copy.join(f.file_name().unwrap())).unwrap();
+    }
+    let run = |a: &Path, b: &Path, lose: Vec<u64>| {
+        let mut pair = sim_pair(&p, a, b, 0.0, 0.0, 31);
+        pair.lose_tx[1] = lose;
+        let now = pair.link.now();
+        pair.station(Side::A)
+            .unwrap()
+            .start_sync(now, "B", 90)
+            .unwrap();
+        let (oa, _) = run_sync(&mut pair, Duration::from_secs(7200));
+        (oa, pair.tx_count[1])
+    };
+    let (_, b_txs) = run(&a, &b, Vec::new());
+    let (a2, b2) = (copy.join("a.sqlite"), copy.join("b.sqlite"));
+    // Everything B sends from its second-to-last transmission on is lost.
+    let (oa, _) = run(&a2, &b2, (b_txs - 2..b_txs + 200).collect());
+    assert!(
+        oa.iter()
+            .all(|o| o.result.is_err() || o.link_lost.is_some())
+            || {
+                let sa = Store::open(&a2).unwrap();
+                sa.pending_for(&Store::open(&b2).unwrap().station().id)
+                    .unwrap()
+                    > 0
+            },
+        "the lost confirmations made no difference: {oa:?}"
+    );
+    sync_once(&a2, &b2, 33);
+    assert_converged(&a2, &b2);
+    let (sa, sb) = (Store::open(&a2).unwrap(), Store::open(&b2).unwrap());
+    assert_eq!(sa.pending_for(&sb.station().id).unwrap(), 0);
+    assert_eq!(sb.pending_for(&sa.station().id).unwrap(), 0);
+}
+
 fn sql(path: &Path, text: &str) {
     rusqlite::Connection::open(path)
         .unwrap()
