@@ -118,6 +118,15 @@ impl Drop for Announcer {
     }
 }
 
+/// A TXT value from the network, fit to print: control characters (terminal
+/// escapes) replaced, at most 64 characters.
+fn printable(v: &str) -> String {
+    v.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn found(info: &ServiceInfo) -> Option<Found> {
     let station = StationId::parse(info.get_property_val_str("uuid")?).ok()?;
     let mut addrs: Vec<SocketAddr> = info
@@ -129,9 +138,9 @@ fn found(info: &ServiceInfo) -> Option<Found> {
     addrs.sort_by_key(|a| (!a.is_ipv4(), a.ip().is_loopback(), *a));
     Some(Found {
         station,
-        name: info.get_property_val_str("name").unwrap_or("?").to_string(),
-        callsign: info.get_property_val_str("callsign").map(str::to_string),
-        key: info.get_property_val_str("key").unwrap_or("").to_string(),
+        name: printable(info.get_property_val_str("name").unwrap_or("?")),
+        callsign: info.get_property_val_str("callsign").map(printable),
+        key: printable(info.get_property_val_str("key").unwrap_or("")),
         addrs,
     })
 }
@@ -201,5 +210,16 @@ pub fn usable(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(_) => true,
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announced_text_cannot_drive_the_terminal() {
+        assert_eq!(printable("clinic\u{1b}[2Jx"), "clinic?[2Jx");
+        assert_eq!(printable(&"a".repeat(100)).len(), 64);
     }
 }

@@ -13,6 +13,8 @@ use radiosync::api::{Args, Service, FAILURE_WINDOW, MAX_FAILURES};
 use radiosync::testkit::snapshot;
 use serde_json::{json, Value};
 
+mod store_util;
+
 const EXE: &str = env!("CARGO_BIN_EXE_radiosync");
 
 fn radiosync(args: &[&str], stdin: Option<&str>) -> String {
@@ -124,31 +126,11 @@ impl Drop for Server {
 
 /// Every row of every table (radiosync's included) and the number of log lines.
 fn whole_db(db: &Path) -> (Vec<String>, i64) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name <> 'rs_log' ORDER BY name")
+    let log = rusqlite::Connection::open(db)
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut out = Vec::new();
-    for t in tables {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
-        let n = stmt.column_count();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(r) = rows.next().unwrap() {
-            let vals: Vec<String> = (0..n)
-                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
-                .collect();
-            out.push(format!("{t}: {}", vals.join("|")));
-        }
-    }
-    out.sort();
-    let log = conn
         .query_row("SELECT count(*) FROM rs_log", [], |r| r.get(0))
         .unwrap();
-    (out, log)
+    (store_util::dump(db), log)
 }
 
 fn rows_of(dump: &Value) -> usize {

@@ -138,6 +138,18 @@ fn local_mdns(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Station C from the sample data, set up apart; it registered A from its card,
+/// A does not know it.
+fn third_station(dir: &Path, a: &Path) -> std::path::PathBuf {
+    let c = dir.join("c.sqlite");
+    radiosync::store::sample::write_sample(&c).unwrap();
+    let mut s = Store::init(&c, Some("C"), None).unwrap();
+    s.track(&[], &["id".to_string()]).unwrap();
+    s.add_peer_card(&Store::open(a).unwrap().card().unwrap(), Some("A"))
+        .unwrap();
+    c
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -187,13 +199,7 @@ fn over_tcp_an_unregistered_station_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _b) = separate_pair(dir.path());
     // A third station that registered A from its card, but A does not know it.
-    let c = dir.path().join("c.sqlite");
-    radiosync::store::sample::write_sample(&c).unwrap();
-    let mut s = Store::init(&c, Some("C"), None).unwrap();
-    s.track(&[], &["id".to_string()]).unwrap();
-    s.add_peer_card(&Store::open(&a).unwrap().card().unwrap(), Some("A"))
-        .unwrap();
-    drop(s);
+    let c = third_station(dir.path(), &a);
     edit(&c, 9, 10, 5, 40);
     let before = snapshot(&a);
     let daemon = Daemon::start(&a, &[]);
@@ -248,13 +254,7 @@ fn stations_find_each_other_by_mdns_and_an_impostors_announcement_is_flagged() {
     assert_eq!(differences(&a, &b), Vec::<String>::new());
 
     // A third station that registered A from its card, and an impostor of A.
-    let c = dir.path().join("c.sqlite");
-    radiosync::store::sample::write_sample(&c).unwrap();
-    let mut s = Store::init(&c, Some("C"), None).unwrap();
-    s.track(&[], &["id".to_string()]).unwrap();
-    s.add_peer_card(&Store::open(&a).unwrap().card().unwrap(), Some("A"))
-        .unwrap();
-    drop(s);
+    let c = third_station(dir.path(), &a);
     let impostor = dir.path().join("impostor.sqlite");
     std::fs::copy(&a, &impostor).unwrap();
     rusqlite::Connection::open(&impostor)

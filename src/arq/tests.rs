@@ -153,21 +153,8 @@ fn backoff_grows_then_is_capped_and_the_link_is_given_up() {
     c.max_tries = 6;
     let mut a = Arq::new(c, Role::Initiator);
     let t0 = Instant::now();
-    a.send(msg(1)).unwrap();
-    let mut now = t0;
-    let mut waits = Vec::new();
-    let mut sends = 0;
-    loop {
-        if a.poll_transmit(now).is_some() {
-            sends += 1;
-        }
-        let Some(deadline) = a.poll_timeout() else {
-            break;
-        };
-        waits.push(deadline - now);
-        now = deadline;
-        a.handle_timeout(now);
-    }
+    let (waits, sends) = retry_waits(&mut a, t0);
+    let now = t0 + waits.iter().sum::<Duration>();
     let base = us(2_910_001);
     assert_eq!(
         waits,

@@ -247,11 +247,7 @@ fn set_up(dir: &Path, more: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
 /// the hub.
 fn net_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     use radiosync::sim::net::{NetConfig, SimNet};
-    let profile = Profile::load(&args.profile)?;
-    ensure!(
-        !profile.amateur,
-        "the demo stations have no callsigns: use a non-amateur profile such as sim-kiss-1200"
-    );
+    let profile = demo_profile(args)?;
     let hub = dir.join("district.sqlite");
     let fields = [dir.join("clinic.sqlite"), dir.join("shelter.sqlite")];
     for p in std::iter::once(&hub).chain(&fields) {
@@ -381,6 +377,16 @@ fn net_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     bail!("the net did not converge in 4 rounds")
 }
 
+/// The demo's profile: its stations have no callsigns, so not an amateur one.
+fn demo_profile(args: &DemoArgs) -> anyhow::Result<Profile> {
+    let profile = Profile::load(&args.profile)?;
+    ensure!(
+        !profile.amateur,
+        "the demo stations have no callsigns: use a non-amateur profile such as sim-kiss-1200"
+    );
+    Ok(profile)
+}
+
 /// Both databases hold the same rows and the conflicting edits were decided by the rules.
 /// Returns the number of synced rows and of losing versions kept.
 fn verify(a: &Store, b: &Store) -> anyhow::Result<(usize, usize)> {
@@ -431,11 +437,7 @@ fn file_demo(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn radio_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
-    let profile = Profile::load(&args.profile)?;
-    ensure!(
-        !profile.amateur,
-        "the demo stations have no callsigns: use a non-amateur profile such as sim-kiss-1200"
-    );
+    let profile = demo_profile(args)?;
     let chan_cfg = channel_config(&profile, args.ber, None, args.frame_loss, args.seed);
     let (a_path, b_path) = set_up(dir, true)?;
     let (a, b) = (Store::open(&a_path)?, Store::open(&b_path)?);

@@ -816,11 +816,7 @@ fn a_lost_final_ack_is_answered_by_the_closed_session() {
     let p = Profile::load("sim-kiss-1200").unwrap();
     // The same two stations twice: a clean run counts A's transmissions, the
     // second loses A's last one (and the one after it).
-    let copy = dir.path().join("copy");
-    std::fs::create_dir(&copy).unwrap();
-    for f in [&a, &b] {
-        crate::store::copy_station(f, copy.join(f.file_name().unwrap())).unwrap();
-    }
+    let (a2, b2) = copies(dir.path(), &a, &b);
     let run = |a: &Path, b: &Path, lose: Vec<u64>| {
         let mut pair = sim_pair(&p, a, b, 0.0, 0.0, 21);
         pair.lose_tx[0] = lose;
@@ -835,7 +831,6 @@ fn a_lost_final_ack_is_answered_by_the_closed_session() {
     let (_, ob, a_txs, clean_end) = run(&a, &b, Vec::new());
     assert!(ob[0].result.is_ok(), "{:?}", ob[0].result);
     assert_eq!(ob[0].stats.retransmissions, 0);
-    let (a2, b2) = (copy.join("a.sqlite"), copy.join("b.sqlite"));
     let (oa, ob, _, end) = run(&a2, &b2, vec![a_txs - 1, a_txs]);
     assert!(oa[0].result.is_ok(), "{:?}", oa[0].result);
     let o = &ob[0];
@@ -858,11 +853,7 @@ fn a_lost_confirmation_is_recovered_by_the_next_session() {
     edit(&a, 31, 6, 4, 100);
     edit(&b, 32, 6, 4, 100);
     let p = Profile::load("sim-kiss-1200").unwrap();
-    let copy = dir.path().join("copy");
-    std::fs::create_dir(&copy).unwrap();
-    for f in [&a, &b] {
-        crate::store::copy_station(f, copy.join(f.file_name().unwrap())).unwrap();
-    }
+    let (a2, b2) = copies(dir.path(), &a, &b);
     let run = |a: &Path, b: &Path, lose: Vec<u64>| {
         let mut pair = sim_pair(&p, a, b, 0.0, 0.0, 31);
         pair.lose_tx[1] = lose;
@@ -875,7 +866,6 @@ fn a_lost_confirmation_is_recovered_by_the_next_session() {
         (oa, pair.tx_count[1])
     };
     let (_, b_txs) = run(&a, &b, Vec::new());
-    let (a2, b2) = (copy.join("a.sqlite"), copy.join("b.sqlite"));
     // Everything B sends from its second-to-last transmission on is lost.
     let (oa, _) = run(&a2, &b2, (b_txs - 2..b_txs + 200).collect());
     assert!(
@@ -894,6 +884,18 @@ fn a_lost_confirmation_is_recovered_by_the_next_session() {
     let (sa, sb) = (Store::open(&a2).unwrap(), Store::open(&b2).unwrap());
     assert_eq!(sa.pending_for(&sb.station().id).unwrap(), 0);
     assert_eq!(sb.pending_for(&sa.station().id).unwrap(), 0);
+}
+
+/// Copies of stations `a` and `b` in `dir/copy`, to run the same sync twice.
+fn copies(dir: &Path, a: &Path, b: &Path) -> (PathBuf, PathBuf) {
+    let copy = dir.join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    let to = |f: &Path| {
+        let t = copy.join(f.file_name().unwrap());
+        crate::store::copy_station(f, &t).unwrap();
+        t
+    };
+    (to(a), to(b))
 }
 
 fn sql(path: &Path, text: &str) {

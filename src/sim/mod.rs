@@ -38,21 +38,7 @@ impl HostPorts {
     pub fn from_host(&mut self, side: Side, bytes: &[u8]) -> Vec<Vec<u8>> {
         match self.mode {
             Mode::Transparent => vec![bytes.to_vec()],
-            Mode::Kiss => {
-                let d = &mut self.host[usize::from(side == Side::B)];
-                d.push(bytes);
-                let mut frames = Vec::new();
-                while let Some(r) = d.next() {
-                    if let Ok(KissFrame {
-                        command: KissCommand::Data(data),
-                        ..
-                    }) = r
-                    {
-                        frames.push(data);
-                    }
-                }
-                frames
-            }
+            Mode::Kiss => kiss_data_frames(&mut self.host[usize::from(side == Side::B)], bytes),
         }
     }
 
@@ -63,4 +49,21 @@ impl HostPorts {
             Mode::Kiss => KissFrame::data(0, data).to_bytes().unwrap_or_default(),
         }
     }
+}
+
+/// What a TNC puts on air for `bytes` from its host: the KISS data frames
+/// (commands and bad escapes stay off the air).
+pub(crate) fn kiss_data_frames(d: &mut KissDeframer, bytes: &[u8]) -> Vec<Vec<u8>> {
+    d.push(bytes);
+    let mut frames = Vec::new();
+    while let Some(r) = d.next() {
+        if let Ok(KissFrame {
+            command: KissCommand::Data(data),
+            ..
+        }) = r
+        {
+            frames.push(data);
+        }
+    }
+    frames
 }

@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use super::pair::RunEnd;
 use super::Mode;
 use crate::daemon::Station;
-use crate::frame::kiss::{KissCommand, KissDeframer, KissFrame};
+use crate::frame::kiss::{KissDeframer, KissFrame};
 use crate::profile::{Framing, Profile};
 
 /// The channel's settings.
@@ -166,21 +166,7 @@ impl SimNet {
     fn write(&mut self, i: usize, bytes: &[u8]) {
         let frames = match self.cfg.mode {
             Mode::Transparent => bytes.chunks(PIECE).map(<[u8]>::to_vec).collect(),
-            Mode::Kiss => {
-                let d = &mut self.kiss[i];
-                d.push(bytes);
-                let mut frames = Vec::new();
-                while let Some(r) = d.next() {
-                    if let Ok(KissFrame {
-                        command: KissCommand::Data(data),
-                        ..
-                    }) = r
-                    {
-                        frames.push(data);
-                    }
-                }
-                frames
-            }
+            Mode::Kiss => super::kiss_data_frames(&mut self.kiss[i], bytes),
         };
         if frames.is_empty() {
             return;

@@ -5,7 +5,7 @@
 //! blocks the rest of the bundle.
 
 mod put;
-pub use put::PutReport;
+pub use put::{dump_value_for_column, PutReport};
 
 use std::collections::BTreeSet;
 

@@ -29,7 +29,7 @@ use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVect
 pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
 pub use exchange::{DumpTable, Exported, GetScope, ImportReport, SyncedRow};
 pub use identity::{copy_station, key_path, KeyError};
-pub use import::PutReport;
+pub use import::{dump_value_for_column, PutReport};
 pub use reconcile::ReconItem;
 pub use schema::{Column, TableInfo};
 pub use users::{LoginRecord, Role, UserInfo};

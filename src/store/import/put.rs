@@ -29,6 +29,23 @@ pub struct PutReport {
     pub ignored_columns: Vec<String>,
 }
 
+/// A value of a nicedbdump for a column declared `decl_type`: `base64:` text
+/// goes back to the blob `getdata` wrote it from when the column holds blobs
+/// (JSON has no bytes).
+pub fn dump_value_for_column(v: &Value, decl_type: &str) -> Value {
+    if let Value::Text(t) = v {
+        if decl_type.to_ascii_uppercase().contains("BLOB") {
+            if let Some(b) = t
+                .strip_prefix("base64:")
+                .and_then(|b64| data_encoding::BASE64.decode(b64.as_bytes()).ok())
+            {
+                return Value::Blob(b);
+            }
+        }
+    }
+    v.clone()
+}
+
 /// `a` is later than `b`: as instants when both read as times, else as text.
 fn newer(a: &str, b: &str) -> bool {
     use crate::delta::time::parse_millis;
@@ -150,7 +167,7 @@ impl Store {
                     .zip(&info.payload)
                     .map(|(p, col)| {
                         p.map_or(Value::Null, |i| {
-                            crate::api::nicedbdump::for_column(&row[i], &col.decl_type)
+                            dump_value_for_column(&row[i], &col.decl_type)
                         })
                     })
                     .collect();

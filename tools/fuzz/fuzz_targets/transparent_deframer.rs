@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use radiosync::frame::transparent::{encode, TransparentDeframer, HEADER_LEN};
-use radiosync::frame::{FecParams, Frame, FrameKind};
+use radiosync::frame::{FecParams, Frame, FrameKind, Route};
 
 fn deframe(stream: &[u8], fec: Option<FecParams>) -> Vec<Frame> {
     let mut d = TransparentDeframer::new(fec);
@@ -49,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
         seq: 2,
         payload: payload.to_vec(),
         auth_tag: None,
-        route: None,
+        // Odd splits build routed frames (shared channels), even ones plain.
+        route: (split % 2 == 1).then_some(Route {
+            to: 0xBEEF,
+            from: 0x1234,
+        }),
     };
     let mut wire = encode(&frame, params.as_ref()).expect("valid frame encodes");
     wire.extend(encode(&frame, params.as_ref()).expect("valid frame encodes"));
