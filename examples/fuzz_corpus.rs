@@ -715,6 +715,7 @@ fn main() -> Result<()> {
             receiver: StationId([0xb2; 16]),
             salt: 0x5a17,
             items: 5,
+            dict: 0xe12d_4c83,
             vector,
             sums: sketch.sums().to_vec(),
             differences: None,

@@ -275,3 +275,38 @@ fn crossed_offers_settle_on_one_and_converge() {
         b.content_fingerprint().unwrap()
     );
 }
+
+#[test]
+fn stations_that_trained_the_same_dictionary_answer_with_it() {
+    let dir = scratch();
+    let (a, b) = separate_pair(dir.path());
+    // `track --all` trains one on each copy: the same data, the same dictionary.
+    let d = Store::open(&a).unwrap().retrain_dictionary().unwrap().id;
+    assert_eq!(Store::open(&b).unwrap().retrain_dictionary().unwrap().id, d);
+    edit(&a, 61, 20, 5, 60);
+    edit(&b, 62, 20, 5, 60);
+    let (mut sa, mut sb) = (Store::open(&a).unwrap(), Store::open(&b).unwrap());
+    let mut with_rows = 0;
+    for i in 0..4 {
+        let (from, to) = if i % 2 == 0 {
+            (&mut sa, &mut sb)
+        } else {
+            (&mut sb, &mut sa)
+        };
+        let Some(f) = from.export_file_for(&to.station().id).unwrap() else {
+            break;
+        };
+        let inner = radiosync::recon::file::ReconFile::parse(&f.bytes).unwrap();
+        if !inner.bundle.is_empty() {
+            let header = radiosync::codec::peek_header(&inner.bundle).unwrap();
+            assert!(header.uses_dict && header.dict_id == d, "{header:?}");
+            with_rows += 1;
+        }
+        to.import_file(&f.bytes).unwrap();
+    }
+    assert_eq!(with_rows, 2, "a reply and the rows");
+    assert_eq!(
+        sa.content_fingerprint().unwrap(),
+        sb.content_fingerprint().unwrap()
+    );
+}

@@ -3,7 +3,7 @@
 //! side is `Store::export_file_for` and `Store::import_file`.
 //!
 //! ```text
-//! magic "RSRECON1" | kind u8 | sender 16 | receiver 16 | salt u64 | items varint
+//! magic "RSRECON2" | kind u8 | sender 16 | receiver 16 | salt u64 | items varint | dict u32 LE
 //! | vector (count varint, then station 16 + seq varint each)
 //! | sums: count varint, u32 LE each | differences: flag u8 (0 none, 1 list), count varint, u32 LE each
 //! | bundle: len varint, bytes | CRC-32 (ISO-HDLC, LE) of everything before
@@ -13,7 +13,7 @@ use crate::bytes::{put_varint, ByteReader, ReadError};
 use crate::delta::{StationId, VersionVector};
 
 /// The first bytes of every reconciliation file.
-pub const MAGIC: &[u8; 8] = b"RSRECON1";
+pub const MAGIC: &[u8; 8] = b"RSRECON2";
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// What a reconciliation file asks of its receiver.
@@ -43,6 +43,9 @@ pub struct ReconFile {
     pub salt: u64,
     /// How many items the sender holds.
     pub items: u64,
+    /// The sender's dictionary id (0: none). Stations set up apart from the same
+    /// data train the same dictionary; the answer uses it when the ids match.
+    pub dict: u32,
     /// What the sender held when it listed its items.
     pub vector: VersionVector,
     /// An `Offer`'s sketch sums.
@@ -104,6 +107,7 @@ impl ReconFile {
         buf.extend_from_slice(&self.receiver.0);
         buf.extend_from_slice(&self.salt.to_le_bytes());
         put_varint(&mut buf, self.items);
+        buf.extend_from_slice(&self.dict.to_le_bytes());
         self.vector.write(&mut buf);
         put_items(&mut buf, &self.sums);
         match &self.differences {
@@ -148,6 +152,7 @@ impl ReconFile {
         let receiver = StationId(r.array::<16>()?);
         let salt = u64::from_le_bytes(r.array::<8>()?);
         let items = r.varint()?;
+        let dict = u32::from_le_bytes(r.array::<4>()?);
         let vector = VersionVector::read(&mut r).map_err(|_| FileError::Malformed)?;
         let sums = read_items(&mut r)?;
         let differences = match r.u8()? {
@@ -166,6 +171,7 @@ impl ReconFile {
             receiver,
             salt,
             items,
+            dict,
             vector,
             sums,
             differences,
@@ -187,6 +193,7 @@ mod tests {
             receiver: StationId([2; 16]),
             salt: 0x5a17,
             items: 17_600,
+            dict: 0xe12d_4c83,
             vector: v,
             sums: vec![],
             differences: Some(vec![1, 0xffff_ffff]),

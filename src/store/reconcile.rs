@@ -225,12 +225,14 @@ impl Store {
             .ok_or(StoreError::UnknownPeer(*peer))?;
         self.check_capture()?;
         let me = self.station.id;
+        let dict = self.dictionary()?.map_or(0, |d| d.id);
         let file = |kind, salt, items, vector, sums, differences, bundle| ReconFile {
             kind,
             sender: me,
             receiver: *peer,
             salt,
             items,
+            dict,
             vector,
             sums,
             differences,
@@ -363,6 +365,7 @@ impl Store {
             receiver: *peer,
             salt,
             items: mine.len() as u64,
+            dict: self.dictionary()?.map_or(0, |d| d.id),
             vector,
             sums: sketch.sums().to_vec(),
             differences: None,
@@ -396,6 +399,8 @@ impl Store {
         let p = self
             .peer_by_id(&f.sender)?
             .ok_or(StoreError::UnknownPeer(f.sender))?;
+        // Our answers may use the dictionary we share with the sender.
+        self.set_peer_dict(&f.sender, f.dict)?;
         match f.kind {
             FileKind::Offer => {
                 if f.sums.is_empty() || f.sums.len() as u64 > MAX_SKETCH_CAPACITY {
