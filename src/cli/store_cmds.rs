@@ -39,6 +39,10 @@ pub enum StoreCommand {
         /// or `sql:EXPR` over versions a and b, true when a wins (e.g. `sql:a.qty > b.qty`).
         #[arg(long)]
         conflict: Option<String>,
+        /// Priority class of these tables: higher classes go first in every
+        /// session, so a sync cut short has delivered them (default 0).
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i64>,
     },
     /// Stop syncing a table (its triggers and radiosync's records of it go; the table stays).
     Untrack {
@@ -324,6 +328,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             all,
             local_columns,
             conflict,
+            priority,
         } => {
             let mut s = open(&db)?;
             let names = if all {
@@ -339,6 +344,12 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 tables
             };
             let tagged = s.track(&names, &local_columns)?;
+            if let Some(p) = priority {
+                for n in &names {
+                    s.set_priority(n, p)?;
+                }
+                println!("priority {p}: {}", names.join(", "));
+            }
             if let Some(text) = conflict {
                 let policy = policy_arg(&s, &text)?;
                 for n in &names {
@@ -747,12 +758,18 @@ fn status(db: &PathBuf, json: bool) -> anyhow::Result<()> {
             ""
         }
     );
-    for ((n, r), t) in tables.iter().zip(s.tables()) {
+    let prios = s.table_priorities()?;
+    for (((n, r), t), p) in tables.iter().zip(s.tables()).zip(prios) {
+        let prio = if p == 0 {
+            String::new()
+        } else {
+            format!("  priority {p}")
+        };
         if t.policy == radiosync::delta::merge::Policy::Newer {
-            println!("  {n:<24} {r:>8} rows");
+            println!("  {n:<24} {r:>8} rows{prio}");
         } else {
             println!(
-                "  {n:<24} {r:>8} rows  conflicts: {}",
+                "  {n:<24} {r:>8} rows{prio}  conflicts: {}",
                 show_policy(&s, &t.policy)
             );
         }

@@ -121,9 +121,11 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             peer_vector,
             peer_dict_id,
             reconciled,
+            below,
         } => {
             store.set_peer_dict(&peer, peer_dict_id)?;
             let reconciling = reconciled.is_some();
+            let mut next = None;
             let ex = match reconciled {
                 Some(r) => {
                     let rows = store.recon_rows(&peer, r.salt, &r.items)?;
@@ -133,7 +135,11 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
                     let holds = r.with_log.then_some(&peer_vector);
                     store.export_reconciled(&peer, &rows, &r.claim, holds)?
                 }
-                None => store.export_encoded_against(&peer, Some(&peer_vector))?,
+                None => {
+                    let (ex, then) = store.export_class_against(&peer, &peer_vector, below)?;
+                    next = then;
+                    ex
+                }
             };
             // A bundle with no rows and no wants says nothing the Hello did not;
             // after reconciliation it still carries its claim.
@@ -142,7 +148,7 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
             } else {
                 ex.bytes
             };
-            engine.session_mut().bundle_ready(bytes)?;
+            engine.session_mut().bundle_ready_then(bytes, next)?;
         }
         SessionEvent::Authenticated { peer, nonce } => store.note_peer_hello_nonce(&peer, nonce)?,
         SessionEvent::KeepOutgoing { peer, id, bytes } => {

@@ -1,6 +1,6 @@
 //! What a peer lacks (export) and the merge of what arrives (import).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -620,16 +620,176 @@ impl Store {
         peer: &StationId,
         holds: Option<&VersionVector>,
     ) -> Result<Bundle, StoreError> {
-        self.export_with(peer, holds, &BTreeSet::new())
+        self.export_with(peer, holds, &BTreeSet::new(), None)
+    }
+
+    /// Each tracked table's priority class (`track --priority`; 0 unless set),
+    /// in table order. Higher classes travel first.
+    pub fn table_priorities(&self) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT coalesce(priority, 0) FROM rs_table WHERE name = ?1")?;
+        self.tables
+            .iter()
+            .map(|t| {
+                Ok(stmt
+                    .query_row([&t.name], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .unwrap_or(0))
+            })
+            .collect()
+    }
+
+    /// Sets the priority class of tracked `table` (higher goes first).
+    pub fn set_priority(&mut self, table: &str, priority: i64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.info(table)?;
+        self.conn.execute(
+            "UPDATE rs_table SET priority = ?1 WHERE name = ?2",
+            params![priority, table],
+        )?;
+        Ok(())
+    }
+
+    /// The next bundle of a session to `peer` (which holds `holds`) when tables
+    /// have priority classes: the highest class below `below` (None: any) that
+    /// the peer lacks something of. Returns it encoded, and `Some(class)` when a
+    /// lower class still has rows to send (the session asks again with that as
+    /// `below`). Such a bundle claims only what it leaves no gap below: per
+    /// origin, the claim stops short of the first change still to come, so a
+    /// session cut short between classes loses nothing. With one class this is
+    /// `export_encoded_against`.
+    pub fn export_class_against(
+        &self,
+        peer: &StationId,
+        holds: &VersionVector,
+        below: Option<i64>,
+    ) -> Result<(Exported, Option<i64>), StoreError> {
+        self.writable()?;
+        let prios = self.table_priorities()?;
+        let mut classes: Vec<i64> = prios
+            .iter()
+            .copied()
+            .filter(|c| below.is_none_or(|b| *c < b))
+            .collect();
+        classes.sort_unstable_by(|a, b| b.cmp(a));
+        classes.dedup();
+        if below.is_none() && classes.len() <= 1 {
+            return Ok((self.export_encoded_against(peer, Some(holds))?, None));
+        }
+        self.mark_backfills_sent(peer, Some(holds))?;
+        let tables_of = |c: i64| -> BTreeSet<u16> {
+            (0..prios.len())
+                .filter(|&i| prios[i] == c)
+                .map(|i| i as u16)
+                .collect()
+        };
+        for (k, &c) in classes.iter().enumerate() {
+            let mut bundle = self.export_with(peer, Some(holds), &BTreeSet::new(), Some(&tables_of(c)))?;
+            let last = k + 1 == classes.len();
+            if bundle.tables.is_empty() && !last {
+                continue;
+            }
+            let lower: BTreeSet<u16> = classes[k + 1..].iter().flat_map(|&l| tables_of(l)).collect();
+            let gaps = self.first_lacking(peer, holds, &lower)?;
+            for (origin, seq) in &gaps {
+                if let Some(e) = bundle.sender_vector.0.get_mut(origin) {
+                    *e = (*e).min(seq.saturating_sub(1));
+                }
+            }
+            bundle.sender_vector.0.retain(|_, s| *s > 0);
+            let p = self
+                .peer_by_id(peer)?
+                .ok_or(StoreError::UnknownPeer(*peer))?;
+            let asked_below = p.wants.iter().chain(&p.lost).any(|w| lower.contains(&w.table));
+            let next = (!gaps.is_empty() || asked_below).then_some(c);
+            let what = format!("bundle (priority {c})");
+            return Ok((self.encode_for(peer, &bundle, &what)?, next));
+        }
+        // Nothing in any class: an empty bundle with the full claim.
+        let bundle = self.export_with(peer, Some(holds), &BTreeSet::new(), Some(&BTreeSet::new()))?;
+        Ok((self.encode_for(peer, &bundle, "bundle")?, None))
+    }
+
+    /// Versions `peer` applied from bundles that claimed less than they carried
+    /// (priority classes), as (table index, tag); those its vector now covers
+    /// are forgotten.
+    fn delivered_beyond_claim(
+        &self,
+        peer: &StationId,
+        confirmed: &VersionVector,
+    ) -> Result<BTreeSet<(u16, Tag)>, StoreError> {
+        let key = peer.0.to_vec();
+        let rows: Vec<(String, Vec<u8>, i64)> = self
+            .conn
+            .prepare_cached("SELECT tbl, origin, seq FROM rs_peer_sent WHERE peer = ?1")?
+            .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = BTreeSet::new();
+        for (t, o, s) in rows {
+            let tag = Tag {
+                origin: station_id_from(o.clone())?,
+                seq: s.max(0) as u64,
+            };
+            let table = self.tables.iter().position(|i| i.name == t);
+            match table {
+                Some(i) if !confirmed.covers(&tag) => {
+                    out.insert((i as u16, tag));
+                }
+                _ if !self.read_only => {
+                    self.conn.execute(
+                        "DELETE FROM rs_peer_sent WHERE peer = ?1 AND tbl = ?2 AND origin = ?3 AND seq = ?4",
+                        params![key, t, o, s],
+                    )?;
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per origin, the lowest sequence of a change in `tables` that `peer`
+    /// (holding `holds`) lacks and an export would send it.
+    fn first_lacking(
+        &self,
+        peer: &StationId,
+        holds: &VersionVector,
+        tables: &BTreeSet<u16>,
+    ) -> Result<BTreeMap<StationId, u64>, StoreError> {
+        let mut out: BTreeMap<StationId, u64> = BTreeMap::new();
+        let delivered = self.delivered_beyond_claim(peer, holds)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.origin, r.seq FROM rs_row r WHERE r.tbl = ?1
+               AND NOT EXISTS (SELECT 1 FROM rs_held h WHERE h.tbl = r.tbl AND h.uuid = r.uuid)",
+        )?;
+        for &t in tables {
+            let rows = stmt.query_map([&self.tables[t as usize].name], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (o, s) = row?;
+                let tag = Tag {
+                    origin: station_id_from(o)?,
+                    seq: s.max(0) as u64,
+                };
+                if tag.origin != *peer && !holds.covers(&tag) && !delivered.contains(&(t, tag)) {
+                    let e = out.entry(tag.origin).or_insert(tag.seq);
+                    *e = (*e).min(tag.seq);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `export_against`, with the rows `extra` (table index, uuid) in full
     /// as if the peer had asked for them.
+    /// `only`: just these tables (a priority class).
     fn export_with(
         &self,
         peer: &StationId,
         holds: Option<&VersionVector>,
         extra: &BTreeSet<(u16, String)>,
+        only: Option<&BTreeSet<u16>>,
     ) -> Result<Bundle, StoreError> {
         let mut p = self
             .peer_by_id(peer)?
@@ -651,13 +811,14 @@ impl Store {
             .filter(|(_, sent_at)| sent_at.is_none_or(|s| p.confirmed.get(&me) < s))
             .map(|(t, _)| t)
             .collect();
+        let delivered = self.delivered_beyond_claim(peer, &p.confirmed)?;
         // Deltas name their row by base tag, unless the peer asked for a tag we
         // could not map back to a row: then every delta carries its uuid again.
         let by_base = !p.unplaced;
         let shared = self.shared_tables(peer)?;
         let mut tables = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
-            if !shared[i] {
+            if !shared[i] || only.is_some_and(|o| !o.contains(&(i as u16))) {
                 continue;
             }
             let ti = i as u16;
@@ -681,7 +842,9 @@ impl Store {
                 &scope,
                 |uuid, tag, _| {
                     all || wanted.contains(&(ti, uuid.to_string()))
-                        || (tag.origin != *peer && !p.confirmed.covers(&tag))
+                        || (tag.origin != *peer
+                            && !p.confirmed.covers(&tag)
+                            && !delivered.contains(&(ti, tag)))
                 },
                 |uuid, tag, values| {
                     let key = (ti, uuid.to_string());
@@ -938,7 +1101,7 @@ impl Store {
         self.writable()?;
         if let Some(h) = holds {
             self.mark_backfills_sent(peer, Some(h))?;
-            let bundle = self.export_with(peer, Some(h), rows)?;
+            let bundle = self.export_with(peer, Some(h), rows, None)?;
             return self.encode_for(peer, &bundle, "reconciled bundle");
         }
         let p = self

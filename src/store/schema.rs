@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS rs_peer_backfill (peer BLOB NOT NULL, tbl TEXT NOT NU
     sent_at INTEGER, PRIMARY KEY (peer, tbl));
 CREATE TABLE IF NOT EXISTS rs_fp (tbl TEXT NOT NULL, uuid TEXT NOT NULL, part INTEGER NOT NULL,
     PRIMARY KEY (tbl, uuid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rs_peer_sent (peer BLOB NOT NULL, tbl TEXT NOT NULL, origin BLOB NOT NULL,
+    seq INTEGER NOT NULL, PRIMARY KEY (peer, tbl, origin, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rs_recon (peer BLOB PRIMARY KEY, state TEXT NOT NULL,
     salt INTEGER NOT NULL, items INTEGER NOT NULL, vector BLOB NOT NULL, data BLOB NOT NULL);
 INSERT OR IGNORE INTO rs_clock (one, seq) VALUES (1, 0);
@@ -93,6 +95,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rs_peer", "hello_nonce", "INTEGER"),
     ("rs_peer", "may_push", "INTEGER"),
     ("rs_peer", "tables", "TEXT"),
+    ("rs_table", "priority", "INTEGER"),
 ];
 
 /// Bring an older station file's own tables up to date. Idempotent.

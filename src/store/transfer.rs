@@ -171,6 +171,14 @@ impl Store {
                 continue;
             };
             for row in &tc.rows {
+                // A priority class's bundle claims less than it carries: remember
+                // what the peer now holds beyond its vector, so it is not sent again.
+                if !bundle.sender_vector.covers(&row.tag) {
+                    self.conn.execute(
+                        "INSERT OR IGNORE INTO rs_peer_sent (peer, tbl, origin, seq) VALUES (?1, ?2, ?3, ?4)",
+                        params![peer.0.to_vec(), info.name, row.tag.origin.0.to_vec(), row.tag.seq as i64],
+                    )?;
+                }
                 if matches!(row.body, RowBody::Full(_)) {
                     cleared += self.conn.execute(
                         "DELETE FROM rs_peer_want WHERE peer = ?1 AND tbl = ?2 AND uuid = ?3 AND kind = 'asked'",

@@ -175,6 +175,9 @@ pub enum SessionEvent {
         peer_dict_id: u32,
         /// Set reconciliation ran: export exactly these rows instead (`export_reconciled`).
         reconciled: Option<Reconciled>,
+        /// Tables have priority classes and this session sent the classes from
+        /// this one up: export the next lower class (`Store::export_class_against`).
+        below: Option<i64>,
     },
     /// List this station's reconciliation items under `salt` (`Store::recon_items`)
     /// and hand them to `items_ready` with the vector held now.
@@ -596,6 +599,8 @@ pub struct Session {
     summary: Summary,
     /// Set reconciliation's verdict: what this station sends.
     reconciled: Option<Reconciled>,
+    /// The priority class of the last bundle sent when a lower one follows.
+    export_below: Option<i64>,
     /// Set reconciliation ran: bundles are merged by content.
     reconciling: bool,
     /// Initiator: the peer's sketch arrived (a second one is refused).
@@ -689,6 +694,7 @@ impl Session {
             events: VecDeque::new(),
             summary: Summary::default(),
             reconciled: None,
+            export_below: None,
             reconciling: false,
             sketched: false,
             synced_before: false,
@@ -1096,6 +1102,17 @@ impl Session {
 
     /// The store's bundle for the peer; empty when the peer lacks nothing.
     pub fn bundle_ready(&mut self, bytes: Vec<u8>) -> Result<(), WrongState> {
+        self.bundle_ready_then(bytes, None)
+    }
+
+    /// As `bundle_ready`; `next`: another bundle follows once the peer applied
+    /// this one (a lower priority class), and `NeedBundleFor` will carry it as
+    /// `below`.
+    pub fn bundle_ready_then(
+        &mut self,
+        bytes: Vec<u8>,
+        next: Option<i64>,
+    ) -> Result<(), WrongState> {
         if self.is_closed() {
             return Ok(());
         }
@@ -1115,11 +1132,12 @@ impl Session {
             id,
             bytes: bytes.clone(),
         });
+        self.export_below = next;
         self.queue(Message::BundleStart {
             id,
             total_len: bytes.len() as u64,
             offset: 0,
-            more: false,
+            more: next.is_some(),
         });
         if !self.is_closed() {
             self.state = State::Send(
@@ -1128,7 +1146,7 @@ impl Session {
                     id,
                     bytes,
                     next: 0,
-                    resumed: false,
+                    resumed: next.is_some(),
                 },
             );
         }
@@ -1641,6 +1659,7 @@ impl Session {
             peer_vector: self.peer_vector.clone(),
             peer_dict_id: self.peer_dict_id,
             reconciled: self.reconciled.take(),
+            below: self.export_below,
         });
     }
 
