@@ -405,6 +405,8 @@ struct Outcome {
     time: Duration,
     /// Keyed time of both stations.
     airtime: Duration,
+    /// What `radiosync plan` estimates for the first session (both stations' plans).
+    plan: Duration,
     /// Bundle bytes delivered, both ways.
     payload: u64,
     sessions: u32,
@@ -503,6 +505,20 @@ fn run_cell(w: &Workload, c: &Cell, dir: &Path, follow_answerer: bool) -> anyhow
     }
     radiosync::store::copy_station(&w.a, &a_path)?;
     radiosync::store::copy_station(&w.b, &b_path)?;
+    let mut bundles = Vec::new();
+    for (from, to) in [(&a_path, &w.b_id), (&b_path, &w.a_id)] {
+        let classes = Store::open(from)?.plan_for(to)?;
+        bundles.extend(classes.iter().map(|c| c.bytes as usize));
+        if classes.is_empty() {
+            bundles.push(0);
+        }
+    }
+    // The estimate knows the channel as an operator would (`plan --ber --loss`).
+    let plan = radiosync::arq::ArqConfig::from_profile(&profile).session_airtime_on(
+        &bundles,
+        c.ber,
+        c.frame_loss,
+    );
     let mut a = Station::new(Store::open(&a_path)?, profile.clone(), false)?;
     let mut b = Station::new(Store::open(&b_path)?, profile.clone(), true)?;
     let link = SimLink::new(channel_config(c, &profile))?;
@@ -520,7 +536,10 @@ fn run_cell(w: &Workload, c: &Cell, dir: &Path, follow_answerer: bool) -> anyhow
         }
     }
     let mut pair = SimPair::new(link, a, b);
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        plan,
+        ..Default::default()
+    };
     // Bravo's sessions by id: counters, and the result once the session has closed.
     let mut bravo: BTreeMap<u16, (EngineStats, Option<String>)> = BTreeMap::new();
     while out.sessions < MAX_SESSIONS {
@@ -648,9 +667,11 @@ fn framing_name(f: Framing) -> &'static str {
 
 fn print_header() {
     println!(
-        "| framing | bit/s | TXDELAY ms | BER | frame loss | time s | airtime s | efficiency | payload B/s | tx | lost/bad frames | RS fixes | retx | timeouts | result |"
+        "| framing | bit/s | TXDELAY ms | BER | frame loss | time s | airtime s | plan s | plan/airtime | efficiency | payload B/s | tx | lost/bad frames | RS fixes | retx | timeouts | result |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
 }
 
 fn print_row(c: &Cell, o: &Outcome) {
@@ -660,7 +681,7 @@ fn print_row(c: &Cell, o: &Outcome) {
         "-".into()
     };
     println!(
-        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.3} | {:.1} | {} | {} | {} | {} | {} | {} |",
         framing_name(c.framing),
         c.bitrate,
         c.txdelay_ms,
@@ -668,6 +689,8 @@ fn print_row(c: &Cell, o: &Outcome) {
         loss,
         o.time.as_secs_f64(),
         o.airtime.as_secs_f64(),
+        o.plan.as_secs_f64(),
+        o.plan.as_secs_f64() / o.airtime.as_secs_f64(),
         o.efficiency(c.bitrate),
         o.bytes_per_s(),
         o.transmissions,

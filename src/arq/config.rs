@@ -239,6 +239,105 @@ impl ArqConfig {
     }
 }
 
+/// Bytes a `Chunk` message adds to its slice of the bundle (type and offset).
+const CHUNK_HEADER: usize = 4;
+/// A typical control message (Hello with a short vector, BundleStart, Applied).
+const CONTROL_MESSAGE: usize = 64;
+/// Control transmissions of a session besides the bundles: the two Hellos, the
+/// last Applied with Done, and the initiator's final ack.
+const CONTROL_TRANSMISSIONS: u32 = 4;
+
+impl ArqConfig {
+    /// One transmission with an ack (as every transmission after the first
+    /// starts) and frames of `frame_airtime` in all: TXDELAY, acks, frames.
+    fn transmission(&self, frames_airtime: Duration) -> Duration {
+        self.txdelay + self.frame_airtime(ACK_MAX) * self.ack_copies as u32 + frames_airtime
+    }
+
+    /// Estimated keyed time, both stations together, of moving one bundle of
+    /// `bytes` on a clean channel: its BundleStart and chunks in transmissions
+    /// of `max_frames`, each answered by an ack, and the receiver's Applied.
+    pub fn bundle_airtime(&self, bytes: usize) -> Duration {
+        if bytes == 0 {
+            return self.transmission(self.frame_airtime(DATA_HEADER + 2));
+        }
+        let room = self.max_message().saturating_sub(CHUNK_HEADER).max(1);
+        let chunks = bytes.div_ceil(room);
+        let last = bytes - (chunks - 1) * room;
+        let frames = chunks + 1;
+        let data = self.frame_airtime(DATA_HEADER + CONTROL_MESSAGE / 2)
+            + self.frame_airtime(DATA_HEADER + CHUNK_HEADER + room) * (chunks - 1) as u32
+            + self.frame_airtime(DATA_HEADER + CHUNK_HEADER + last);
+        let tx = frames.div_ceil(self.max_frames.max(1)) as u32;
+        // The sender's turns, the receiver's ack turns, then its Applied.
+        self.transmission(Duration::ZERO) * tx
+            + data
+            + self.transmission(Duration::ZERO) * tx
+            + self.frame_airtime(DATA_HEADER + CONTROL_MESSAGE / 2)
+    }
+
+    /// Chance that a frame carrying an ARQ payload of `payload_len` bytes is
+    /// lost on a channel with bit error rate `ber` that also loses `frame_loss`
+    /// of all frames whole: Reed-Solomon repairs up to parity / 2 byte errors
+    /// per block, so a frame is lost when any block has more.
+    pub fn frame_loss(&self, payload_len: usize, ber: f64, frame_loss: f64) -> f64 {
+        let q = 1.0 - (1.0 - ber).powi(8);
+        let n = self.frame_bytes(payload_len);
+        let delivered = match self.fec {
+            Some(f) => {
+                let mut ok = 1.0;
+                let mut left = n;
+                while left > 0 {
+                    let data = (left - f.parity.min(left)).min(f.block).max(1);
+                    let block = (data + f.parity).min(left);
+                    left -= block;
+                    // P(at most parity / 2 of `block` bytes in error).
+                    let t = f.parity / 2;
+                    let mut term = (1.0 - q).powi(block as i32);
+                    let mut sum = term;
+                    for i in 1..=t.min(block) {
+                        term *= (block - i + 1) as f64 / i as f64 * q
+                            / (1.0 - q).max(f64::MIN_POSITIVE);
+                        sum += term;
+                    }
+                    ok *= sum.min(1.0);
+                }
+                ok
+            }
+            None => (1.0 - q).powi((n + self.link_overhead) as i32),
+        };
+        1.0 - (1.0 - frame_loss) * delivered
+    }
+
+    /// `session_airtime` on a channel that loses frames (`frame_loss`) and
+    /// flips bits (`ber`): lost data frames go again, and each lost
+    /// transmission or ack costs another turn each way.
+    pub fn session_airtime_on(&self, bundles: &[usize], ber: f64, frame_loss: f64) -> Duration {
+        let full = self.max_message();
+        let p_data = self
+            .frame_loss(DATA_HEADER + full, ber, frame_loss)
+            .min(0.9);
+        let p_ack = self.frame_loss(ACK_MAX, ber, frame_loss).min(0.9);
+        let clean = self.session_airtime(bundles);
+        // Data frames are resent 1 / (1 - p) times on average; a turn is
+        // repeated when its acks are all lost.
+        let turn_loss = p_ack.powi(self.ack_copies as i32);
+        let turns = 1.0 / (1.0 - turn_loss);
+        clean.mul_f64(turns / (1.0 - p_data))
+    }
+
+    /// Estimated keyed time of a whole session on a clean channel that moves
+    /// bundles of these sizes (either way; an empty direction costs a
+    /// NoBundle): the control exchange plus each bundle.
+    pub fn session_airtime(&self, bundles: &[usize]) -> Duration {
+        self.transmission(self.frame_airtime(DATA_HEADER + CONTROL_MESSAGE)) * CONTROL_TRANSMISSIONS
+            + bundles
+                .iter()
+                .map(|&b| self.bundle_airtime(b))
+                .sum::<Duration>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +415,19 @@ mod tests {
         assert_eq!(k.backoff(2), unit * 2);
         assert_eq!(k.backoff(3), unit * 4);
         assert_eq!(k.backoff(40), k.backoff_cap);
+    }
+
+    #[test]
+    fn the_airtime_estimate_grows_with_bytes_and_loss() {
+        let load = |n| ArqConfig::from_profile(&crate::profile::Profile::load(n).unwrap());
+        let k = load("sim-kiss-1200");
+        assert!(k.session_airtime(&[10_000]) > k.session_airtime(&[1_000]));
+        assert!(k.session_airtime(&[1_000]) > k.session_airtime(&[]));
+        assert_eq!(k.frame_loss(100, 0.0, 0.0), 0.0);
+        assert!((k.frame_loss(100, 0.0, 0.1) - 0.1).abs() < 1e-12);
+        let t = load("sim-transparent-9600");
+        assert!(t.frame_loss(200, 1e-4, 0.0) < 1e-6, "RS repairs scattered errors");
+        assert!(k.frame_loss(500, 1e-4, 0.0) > 0.3, "a KISS frame has no FEC");
+        assert!(k.session_airtime_on(&[5000], 0.0, 0.2) > k.session_airtime(&[5000]));
     }
 }

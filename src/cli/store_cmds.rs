@@ -44,6 +44,24 @@ pub enum StoreCommand {
         #[arg(long, allow_negative_numbers = true)]
         priority: Option<i64>,
     },
+    /// Before keying up: what a sync with PEER would send, per priority class and
+    /// table, in bytes and estimated airtime on PROFILE's channel.
+    Plan {
+        #[arg(long)]
+        db: PathBuf,
+        /// The peer's name.
+        #[arg(long)]
+        peer: String,
+        /// Firmware profile (name or file) of the link.
+        #[arg(long)]
+        profile: String,
+        /// Expected bit error rate of the channel (e.g. 1e-4).
+        #[arg(long, default_value_t = 0.0)]
+        ber: f64,
+        /// Expected share of frames lost whole, 0 to 1 (collisions, fades).
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+    },
     /// Stop syncing a table (its triggers and radiosync's records of it go; the table stays).
     Untrack {
         #[arg(long)]
@@ -414,6 +432,72 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 s.set_peer_tables(&id, t.as_deref())?;
                 println!("peer {name} shares tables: {}", tables_text(&t));
             }
+        }
+        StoreCommand::Plan {
+            db,
+            peer,
+            profile,
+            ber,
+            loss,
+        } => {
+            if !(0.0..1.0).contains(&ber) || !(0.0..1.0).contains(&loss) {
+                bail!("--ber and --loss are fractions from 0 to below 1");
+            }
+            let s = open(&db)?;
+            let p = s
+                .peer_by_name(&peer)?
+                .with_context(|| format!("no peer named {peer:?}: see `radiosync peer list`"))?;
+            let prof = radiosync::profile::Profile::load(&profile)?;
+            let cfg = radiosync::arq::ArqConfig::from_profile(&prof);
+            let air = |bytes: &[usize]| cfg.session_airtime_on(bytes, ber, loss);
+            // One bundle alone: the session's cost with it, less the session's own.
+            let one = |b: u64| air(&[b as usize]).saturating_sub(air(&[]));
+            let plan = s.plan_for(&p.id)?;
+            println!(
+                "plan for {peer} over {} ({} bit/s, TXDELAY {} ms), BER {ber:e}, frame loss {:.0} %",
+                prof.name,
+                prof.bitrate,
+                prof.txdelay_ms,
+                loss * 100.0
+            );
+            println!(
+                "{:>8}  {:<24} {:>8} {:>10} {:>12}",
+                "priority", "table", "rows", "bytes", "airtime"
+            );
+            let mut bundles = Vec::new();
+            for c in &plan {
+                for t in &c.tables {
+                    println!(
+                        "{:>8}  {:<24} {:>8} {:>10} {:>10.1} s",
+                        c.priority,
+                        t.table,
+                        t.rows,
+                        t.bytes,
+                        one(t.bytes).as_secs_f64()
+                    );
+                }
+                println!(
+                    "{:>8}  {:<24} {:>8} {:>10} {:>10.1} s",
+                    c.priority,
+                    "(class, one bundle)",
+                    c.tables.iter().map(|t| t.rows).sum::<u64>(),
+                    c.bytes,
+                    one(c.bytes).as_secs_f64()
+                );
+                bundles.push(c.bytes as usize);
+            }
+            if plan.is_empty() {
+                println!("nothing to send: {peer} has confirmed everything");
+            }
+            // The peer's own changes come on top: unknown here, counted as none.
+            bundles.push(0);
+            println!(
+                "session: {} bytes in {} bundle(s), about {:.1} s of airtime (both stations \
+                 keyed; what {peer} sends back comes on top)",
+                plan.iter().map(|c| c.bytes).sum::<u64>(),
+                plan.len(),
+                air(&bundles).as_secs_f64()
+            );
         }
         StoreCommand::Untrack { db, table } => {
             let mut s = open(&db)?;

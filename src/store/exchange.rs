@@ -361,6 +361,29 @@ pub struct SyncedRow {
     pub values: Vec<Value>,
 }
 
+/// One priority class of what a station would send a peer (`Store::plan_for`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanClass {
+    /// The class (`track --priority`).
+    pub priority: i64,
+    /// The class's bundle, encoded as it would go.
+    pub bytes: u64,
+    /// Each table of the class with rows to send.
+    pub tables: Vec<PlanTable>,
+}
+
+/// One table's part of a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanTable {
+    /// Table name.
+    pub table: String,
+    /// Row versions to send.
+    pub rows: u64,
+    /// Its rows alone as a bundle (compression works across rows, so the
+    /// tables of a class add up to a little more than the class).
+    pub bytes: u64,
+}
+
 impl Store {
     /// The rows of `info` in `scope` that `keep` selects (by uuid, tag,
     /// modified_on), hard-deleted ones as their tombstones, in tag order. Rows
@@ -685,12 +708,16 @@ impl Store {
                 .collect()
         };
         for (k, &c) in classes.iter().enumerate() {
-            let mut bundle = self.export_with(peer, Some(holds), &BTreeSet::new(), Some(&tables_of(c)))?;
+            let mut bundle =
+                self.export_with(peer, Some(holds), &BTreeSet::new(), Some(&tables_of(c)))?;
             let last = k + 1 == classes.len();
             if bundle.tables.is_empty() && !last {
                 continue;
             }
-            let lower: BTreeSet<u16> = classes[k + 1..].iter().flat_map(|&l| tables_of(l)).collect();
+            let lower: BTreeSet<u16> = classes[k + 1..]
+                .iter()
+                .flat_map(|&l| tables_of(l))
+                .collect();
             let gaps = self.first_lacking(peer, holds, &lower)?;
             for (origin, seq) in &gaps {
                 if let Some(e) = bundle.sender_vector.0.get_mut(origin) {
@@ -701,14 +728,69 @@ impl Store {
             let p = self
                 .peer_by_id(peer)?
                 .ok_or(StoreError::UnknownPeer(*peer))?;
-            let asked_below = p.wants.iter().chain(&p.lost).any(|w| lower.contains(&w.table));
+            let asked_below = p
+                .wants
+                .iter()
+                .chain(&p.lost)
+                .any(|w| lower.contains(&w.table));
             let next = (!gaps.is_empty() || asked_below).then_some(c);
             let what = format!("bundle (priority {c})");
             return Ok((self.encode_for(peer, &bundle, &what)?, next));
         }
         // Nothing in any class: an empty bundle with the full claim.
-        let bundle = self.export_with(peer, Some(holds), &BTreeSet::new(), Some(&BTreeSet::new()))?;
+        let bundle =
+            self.export_with(peer, Some(holds), &BTreeSet::new(), Some(&BTreeSet::new()))?;
         Ok((self.encode_for(peer, &bundle, "bundle")?, None))
+    }
+
+    /// What this station would send `peer` now (against what the peer
+    /// confirmed), per priority class, highest first: each class's bundle size
+    /// as it would go, and each table's rows and size alone. Sends nothing and
+    /// logs nothing: the input of `radiosync plan`.
+    pub fn plan_for(&self, peer: &StationId) -> Result<Vec<PlanClass>, StoreError> {
+        let p = self
+            .peer_by_id(peer)?
+            .ok_or(StoreError::UnknownPeer(*peer))?;
+        let dict = self.dictionary()?;
+        let use_dict = matches!(&dict, Some(d) if d.id != 0 && d.id == p.dict_id);
+        let encode = |b: &Bundle| -> Result<u64, StoreError> {
+            Ok(codec::encode(b, dict.as_ref(), use_dict)
+                .map_err(StoreError::Encode)?
+                .len() as u64)
+        };
+        let prios = self.table_priorities()?;
+        let mut classes = prios.clone();
+        classes.sort_unstable_by(|a, b| b.cmp(a));
+        classes.dedup();
+        let mut out = Vec::new();
+        for c in classes {
+            let only: BTreeSet<u16> = (0..prios.len())
+                .filter(|&i| prios[i] == c)
+                .map(|i| i as u16)
+                .collect();
+            let bundle = self.export_with(peer, None, &BTreeSet::new(), Some(&only))?;
+            if bundle.tables.is_empty() {
+                continue;
+            }
+            let mut tables = Vec::new();
+            for tc in &bundle.tables {
+                let one = Bundle {
+                    tables: vec![tc.clone()],
+                    ..bundle.clone()
+                };
+                tables.push(PlanTable {
+                    table: self.tables[tc.table as usize].name.clone(),
+                    rows: tc.rows.len() as u64,
+                    bytes: encode(&one)?,
+                });
+            }
+            out.push(PlanClass {
+                priority: c,
+                bytes: encode(&bundle)?,
+                tables,
+            });
+        }
+        Ok(out)
     }
 
     /// Versions `peer` applied from bundles that claimed less than they carried

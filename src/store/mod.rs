@@ -27,7 +27,7 @@ use crate::delta::merge::Policy;
 use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
 pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
-pub use exchange::{DumpTable, Exported, GetScope, ImportReport, SyncedRow};
+pub use exchange::{DumpTable, Exported, GetScope, ImportReport, PlanClass, PlanTable, SyncedRow};
 pub use identity::{copy_station, key_path, KeyError};
 pub use import::{dump_value_for_column, PutReport};
 pub use reconcile::ReconItem;
