@@ -426,8 +426,14 @@ mod tests {
         assert_eq!(k.frame_loss(100, 0.0, 0.0), 0.0);
         assert!((k.frame_loss(100, 0.0, 0.1) - 0.1).abs() < 1e-12);
         let t = load("sim-transparent-9600");
-        assert!(t.frame_loss(200, 1e-4, 0.0) < 1e-6, "RS repairs scattered errors");
-        assert!(k.frame_loss(500, 1e-4, 0.0) > 0.3, "a KISS frame has no FEC");
+        assert!(
+            t.frame_loss(200, 1e-4, 0.0) < 1e-6,
+            "RS repairs scattered errors"
+        );
+        assert!(
+            k.frame_loss(500, 1e-4, 0.0) > 0.3,
+            "a KISS frame has no FEC"
+        );
         assert!(k.session_airtime_on(&[5000], 0.0, 0.2) > k.session_airtime(&[5000]));
     }
 }
