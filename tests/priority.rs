@@ -45,8 +45,9 @@ fn the_higher_class_goes_first_and_claims_nothing_it_leaves_behind() {
     let (sa, mut sb) = (Store::open(&a).unwrap(), Store::open(&b).unwrap());
     let ib = sb.station().id;
     let holds = sb.vector().unwrap();
-    let (first, next) = sa.export_class_against(&ib, &holds, None).unwrap();
-    assert_eq!(next, Some(2), "a lower class follows");
+    let first = sa.export_class_against(&ib, &holds, None, None).unwrap();
+    assert_eq!(first.next, Some(2), "a lower class follows");
+    let first = first.exported;
     assert_eq!(apply(&mut sb, &first.bytes), [("pr_person".to_string(), 9)]);
     // B confirms it, as its Applied does in a session.
     sa.transfer_keep_outgoing(&ib, BundleId::of(&first.bytes), &first.bytes)
@@ -55,13 +56,18 @@ fn the_higher_class_goes_first_and_claims_nothing_it_leaves_behind() {
     // Cut short here. B's vector does not claim the posts, which were changed
     // before the people: the next session sends the posts, and only them.
     let after_first = sb.vector().unwrap();
-    let (again, next) = sa.export_class_against(&ib, &after_first, None).unwrap();
-    assert_eq!(next, None);
-    assert_eq!(apply(&mut sb, &again.bytes), [("cms_post".to_string(), 12)]);
-    let (rest, _) = sa
-        .export_class_against(&ib, &sb.vector().unwrap(), None)
+    let again = sa
+        .export_class_against(&ib, &after_first, None, None)
         .unwrap();
-    assert_eq!(apply(&mut sb, &rest.bytes), []);
+    assert_eq!(again.next, None);
+    assert_eq!(
+        apply(&mut sb, &again.exported.bytes),
+        [("cms_post".to_string(), 12)]
+    );
+    let rest = sa
+        .export_class_against(&ib, &sb.vector().unwrap(), None, None)
+        .unwrap();
+    assert_eq!(apply(&mut sb, &rest.exported.bytes), []);
     drop((sa, sb));
     let st = station_rows(&a, &b);
     assert_eq!(st.0, st.1, "converged");
@@ -102,4 +108,63 @@ fn a_session_sends_one_bundle_per_class_and_converges() {
     let sa = Store::open(&a).unwrap();
     let ib = Store::open(&b).unwrap().station().id;
     assert_eq!(sa.pending_for(&ib).unwrap(), 0);
+}
+
+#[test]
+fn a_budget_delivers_the_higher_class_and_leaves_the_rest_for_next_time() {
+    let dir = scratch();
+    let (a, b) = cloned_pair(dir.path(), false);
+    insert_posts(&a, 8, 300, 200);
+    update_people(&a, 8, 20);
+    Store::open(&a)
+        .unwrap()
+        .set_priority("pr_person", 2)
+        .unwrap();
+    let ib = Store::open(&b).unwrap().station().id;
+    let plan = Store::open(&a).unwrap().plan_for(&ib).unwrap();
+    assert_eq!(plan.len(), 2);
+    assert_eq!(plan[0].tables[0].table, "pr_person");
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let cfg = radiosync::arq::ArqConfig::from_profile(&p);
+    // Room for the people and about half the posts.
+    let budget = cfg.session_airtime(&[plan[0].bytes as usize, plan[1].bytes as usize / 2, 0]);
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 11);
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync_within(now, "B", 0x9002, Some(now + budget))
+        .unwrap();
+    let (oa, _) = run_sync(&mut pair, Duration::from_secs(3600));
+    let took = pair.link.elapsed();
+    let left = oa[0].left_for_budget;
+    let s = oa[0].result.clone().unwrap();
+    assert!(left > 0 && left < 300, "{left} rows left");
+    assert!(
+        took <= budget.mul_f64(1.2),
+        "{took:?} for a budget of {budget:?}"
+    );
+    assert!(s.verified() != Some(true), "rows are still to go");
+    drop(pair);
+    // B holds every person update and some posts; A owes it only posts now.
+    let sa = Store::open(&a).unwrap();
+    let owed = sa.export_for(&ib).unwrap();
+    let names: Vec<&str> = owed
+        .tables
+        .iter()
+        .map(|t| sa.tables()[t.table as usize].name.as_str())
+        .collect();
+    assert_eq!(names, ["cms_post"]);
+    assert_eq!(owed.tables[0].rows.len() as u64, left);
+    drop(sa);
+    // The next sync, without a budget, sends the rest and converges.
+    let mut pair = sim_pair(&p, &a, &b, 0.0, 0.0, 12);
+    let now = pair.link.now();
+    pair.station(Side::A)
+        .unwrap()
+        .start_sync(now, "B", 0x9003)
+        .unwrap();
+    let (oa, _) = run_sync(&mut pair, Duration::from_secs(3600));
+    assert_eq!(oa[0].result.clone().unwrap().verified(), Some(true));
+    drop(pair);
+    assert_converged(&a, &b);
 }

@@ -326,6 +326,24 @@ impl ArqConfig {
         clean.mul_f64(turns / (1.0 - p_data))
     }
 
+    /// The largest bundle whose `bundle_airtime` fits in `airtime` (0 when
+    /// not even an empty one does).
+    pub fn max_bundle_within(&self, airtime: Duration) -> u64 {
+        if self.bundle_airtime(1) > airtime {
+            return 0;
+        }
+        let (mut lo, mut hi) = (1u64, 1u64 << 32);
+        while lo + 1 < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.bundle_airtime(mid as usize) <= airtime {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
     /// Estimated keyed time of a whole session on a clean channel that moves
     /// bundles of these sizes (either way; an empty direction costs a
     /// NoBundle): the control exchange plus each bundle.

@@ -553,6 +553,7 @@ async fn radio_sync(
             a,
             opts(Mode::Sync {
                 peer: "bravo".into(),
+                budget: None,
             }),
             std::future::pending(),
             &mut bar,

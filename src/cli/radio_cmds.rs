@@ -71,6 +71,11 @@ pub enum RadioCommand {
         /// With --tcp-listen: do not announce the station on the LAN by mDNS.
         #[arg(long)]
         no_announce: bool,
+        /// Announce this station on the radio channel this often (e.g. 10m): a short
+        /// beacon with its name, callsign, key digest and what it holds, which other
+        /// stations list with `radiosync heard`. Waits while sessions run.
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        beacon: Option<Duration>,
     },
     /// One sync with one peer whose daemon is listening; exit 0 when both sides have everything.
     Sync {
@@ -82,6 +87,11 @@ pub enum RadioCommand {
         /// Give up after this long (e.g. 10m).
         #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
         timeout: Option<Duration>,
+        /// Airtime budget (e.g. 5m): what this station sends goes on air within it,
+        /// highest priority classes first (`track --priority`); the rest waits for
+        /// the next sync. Estimated as `radiosync plan` does.
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        budget: Option<Duration>,
         /// Sync over IP with the peer's `run --tcp-listen` at HOST:PORT (no radio, no --profile).
         #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["port", "kiss_tcp", "profile"])]
         tcp: Option<String>,
@@ -379,6 +389,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             tcp_listen,
             http,
             no_announce,
+            beacon,
         } => {
             let r = resolve(&link, every)?;
             let every = r.every;
@@ -390,6 +401,9 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                     "no link: give --port DEVICE or --kiss-tcp HOST:PORT for a radio (with \
                      --profile), --tcp-listen HOST:PORT for IP, or both"
                 );
+            }
+            if !radio && beacon.is_some() {
+                bail!("--beacon announces on the radio: give --port or --kiss-tcp");
             }
             if !radio && every.is_some() && tcp_listen.is_none() {
                 bail!(
@@ -478,7 +492,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                 )));
             }
             let radio_result = match (radio, every) {
-                (true, _) => run_radio(&r, every, stopped(stop_rx.clone())).await,
+                (true, _) => run_radio(&r, every, beacon, stopped(stop_rx.clone())).await,
                 (false, Some(every)) => {
                     tokio::select! {
                         _ = call_peers_over_ip(&r.db, every) => {}
@@ -507,6 +521,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             link,
             peer,
             timeout,
+            budget,
             tcp,
         } => {
             let r = resolve(&link, None)?;
@@ -536,7 +551,10 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                     )
                 })?;
                 let opts = Options {
-                    mode: Mode::Sync { peer: peer.clone() },
+                    mode: Mode::Sync {
+                        peer: peer.clone(),
+                        budget,
+                    },
                     timeout,
                     link_status: None,
                     tick: obs.tick(),
@@ -561,7 +579,10 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                     s.profile.bitrate
                 ));
                 let opts = Options {
-                    mode: Mode::Sync { peer: peer.clone() },
+                    mode: Mode::Sync {
+                        peer: peer.clone(),
+                        budget,
+                    },
                     timeout,
                     link_status: Some(s.link.status()),
                     tick: obs.tick(),
@@ -571,7 +592,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                 obs.finish();
                 end
             };
-            report_sync(end, &peer, timeout)
+            report_sync(end, &peer, timeout, budget)
         }
     }
 }
@@ -622,6 +643,7 @@ async fn ip_round(db: &std::path::Path) -> anyhow::Result<()> {
         let opts = Options {
             mode: Mode::Sync {
                 peer: p.name.clone(),
+                budget: None,
             },
             timeout: Some(Duration::from_secs(600)),
             link_status: None,
@@ -736,9 +758,13 @@ fn check_run(
 async fn run_radio(
     r: &Resolved,
     every: Option<Duration>,
+    beacon: Option<Duration>,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut s = setup(r, true).await?;
+    // The first beacon a few seconds in: the link is up, the TNC set.
+    s.station
+        .set_beacon(beacon, Instant::now() + Duration::from_secs(2));
     let mut obs = Progress::new(&s.profile, true);
     obs.note(&format!(
         "station {} listening on {} with profile {} ({} bit/s on air){}",
@@ -763,7 +789,12 @@ async fn run_radio(
 }
 
 /// What `sync` prints and its exit code.
-fn report_sync(end: End, peer: &str, timeout: Option<Duration>) -> anyhow::Result<ExitCode> {
+fn report_sync(
+    end: End,
+    peer: &str,
+    timeout: Option<Duration>,
+    budget: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
     match end {
         End::Synced { outcomes, complete } => {
             let Some(last) = outcomes.last() else {
@@ -804,8 +835,16 @@ fn report_sync(end: End, peer: &str, timeout: Option<Duration>) -> anyhow::Resul
                              restored backup, or writes capture missed); see `radiosync log`"
                 );
             }
+            let left: u64 = outcomes.iter().map(|o| o.left_for_budget).sum();
             if complete {
                 Ok(ExitCode::SUCCESS)
+            } else if left > 0 {
+                eprintln!(
+                    "radiosync: the budget of {} is spent: the highest priority classes went \
+                     first; {left} row(s) wait for the next sync",
+                    human(budget.unwrap_or_default())
+                );
+                Ok(ExitCode::from(crate::cli::EXIT_UNFINISHED))
             } else {
                 eprintln!(
                     "radiosync: rows are still to be sent in full after {} sessions: \

@@ -44,6 +44,12 @@ pub enum StoreCommand {
         #[arg(long, allow_negative_numbers = true)]
         priority: Option<i64>,
     },
+    /// Stations heard on the radio by their beacons (`run --beacon` there): when,
+    /// what they hold, and whether each is a registered peer.
+    Heard {
+        #[arg(long)]
+        db: PathBuf,
+    },
     /// Before keying up: what a sync with PEER would send, per priority class and
     /// table, in bytes and estimated airtime on PROFILE's channel.
     Plan {
@@ -431,6 +437,61 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             if let Some(TableList(t)) = tables {
                 s.set_peer_tables(&id, t.as_deref())?;
                 println!("peer {name} shares tables: {}", tables_text(&t));
+            }
+        }
+        StoreCommand::Heard { db } => {
+            let s = open(&db)?;
+            let heard = s.heard()?;
+            if heard.is_empty() {
+                println!(
+                    "no station heard yet (stations announce with `radiosync run --beacon 10m`)"
+                );
+            }
+            for h in &heard {
+                use radiosync::store::Registration;
+                let status = match &h.registration {
+                    Registration::Unknown => {
+                        "not registered: ask for its card (`radiosync card` there), then \
+                         `peer add --card LINE`"
+                            .to_string()
+                    }
+                    Registration::Peer(n) | Registration::PeerWithoutKey(n) => {
+                        let ours = s.fingerprint_for(&h.station)?;
+                        format!(
+                            "peer {n}{}; content {}",
+                            if matches!(h.registration, Registration::PeerWithoutKey(_)) {
+                                " (--no-auth)"
+                            } else {
+                                ""
+                            },
+                            if ours == h.fingerprint {
+                                "the same as here"
+                            } else {
+                                "differs: sync"
+                            }
+                        )
+                    }
+                    Registration::AnotherKey(n) => format!(
+                        "ANOTHER KEY than registered peer {n}: an impostor, or its key changed \
+                         (compare its card)"
+                    ),
+                };
+                println!(
+                    "{}  {} {}({})  {} rows, {} changes, key {}, heard {} time(s) since {}\n    {status}",
+                    h.last_heard,
+                    h.name,
+                    if h.callsign.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} ", h.callsign)
+                    },
+                    h.station,
+                    h.rows,
+                    h.changes,
+                    if h.key.is_empty() { "none" } else { &h.key },
+                    h.count,
+                    h.first_heard
+                );
             }
         }
         StoreCommand::Plan {

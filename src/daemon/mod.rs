@@ -63,6 +63,10 @@ pub enum Mode {
     Sync {
         /// Name of the registered peer to call.
         peer: String,
+        /// `--budget`: what this station sends must be on air within this
+        /// long of the start, highest priority classes first; no further
+        /// session once the budget has left rows behind.
+        budget: Option<Duration>,
     },
     /// `radiosync run`: answer calls; with `every`, call each registered peer
     /// on that schedule. Runs until shutdown.
@@ -179,8 +183,9 @@ where
     let mut resumes = 0;
     let mut next_round = None;
     match &opts.mode {
-        Mode::Sync { peer } => {
-            our_session = Some(station.start_sync(start, peer, rand::random())?);
+        Mode::Sync { peer, budget } => {
+            let end = budget.map(|b| start + b);
+            our_session = Some(station.start_sync_within(start, peer, rand::random(), end)?);
         }
         Mode::Run { every: Some(_) } => next_round = Some(start),
         Mode::Run { every: None } => {}
@@ -236,9 +241,11 @@ where
             if timed_out {
                 return Ok(End::TimedOut);
             }
-            let Mode::Sync { peer } = &opts.mode else {
+            let Mode::Sync { peer, budget } = &opts.mode else {
                 continue;
             };
+            let budget_end = budget.map(|b| start + b);
+            let budget_spent = o.left_for_budget > 0;
             let ok = o.result.is_ok();
             // A link lost after the peer was heard (its process restarted, the
             // channel went away for a while): call again, resuming.
@@ -247,7 +254,8 @@ where
             outcomes.push(o);
             let rounds = outcomes.iter().filter(|o| o.result.is_ok()).count();
             let more = ok && station.needs_another_round(peer)?;
-            let again = (more && rounds < MAX_ROUNDS) || (lost && resumes < MAX_RESUMES);
+            let again =
+                !budget_spent && ((more && rounds < MAX_ROUNDS) || (lost && resumes < MAX_RESUMES));
             if again && cancelled_at.is_none() {
                 if lost {
                     resumes += 1;
@@ -257,7 +265,8 @@ where
                         "rows remain to be sent in full: another session with {peer}"
                     ));
                 }
-                our_session = Some(station.start_sync(now, peer, rand::random())?);
+                our_session =
+                    Some(station.start_sync_within(now, peer, rand::random(), budget_end)?);
             } else {
                 return Ok(End::Synced {
                     outcomes,

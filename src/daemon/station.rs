@@ -30,9 +30,19 @@ use crate::frame::link::Ax25Addresses;
 use crate::frame::FrameKind;
 use crate::profile::Profile;
 use crate::store::{Store, StoreError};
+use crate::sync::beacon::Beacon;
 use crate::sync::{Progress, Role, SessionError, Summary};
 
-use super::store_work::{do_store_work, local_info, StoreWorkError};
+/// AX.25 destination of beacons.
+const BEACON_DEST: &str = "BEACON";
+/// Route destination of beacons on links without AX.25: every station.
+const BROADCAST: u16 = 0xffff;
+/// A beacon due while sessions run waits at most this long before trying again.
+const BEACON_RETRY: Duration = Duration::from_secs(30);
+/// A station's beacons are taken into the store at most this often.
+const BEACON_NOTE_INTERVAL: Duration = Duration::from_secs(10);
+
+use super::store_work::{do_store_work, local_info, BundleLimit, StoreWorkError};
 
 /// Records frames (sent and received, raw on-air bytes) and notes.
 pub type FrameRecorder = Box<dyn FnMut(Instant, RecordKind, &[u8]) + Send>;
@@ -116,6 +126,8 @@ pub struct Outcome {
     pub link_lost: Option<LinkLoss>,
     /// The session's counters.
     pub stats: EngineStats,
+    /// Rows the budget (`sync --budget`) left for a later session.
+    pub left_for_budget: u64,
 }
 
 /// A running session, for progress displays.
@@ -138,6 +150,10 @@ struct Slot {
     peer_name: Option<String>,
     last_heard: Instant,
     link_lost: Option<LinkLoss>,
+    /// `sync --budget`: what this station sends must be on air by then.
+    budget_end: Option<Instant>,
+    /// Rows the budget left for a later session.
+    left_for_budget: u64,
 }
 
 /// Counters of frames no session took.
@@ -204,6 +220,11 @@ pub struct Station {
     refusals: std::collections::HashMap<String, Refusals>,
     /// When an "unknown session" answer last went out.
     last_unknown_told: Option<Instant>,
+    /// `run --beacon`: how often this station announces itself, and when next.
+    beacon_every: Option<Duration>,
+    next_beacon: Option<Instant>,
+    /// Beacons taken into the store, per station: at most one per `BEACON_NOTE_INTERVAL`.
+    beacons_noted: BTreeMap<StationId, Instant>,
     /// When a session not yet accepted last transmitted.
     last_unproven_tx: Option<Instant>,
     /// Refusals sent in the current interval: (its start, how many).
@@ -357,6 +378,9 @@ impl Station {
             silence_limit,
             refusals: Default::default(),
             last_unknown_told: None,
+            beacon_every: None,
+            next_beacon: None,
+            beacons_noted: BTreeMap::new(),
             last_unproven_tx: None,
             refusal_window: None,
             carrier,
@@ -465,6 +489,19 @@ impl Station {
         name: &str,
         session_id: u16,
     ) -> Result<u16, StationError> {
+        self.start_sync_within(now, name, session_id, None)
+    }
+
+    /// `start_sync` whose own bundles must be on air by `budget_end`
+    /// (`sync --budget`): the highest priority classes first, the rest left
+    /// for a later session (`Outcome::left_for_budget`).
+    pub fn start_sync_within(
+        &mut self,
+        now: Instant,
+        name: &str,
+        session_id: u16,
+        budget_end: Option<Instant>,
+    ) -> Result<u16, StationError> {
         if self.busy_with(name) {
             return Err(StationError::Busy(name.into()));
         }
@@ -508,6 +545,8 @@ impl Station {
                 peer_name: Some(name.into()),
                 last_heard: now,
                 link_lost: None,
+                budget_end,
+                left_for_budget: 0,
             },
         );
         self.note(now, format!("session {id:04x}: calling {name}{resume}"));
@@ -588,6 +627,11 @@ impl Station {
                 }
             }
         }
+        if d.frame.kind == FrameKind::Control && Beacon::is_beacon(&d.frame.payload) {
+            let payload = d.frame.payload.clone();
+            self.heard_beacon(now, &payload);
+            return;
+        }
         if self.sessions.contains_key(&id) {
             self.feed(now, id, rx);
             return;
@@ -659,6 +703,8 @@ impl Station {
                         peer_name: None,
                         last_heard: now,
                         link_lost: None,
+                        budget_end: None,
+                        left_for_budget: 0,
                     },
                 );
                 self.note(now, format!("session {id:04x}: answering a call"));
@@ -784,6 +830,9 @@ impl Station {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.framer.handle_timeout(now);
         self.drain_framer(now);
+        if self.next_beacon.is_some_and(|t| now >= t) {
+            self.send_beacon(now);
+        }
         let ids: Vec<u16> = self.sessions.keys().copied().collect();
         for id in ids {
             let Some(s) = self.sessions.get_mut(&id) else {
@@ -896,7 +945,99 @@ impl Station {
         engines
             .chain(self.framer.poll_timeout())
             .chain(carrier)
+            .chain(self.next_beacon)
             .min()
+    }
+
+    /// `run --beacon`: announce this station every `every` (None: never), the
+    /// first time at `first`. A beacon waits while a session runs.
+    pub fn set_beacon(&mut self, every: Option<Duration>, first: Instant) {
+        self.beacon_every = every;
+        self.next_beacon = every.map(|_| first);
+    }
+
+    fn send_beacon(&mut self, now: Instant) {
+        let Some(every) = self.beacon_every else {
+            self.next_beacon = None;
+            return;
+        };
+        if !self.sessions.is_empty() {
+            // Sessions have the channel: try again once they are likely over.
+            self.next_beacon = Some(now + every.min(BEACON_RETRY));
+            return;
+        }
+        self.next_beacon = Some(now + every);
+        let beacon = match self.store.beacon() {
+            Ok(b) => b,
+            Err(e) => return self.note(now, format!("beacon: {e}")),
+        };
+        let addrs = match (&self.local_call, Callsign::new(BEACON_DEST, 0)) {
+            (Some(local), Ok(dest)) => Some(Ax25Addresses {
+                local: local.clone(),
+                peer: dest,
+            }),
+            _ => None,
+        };
+        if self.profile.amateur && addrs.is_none() {
+            return self.note(now, "beacon: an amateur profile needs a callsign".into());
+        }
+        let frame = crate::frame::Frame {
+            kind: FrameKind::Control,
+            session: 0,
+            seq: 0,
+            payload: beacon.to_payload(),
+            auth_tag: None,
+            route: self.address.map(|me| crate::frame::Route {
+                to: BROADCAST,
+                from: me,
+            }),
+        };
+        match self.framer.encode(&frame, addrs.as_ref()) {
+            Ok(bytes) => self.tell.push_back(bytes),
+            Err(e) => self.note(now, format!("beacon: cannot frame it: {e}")),
+        }
+    }
+
+    fn heard_beacon(&mut self, now: Instant, payload: &[u8]) {
+        let b = match Beacon::parse(payload) {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.ignored_frames += 1;
+                return self.record(now, RecordKind::Note, format!("beacon: {e}").as_bytes());
+            }
+        };
+        if self
+            .beacons_noted
+            .get(&b.station)
+            .is_some_and(|t| now < *t + BEACON_NOTE_INTERVAL)
+        {
+            return;
+        }
+        // Made-up stations must not grow this map without bound.
+        if self.beacons_noted.len() >= 1024 {
+            self.beacons_noted
+                .retain(|_, t| now < *t + BEACON_NOTE_INTERVAL);
+        }
+        self.beacons_noted.insert(b.station, now);
+        if self.store.is_read_only() {
+            return;
+        }
+        match self.store.note_beacon(&b) {
+            Ok(()) => self.note(
+                now,
+                format!(
+                    "heard {} {}({})",
+                    b.name,
+                    if b.callsign.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} ", b.callsign)
+                    },
+                    b.station
+                ),
+            ),
+            Err(e) => self.note(now, format!("beacon: {e}")),
+        }
     }
 
     /// Stops every session, telling the peers (their engines stay until the
@@ -980,6 +1121,7 @@ impl Station {
                 peer: s.peer_name.clone(),
                 link_lost: s.link_lost.clone(),
                 stats: s.engine.stats(),
+                left_for_budget: s.left_for_budget,
                 result,
             };
             let ended_well = outcome.result.is_ok() && outcome.link_lost.is_none();
@@ -998,7 +1140,20 @@ impl Station {
             return;
         };
         let label = slot.peer_name.clone().unwrap_or_default();
-        match do_store_work(&mut self.store, &mut slot.engine, ev) {
+        // What this station sends must fit the rest of the budget, less the
+        // session's last turns (the peer's Done, our final ack).
+        let max_bytes = slot.budget_end.map(|end| {
+            let cfg = crate::arq::ArqConfig::from_profile(&self.profile);
+            let closing = cfg.session_airtime(&[]) / 2;
+            cfg.max_bundle_within(end.saturating_duration_since(now).saturating_sub(closing))
+        });
+        let mut limit = BundleLimit {
+            max_bytes,
+            left_for_budget: 0,
+        };
+        let res = do_store_work(&mut self.store, &mut slot.engine, ev, &mut limit);
+        slot.left_for_budget += limit.left_for_budget;
+        match res {
             Ok(()) => {}
             Err(StoreWorkError::Store(e)) => {
                 self.note(now, format!("session {id:04x} ({label}): store: {e}"))

@@ -76,6 +76,15 @@ fn peer_name(store: &Store, peer: &StationId) -> String {
     }
 }
 
+/// What a budget (`sync --budget`) allows the next bundle, and what it left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BundleLimit {
+    /// Largest bundle the rest of the budget carries; `None`: no budget.
+    pub max_bytes: Option<u64>,
+    /// Rows the budget left for a later session.
+    pub left_for_budget: u64,
+}
+
 /// Does what `event` asks of the store and answers the session. A store
 /// failure is reported to the session as a local failure (what was stored
 /// stays, so a later session resumes) and returned for the log.
@@ -83,8 +92,9 @@ pub fn do_store_work(
     store: &mut Store,
     engine: &mut Engine,
     event: SessionEvent,
+    limit: &mut BundleLimit,
 ) -> Result<(), StoreWorkError> {
-    match work(store, engine, event) {
+    match work(store, engine, event, limit) {
         Err(StoreWorkError::Store(e)) => {
             engine.session_mut().local_failure(e.to_string());
             Err(StoreWorkError::Store(e))
@@ -93,7 +103,12 @@ pub fn do_store_work(
     }
 }
 
-fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(), StoreWorkError> {
+fn work(
+    store: &mut Store,
+    engine: &mut Engine,
+    event: SessionEvent,
+    limit: &mut BundleLimit,
+) -> Result<(), StoreWorkError> {
     let responder = engine.session().role() == crate::sync::Role::Responder;
     match event {
         SessionEvent::PeerHello {
@@ -136,9 +151,23 @@ fn work(store: &mut Store, engine: &mut Engine, event: SessionEvent) -> Result<(
                     store.export_reconciled(&peer, &rows, &r.claim, holds)?
                 }
                 None => {
-                    let (ex, then) = store.export_class_against(&peer, &peer_vector, below)?;
-                    next = then;
-                    ex
+                    let c =
+                        store.export_class_against(&peer, &peer_vector, below, limit.max_bytes)?;
+                    next = c.next;
+                    limit.left_for_budget += c.left_for_budget;
+                    if c.left_for_budget > 0 {
+                        store.log_event(&LogEntry {
+                            peer: Some(peer_name(store, &peer)),
+                            direction: "out".into(),
+                            result: "ok".into(),
+                            message: format!(
+                                "budget: {} row(s) left for the next sync ({} row(s) fit)",
+                                c.left_for_budget, c.exported.rows
+                            ),
+                            ..Default::default()
+                        })?;
+                    }
+                    c.exported
                 }
             };
             // A bundle with no rows and no wants says nothing the Hello did not;

@@ -778,7 +778,10 @@ fn drive_syncs_over_an_in_process_stream() {
             let end = drive(
                 &mut la,
                 &mut sa,
-                opts(Mode::Sync { peer: "B".into() }),
+                opts(Mode::Sync {
+                    peer: "B".into(),
+                    budget: None,
+                }),
                 std::future::pending(),
                 &mut qa,
             )

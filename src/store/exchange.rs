@@ -361,6 +361,17 @@ pub struct SyncedRow {
     pub values: Vec<Value>,
 }
 
+/// The next bundle of a session with priority classes (`Store::export_class_against`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassExport {
+    /// The bundle, encoded.
+    pub exported: Exported,
+    /// A lower class follows: the session asks again with this as `below`.
+    pub next: Option<i64>,
+    /// Rows the budget left for a later session (nothing follows then).
+    pub left_for_budget: u64,
+}
+
 /// One priority class of what a station would send a peer (`Store::plan_for`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanClass {
@@ -676,18 +687,21 @@ impl Store {
 
     /// The next bundle of a session to `peer` (which holds `holds`) when tables
     /// have priority classes: the highest class below `below` (None: any) that
-    /// the peer lacks something of. Returns it encoded, and `Some(class)` when a
-    /// lower class still has rows to send (the session asks again with that as
-    /// `below`). Such a bundle claims only what it leaves no gap below: per
-    /// origin, the claim stops short of the first change still to come, so a
-    /// session cut short between classes loses nothing. With one class this is
+    /// the peer lacks something of. `next` is `Some(class)` when a lower class
+    /// still has rows to send (the session asks again with that as `below`).
+    /// Such a bundle claims only what it leaves no gap below: per origin, the
+    /// claim stops short of the first change still to come, so a session cut
+    /// short between classes loses nothing. With `max_bytes` (a budget), the
+    /// class's rows are cut, in order, to a bundle of at most that many bytes,
+    /// and nothing follows. With one class and no budget this is
     /// `export_encoded_against`.
     pub fn export_class_against(
         &self,
         peer: &StationId,
         holds: &VersionVector,
         below: Option<i64>,
-    ) -> Result<(Exported, Option<i64>), StoreError> {
+        max_bytes: Option<u64>,
+    ) -> Result<ClassExport, StoreError> {
         self.writable()?;
         let prios = self.table_priorities()?;
         let mut classes: Vec<i64> = prios
@@ -697,8 +711,12 @@ impl Store {
             .collect();
         classes.sort_unstable_by(|a, b| b.cmp(a));
         classes.dedup();
-        if below.is_none() && classes.len() <= 1 {
-            return Ok((self.export_encoded_against(peer, Some(holds))?, None));
+        if below.is_none() && classes.len() <= 1 && max_bytes.is_none() {
+            return Ok(ClassExport {
+                exported: self.export_encoded_against(peer, Some(holds))?,
+                next: None,
+                left_for_budget: 0,
+            });
         }
         self.mark_backfills_sent(peer, Some(holds))?;
         let tables_of = |c: i64| -> BTreeSet<u16> {
@@ -714,11 +732,17 @@ impl Store {
             if bundle.tables.is_empty() && !last {
                 continue;
             }
-            let lower: BTreeSet<u16> = classes[k + 1..]
+            let mut left_for_budget = 0;
+            if let Some(max) = max_bytes {
+                left_for_budget = self.cut_to(peer, &mut bundle, max)?;
+            }
+            let lower: BTreeSet<u16> = classes[k..].iter().flat_map(|&l| tables_of(l)).collect();
+            let sent: BTreeSet<(u16, Tag)> = bundle
+                .tables
                 .iter()
-                .flat_map(|&l| tables_of(l))
+                .flat_map(|t| t.rows.iter().map(move |r| (t.table, r.tag)))
                 .collect();
-            let gaps = self.first_lacking(peer, holds, &lower)?;
+            let gaps = self.first_lacking(peer, holds, &lower, &sent)?;
             for (origin, seq) in &gaps {
                 if let Some(e) = bundle.sender_vector.0.get_mut(origin) {
                     *e = (*e).min(seq.saturating_sub(1));
@@ -728,19 +752,72 @@ impl Store {
             let p = self
                 .peer_by_id(peer)?
                 .ok_or(StoreError::UnknownPeer(*peer))?;
+            let below_c: BTreeSet<u16> = classes[k + 1..]
+                .iter()
+                .flat_map(|&l| tables_of(l))
+                .collect();
             let asked_below = p
                 .wants
                 .iter()
                 .chain(&p.lost)
-                .any(|w| lower.contains(&w.table));
-            let next = (!gaps.is_empty() || asked_below).then_some(c);
+                .any(|w| below_c.contains(&w.table));
+            let next = (left_for_budget == 0 && (!gaps.is_empty() || asked_below)).then_some(c);
             let what = format!("bundle (priority {c})");
-            return Ok((self.encode_for(peer, &bundle, &what)?, next));
+            return Ok(ClassExport {
+                exported: self.encode_for(peer, &bundle, &what)?,
+                next,
+                left_for_budget,
+            });
         }
         // Nothing in any class: an empty bundle with the full claim.
         let bundle =
             self.export_with(peer, Some(holds), &BTreeSet::new(), Some(&BTreeSet::new()))?;
-        Ok((self.encode_for(peer, &bundle, "bundle")?, None))
+        Ok(ClassExport {
+            exported: self.encode_for(peer, &bundle, "bundle")?,
+            next: None,
+            left_for_budget: 0,
+        })
+    }
+
+    /// Cuts `bundle`'s rows, in order, to the most that encode within `max`
+    /// bytes; returns how many rows were left out.
+    fn cut_to(&self, peer: &StationId, bundle: &mut Bundle, max: u64) -> Result<u64, StoreError> {
+        let p = self
+            .peer_by_id(peer)?
+            .ok_or(StoreError::UnknownPeer(*peer))?;
+        let dict = self.dictionary()?;
+        let use_dict = matches!(&dict, Some(d) if d.id != 0 && d.id == p.dict_id);
+        let total: usize = bundle.tables.iter().map(|t| t.rows.len()).sum();
+        let first = |k: usize| -> Bundle {
+            let mut b = bundle.clone();
+            let mut left = k;
+            for t in &mut b.tables {
+                t.rows.truncate(left);
+                left -= t.rows.len();
+            }
+            b.tables.retain(|t| !t.rows.is_empty());
+            b
+        };
+        let fits = |k: usize| -> Result<bool, StoreError> {
+            let bytes =
+                codec::encode(&first(k), dict.as_ref(), use_dict).map_err(StoreError::Encode)?;
+            Ok(bytes.len() as u64 <= max)
+        };
+        if fits(total)? {
+            return Ok(0);
+        }
+        // The largest k that fits: fits(lo) or lo == 0, !fits(hi).
+        let (mut lo, mut hi) = (0usize, total);
+        while lo + 1 < hi {
+            let mid = (lo + hi) / 2;
+            if fits(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        *bundle = first(lo);
+        Ok((total - lo) as u64)
     }
 
     /// What this station would send `peer` now (against what the peer
@@ -831,12 +908,13 @@ impl Store {
     }
 
     /// Per origin, the lowest sequence of a change in `tables` that `peer`
-    /// (holding `holds`) lacks and an export would send it.
+    /// (holding `holds`) lacks, an export would send it, and `sent` does not carry.
     fn first_lacking(
         &self,
         peer: &StationId,
         holds: &VersionVector,
         tables: &BTreeSet<u16>,
+        sent: &BTreeSet<(u16, Tag)>,
     ) -> Result<BTreeMap<StationId, u64>, StoreError> {
         let mut out: BTreeMap<StationId, u64> = BTreeMap::new();
         let delivered = self.delivered_beyond_claim(peer, holds)?;
@@ -854,7 +932,11 @@ impl Store {
                     origin: station_id_from(o)?,
                     seq: s.max(0) as u64,
                 };
-                if tag.origin != *peer && !holds.covers(&tag) && !delivered.contains(&(t, tag)) {
+                if tag.origin != *peer
+                    && !holds.covers(&tag)
+                    && !delivered.contains(&(t, tag))
+                    && !sent.contains(&(t, tag))
+                {
                     let e = out.entry(tag.origin).or_insert(tag.seq);
                     *e = (*e).min(tag.seq);
                 }

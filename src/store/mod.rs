@@ -9,6 +9,7 @@
 mod capture;
 mod exchange;
 pub mod fingerprint;
+mod heard;
 mod identity;
 mod import;
 pub mod reconcile;
@@ -27,7 +28,10 @@ use crate::delta::merge::Policy;
 use crate::delta::{RowRef, SchemaFingerprint, StationId, Tag, Value, VersionVector, Want};
 
 pub use capture::{CaptureReport, HeldRow, QuarantinedRow};
-pub use exchange::{DumpTable, Exported, GetScope, ImportReport, PlanClass, PlanTable, SyncedRow};
+pub use exchange::{
+    ClassExport, DumpTable, Exported, GetScope, ImportReport, PlanClass, PlanTable, SyncedRow,
+};
+pub use heard::{HeardStation, Registration};
 pub use identity::{copy_station, key_path, KeyError};
 pub use import::{dump_value_for_column, PutReport};
 pub use reconcile::ReconItem;

@@ -2,6 +2,7 @@
 //! in-order, exactly-once message service and asks the shell for store work
 //! through events. `docs/sync-protocol.md` describes messages, states and resume.
 
+pub mod beacon;
 pub mod message;
 pub mod reassembly;
 pub mod session;
