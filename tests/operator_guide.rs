@@ -71,4 +71,13 @@ fn every_command_of_the_operator_guide_runs() {
     );
     assert!(stdout.contains("peer shelter"), "discover: {stdout}");
     assert!(stdout.contains("web services: hms_hospital"), "{stdout}");
+    // The net: the beacon heard and listed as the registered peer, the plan by
+    // class, and the budgeted sync.
+    assert!(stdout.contains("shelter N0CALL-2 ("), "heard: {stdout}");
+    assert!(stdout.contains("peer shelter; content"), "heard: {stdout}");
+    assert!(stdout.contains("(class, one bundle)"), "plan: {stdout}");
+    assert!(
+        stdout.matches("synced with shelter").count() >= 4,
+        "{stdout}"
+    );
 }

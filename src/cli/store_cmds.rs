@@ -387,9 +387,13 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 tagged,
                 s.schema_fingerprint().0
             );
-            match s.retrain_dictionary() {
-                Ok(d) => println!("dictionary {:08x} ({} bytes)", d.id, d.bytes.len()),
-                Err(e) => println!("no dictionary: {e}"),
+            // A new dictionary is one the peers do not have yet: only when rows were
+            // added (not for a priority or policy on tables already tracked).
+            if tagged > 0 || s.dictionary()?.is_none() {
+                match s.retrain_dictionary() {
+                    Ok(d) => println!("dictionary {:08x} ({} bytes)", d.id, d.bytes.len()),
+                    Err(e) => println!("no dictionary: {e}"),
+                }
             }
         }
         StoreCommand::Peer(PeerCommand::Add {
@@ -477,7 +481,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                     ),
                 };
                 println!(
-                    "{}  {} {}({})  {} rows, {} changes, key {}, heard {} time(s) since {}\n    {status}",
+                    "{}  {} {}({})  {} rows, change counter {}, key {}, heard {} time(s) since {}\n    {status}",
                     h.last_heard,
                     h.name,
                     if h.callsign.is_empty() {
@@ -515,7 +519,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             let one = |b: u64| air(&[b as usize]).saturating_sub(air(&[]));
             let plan = s.plan_for(&p.id)?;
             println!(
-                "plan for {peer} over {} ({} bit/s, TXDELAY {} ms), BER {ber:e}, frame loss {:.0} %",
+                "plan for {peer} over {} ({} bit/s, TXDELAY {} ms), BER {ber}, frame loss {:.0} %",
                 prof.name,
                 prof.bitrate,
                 prof.txdelay_ms,
