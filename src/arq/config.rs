@@ -148,6 +148,20 @@ impl ArqConfig {
         self.bytes_airtime(self.air_bytes(payload_len))
     }
 
+    /// Shortest time on air of a frame carrying an ARQ payload of
+    /// `payload_len` bytes: no auth tag (`frame_overhead` keeps room for one),
+    /// no bit stuffing. "Our transmission must be over by now" is judged by
+    /// this: an overestimate takes the peer's prompt answer for a modem that
+    /// held our frames back, and the next wait grows by a whole transmission.
+    pub fn frame_airtime_floor(&self, payload_len: usize) -> Duration {
+        let n = self
+            .frame_overhead
+            .saturating_sub(1 + crate::auth::FRAME_TAG_LEN)
+            + payload_len;
+        let parity = self.fec.map_or(0, |f| f.parity * n.div_ceil(f.block));
+        self.bytes_airtime(n + parity + self.link_overhead)
+    }
+
     /// Time on air of one frame carrying exactly `payload`: on HDLC links
     /// the stuffed bits of the payload are counted (data full of ones costs
     /// up to a fifth more), the rest is assumed worst case.

@@ -616,8 +616,12 @@ impl Arq {
             .iter()
             .map(|f| self.cfg.frame_airtime_of(&f.payload))
             .sum();
+        let floor: Duration = frames
+            .iter()
+            .map(|f| self.cfg.frame_airtime_floor(f.payload.len()))
+            .sum();
         self.last_tx = Some(LastTx {
-            min_end: now + self.cfg.min_key_up() + carried + airtime,
+            min_end: now + self.cfg.min_key_up() + carried + floor,
             airtime: carried + airtime,
             expect,
         });

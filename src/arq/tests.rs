@@ -628,3 +628,42 @@ fn a_transmission_held_back_by_the_tnc_is_not_resent_and_delays_the_deadline() {
     assert_eq!(a.stats().retransmissions, 0);
     assert_eq!(b.stats().retransmissions, 0);
 }
+
+#[test]
+fn a_prompt_answer_to_a_long_batch_is_not_taken_for_a_held_back_transmission() {
+    // As the engine sends frames unauthenticated over KISS: the overhead keeps
+    // room for a tag they do not carry, and HDLC stuffing is estimated high.
+    let c = ArqConfig {
+        bitrate: 9600,
+        txdelay: Duration::from_millis(100),
+        frame_overhead: FRAME_OVERHEAD_ESTIMATE,
+        bit_stuffing: true,
+        mtu: 512,
+        max_frames: 48,
+        ..cfg()
+    };
+    let t0 = Instant::now();
+    let mut a = Arq::new(c.clone(), Role::Initiator);
+    let mut b = Arq::new(c.clone(), Role::Responder);
+    for i in 0..48 {
+        a.send(vec![i; 480]).unwrap();
+    }
+    let tx = a.poll_transmit(t0).unwrap();
+    assert_eq!(tx.frames.len(), 48);
+    // On air it took the least it can: the peer heard it all and answered at once.
+    let floor: Duration = tx
+        .frames
+        .iter()
+        .map(|f| c.frame_airtime_floor(f.payload.len()))
+        .sum();
+    assert!(floor < tx.airtime);
+    let end = t0 + c.min_key_up() + floor;
+    hear(&mut b, end, &tx, &[]);
+    let ack = b.poll_transmit(end).unwrap();
+    let heard = end + c.min_key_up() + ack.airtime;
+    hear(&mut a, heard, &ack, &[]);
+    assert_eq!(events(&mut a), vec![ArqEvent::AllAcked]);
+    // Nothing was held back: nothing more to send, and nothing to wait for.
+    assert!(a.poll_transmit(heard).is_none());
+    assert!(a.is_quiet(), "{:?}", a.state());
+}
