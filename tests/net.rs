@@ -92,7 +92,10 @@ pub fn converge(profile: &str, ber: f64, loss: f64, seed: u64) -> SimNet {
             .map(|p| snapshot(p))
             .collect::<Vec<_>>();
         if r >= 1 && all.windows(2).all(|w| w[0] == w[1]) {
-            eprintln!("{profile}: all four equal after round {r}; {:?}", sim.stats);
+            eprintln!(
+                "{profile}: all four equal after round {r}; {:?}",
+                sim.channel.stats
+            );
             return sim;
         }
     }
@@ -101,13 +104,16 @@ pub fn converge(profile: &str, ber: f64, loss: f64, seed: u64) -> SimNet {
         let d = snapshot(p).iter().filter(|r| !hub_rows.contains(r)).count();
         eprintln!("{} differs from the hub in {d} rows", p.display());
     }
-    panic!("the net did not converge in 4 rounds: {:?}", sim.stats);
+    panic!(
+        "the net did not converge in 4 rounds: {:?}",
+        sim.channel.stats
+    );
 }
 
 #[test]
 fn hub_and_three_stations_converge_on_kiss_1200_with_frame_loss() {
     let sim = converge("sim-kiss-1200", 0.0, 0.05, 7);
-    assert!(sim.stats.transmissions.iter().all(|&n| n > 0));
+    assert!(sim.channel.stats.transmissions.iter().all(|&n| n > 0));
 }
 
 #[test]
@@ -115,7 +121,7 @@ fn hub_and_three_stations_converge_on_transparent_9600_with_bit_errors() {
     let sim = converge("sim-transparent-9600", 1e-4, 0.0, 11);
     // They all called at the same instant: the first calls collided, and the
     // randomised backoff got them through.
-    assert!(sim.stats.collisions > 0, "{:?}", sim.stats);
+    assert!(sim.channel.stats.collisions > 0, "{:?}", sim.channel.stats);
 }
 
 /// Each change crosses each hop once: inserts only (nothing to conflict), made at

@@ -355,7 +355,7 @@ fn net_demo(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                     s.station().name
                 );
             }
-            let st = &sim.stats;
+            let st = &sim.channel.stats;
             println!(
                 "all three stations hold the same {} rows after {round} round(s) and {:.0} s of \
                  channel time; the later edit of each hospital won everywhere",

@@ -102,13 +102,14 @@ pub struct NetStats {
     pub lost: u64,
 }
 
-/// The stations and the air between them.
-pub struct SimNet {
-    /// The stations, by index.
-    pub stations: Vec<Station>,
+/// The air between `n` stations: what each writes to its port goes on air
+/// (after carrier sense on KISS), and arrives at every other port at its end,
+/// unless it collided or the channel damaged it. Driven by `SimNet` on virtual
+/// time and by `chansim` on the wall clock; time is given as the `Duration`
+/// since the start.
+pub struct NetChannel {
     cfg: NetConfig,
-    epoch: Instant,
-    now: Duration,
+    n: usize,
     rng: ChaCha8Rng,
     kiss: Vec<KissDeframer>,
     /// Waiting for their start (carrier sense may move it).
@@ -121,25 +122,24 @@ pub struct SimNet {
     pub stats: NetStats,
 }
 
+/// The stations and the air between them.
+pub struct SimNet {
+    /// The stations, by index.
+    pub stations: Vec<Station>,
+    /// The channel, with its counters.
+    pub channel: NetChannel,
+    epoch: Instant,
+    now: Duration,
+}
+
 impl SimNet {
     /// `stations` on a channel with `cfg`, at virtual time zero.
     pub fn new(cfg: NetConfig, stations: Vec<Station>) -> SimNet {
-        let n = stations.len();
         SimNet {
-            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
-            kiss: (0..n).map(|_| KissDeframer::default()).collect(),
+            channel: NetChannel::new(cfg, stations.len()),
             stations,
-            cfg,
             epoch: Instant::now(),
             now: Duration::ZERO,
-            queued: VecDeque::new(),
-            on_air: Vec::new(),
-            past: Vec::new(),
-            stats: NetStats {
-                transmissions: vec![0; n],
-                airtime: vec![Duration::ZERO; n],
-                ..NetStats::default()
-            },
         }
     }
 
@@ -153,6 +153,87 @@ impl SimNet {
         self.now
     }
 
+    fn work_now(&mut self) {
+        let now = self.now();
+        for (j, bytes) in self.channel.deliver(self.now) {
+            self.stations[j].handle_bytes(now, &bytes);
+        }
+        for i in 0..self.stations.len() {
+            let s = &mut self.stations[i];
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(now);
+            }
+            let mut txs = Vec::new();
+            while let Some(tx) = self.stations[i].poll_transmit(now) {
+                txs.push(tx);
+            }
+            for tx in txs {
+                self.channel.write(self.now, i, &tx);
+            }
+        }
+        self.channel.start(self.now);
+    }
+
+    fn next_event(&self) -> Option<Duration> {
+        let stations = self
+            .stations
+            .iter()
+            .filter_map(|s| s.poll_timeout())
+            .map(|t| t.saturating_duration_since(self.epoch));
+        stations
+            .chain(self.channel.next_event())
+            .filter(|&t| t > self.now)
+            .min()
+    }
+
+    /// Runs until `done` holds (checked after every step), nothing is left to
+    /// happen, or virtual time reaches `limit`.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut SimNet) -> bool,
+    ) -> RunEnd {
+        loop {
+            self.work_now();
+            if done(self) {
+                return RunEnd::Done;
+            }
+            match self.next_event() {
+                None => return RunEnd::Stalled,
+                Some(t) if t > limit => {
+                    self.now = limit;
+                    return RunEnd::TimeLimit;
+                }
+                Some(t) => self.now = t,
+            }
+        }
+    }
+}
+
+impl NetChannel {
+    /// A channel with `cfg` between `n` stations.
+    pub fn new(cfg: NetConfig, n: usize) -> NetChannel {
+        NetChannel {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            kiss: (0..n).map(|_| KissDeframer::default()).collect(),
+            n,
+            cfg,
+            queued: VecDeque::new(),
+            on_air: Vec::new(),
+            past: Vec::new(),
+            stats: NetStats {
+                transmissions: vec![0; n],
+                airtime: vec![Duration::ZERO; n],
+                ..NetStats::default()
+            },
+        }
+    }
+
+    /// The channel's settings.
+    pub fn config(&self) -> &NetConfig {
+        &self.cfg
+    }
+
     /// Whether someone's carrier is up at `t` (other than `except`'s).
     fn busy_until(&self, t: Duration, except: usize) -> Option<Duration> {
         self.on_air
@@ -162,8 +243,9 @@ impl SimNet {
             .max()
     }
 
-    /// Station `i` wrote `bytes` to its port now.
-    fn write(&mut self, i: usize, bytes: &[u8]) {
+    /// Station `i` wrote `bytes` to its port at `now` (a KISS stream of
+    /// frames, or bytes for a transparent radio); `start` puts it on air.
+    pub fn write(&mut self, now: Duration, i: usize, bytes: &[u8]) {
         let frames = match self.cfg.mode {
             Mode::Transparent => bytes.chunks(PIECE).map(<[u8]>::to_vec).collect(),
             Mode::Kiss => super::kiss_data_frames(&mut self.kiss[i], bytes),
@@ -180,7 +262,7 @@ impl SimNet {
             .map(|x| x.end)
             .max()
             .unwrap_or(Duration::ZERO);
-        let start = self.now.max(own_end);
+        let start = now.max(own_end);
         let bytes: usize = frames.iter().map(Vec::len).sum();
         let end = start + self.cfg.txdelay + self.cfg.airtime(bytes);
         self.queued.push_back(Tx {
@@ -192,17 +274,17 @@ impl SimNet {
         });
     }
 
-    /// Transmissions due now go on air, unless a TNC hears a carrier: then it
-    /// waits for the channel to clear and a random number of slots.
-    fn start_due(&mut self) {
+    /// Transmissions due at `now` go on air, unless a TNC hears a carrier:
+    /// then it waits for the channel to clear and a random number of slots.
+    pub fn start(&mut self, now: Duration) {
         let mut later = VecDeque::new();
         while let Some(mut tx) = self.queued.pop_front() {
-            if tx.start > self.now {
+            if tx.start > now {
                 later.push_back(tx);
                 continue;
             }
             if self.cfg.mode == Mode::Kiss {
-                if let Some(clear) = self.busy_until(self.now, tx.from) {
+                if let Some(clear) = self.busy_until(now, tx.from) {
                     let p = f64::from(self.cfg.persist) / 256.0 + 1.0 / 256.0;
                     let mut slots = 0u32;
                     while self.rng.gen::<f64>() >= p && slots < 64 {
@@ -228,9 +310,10 @@ impl SimNet {
         tx.start + self.cfg.txdelay + self.cfg.airtime(before)
     }
 
-    /// Pieces of transmissions that arrived by now reach everyone who could
-    /// hear them; a piece that overlapped another transmission is garbled.
-    fn deliver_due(&mut self) -> Vec<(usize, Vec<u8>)> {
+    /// Pieces of transmissions that arrived by `now` reach everyone who could
+    /// hear them, as (station, bytes for its port: KISS-framed on KISS); a
+    /// piece that overlapped another transmission is garbled.
+    pub fn deliver(&mut self, now: Duration) -> Vec<(usize, Vec<u8>)> {
         let mut out = Vec::new();
         for t in 0..self.on_air.len() {
             loop {
@@ -240,7 +323,7 @@ impl SimNet {
                     break;
                 }
                 let end = self.piece_end(tx, k);
-                if end > self.now {
+                if end > now {
                     break;
                 }
                 let begin = if k == 0 {
@@ -262,7 +345,7 @@ impl SimNet {
                 if collided {
                     self.stats.collisions += 1;
                 }
-                for j in 0..self.stations.len() {
+                for j in 0..self.n {
                     if j == from {
                         continue;
                     }
@@ -293,11 +376,11 @@ impl SimNet {
         let (done, still): (Vec<Tx>, Vec<Tx>) = self
             .on_air
             .drain(..)
-            .partition(|x| x.delivered >= x.frames.len() && x.end <= self.now);
+            .partition(|x| x.delivered >= x.frames.len() && x.end <= now);
         self.on_air = still;
         self.past.extend(done);
         // What ended long ago cannot overlap anything still to start.
-        let horizon = self.now.saturating_sub(Duration::from_secs(600));
+        let horizon = now.saturating_sub(Duration::from_secs(600));
         self.past.retain(|y| y.end > horizon);
         out
     }
@@ -330,67 +413,19 @@ impl SimNet {
         }
     }
 
-    fn work_now(&mut self) {
-        let now = self.now();
-        for (j, bytes) in self.deliver_due() {
-            self.stations[j].handle_bytes(now, &bytes);
-        }
-        for i in 0..self.stations.len() {
-            let s = &mut self.stations[i];
-            if s.poll_timeout().is_some_and(|t| t <= now) {
-                s.handle_timeout(now);
-            }
-            let mut txs = Vec::new();
-            while let Some(tx) = self.stations[i].poll_transmit(now) {
-                txs.push(tx);
-            }
-            for tx in txs {
-                self.write(i, &tx);
-            }
-        }
-        self.start_due();
-    }
-
-    fn next_event(&self) -> Option<Duration> {
-        let stations = self
-            .stations
-            .iter()
-            .filter_map(|s| s.poll_timeout())
-            .map(|t| t.saturating_duration_since(self.epoch));
+    /// When something next happens on the air (a queued start, a piece's
+    /// arrival, an end).
+    pub fn next_event(&self) -> Option<Duration> {
         let pieces = self
             .on_air
             .iter()
             .filter(|x| x.delivered < x.frames.len())
             .map(|x| self.piece_end(x, x.delivered));
-        let air = self
-            .queued
+        self.queued
             .iter()
             .map(|x| x.start)
             .chain(self.on_air.iter().map(|x| x.end))
-            .chain(pieces);
-        stations.chain(air).filter(|&t| t > self.now).min()
-    }
-
-    /// Runs until `done` holds (checked after every step), nothing is left to
-    /// happen, or virtual time reaches `limit`.
-    pub fn run_until(
-        &mut self,
-        limit: Duration,
-        mut done: impl FnMut(&mut SimNet) -> bool,
-    ) -> RunEnd {
-        loop {
-            self.work_now();
-            if done(self) {
-                return RunEnd::Done;
-            }
-            match self.next_event() {
-                None => return RunEnd::Stalled,
-                Some(t) if t > limit => {
-                    self.now = limit;
-                    return RunEnd::TimeLimit;
-                }
-                Some(t) => self.now = t,
-            }
-        }
+            .chain(pieces)
+            .min()
     }
 }
