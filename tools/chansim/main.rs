@@ -1,4 +1,5 @@
-//! chansim: joins two pseudo-terminals like a half-duplex radio channel.
+//! chansim: joins two pseudo-terminals like a half-duplex radio channel, or any
+//! number of them (`--link`, repeatable) like a shared simplex net.
 //!
 //! The channel itself (timing, errors, loss, collisions) is `radiosync::transport::sim`; this
 //! binary only moves bytes between the ptys and that model on the wall clock.
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
+use radiosync::sim::net::{NetChannel, NetConfig};
 use radiosync::sim::{Burst, Channel, ChannelConfig, ChannelStats, Mode, Outage, Side};
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
@@ -35,6 +37,11 @@ struct Args {
     /// Symlink to create for station B's serial port.
     #[arg(long)]
     link_b: PathBuf,
+    /// More stations on the same channel (a net): symlink for each one's serial port;
+    /// repeatable. With any, chansim runs the shared-channel model (`sim::net`):
+    /// every transmission reaches every other station, overlapping ones collide.
+    #[arg(long = "link")]
+    links: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "transparent")]
     mode: ModeArg,
     /// Air bitrate, bit/s.
@@ -233,11 +240,158 @@ fn main() -> anyhow::Result<()> {
         outages: args.outage.clone(),
         ..Default::default()
     };
-    let chan = Channel::new(cfg).context("channel settings")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if !args.links.is_empty() {
+        if args.burst_prob > 0.0 || !args.outage.is_empty() || args.txtail_ms > 0 {
+            bail!(
+                "--burst-prob, --outage and --txtail-ms are not modelled with more than two links"
+            );
+        }
+        let net = NetConfig {
+            mode: cfg.mode,
+            bitrate: cfg.bitrate,
+            txdelay: cfg.txdelay,
+            ber: cfg.ber,
+            frame_loss: cfg.frame_loss,
+            persist: cfg.persist,
+            slottime: cfg.slottime,
+            seed: cfg.seed,
+        };
+        return rt.block_on(run_net(args, net));
+    }
+    let chan = Channel::new(cfg).context("channel settings")?;
     rt.block_on(run(args, chan))
+}
+
+#[derive(Serialize)]
+struct NetStatsFile<'a> {
+    elapsed_s: f64,
+    links: Vec<String>,
+    transmissions: &'a [u64],
+    airtime_s: Vec<f64>,
+    collisions: u64,
+    lost: u64,
+    host: &'a [HostStats],
+}
+
+/// Any number of stations on one channel (`--link`): each pty's bytes are one
+/// transmission once its writer pauses for `--gap-ms` (a TNC keys up for the
+/// frames queued together; a transparent radio for a burst of bytes).
+async fn run_net(args: Args, cfg: NetConfig) -> anyhow::Result<()> {
+    let paths: Vec<PathBuf> = [args.link_a.clone(), args.link_b.clone()]
+        .into_iter()
+        .chain(args.links.iter().cloned())
+        .collect();
+    let mut ends = Vec::new();
+    for p in &paths {
+        ends.push(std::sync::Arc::new(pty::PtyEnd::create(p)?));
+    }
+    if !args.quiet {
+        for (p, e) in paths.iter().zip(&ends) {
+            eprintln!("chansim: {} -> {}", p.display(), e.slave_path.display());
+        }
+    }
+    let n = ends.len();
+    let mut chan = NetChannel::new(cfg, n);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<u8>)>(256);
+    for (i, end) in ends.iter().enumerate() {
+        let (end, tx) = (end.clone(), tx.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let Ok(mut g) = end.master.readable().await else {
+                    return;
+                };
+                match g.try_io(|fd| pty::read_master(fd.get_ref(), &mut buf)) {
+                    Ok(Ok(n)) if n > 0 => {
+                        if tx.send((i, buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(_would_block) => {}
+                }
+            }
+        });
+    }
+    drop(tx);
+    let start = Instant::now();
+    let gap = Duration::from_millis(args.gap_ms.max(1));
+    let mut pending: Vec<(Vec<u8>, Option<Duration>)> = vec![(Vec::new(), None); n];
+    let mut host: Vec<HostStats> = (0..n).map(|_| HostStats::default()).collect();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(args.stats_interval_ms.max(10)));
+    let write_stats = |chan: &NetChannel, host: &[HostStats]| -> anyhow::Result<()> {
+        let Some(path) = &args.stats else {
+            return Ok(());
+        };
+        let file = NetStatsFile {
+            elapsed_s: start.elapsed().as_secs_f64(),
+            links: paths.iter().map(|p| p.display().to_string()).collect(),
+            transmissions: &chan.stats.transmissions,
+            airtime_s: chan.stats.airtime.iter().map(|d| d.as_secs_f64()).collect(),
+            collisions: chan.stats.collisions,
+            lost: chan.stats.lost,
+            host,
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    };
+    write_stats(&chan, &host)?;
+    loop {
+        let now = start.elapsed();
+        // A writer that paused: what it wrote is one transmission.
+        for (i, (buf, last)) in pending.iter_mut().enumerate() {
+            if last.is_some_and(|t| now >= t + gap) && !buf.is_empty() {
+                chan.write(now, i, buf);
+                buf.clear();
+                *last = None;
+            }
+        }
+        chan.start(now);
+        for (j, bytes) in chan.deliver(now) {
+            host[j].bytes_dropped_host_busy += ends[j].write_to_host(&bytes) as u64;
+        }
+        chan.start(now);
+        let flush = pending.iter().filter_map(|(_, t)| t.map(|t| t + gap));
+        let wake = chan
+            .next_event()
+            .into_iter()
+            .chain(flush)
+            .map(|t| start + t.max(now))
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some((i, bytes)) => {
+                    pending[i].0.extend_from_slice(&bytes);
+                    pending[i].1 = Some(start.elapsed());
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = tick.tick() => write_stats(&chan, &host)?,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    write_stats(&chan, &host)?;
+    if !args.quiet {
+        let air: f64 = chan.stats.airtime.iter().map(|d| d.as_secs_f64()).sum();
+        eprintln!(
+            "chansim: {n} stations, {air:.1} s airtime in {} transmissions, {} collisions, {} frames lost",
+            chan.stats.transmissions.iter().sum::<u64>(),
+            chan.stats.collisions,
+            chan.stats.lost
+        );
+    }
+    Ok(())
 }
 
 async fn run(args: Args, chan: Channel) -> anyhow::Result<()> {
