@@ -1,11 +1,13 @@
 //! The shell around the pure engine: store work, the station that routes
 //! sessions over one link, the virtual-time harness, and the tokio loop.
 //!
-//! The loop is thin (quinn's `ConnectionDriver` style): write every pending
-//! transmission to the port at once, then wait for bytes from the port, the
-//! station's next deadline, the next scheduled sync, or shutdown. Everything
-//! else happens in `Station`, which the tests drive on virtual time.
+//! The loop is thin (quinn's `ConnectionDriver` style): `Driver::step`, write
+//! every pending transmission to the port at once, then wait for bytes from
+//! the port, the driver's next deadline, or shutdown. The sessions live in
+//! `Station`, the policy (rounds, calling again, time limit, budget, cancel
+//! grace) in `Driver`, both pure and driven by the tests on virtual time.
 
+pub mod driver;
 pub mod station;
 pub mod store_work;
 pub mod tcp;
@@ -23,6 +25,7 @@ use crate::frame::framer::kiss_setup;
 use crate::profile::{self, Framing, Profile};
 use crate::transport::{DataBits, FlowControl, LinkStatus, Parity, SerialSettings, StopBits};
 
+pub use driver::{Driver, Timer, CANCEL_GRACE};
 pub use station::{LinkLoss, Outcome, SessionView, Station, StationError};
 
 /// Host-side serial settings from a profile (9600 8N1 when it names none).
@@ -142,9 +145,6 @@ pub const MAX_ROUNDS: usize = 3;
 /// Times one `sync` calls again after losing a link it had heard the peer on.
 pub const MAX_RESUMES: usize = 3;
 
-/// After a cancel, how long the peers get to hear it before the loop returns.
-const CANCEL_GRACE: Duration = Duration::from_secs(10);
-
 async fn write_tx<L: AsyncWrite + Unpin>(link: &mut L, bytes: &[u8]) -> std::io::Result<()> {
     // One write_all per transmission: a TNC sends frames queued together in one key-up.
     link.write_all(bytes).await?;
@@ -177,23 +177,7 @@ where
     let profile = station.profile().clone();
     send_kiss_setup(link, &profile).await?;
     let mut opens = opts.link_status.as_ref().map_or(0, |s| s.opens());
-    let start = Instant::now();
-    let mut our_session = None;
-    let mut outcomes = Vec::new();
-    let mut resumes = 0;
-    let mut next_round = None;
-    match &opts.mode {
-        Mode::Sync { peer, budget } => {
-            let end = budget.map(|b| start + b);
-            our_session = Some(station.start_sync_within(start, peer, rand::random(), end)?);
-        }
-        Mode::Run { every: Some(_) } => next_round = Some(start),
-        Mode::Run { every: None } => {}
-    }
-    let deadline = opts.timeout.map(|t| start + t);
-    let mut cancelled_at: Option<Instant> = None;
-    let mut timed_out = false;
-    let mut next_tick = start;
+    let mut driver = Driver::start(opts.mode, opts.timeout, opts.tick, Instant::now(), station)?;
     let mut buf = vec![0u8; 4096];
     tokio::pin!(shutdown);
     let mut shutdown_seen = false;
@@ -206,100 +190,15 @@ where
                 send_kiss_setup(link, &profile).await?;
             }
         }
-        if station.poll_timeout().is_some_and(|t| t <= now) {
-            station.handle_timeout(now);
-        }
-        if let (Some(at), Mode::Run { every: Some(every) }) = (next_round, &opts.mode) {
-            if now >= at && cancelled_at.is_none() {
-                next_round = Some(now + *every);
-                let peers = station.store().peers()?;
-                for p in peers {
-                    if !station.busy_with(&p.name) {
-                        if let Err(e) = station.start_sync(now, &p.name, rand::random()) {
-                            obs.note(&format!("cannot call {}: {e}", p.name));
-                        }
-                    }
-                }
-            }
-        }
-        if deadline.is_some_and(|d| now >= d) && cancelled_at.is_none() {
-            timed_out = true;
-            cancelled_at = Some(now);
-            station.cancel_all(now);
+        if let Some(end) = driver.step(now, station, obs)? {
+            return Ok(end);
         }
         while let Some(tx) = station.poll_transmit(now) {
             write_tx(link, &tx).await?;
         }
-        while let Some(n) = station.poll_note() {
-            obs.note(&n);
-        }
-        while let Some(o) = station.poll_outcome() {
-            obs.outcome(&o);
-            if our_session != Some(o.session) {
-                continue;
-            }
-            if timed_out {
-                return Ok(End::TimedOut);
-            }
-            let Mode::Sync { peer, budget } = &opts.mode else {
-                continue;
-            };
-            let budget_end = budget.map(|b| start + b);
-            let budget_spent = o.left_for_budget > 0;
-            let ok = o.result.is_ok();
-            // A link lost after the peer was heard (its process restarted, the
-            // channel went away for a while): call again, resuming.
-            let lost = matches!(o.result, Err(crate::sync::SessionError::LinkLost))
-                && o.stats.frames_received > 0;
-            outcomes.push(o);
-            let rounds = outcomes.iter().filter(|o| o.result.is_ok()).count();
-            let more = ok && station.needs_another_round(peer)?;
-            let again =
-                !budget_spent && ((more && rounds < MAX_ROUNDS) || (lost && resumes < MAX_RESUMES));
-            if again && cancelled_at.is_none() {
-                if lost {
-                    resumes += 1;
-                    obs.note(&format!("calling {peer} again to resume"));
-                } else {
-                    obs.note(&format!(
-                        "rows remain to be sent in full: another session with {peer}"
-                    ));
-                }
-                our_session =
-                    Some(station.start_sync_within(now, peer, rand::random(), budget_end)?);
-            } else {
-                return Ok(End::Synced {
-                    outcomes,
-                    complete: ok && !more,
-                });
-            }
-        }
-        if let Some(c) = cancelled_at {
-            let quiet = !station.has_sessions();
-            if quiet || now >= c + CANCEL_GRACE {
-                return Ok(if shutdown_seen || !timed_out {
-                    End::Shutdown
-                } else {
-                    End::TimedOut
-                });
-            }
-        }
-        if now >= next_tick {
-            if station.has_sessions() {
-                obs.progress(&station.sessions());
-            }
-            next_tick = now + opts.tick;
-        }
-        let mut wake = next_tick;
-        for t in [station.poll_timeout(), next_round, deadline]
-            .into_iter()
-            .flatten()
-        {
-            wake = wake.min(t);
-        }
-        if let Some(c) = cancelled_at {
-            wake = wake.min(c + CANCEL_GRACE);
-        }
+        let wake = driver
+            .poll_timeout(station)
+            .unwrap_or(now + Duration::from_secs(3600));
         tokio::select! {
             r = link.read(&mut buf) => match r {
                 Ok(0) => return Err(DaemonError::Closed),
@@ -319,10 +218,7 @@ where
             _ = tokio::time::sleep_until(wake.into()) => {}
             _ = &mut shutdown, if !shutdown_seen => {
                 shutdown_seen = true;
-                let now = Instant::now();
-                obs.note("stopping: telling peers");
-                station.cancel_all(now);
-                cancelled_at = Some(now);
+                driver.shutdown(Instant::now(), station, obs);
             }
         }
     }
