@@ -168,3 +168,46 @@ fn a_budget_delivers_the_higher_class_and_leaves_the_rest_for_next_time() {
     drop(pair);
     assert_converged(&a, &b);
 }
+
+#[test]
+fn a_change_made_between_classes_is_not_claimed_by_the_next() {
+    let dir = scratch();
+    let (a, b) = prioritised_pair(dir.path());
+    let (sa, mut sb) = (Store::open(&a).unwrap(), Store::open(&b).unwrap());
+    let ib = sb.station().id;
+    let first = sa
+        .export_class_against(&ib, &sb.vector().unwrap(), None, None)
+        .unwrap();
+    assert_eq!(first.next, Some(2));
+    apply(&mut sb, &first.exported.bytes);
+    sa.transfer_keep_outgoing(
+        &ib,
+        BundleId::of(&first.exported.bytes),
+        &first.exported.bytes,
+    )
+    .unwrap();
+    sa.transfer_outgoing_applied(&ib).unwrap();
+    drop(sa);
+    // The application writes a class-2 row while the class-0 bundle is made.
+    update_people(&a, 77, 1);
+    let mut sa = Store::open(&a).unwrap();
+    sa.check_capture().unwrap();
+    let second = sa
+        .export_class_against(&ib, &sb.vector().unwrap(), Some(2), None)
+        .unwrap();
+    assert_eq!(
+        apply(&mut sb, &second.exported.bytes),
+        [("cms_post".to_string(), 12)]
+    );
+    // Its claim did not cover the new row: the next session sends it.
+    let rest = sa
+        .export_class_against(&ib, &sb.vector().unwrap(), None, None)
+        .unwrap();
+    assert_eq!(
+        apply(&mut sb, &rest.exported.bytes),
+        [("pr_person".to_string(), 1)]
+    );
+    drop((sa, sb));
+    let st = station_rows(&a, &b);
+    assert_eq!(st.0, st.1, "converged");
+}

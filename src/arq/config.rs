@@ -296,6 +296,9 @@ impl ArqConfig {
     /// per block, so a frame is lost when any block has more.
     pub fn frame_loss(&self, payload_len: usize, ber: f64, frame_loss: f64) -> f64 {
         let q = 1.0 - (1.0 - ber).powi(8);
+        if q >= 1.0 || frame_loss >= 1.0 {
+            return 1.0;
+        }
         let n = self.frame_bytes(payload_len);
         let delivered = match self.fec {
             Some(f) => {
@@ -320,7 +323,7 @@ impl ArqConfig {
             }
             None => (1.0 - q).powi((n + self.link_overhead) as i32),
         };
-        1.0 - (1.0 - frame_loss) * delivered
+        (1.0 - (1.0 - frame_loss) * delivered).clamp(0.0, 1.0)
     }
 
     /// `session_airtime` on a channel that loses frames (`frame_loss`) and

@@ -841,7 +841,8 @@ fn report_sync(
             } else if left > 0 {
                 eprintln!(
                     "radiosync: the budget of {} is spent: the highest priority classes went \
-                     first; {left} row(s) wait for the next sync",
+                     first; {left} row(s) of the class it reached, and any lower classes, wait \
+                     for the next sync",
                     human(budget.unwrap_or_default())
                 );
                 Ok(ExitCode::from(crate::cli::EXIT_UNFINISHED))

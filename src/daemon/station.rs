@@ -39,6 +39,8 @@ const BEACON_DEST: &str = "BEACON";
 const BROADCAST: u16 = 0xffff;
 /// A beacon due while sessions run waits at most this long before trying again.
 const BEACON_RETRY: Duration = Duration::from_secs(30);
+/// Beacons go out at most this often, whatever `run --beacon` says.
+const BEACON_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// A station's beacons are taken into the store at most this often.
 const BEACON_NOTE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -225,6 +227,7 @@ pub struct Station {
     next_beacon: Option<Instant>,
     /// Beacons taken into the store, per station: at most one per `BEACON_NOTE_INTERVAL`.
     beacons_noted: BTreeMap<StationId, Instant>,
+    last_beacon_write: Option<Instant>,
     /// When a session not yet accepted last transmitted.
     last_unproven_tx: Option<Instant>,
     /// Refusals sent in the current interval: (its start, how many).
@@ -381,6 +384,7 @@ impl Station {
             beacon_every: None,
             next_beacon: None,
             beacons_noted: BTreeMap::new(),
+            last_beacon_write: None,
             last_unproven_tx: None,
             refusal_window: None,
             carrier,
@@ -952,6 +956,7 @@ impl Station {
     /// `run --beacon`: announce this station every `every` (None: never), the
     /// first time at `first`. A beacon waits while a session runs.
     pub fn set_beacon(&mut self, every: Option<Duration>, first: Instant) {
+        let every = every.map(|e| e.max(BEACON_MIN_INTERVAL));
         self.beacon_every = every;
         self.next_beacon = every.map(|_| first);
     }
@@ -1013,6 +1018,14 @@ impl Station {
         {
             return;
         }
+        // Made-up stations each pass the check above: at most one write a second.
+        if self
+            .last_beacon_write
+            .is_some_and(|t| now < t + Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_beacon_write = Some(now);
         // Made-up stations must not grow this map without bound.
         if self.beacons_noted.len() >= 1024 {
             self.beacons_noted

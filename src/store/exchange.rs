@@ -361,6 +361,11 @@ pub struct SyncedRow {
     pub values: Vec<Value>,
 }
 
+/// How many priority classes the tables fall in.
+fn distinct_classes(prios: &[i64]) -> usize {
+    prios.iter().collect::<BTreeSet<_>>().len()
+}
+
 /// The next bundle of a session with priority classes (`Store::export_class_against`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassExport {
@@ -711,7 +716,10 @@ impl Store {
             .collect();
         classes.sort_unstable_by(|a, b| b.cmp(a));
         classes.dedup();
-        if below.is_none() && classes.len() <= 1 && max_bytes.is_none() {
+        // A backfill (a peer that gained columns gets whole tables again) goes
+        // in one bundle: its bookkeeping (`mark_backfills_sent`) is per bundle.
+        let backfilling = !self.backfills(peer)?.is_empty();
+        if backfilling || (below.is_none() && classes.len() <= 1 && max_bytes.is_none()) {
             return Ok(ClassExport {
                 exported: self.export_encoded_against(peer, Some(holds))?,
                 next: None,
@@ -726,8 +734,10 @@ impl Store {
                 .collect()
         };
         for (k, &c) in classes.iter().enumerate() {
+            // One class in all: every table, deltas named by base as usual.
+            let only = (distinct_classes(&prios) > 1).then(|| tables_of(c));
             let mut bundle =
-                self.export_with(peer, Some(holds), &BTreeSet::new(), Some(&tables_of(c)))?;
+                self.export_with(peer, Some(holds), &BTreeSet::new(), only.as_ref())?;
             let last = k + 1 == classes.len();
             if bundle.tables.is_empty() && !last {
                 continue;
@@ -736,13 +746,12 @@ impl Store {
             if let Some(max) = max_bytes {
                 left_for_budget = self.cut_to(peer, &mut bundle, max)?;
             }
-            let lower: BTreeSet<u16> = classes[k..].iter().flat_map(|&l| tables_of(l)).collect();
             let sent: BTreeSet<(u16, Tag)> = bundle
                 .tables
                 .iter()
                 .flat_map(|t| t.rows.iter().map(move |r| (t.table, r.tag)))
                 .collect();
-            let gaps = self.first_lacking(peer, holds, &lower, &sent)?;
+            let gaps = self.first_lacking(peer, holds, &sent)?;
             for (origin, seq) in &gaps {
                 if let Some(e) = bundle.sender_vector.0.get_mut(origin) {
                     *e = (*e).min(seq.saturating_sub(1));
@@ -845,7 +854,8 @@ impl Store {
                 .filter(|&i| prios[i] == c)
                 .map(|i| i as u16)
                 .collect();
-            let bundle = self.export_with(peer, None, &BTreeSet::new(), Some(&only))?;
+            let only = (distinct_classes(&prios) > 1).then_some(only);
+            let bundle = self.export_with(peer, None, &BTreeSet::new(), only.as_ref())?;
             if bundle.tables.is_empty() {
                 continue;
             }
@@ -871,31 +881,34 @@ impl Store {
     }
 
     /// Versions `peer` applied from bundles that claimed less than they carried
-    /// (priority classes), as (table index, tag); those its vector now covers
-    /// are forgotten.
+    /// (priority classes), as (table index, tag). Those its vector `holds` now
+    /// covers are moot, and those whose bundle's claim it no longer holds
+    /// (restored from a backup) are void: both are forgotten when `prune`.
     fn delivered_beyond_claim(
         &self,
         peer: &StationId,
-        confirmed: &VersionVector,
+        holds: &VersionVector,
+        prune: bool,
     ) -> Result<BTreeSet<(u16, Tag)>, StoreError> {
         let key = peer.0.to_vec();
-        let rows: Vec<(String, Vec<u8>, i64)> = self
+        let rows: Vec<(String, Vec<u8>, i64, i64)> = self
             .conn
-            .prepare_cached("SELECT tbl, origin, seq FROM rs_peer_sent WHERE peer = ?1")?
-            .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .prepare_cached("SELECT tbl, origin, seq, claim FROM rs_peer_sent WHERE peer = ?1")?
+            .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<_, _>>()?;
         let mut out = BTreeSet::new();
-        for (t, o, s) in rows {
+        for (t, o, s, claim) in rows {
             let tag = Tag {
                 origin: station_id_from(o.clone())?,
                 seq: s.max(0) as u64,
             };
             let table = self.tables.iter().position(|i| i.name == t);
+            let still_held = holds.get(&tag.origin) >= claim.max(0) as u64;
             match table {
-                Some(i) if !confirmed.covers(&tag) => {
+                Some(i) if !holds.covers(&tag) && still_held => {
                     out.insert((i as u16, tag));
                 }
-                _ if !self.read_only => {
+                _ if prune && !self.read_only => {
                     self.conn.execute(
                         "DELETE FROM rs_peer_sent WHERE peer = ?1 AND tbl = ?2 AND origin = ?3 AND seq = ?4",
                         params![key, t, o, s],
@@ -907,36 +920,70 @@ impl Store {
         Ok(out)
     }
 
-    /// Per origin, the lowest sequence of a change in `tables` that `peer`
-    /// (holding `holds`) lacks, an export would send it, and `sent` does not carry.
+    /// Per origin, the lowest sequence the claim of a bundle carrying `sent`
+    /// must stay below: of every version `peer` (holding `holds`) has not seen
+    /// of a row an export would still send it (superseded versions too, or a
+    /// later delta would name a base the peer never got). Over every table
+    /// shared with the peer, as the export reads them.
     fn first_lacking(
         &self,
         peer: &StationId,
         holds: &VersionVector,
-        tables: &BTreeSet<u16>,
         sent: &BTreeSet<(u16, Tag)>,
     ) -> Result<BTreeMap<StationId, u64>, StoreError> {
         let mut out: BTreeMap<StationId, u64> = BTreeMap::new();
-        let delivered = self.delivered_beyond_claim(peer, holds)?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT r.origin, r.seq FROM rs_row r WHERE r.tbl = ?1
-               AND NOT EXISTS (SELECT 1 FROM rs_held h WHERE h.tbl = r.tbl AND h.uuid = r.uuid)",
-        )?;
-        for &t in tables {
-            let rows = stmt.query_map([&self.tables[t as usize].name], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (o, s) = row?;
-                let tag = Tag {
-                    origin: station_id_from(o)?,
-                    seq: s.max(0) as u64,
-                };
-                if tag.origin != *peer
-                    && !holds.covers(&tag)
-                    && !delivered.contains(&(t, tag))
-                    && !sent.contains(&(t, tag))
-                {
+        let delivered = self.delivered_beyond_claim(peer, holds, true)?;
+        let shared = self.shared_tables(peer)?;
+        let unseen = |tag: &Tag| tag.origin != *peer && !holds.covers(tag);
+        for (i, info) in self.tables.iter().enumerate() {
+            if !shared[i] {
+                continue;
+            }
+            let t = i as u16;
+            let qt = quote_ident(&info.name);
+            let mut rows = self.conn.prepare(&format!(
+                "SELECT r.uuid, r.origin, r.seq FROM rs_row r WHERE r.tbl = ?1
+                   AND NOT EXISTS (SELECT 1 FROM rs_held h WHERE h.tbl = r.tbl AND h.uuid = r.uuid)
+                   AND (EXISTS (SELECT 1 FROM {qt} a WHERE a.uuid = r.uuid)
+                        OR EXISTS (SELECT 1 FROM rs_tomb m WHERE m.tbl = r.tbl AND m.uuid = r.uuid))"
+            ))?;
+            let lacking: Vec<String> = rows
+                .query_map([&info.name], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .map(|r| {
+                    let (u, o, s) = r?;
+                    let tag = Tag {
+                        origin: station_id_from(o)?,
+                        seq: s.max(0) as u64,
+                    };
+                    let owed =
+                        unseen(&tag) && !delivered.contains(&(t, tag)) && !sent.contains(&(t, tag));
+                    Ok(owed.then_some(u))
+                })
+                .filter_map(|r: Result<Option<String>, StoreError>| r.transpose())
+                .collect::<Result<_, _>>()?;
+            for uuid in lacking {
+                for (tag, _) in history(&self.conn, &info.name, &uuid)? {
+                    if unseen(&tag) {
+                        let e = out.entry(tag.origin).or_insert(tag.seq);
+                        *e = (*e).min(tag.seq);
+                    }
+                }
+                let current: Option<(Vec<u8>, i64)> = self
+                    .conn
+                    .prepare_cached("SELECT origin, seq FROM rs_row WHERE tbl = ?1 AND uuid = ?2")?
+                    .query_row(params![info.name, uuid], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((o, s)) = current {
+                    let tag = Tag {
+                        origin: station_id_from(o)?,
+                        seq: s.max(0) as u64,
+                    };
                     let e = out.entry(tag.origin).or_insert(tag.seq);
                     *e = (*e).min(tag.seq);
                 }
@@ -975,10 +1022,12 @@ impl Store {
             .filter(|(_, sent_at)| sent_at.is_none_or(|s| p.confirmed.get(&me) < s))
             .map(|(t, _)| t)
             .collect();
-        let delivered = self.delivered_beyond_claim(peer, &p.confirmed)?;
+        let delivered = self.delivered_beyond_claim(peer, &p.confirmed, holds.is_some())?;
         // Deltas name their row by base tag, unless the peer asked for a tag we
         // could not map back to a row: then every delta carries its uuid again.
-        let by_base = !p.unplaced;
+        // A class's bundle (`only`) names every row by uuid: see
+        // `transfer_outgoing_applied` for why a chain of bundles needs that.
+        let by_base = !p.unplaced && only.is_none();
         let shared = self.shared_tables(peer)?;
         let mut tables = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {

@@ -1023,6 +1023,7 @@ impl Store {
             ("rs_transfer", "peer"),
             ("rs_transfer_chunk", "peer"),
             ("rs_peer_backfill", "peer"),
+            ("rs_peer_sent", "peer"),
             ("rs_peer", "uuid"),
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [&key])?;

@@ -399,8 +399,18 @@ impl Store {
         let p = self
             .peer_by_id(&f.sender)?
             .ok_or(StoreError::UnknownPeer(f.sender))?;
+        let (sender, dict) = (f.sender, f.dict);
+        let done = self.import_file_checked(f, p)?;
         // Our answers may use the dictionary we share with the sender.
-        self.set_peer_dict(&f.sender, f.dict)?;
+        self.set_peer_dict(&sender, dict)?;
+        Ok(done)
+    }
+
+    fn import_file_checked(
+        &mut self,
+        f: ReconFile,
+        p: super::PeerInfo,
+    ) -> Result<(String, Option<ImportReport>), StoreError> {
         match f.kind {
             FileKind::Offer => {
                 if f.sums.is_empty() || f.sums.len() as u64 > MAX_SKETCH_CAPACITY {

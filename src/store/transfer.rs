@@ -173,10 +173,23 @@ impl Store {
             for row in &tc.rows {
                 // A priority class's bundle claims less than it carries: remember
                 // what the peer now holds beyond its vector, so it is not sent again.
-                if !bundle.sender_vector.covers(&row.tag) {
+                // Not a delta named by its base tag: if the peer could not place
+                // one, its want for it is by tag, which a later claim clears. (A
+                // row named by uuid it could not place, it asks for by uuid, and
+                // that want stands until the row comes.) With the claim's entry for
+                // the row's origin: a peer whose vector is below it again
+                // (restored from a backup) holds none of it.
+                if !bundle.sender_vector.covers(&row.tag) && !row.by_base() {
                     self.conn.execute(
-                        "INSERT OR IGNORE INTO rs_peer_sent (peer, tbl, origin, seq) VALUES (?1, ?2, ?3, ?4)",
-                        params![peer.0.to_vec(), info.name, row.tag.origin.0.to_vec(), row.tag.seq as i64],
+                        "INSERT OR IGNORE INTO rs_peer_sent (peer, tbl, origin, seq, claim)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            peer.0.to_vec(),
+                            info.name,
+                            row.tag.origin.0.to_vec(),
+                            row.tag.seq as i64,
+                            bundle.sender_vector.get(&row.tag.origin) as i64
+                        ],
                     )?;
                 }
                 if matches!(row.body, RowBody::Full(_)) {
