@@ -148,6 +148,9 @@ impl Driver {
             if self.our_session != Some(o.session) {
                 continue;
             }
+            if self.shutdown_seen {
+                return Ok(Some(End::Shutdown));
+            }
             if self.timed_out {
                 return Ok(Some(End::TimedOut));
             }
@@ -335,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn the_time_limit_cancels_and_ends_within_the_grace() {
+    fn the_time_limit_cancels_and_ends_by_the_end_of_the_grace() {
         let dir = tempfile::tempdir().unwrap();
         let mut pair = pair_with_work(dir.path(), 300);
         let mode = Mode::Sync {
@@ -350,6 +353,8 @@ mod tests {
             &mut Notes::default(),
         );
         assert!(matches!(end, Some(End::TimedOut)), "{end:?}");
+        // Not before the limit; at the latest when the cancel's grace runs out
+        // (at 1200 bit/s the peer's long turn can outlast it).
         assert!(
             t >= Duration::from_secs(20) && t <= Duration::from_secs(20) + CANCEL_GRACE,
             "{t:?}"

@@ -190,11 +190,19 @@ where
                 send_kiss_setup(link, &profile).await?;
             }
         }
-        if let Some(end) = driver.step(now, station, obs)? {
-            return Ok(end);
-        }
+        let end = driver.step(now, station, obs)?;
+        // Sending can end a session (on TCP, the ack of the peer's Done): step
+        // again at once after writing, and never leave written work behind.
+        let mut wrote = false;
         while let Some(tx) = station.poll_transmit(now) {
             write_tx(link, &tx).await?;
+            wrote = true;
+        }
+        if let Some(end) = end {
+            return Ok(end);
+        }
+        if wrote {
+            continue;
         }
         let wake = driver
             .poll_timeout(station)
