@@ -893,11 +893,21 @@ fn main() -> anyhow::Result<()> {
     if !quick {
         println!("## Grid (seed {})\n", SEEDS[0]);
         print_header();
+        // `radiosync plan` against the measured airtime, over the cells that converged.
+        let (mut lo, mut hi, mut cells) = (f64::INFINITY, 0.0f64, 0);
         for c in grid(SEEDS[0]) {
             let o = run_cell(&w, &c, &cell_dir, false)?;
             print_row(&c, &o);
+            if o.converged {
+                let r = o.plan.as_secs_f64() / o.airtime.as_secs_f64();
+                (lo, hi, cells) = (lo.min(r), hi.max(r), cells + 1);
+            }
         }
-        println!();
+        println!(
+            "\nplan / measured airtime over the {cells} converged cells: {lo:.2} to {hi:.2} \
+             (required: within 0.80 to 1.20: {})\n",
+            if lo >= 0.8 && hi <= 1.2 { "yes" } else { "NO" }
+        );
     }
 
     println!("## Targets (mean and worst of seeds {SEEDS:?})\n");
