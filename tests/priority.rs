@@ -28,6 +28,13 @@ fn prioritised_pair(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Pa
     (a, b)
 }
 
+/// `from` learns that `peer` applied `bytes`, as a session's Applied tells it.
+fn confirmed(from: &Store, peer: &radiosync::delta::StationId, bytes: &[u8]) {
+    from.transfer_keep_outgoing(peer, BundleId::of(bytes), bytes)
+        .unwrap();
+    from.transfer_outgoing_applied(peer).unwrap();
+}
+
 /// Imports `bytes` at `to`: (table, rows applied) per table the bundle carried.
 fn apply(to: &mut Store, bytes: &[u8]) -> Vec<(String, u64)> {
     let rep = to.import_bundle_bytes(bytes).unwrap();
@@ -50,9 +57,7 @@ fn the_higher_class_goes_first_and_claims_nothing_it_leaves_behind() {
     let first = first.exported;
     assert_eq!(apply(&mut sb, &first.bytes), [("pr_person".to_string(), 9)]);
     // B confirms it, as its Applied does in a session.
-    sa.transfer_keep_outgoing(&ib, BundleId::of(&first.bytes), &first.bytes)
-        .unwrap();
-    sa.transfer_outgoing_applied(&ib).unwrap();
+    confirmed(&sa, &ib, &first.bytes);
     // Cut short here. B's vector does not claim the posts, which were changed
     // before the people: the next session sends the posts, and only them.
     let after_first = sb.vector().unwrap();
@@ -180,13 +185,7 @@ fn a_change_made_between_classes_is_not_claimed_by_the_next() {
         .unwrap();
     assert_eq!(first.next, Some(2));
     apply(&mut sb, &first.exported.bytes);
-    sa.transfer_keep_outgoing(
-        &ib,
-        BundleId::of(&first.exported.bytes),
-        &first.exported.bytes,
-    )
-    .unwrap();
-    sa.transfer_outgoing_applied(&ib).unwrap();
+    confirmed(&sa, &ib, &first.exported.bytes);
     drop(sa);
     // The application writes a class-2 row while the class-0 bundle is made.
     update_people(&a, 77, 1);

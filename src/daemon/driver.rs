@@ -283,6 +283,18 @@ mod tests {
         )
     }
 
+    fn sync_b(budget: Option<Duration>) -> Mode {
+        Mode::Sync {
+            peer: "B".into(),
+            budget,
+        }
+    }
+
+    /// Drives to the end (an hour of virtual time at most), notes dropped.
+    fn drive_to_end(pair: &mut SimPair, d: &mut Driver) -> (Option<End>, Duration) {
+        drive(pair, d, Duration::from_secs(3600), &mut Notes::default())
+    }
+
     fn start(pair: &mut SimPair, mode: Mode, timeout: Option<Duration>) -> Driver {
         let now = pair.link.now();
         let a = pair.station(Side::A).unwrap();
@@ -293,17 +305,9 @@ mod tests {
     fn a_sync_ends_with_its_outcome_and_everything_sent() {
         let dir = tempfile::tempdir().unwrap();
         let mut pair = pair_with_work(dir.path(), 20);
-        let mode = Mode::Sync {
-            peer: "B".into(),
-            budget: None,
-        };
+        let mode = sync_b(None);
         let mut d = start(&mut pair, mode, None);
-        match drive(
-            &mut pair,
-            &mut d,
-            Duration::from_secs(3600),
-            &mut Notes::default(),
-        ) {
+        match drive_to_end(&mut pair, &mut d) {
             (Some(End::Synced { outcomes, complete }), _) => {
                 assert!(complete);
                 assert_eq!(outcomes.len(), 1);
@@ -316,17 +320,9 @@ mod tests {
     fn a_budget_spent_ends_the_sync_without_another_session() {
         let dir = tempfile::tempdir().unwrap();
         let mut pair = pair_with_work(dir.path(), 300);
-        let mode = Mode::Sync {
-            peer: "B".into(),
-            budget: Some(Duration::from_secs(60)),
-        };
+        let mode = sync_b(Some(Duration::from_secs(60)));
         let mut d = start(&mut pair, mode, None);
-        match drive(
-            &mut pair,
-            &mut d,
-            Duration::from_secs(3600),
-            &mut Notes::default(),
-        ) {
+        match drive_to_end(&mut pair, &mut d) {
             (Some(End::Synced { outcomes, complete }), t) => {
                 assert!(!complete);
                 assert_eq!(outcomes.len(), 1, "no second session");
@@ -341,17 +337,9 @@ mod tests {
     fn the_time_limit_cancels_and_ends_by_the_end_of_the_grace() {
         let dir = tempfile::tempdir().unwrap();
         let mut pair = pair_with_work(dir.path(), 300);
-        let mode = Mode::Sync {
-            peer: "B".into(),
-            budget: None,
-        };
+        let mode = sync_b(None);
         let mut d = start(&mut pair, mode, Some(Duration::from_secs(20)));
-        let (end, t) = drive(
-            &mut pair,
-            &mut d,
-            Duration::from_secs(3600),
-            &mut Notes::default(),
-        );
+        let (end, t) = drive_to_end(&mut pair, &mut d);
         assert!(matches!(end, Some(End::TimedOut)), "{end:?}");
         // Not before the limit; at the latest when the cancel's grace runs out
         // (at 1200 bit/s the peer's long turn can outlast it).
