@@ -594,6 +594,7 @@ fn main() -> Result<()> {
         resume: Some(Resume {
             id: BundleId(0x0123_4567_89ab_cdef),
             stored: 300,
+            later: vec![(500, 200), (900, 100)],
         }),
         fingerprint: Some(0x0fed_cba9_8765_4321),
         refuses_push: true,

@@ -133,7 +133,11 @@ fn resumed_transfer_reads_capture_show() {
                 schema: SchemaFingerprint(5),
                 dict_id: 0,
                 vector: VersionVector::default(),
-                resume: Some(Resume { id, stored: 700 }),
+                resume: Some(Resume {
+                    id,
+                    stored: 700,
+                    later: Vec::new(),
+                }),
                 fingerprint: None,
                 refuses_push: false,
                 auth: None,

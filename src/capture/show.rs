@@ -134,8 +134,12 @@ pub fn describe_message(bytes: &[u8]) -> String {
                 h.dict_id,
                 h.vector.0.len()
             );
-            if let Some(r) = h.resume {
+            if let Some(r) = &h.resume {
                 let _ = write!(s, ", resume {} at {}", r.id, r.stored);
+                if !r.later.is_empty() {
+                    let held: u64 = r.later.iter().map(|p| p.1).sum();
+                    let _ = write!(s, " (+{held} B in {} pieces past it)", r.later.len());
+                }
             }
             if let Some(f) = h.fingerprint {
                 let _ = write!(s, ", fingerprint {f:016x}");

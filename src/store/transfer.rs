@@ -79,20 +79,27 @@ impl Store {
                         Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                // Chunks are contiguous from 0 by construction; stop at any gap.
+                // Chunks never overlap (`transfer_save_chunk`): the prefix from
+                // 0, then the pieces past the first gap, touching ones joined.
+                let total = total.max(0) as u64;
                 let mut bytes = Vec::new();
+                let mut later: Vec<(u64, Vec<u8>)> = Vec::new();
                 for (off, c) in chunks {
-                    if off as usize != bytes.len() {
+                    let off = off.max(0) as u64;
+                    if off + c.len() as u64 > total {
                         break;
                     }
-                    bytes.extend_from_slice(&c);
+                    match later.last_mut() {
+                        None if off == bytes.len() as u64 => bytes.extend_from_slice(&c),
+                        Some((o, b)) if *o + b.len() as u64 == off => b.extend_from_slice(&c),
+                        _ => later.push((off, c)),
+                    }
                 }
-                let total = total.max(0) as u64;
-                bytes.truncate(total as usize);
                 Some(PartialIncoming {
                     id: BundleId(id as u64),
                     total_len: total,
                     bytes,
+                    later,
                 })
             }
         };
@@ -229,8 +236,8 @@ impl Store {
         Ok(())
     }
 
-    /// Append one chunk to the partial of bundle `id`. A chunk for another
-    /// bundle, or at an offset other than the stored length, is refused.
+    /// Store one chunk of the partial of bundle `id`. A chunk for another
+    /// bundle, past its end, or over bytes already stored, is refused.
     pub fn transfer_save_chunk(
         &self,
         peer: &StationId,
@@ -240,26 +247,29 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = peer.0.to_vec();
         let tx = self.conn.unchecked_transaction()?;
-        let head: Option<i64> = tx
+        let head: Option<(i64, i64)> = tx
             .query_row(
-                "SELECT id FROM rs_transfer WHERE peer = ?1 AND dir = 'in'",
+                "SELECT id, total FROM rs_transfer WHERE peer = ?1 AND dir = 'in'",
                 [&key],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        if head != Some(id_sql(id)) {
+        let Some((_, total)) = head.filter(|h| h.0 == id_sql(id)) else {
             return Err(StoreError::Malformed(format!(
                 "chunk of bundle {id} without its partial transfer"
             )));
-        }
-        let stored: i64 = tx.query_row(
-            "SELECT coalesce(sum(length(bytes)), 0) FROM rs_transfer_chunk WHERE peer = ?1",
-            [&key],
+        };
+        let end = offset + bytes.len() as u64;
+        let overlaps: i64 = tx.query_row(
+            "SELECT count(*) FROM rs_transfer_chunk
+             WHERE peer = ?1 AND off < ?2 AND off + length(bytes) > ?3",
+            params![key, end as i64, offset as i64],
             |r| r.get(0),
         )?;
-        if stored as u64 != offset {
+        if overlaps > 0 || end > total.max(0) as u64 {
             return Err(StoreError::Malformed(format!(
-                "chunk at offset {offset} of bundle {id}, but {stored} bytes are stored"
+                "chunk of {} bytes at offset {offset} of bundle {id} overlaps stored bytes or its end",
+                bytes.len()
             )));
         }
         tx.execute(
@@ -319,8 +329,9 @@ mod tests {
         s.transfer_begin_partial(&p, BundleId(9), 10).unwrap();
         s.transfer_save_chunk(&p, BundleId(9), 0, b"abcd").unwrap();
         s.transfer_save_chunk(&p, BundleId(9), 4, b"ef").unwrap();
-        // Out of order and wrong bundle are refused, nothing stored.
+        // Over stored bytes, past the end and wrong bundle are refused, nothing stored.
         assert!(s.transfer_save_chunk(&p, BundleId(9), 3, b"x").is_err());
+        assert!(s.transfer_save_chunk(&p, BundleId(9), 9, b"xy").is_err());
         assert!(s.transfer_save_chunk(&p, BundleId(8), 6, b"x").is_err());
         let st = s.transfer_state(&p).unwrap();
         assert_eq!(st.outgoing, Some(KeptOutgoing { id, bytes: bundle }));
@@ -329,9 +340,16 @@ mod tests {
             Some(PartialIncoming {
                 id: BundleId(9),
                 total_len: 10,
-                bytes: b"abcdef".to_vec()
+                bytes: b"abcdef".to_vec(),
+                later: Vec::new(),
             })
         );
+        // A piece past a gap is held apart, and joins a touching one.
+        s.transfer_save_chunk(&p, BundleId(9), 8, b"i").unwrap();
+        s.transfer_save_chunk(&p, BundleId(9), 9, b"j").unwrap();
+        let held = s.transfer_state(&p).unwrap().incoming.unwrap();
+        assert_eq!(held.bytes, b"abcdef");
+        assert_eq!(held.later, vec![(8, b"ij".to_vec())]);
         // Discarding another bundle's partial leaves this one.
         s.transfer_discard_partial(&p, BundleId(8)).unwrap();
         assert!(s.transfer_state(&p).unwrap().incoming.is_some());

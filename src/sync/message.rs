@@ -62,14 +62,36 @@ impl std::fmt::Display for BundleId {
     }
 }
 
-/// Where an interrupted incoming bundle stands: its id and how many of its
-/// bytes the receiver has stored.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// Most pieces past the stored prefix a `Resume` names (a broadcast heard
+/// with gaps); pieces beyond them are sent again.
+pub const MAX_RESUME_PIECES: usize = 32;
+
+/// Where an interrupted incoming bundle stands: its id, how many of its bytes
+/// the receiver has stored from the start, and the pieces it holds past them.
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Resume {
     /// The bundle.
     pub id: BundleId,
     /// Bytes of it the receiver holds, from the start.
     pub stored: u64,
+    /// Pieces (offset, length) held past `stored`: ascending, apart, never
+    /// empty, at most `MAX_RESUME_PIECES`. The sender skips them.
+    pub later: Vec<(u64, u64)>,
+}
+
+impl Resume {
+    fn later_len(&self) -> usize {
+        if self.later.is_empty() {
+            return 0;
+        }
+        let mut n = varint_len(self.later.len() as u64);
+        let mut end = self.stored;
+        for &(off, len) in &self.later {
+            n += varint_len(off - end) + varint_len(len);
+            end = off + len;
+        }
+        n
+    }
 }
 
 /// The first message each way: who is talking and what it holds.
@@ -324,6 +346,9 @@ pub enum MessageError {
     /// A chunk or fragment with no bytes.
     #[error("chunk or fragment carries no bytes")]
     EmptyChunk,
+    /// Resume pieces that overlap, touch, are empty, or are too many.
+    #[error("resume pieces not apart, ascending and at most {MAX_RESUME_PIECES}")]
+    BadPieces,
     /// A list of 4-byte items whose length is not a multiple of 4.
     #[error("{0} bytes of 4-byte items")]
     RaggedItems(usize),
@@ -378,7 +403,9 @@ impl Message {
                     + 4
                     + 4
                     + vector_len(&h.vector)
-                    + h.resume.map_or(0, |r| 8 + varint_len(r.stored))
+                    + h.resume
+                        .as_ref()
+                        .map_or(0, |r| 8 + varint_len(r.stored) + r.later_len())
                     + h.fingerprint.map_or(0, |_| 8)
                     + h.auth.map_or(0, |_| 8 + crate::auth::PROOF_LEN)
             }
@@ -420,7 +447,8 @@ impl Message {
                     | (u8::from(h.resume.is_some()) << 1)
                     | (u8::from(h.fingerprint.is_some()) << 2)
                     | (u8::from(h.auth.is_some()) << 3)
-                    | (u8::from(h.refuses_push) << 4);
+                    | (u8::from(h.refuses_push) << 4)
+                    | (u8::from(h.resume.as_ref().is_some_and(|r| !r.later.is_empty())) << 5);
                 buf.push(flags);
                 buf.extend_from_slice(&h.station.0);
                 let call = &h.callsign.as_bytes()[..h.callsign.len().min(MAX_CALLSIGN)];
@@ -429,9 +457,19 @@ impl Message {
                 buf.extend_from_slice(&h.schema.0.to_le_bytes());
                 buf.extend_from_slice(&h.dict_id.to_le_bytes());
                 put_vector(buf, &h.vector);
-                if let Some(r) = h.resume {
+                if let Some(r) = &h.resume {
                     buf.extend_from_slice(&r.id.0.to_le_bytes());
                     put_varint(buf, r.stored);
+                    if !r.later.is_empty() {
+                        // Each piece as its gap from the last one's end, then its length.
+                        put_varint(buf, r.later.len() as u64);
+                        let mut end = r.stored;
+                        for &(off, len) in &r.later {
+                            put_varint(buf, off - end);
+                            put_varint(buf, len);
+                            end = off + len;
+                        }
+                    }
                 }
                 if let Some(f) = h.fingerprint {
                     buf.extend_from_slice(&f.to_le_bytes());
@@ -514,7 +552,7 @@ impl Message {
             TYPE_HELLO => {
                 let version = r.u8()?;
                 let flags = r.u8()?;
-                if flags & !0b1_1111 != 0 {
+                if flags & !0b11_1111 != 0 || (flags & 0b10_0000 != 0 && flags & 0b10 == 0) {
                     return Err(MessageError::BadFlags(flags));
                 }
                 let station = StationId(r.array::<16>()?);
@@ -530,7 +568,24 @@ impl Message {
                 let resume = if flags & 0b10 != 0 {
                     let id = BundleId(u64::from_le_bytes(r.array::<8>()?));
                     let stored = r.varint()?;
-                    Some(Resume { id, stored })
+                    let mut later = Vec::new();
+                    if flags & 0b10_0000 != 0 {
+                        let n = r.varint()?;
+                        if n == 0 || n > MAX_RESUME_PIECES as u64 {
+                            return Err(MessageError::BadPieces);
+                        }
+                        let mut end = stored;
+                        for _ in 0..n {
+                            let (gap, len) = (r.varint()?, r.varint()?);
+                            let off = end.checked_add(gap).ok_or(MessageError::BadPieces)?;
+                            end = off.checked_add(len).ok_or(MessageError::BadPieces)?;
+                            if gap == 0 || len == 0 {
+                                return Err(MessageError::BadPieces);
+                            }
+                            later.push((off, len));
+                        }
+                    }
+                    Some(Resume { id, stored, later })
                 } else {
                     None
                 };
@@ -781,6 +836,7 @@ mod tests {
             resume: Some(Resume {
                 id: BundleId(0x0102_0304_0506_0708),
                 stored: 129,
+                later: Vec::new(),
             }),
             fingerprint: Some(0x1122_3344_5566_7788),
             refuses_push: false,
@@ -972,6 +1028,7 @@ mod tests {
                 resume: Some(Resume {
                     id: BundleId(5),
                     stored: 1 << 20,
+                    later: vec![(1 << 21, 300), (1 << 22, 1)],
                 }),
                 fingerprint: Some(u64::MAX),
                 refuses_push: false,

@@ -154,12 +154,27 @@ pub enum Start {
     },
 }
 
+/// The held pieces lie past the prefix, ascending, apart, within the bundle.
+fn pieces_fit(p: &PartialIncoming, total: u64) -> bool {
+    let mut end = p.bytes.len() as u64;
+    for (off, b) in &p.later {
+        if *off <= end || b.is_empty() {
+            return false;
+        }
+        end = off + b.len() as u64;
+    }
+    end <= total
+}
+
 /// An incoming bundle being put together from its chunks.
 #[derive(Debug)]
 pub struct BundleReassembly {
     id: BundleId,
     total: u64,
     buf: Vec<u8>,
+    /// Pieces held past `buf` (from a broadcast heard with gaps): the sender
+    /// skips them, and they join `buf` when it reaches them.
+    later: std::collections::VecDeque<(u64, Vec<u8>)>,
     /// Sent by the peer as a kept bundle (`more`): a fresh one follows it.
     resumed: bool,
 }
@@ -184,9 +199,14 @@ impl BundleReassembly {
                 max: max_bundle,
             });
         }
-        let (buf, start) = match stored {
-            Some(p) if p.id == id && p.total_len == total && offset == p.bytes.len() as u64 => {
-                (p.bytes, Start::Continues)
+        let (buf, later, start) = match stored {
+            Some(p)
+                if p.id == id
+                    && p.total_len == total
+                    && offset == p.bytes.len() as u64
+                    && pieces_fit(&p, total) =>
+            {
+                (p.bytes, p.later.into(), Start::Continues)
             }
             other if offset != 0 => {
                 let stored = other.map_or(0, |p| p.bytes.len() as u64);
@@ -194,24 +214,29 @@ impl BundleReassembly {
             }
             other => (
                 Vec::new(),
+                Default::default(),
                 Start::Fresh {
                     discard: other.map(|p| p.id),
                 },
             ),
         };
-        let r = BundleReassembly {
+        let mut r = BundleReassembly {
             id,
             total,
             buf,
+            later,
             resumed: more,
         };
+        r.join_later();
         Ok((r, start))
     }
 
-    /// The next chunk; it must continue exactly where the bytes so far end.
+    /// The next chunk; it must continue exactly where the bytes so far end,
+    /// and stop at the next piece held.
     pub fn chunk(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Violation> {
         let have = self.buf.len() as u64;
-        if offset != have || have + bytes.len() as u64 > self.total {
+        let limit = self.later.front().map_or(self.total, |p| p.0);
+        if offset != have || have + bytes.len() as u64 > limit {
             return Err(Violation::ChunkOutOfPlace {
                 len: bytes.len(),
                 offset,
@@ -220,7 +245,20 @@ impl BundleReassembly {
             });
         }
         self.buf.extend_from_slice(bytes);
+        self.join_later();
         Ok(())
+    }
+
+    /// Held pieces that the bytes so far reach join them.
+    fn join_later(&mut self) {
+        while self
+            .later
+            .front()
+            .is_some_and(|p| p.0 == self.buf.len() as u64)
+        {
+            let (_, piece) = self.later.pop_front().expect("front");
+            self.buf.extend_from_slice(&piece);
+        }
     }
 
     /// The bundle's id.
@@ -254,6 +292,7 @@ impl BundleReassembly {
             id: self.id,
             total_len: self.total,
             bytes: self.buf,
+            later: self.later.into(),
         }
     }
 

@@ -75,6 +75,17 @@ pub struct KeptOutgoing {
     pub bytes: Vec<u8>,
 }
 
+/// Moves `next` past the pieces the receiver holds that it reached.
+fn skip_held(next: &mut u64, skip: &mut VecDeque<(u64, u64)>) {
+    while let Some(&(off, n)) = skip.front() {
+        if *next < off {
+            break;
+        }
+        *next = (*next).max(off + n);
+        skip.pop_front();
+    }
+}
+
 /// The stored prefix of a bundle coming from a peer (`BeginPartial`,
 /// `SaveChunk` .. `DiscardPartial`).
 #[derive(Clone, Debug, PartialEq)]
@@ -85,6 +96,27 @@ pub struct PartialIncoming {
     pub total_len: u64,
     /// The bytes received so far, from the start.
     pub bytes: Vec<u8>,
+    /// Pieces (offset, bytes) held past `bytes`, ascending and apart (a
+    /// broadcast heard with gaps).
+    pub later: Vec<(u64, Vec<u8>)>,
+}
+
+impl PartialIncoming {
+    /// What a Hello tells the sender: the stored prefix and the first
+    /// `MAX_RESUME_PIECES` pieces past it. Pieces beyond those are dropped
+    /// here too, so both ends count the same bytes as held.
+    pub fn resume(&mut self) -> Resume {
+        self.later.truncate(super::message::MAX_RESUME_PIECES);
+        Resume {
+            id: self.id,
+            stored: self.bytes.len() as u64,
+            later: self
+                .later
+                .iter()
+                .map(|(off, b)| (*off, b.len() as u64))
+                .collect(),
+        }
+    }
 }
 
 /// What the shell kept about one peer from earlier sessions.
@@ -492,6 +524,8 @@ enum Sending {
         id: BundleId,
         bytes: Vec<u8>,
         next: u64,
+        /// Pieces (offset, length) the receiver holds already: not sent.
+        skip: VecDeque<(u64, u64)>,
         resumed: bool,
     },
 }
@@ -819,15 +853,24 @@ impl Session {
 
     fn next_chunk(&mut self) -> Option<Message> {
         let max = self.config.max_message;
-        let State::Send(_, Sending::Transfer { bytes, next, .. }) = &mut self.state else {
+        let State::Send(
+            _,
+            Sending::Transfer {
+                bytes, next, skip, ..
+            },
+        ) = &mut self.state
+        else {
             return None;
         };
         let len = bytes.len() as u64;
+        skip_held(next, skip);
         if *next >= len {
             return None;
         }
         let room = (max - 1 - super::message::varint_len(*next)) as u64;
-        let end = len.min(*next + room);
+        let end = len
+            .min(*next + room)
+            .min(skip.front().map_or(u64::MAX, |p| p.0));
         let chunk = bytes[*next as usize..end as usize].to_vec();
         let msg = Message::Chunk {
             offset: *next,
@@ -835,6 +878,8 @@ impl Session {
         };
         self.summary.bundle_bytes_sent += end - *next;
         *next = end;
+        // At the end as soon as the last missing byte is out.
+        skip_held(next, skip);
         Some(msg)
     }
 
@@ -1146,6 +1191,7 @@ impl Session {
                     id,
                     bytes,
                     next: 0,
+                    skip: VecDeque::new(),
                     resumed: next.is_some(),
                 },
             );
@@ -1258,6 +1304,7 @@ impl Session {
                         bytes,
                         next,
                         resumed,
+                        ..
                     },
                 ),
                 Message::Applied {
@@ -1560,10 +1607,7 @@ impl Session {
     }
 
     fn send_hello(&mut self) {
-        let resume = self.partial.as_ref().map(|p| Resume {
-            id: p.id,
-            stored: p.bytes.len() as u64,
-        });
+        let resume = self.partial.as_mut().map(PartialIncoming::resume);
         let mut hello = Hello {
             version: PROTOCOL_VERSION,
             initiator: self.role == Role::Initiator,
@@ -1620,7 +1664,13 @@ impl Session {
         let resume = self.peer_resume.take();
         if let Some(kept) = self.kept.take() {
             match resume {
-                Some(r) if r.id == kept.id && r.stored <= kept.bytes.len() as u64 => {
+                Some(r)
+                    if r.id == kept.id
+                        && r.stored <= kept.bytes.len() as u64
+                        && r.later.last().is_none_or(|&(off, len)| {
+                            off.saturating_add(len) <= kept.bytes.len() as u64
+                        }) =>
+                {
                     self.queue(Message::BundleStart {
                         id: kept.id,
                         total_len: kept.bytes.len() as u64,
@@ -1634,6 +1684,7 @@ impl Session {
                                 id: kept.id,
                                 bytes: kept.bytes,
                                 next: r.stored,
+                                skip: r.later.into_iter().collect(),
                                 resumed: true,
                             },
                         );
