@@ -213,3 +213,125 @@ pub fn assert_converged(a: &Path, b: &Path) {
         );
     }
 }
+
+/// A fixed station id from a short name: addresses and random draws repeat.
+pub fn id_of(name: &str) -> crate::delta::StationId {
+    let mut id = [0x5a; 16];
+    id[..name.len()].copy_from_slice(name.as_bytes());
+    crate::delta::StationId(id)
+}
+
+/// A hub `H` (the sample data, every table tracked) and field stations cloned
+/// from it, each registered with the hub only; then the hub changes `people`
+/// people and adds `posts` posts of about `text_len` bytes: news every field
+/// station lacks.
+pub fn hub_with_news(
+    dir: &Path,
+    fields: &[&str],
+    people: usize,
+    posts: usize,
+    text_len: usize,
+) -> (PathBuf, Vec<PathBuf>) {
+    let hub = dir.join("H.sqlite");
+    sample::write_sample(&hub).unwrap();
+    let mut s = Store::init_as(&hub, id_of("H"), Some("H"), None).unwrap();
+    s.track(&[], &["id".to_string()]).unwrap();
+    drop(s);
+    let paths: Vec<PathBuf> = fields
+        .iter()
+        .map(|name| {
+            let p = dir.join(format!("{name}.sqlite"));
+            Store::clone_station_as(&hub, &p, id_of(name), name, None).unwrap();
+            p
+        })
+        .collect();
+    update_people(&hub, 77, people);
+    insert_posts(&hub, 78, posts, text_len);
+    (hub, paths)
+}
+
+/// How a hub brought its field stations up to date (`hub_brings_up_to_date`).
+#[derive(Debug, Clone)]
+pub struct NetRun {
+    /// Virtual time from start to the last outcome.
+    pub elapsed: Duration,
+    /// Time on air of every station together, key-ups included.
+    pub airtime: Duration,
+    /// Of that, the hub's.
+    pub hub_airtime: Duration,
+    /// Transmissions lost to collisions.
+    pub collisions: u64,
+    /// The hub's sessions, in order.
+    pub outcomes: Vec<Outcome>,
+    /// Field stations that applied the whole broadcast from the air.
+    pub heard_whole: usize,
+}
+
+/// The hub (`stations[0]`) brings the field stations (`names`, the others, all
+/// answering calls) up to date on one shared channel: with `broadcast`, one
+/// broadcast to all of them, then a sync with each in turn (it resumes what
+/// that station missed of the broadcast); without, the syncs alone.
+pub fn hub_brings_up_to_date(
+    profile: &Profile,
+    paths: &[PathBuf],
+    names: &[&str],
+    broadcast: bool,
+    ber: f64,
+    loss: f64,
+    seed: u64,
+) -> NetRun {
+    use crate::sim::net::{NetConfig, SimNet};
+    let stations: Vec<Station> = paths.iter().map(|p| station(p, profile, true)).collect();
+    let mut sim = SimNet::new(NetConfig::for_profile(profile, ber, loss, seed), stations);
+    let mut heard_whole = 0;
+    if broadcast {
+        let now = sim.now();
+        let all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cast = sim.stations[0].start_cast(now, &all).unwrap();
+        assert_eq!(
+            cast.peers.len(),
+            names.len(),
+            "left out: {:?}",
+            cast.left_out
+        );
+        while let Some(n) = sim.stations[0].poll_note() {
+            eprintln!("hub: {n}");
+        }
+        let end = sim.run_until(sim.elapsed() + Duration::from_secs(24 * 3600), |s| {
+            !s.stations[0].casting() && s.channel.next_event().is_none()
+        });
+        assert_eq!(end, RunEnd::Done);
+        for s in &mut sim.stations[1..] {
+            while let Some(n) = s.poll_note() {
+                if n.contains("applied") {
+                    heard_whole += 1;
+                }
+            }
+        }
+    }
+    let mut outcomes = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        let now = sim.now();
+        sim.stations[0]
+            .start_sync(now, name, 0x4000 + k as u16 * 0x111 + seed as u16)
+            .unwrap();
+        let mut got = None;
+        let end = sim.run_until(sim.elapsed() + Duration::from_secs(24 * 3600), |s| {
+            if let Some(o) = s.stations[0].poll_outcome() {
+                got = Some(o);
+            }
+            got.is_some() && s.stations.iter().all(|st| !st.has_sessions())
+        });
+        assert_eq!(end, RunEnd::Done, "sync with {name}");
+        outcomes.push(got.unwrap());
+    }
+    let st = &sim.channel.stats;
+    NetRun {
+        elapsed: sim.elapsed(),
+        airtime: st.airtime.iter().sum(),
+        hub_airtime: st.airtime[0],
+        collisions: st.collisions,
+        outcomes,
+        heard_whole,
+    }
+}

@@ -29,12 +29,16 @@ use crate::frame::framer::{LinkFramer, RxFrame};
 use crate::frame::link::Ax25Addresses;
 use crate::frame::FrameKind;
 use crate::profile::Profile;
+use crate::store::cast::CastExport;
 use crate::store::{Store, StoreError};
 use crate::sync::beacon::Beacon;
-use crate::sync::{Progress, Role, SessionError, Summary};
+use crate::sync::cast::{CastPiece, Held, CAST_HEADER_MAX};
+use crate::sync::{BundleId, Progress, Role, SessionError, Summary};
 
 /// AX.25 destination of beacons.
 const BEACON_DEST: &str = "BEACON";
+/// AX.25 destination of broadcast pieces ("calling all stations").
+const CAST_DEST: &str = "QST";
 /// Route destination of beacons on links without AX.25: every station.
 const BROADCAST: u16 = 0xffff;
 /// A beacon due while sessions run waits at most this long before trying again.
@@ -234,6 +238,18 @@ pub struct Station {
     refusal_window: Option<(Instant, u32)>,
     /// Carrier sense on links whose modem has none (`CarrierSense`).
     carrier: Option<CarrierSense>,
+    /// Broadcast pieces still to go out, a transmission each (`start_cast`).
+    cast_out: VecDeque<Vec<u8>>,
+    /// What this station holds of the broadcast each peer is sending.
+    casts_in: BTreeMap<StationId, HeardCast>,
+}
+
+/// A broadcast being heard: its id, length and the bytes held (also stored
+/// as the partial incoming bundle from its sender).
+struct HeardCast {
+    id: BundleId,
+    total: u64,
+    held: Held,
 }
 
 /// A transparent radio keys up whenever it is given bytes; on a shared channel
@@ -388,6 +404,8 @@ impl Station {
             last_unproven_tx: None,
             refusal_window: None,
             carrier,
+            cast_out: VecDeque::new(),
+            casts_in: BTreeMap::new(),
         })
     }
 
@@ -634,6 +652,11 @@ impl Station {
         if d.frame.kind == FrameKind::Control && Beacon::is_beacon(&d.frame.payload) {
             let payload = d.frame.payload.clone();
             self.heard_beacon(now, &payload);
+            return;
+        }
+        if d.frame.kind == FrameKind::Control && CastPiece::is_cast(&d.frame.payload) {
+            let payload = d.frame.payload.clone();
+            self.heard_cast(now, &payload);
             return;
         }
         if self.sessions.contains_key(&id) {
@@ -901,6 +924,13 @@ impl Station {
         if let Some(bytes) = self.reacks.pop_front() {
             return Some(bytes);
         }
+        // A broadcast gives way to sessions (its stations may be calling).
+        if self.sessions.is_empty() {
+            if let Some(bytes) = self.cast_out.pop_front() {
+                self.record(now, RecordKind::Sent, &bytes);
+                return Some(bytes);
+            }
+        }
         let ids: Vec<u16> = self.sessions.keys().copied().collect();
         for id in ids {
             let unproven = self.sessions.get(&id).is_some_and(|s| {
@@ -945,7 +975,9 @@ impl Station {
             .as_ref()
             .filter(|c| c.shared)
             .and_then(|c| c.quiet_at)
-            .filter(|_| !self.sessions.is_empty() || !self.tell.is_empty());
+            .filter(|_| {
+                !self.sessions.is_empty() || !self.tell.is_empty() || !self.cast_out.is_empty()
+            });
         engines
             .chain(self.framer.poll_timeout())
             .chain(carrier)
@@ -1051,6 +1083,202 @@ impl Station {
             ),
             Err(e) => self.note(now, format!("beacon: {e}")),
         }
+    }
+
+    /// One broadcast to the peers `names` (`Store::export_cast`): its pieces
+    /// go out whenever no session runs, a transmission of up to `max_frames`
+    /// pieces at a time. Returns what was made (no rows: nothing goes out).
+    pub fn start_cast(
+        &mut self,
+        now: Instant,
+        names: &[String],
+    ) -> Result<CastExport, StationError> {
+        self.store.check_capture()?;
+        let cast = self.store.export_cast(names)?;
+        if cast.bytes.is_empty() {
+            return Ok(cast);
+        }
+        let addrs = match (&self.local_call, Callsign::new(CAST_DEST, 0)) {
+            (Some(local), Ok(dest)) => Some(Ax25Addresses {
+                local: local.clone(),
+                peer: dest,
+            }),
+            _ => None,
+        };
+        let arq = ArqConfig::from_profile(&self.profile);
+        let room = arq.max_message().saturating_sub(CAST_HEADER_MAX).max(32);
+        let key = crate::codec::station_key(&self.store.station().id);
+        let pieces = CastPiece::cut(key, cast.id, &cast.bytes, room);
+        let count = pieces.len();
+        let mut tx = Vec::new();
+        let mut in_tx = 0;
+        for p in pieces {
+            let frame = crate::frame::Frame {
+                kind: FrameKind::Control,
+                session: 0,
+                seq: 0,
+                payload: p.to_payload(),
+                auth_tag: None,
+                route: self.address.map(|me| crate::frame::Route {
+                    to: BROADCAST,
+                    from: me,
+                }),
+            };
+            let bytes = self.framer.encode(&frame, addrs.as_ref()).map_err(|e| {
+                StoreError::Malformed(format!("a broadcast piece does not fit a frame: {e}"))
+            })?;
+            tx.extend_from_slice(&bytes);
+            in_tx += 1;
+            if in_tx == arq.max_frames.max(1) {
+                self.cast_out.push_back(std::mem::take(&mut tx));
+                in_tx = 0;
+            }
+        }
+        if !tx.is_empty() {
+            self.cast_out.push_back(tx);
+        }
+        self.note(
+            now,
+            format!(
+                "broadcast {}: {} row(s), {} bytes in {count} pieces for {}",
+                cast.id,
+                cast.rows,
+                cast.bytes.len(),
+                cast.peers.join(", ")
+            ),
+        );
+        Ok(cast)
+    }
+
+    /// Broadcast pieces are still to go out.
+    pub fn casting(&self) -> bool {
+        !self.cast_out.is_empty()
+    }
+
+    /// A broadcast piece heard: kept as part of the sender's partial bundle
+    /// (so a session with it resumes from what was heard); the whole
+    /// broadcast, once every piece is here, is checked and applied. Taken
+    /// only from a registered peer with a key, and not while a session with
+    /// it runs (that session's transfer owns the partial).
+    fn heard_cast(&mut self, now: Instant, payload: &[u8]) {
+        let piece = match CastPiece::parse(payload) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.ignored_frames += 1;
+                return self.record(now, RecordKind::Note, format!("broadcast: {e}").as_bytes());
+            }
+        };
+        let peer = match self.store.peer_by_key(piece.sender_key) {
+            Ok(Some(p)) if p.key.is_some() && !self.store.is_read_only() => p,
+            _ => {
+                self.stats.ignored_frames += 1;
+                return;
+            }
+        };
+        let in_session = self
+            .sessions
+            .values()
+            .any(|s| s.engine.session().peer() == Some(peer.id));
+        if in_session {
+            self.stats.ignored_frames += 1;
+            return;
+        }
+        if let Err(e) = self.keep_cast_piece(now, &peer, piece) {
+            self.note(now, format!("broadcast from {}: {e}", peer.name));
+        }
+    }
+
+    fn keep_cast_piece(
+        &mut self,
+        now: Instant,
+        peer: &crate::store::PeerInfo,
+        piece: CastPiece,
+    ) -> Result<(), StoreError> {
+        let fresh = self
+            .casts_in
+            .get(&peer.id)
+            .is_none_or(|c| c.id != piece.id || c.total != piece.total);
+        if fresh {
+            // Resume what is stored of this broadcast, or start it afresh
+            // (replacing any other partial from this peer).
+            let stored = self.store.transfer_state(&peer.id)?.incoming;
+            let held = match stored {
+                Some(p) if p.id == piece.id && p.total_len == piece.total => Held::of(
+                    p.bytes.len() as u64,
+                    p.later.iter().map(|(o, b)| (*o, b.len() as u64)),
+                ),
+                _ => {
+                    self.store
+                        .transfer_begin_partial(&peer.id, piece.id, piece.total)?;
+                    self.note(
+                        now,
+                        format!(
+                            "hearing broadcast {} from {} ({} bytes)",
+                            piece.id, peer.name, piece.total
+                        ),
+                    );
+                    Held::default()
+                }
+            };
+            self.casts_in.insert(
+                peer.id,
+                HeardCast {
+                    id: piece.id,
+                    total: piece.total,
+                    held,
+                },
+            );
+        }
+        let c = self.casts_in.get_mut(&peer.id).expect("inserted");
+        let len = piece.bytes.len() as u64;
+        if c.held.overlaps(piece.offset, len) {
+            return Ok(());
+        }
+        self.store
+            .transfer_save_chunk(&peer.id, piece.id, piece.offset, &piece.bytes)?;
+        c.held.add(piece.offset, len);
+        if !c.held.complete(c.total) {
+            return Ok(());
+        }
+        self.casts_in.remove(&peer.id);
+        let bytes = self
+            .store
+            .transfer_state(&peer.id)?
+            .incoming
+            .map(|p| p.bytes)
+            .unwrap_or_default();
+        if BundleId::of(&bytes) != piece.id {
+            self.store.transfer_discard_partial(&peer.id, piece.id)?;
+            self.note(
+                now,
+                format!(
+                    "broadcast {} from {}: its bytes do not match its id (a forged or \
+                     garbled piece); dropped, the next session brings the rows",
+                    piece.id, peer.name
+                ),
+            );
+            return Ok(());
+        }
+        match self.store.import_cast(&bytes, &peer.id) {
+            Ok(rep) => {
+                self.store.check_capture()?;
+                self.note(
+                    now,
+                    format!(
+                        "broadcast {} from {} applied: {} row(s), {} already held, {} asked in full",
+                        piece.id, peer.name, rep.applied, rep.skipped, rep.wanted
+                    ),
+                );
+            }
+            Err(e) => {
+                self.store.transfer_discard_partial(&peer.id, piece.id)?;
+                self.note(
+                    now,
+                    format!("broadcast {} from {} refused: {e}", piece.id, peer.name),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Stops every session, telling the peers (their engines stay until the

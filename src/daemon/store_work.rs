@@ -292,6 +292,9 @@ fn work(
                 if v || complete {
                     store.note_verification(&p, v)?;
                 }
+                if v {
+                    store.note_verified_holds(&p, &s.local_vector)?;
+                }
             }
         }
         // A caller that was not accepted is logged by the station, aggregated.

@@ -1106,6 +1106,145 @@ impl Store {
         })
     }
 
+    /// One broadcast for the peers `names` (issue 9; `store::cast`): every
+    /// row version not covered by the pointwise minimum of what they
+    /// confirmed, deltas named by a base all of them have seen, signed. It is
+    /// kept as the outgoing bundle of each peer it is for, so each one's next
+    /// session resumes it from what that station heard. Peers it cannot serve
+    /// exactly (tables shared in part, a backfill open, a schema or key not
+    /// known to match) are left out, with the reason, for their own syncs.
+    pub fn export_cast(&self, names: &[String]) -> Result<super::cast::CastExport, StoreError> {
+        self.writable()?;
+        if self.tables.is_empty() {
+            return Err(StoreError::NothingTracked);
+        }
+        let mut peers = Vec::new();
+        let mut left_out = Vec::new();
+        for name in names {
+            let p = self
+                .peer_by_name(name)?
+                .ok_or_else(|| StoreError::UnknownPeerName(name.clone()))?;
+            let schema = self.schema_hints.get(&p.id).copied().or(p.schema);
+            let why = if p.key.is_none() {
+                Some("registered with --no-auth: a broadcast is signed, and taken only with a key")
+            } else if p.tables.is_some() {
+                Some("shares only some tables")
+            } else if !self.backfills(&p.id)?.is_empty() {
+                Some("gets whole tables again (a backfill is open)")
+            } else if schema != Some(self.fingerprint) {
+                Some("not known to share this station's schema")
+            } else if p.unplaced {
+                Some("asked for a version this station cannot place")
+            } else {
+                None
+            };
+            match why {
+                Some(w) => left_out.push((p.name.clone(), w.to_string())),
+                None => peers.push(p),
+            }
+        }
+        let dict = self.dictionary()?;
+        let use_dict = !peers.is_empty()
+            && matches!(&dict, Some(d) if d.id != 0 && peers.iter().all(|p| p.dict_id == d.id));
+        // What every one of them has seen.
+        let mut base = VersionVector::default();
+        if let Some((first, rest)) = peers.split_first() {
+            for (o, s) in &first.confirmed.0 {
+                let low = rest.iter().map(|p| p.confirmed.get(o)).fold(*s, u64::min);
+                if low > 0 {
+                    base.0.insert(*o, low);
+                }
+            }
+        }
+        let nobody = StationId([0; 16]);
+        let mut tables = Vec::new();
+        if !peers.is_empty() {
+            for (i, info) in self.tables.iter().enumerate() {
+                let n = info.payload.len();
+                let scope = Scope::Lacking {
+                    peer: nobody,
+                    holds: &base,
+                    uuids: BTreeSet::new(),
+                };
+                let mut rows = self.table_rows(
+                    info,
+                    &scope,
+                    |_, tag, _| !base.covers(&tag),
+                    |uuid, tag, values| {
+                        let hist = history(&self.conn, &info.name, uuid)?;
+                        let mut delta = None;
+                        if hist.last().map(|h| h.0) == Some(tag) {
+                            if let Some(j) = hist[..hist.len() - 1]
+                                .iter()
+                                .rposition(|(t, _)| base.covers(t))
+                            {
+                                let mask = hist[j + 1..].iter().fold(0u64, |m, (_, k)| m | k);
+                                delta = Some((hist[j].0, mask));
+                            }
+                        }
+                        Ok(body_for(values, delta, n))
+                    },
+                )?;
+                for r in rows.iter_mut() {
+                    if matches!(r.body, RowBody::Delta { .. }) {
+                        r.uuid.clear();
+                    }
+                }
+                if !rows.is_empty() {
+                    tables.push(TableChanges {
+                        table: i as u16,
+                        rows,
+                    });
+                }
+            }
+        }
+        let rows: u64 = tables.iter().map(|t| t.rows.len() as u64).sum();
+        if rows == 0 {
+            return Ok(super::cast::CastExport {
+                peers: peers.into_iter().map(|p| p.name).collect(),
+                left_out,
+                ..Default::default()
+            });
+        }
+        let bundle = Bundle {
+            kind: BundleKind::Slice,
+            sender: self.station.id,
+            receiver: None,
+            schema: self.fingerprint,
+            sender_vector: self.vector()?,
+            wants: Vec::new(),
+            tables,
+            layout: None,
+        };
+        let inner = codec::encode(&bundle, dict.as_ref(), use_dict).map_err(StoreError::Encode)?;
+        let sealed = self.seal_file(&super::cast::cast_payload(&base, &inner))?;
+        let id = crate::sync::BundleId::of(&sealed);
+        for p in &peers {
+            self.transfer_keep_outgoing(&p.id, id, &sealed)?;
+        }
+        let names: Vec<String> = peers.into_iter().map(|p| p.name).collect();
+        self.log_event(&LogEntry {
+            peer: None,
+            direction: "out".into(),
+            rows_out: rows,
+            result: "ok".into(),
+            message: format!(
+                "broadcast {id} of {} bytes for {}{}",
+                sealed.len(),
+                names.join(", "),
+                if use_dict { ", dictionary" } else { "" }
+            ),
+            ..Default::default()
+        })?;
+        Ok(super::cast::CastExport {
+            id,
+            bytes: sealed,
+            rows,
+            peers: names,
+            left_out,
+        })
+    }
+
     /// Our tracked tables and their payload columns, in bundle order.
     pub fn layout(&self) -> Vec<TableLayout> {
         self.tables

@@ -164,6 +164,89 @@ impl Store {
         by_content: bool,
     ) -> Result<ImportReport, StoreError> {
         self.writable()?;
+        if crate::auth::SignedFile::is_signed(bytes) {
+            return self.import_cast_inner(bytes, clear_partial);
+        }
+        let (bundle, header) = self.decode_checked(bytes)?;
+        self.import_checked(
+            &bundle,
+            Some(header.dict_id),
+            clear_partial,
+            by_content,
+            false,
+        )
+    }
+
+    /// A broadcast (`store::cast`) heard whole, over the air or resumed in a
+    /// session with `from`: the signature checks against the signer's
+    /// registered key before a byte of it is read. Its rows are merged like
+    /// any bundle's; its claim is taken only by a station that holds at least
+    /// the base it was made against (else it is a slice).
+    pub fn import_cast(
+        &mut self,
+        bytes: &[u8],
+        from: &StationId,
+    ) -> Result<ImportReport, StoreError> {
+        let res = self
+            .writable()
+            .and_then(|_| self.import_cast_inner(bytes, Some(from)));
+        if let Err(e) = &res {
+            self.log_refusal(None, e);
+        }
+        res
+    }
+
+    fn import_cast_inner(
+        &mut self,
+        bytes: &[u8],
+        from: Option<&StationId>,
+    ) -> Result<ImportReport, StoreError> {
+        let f = crate::auth::SignedFile::parse(bytes)
+            .ok_or_else(|| StoreError::Malformed("a broadcast shorter than its envelope".into()))?;
+        let peer = self
+            .peer_by_id(&f.signer)?
+            .ok_or(StoreError::UnknownPeer(f.signer))?;
+        if from.is_some_and(|s| *s != f.signer) {
+            return Err(StoreError::Unauthenticated(format!(
+                "a broadcast signed by {} passed on by another station",
+                peer.name
+            )));
+        }
+        let Some(key) = peer.key else {
+            return Err(StoreError::Unauthenticated(format!(
+                "a broadcast from {}, registered here with --no-auth: broadcasts are taken \
+                 only from peers registered with their key",
+                peer.name
+            )));
+        };
+        let payload = f.verify(&key).map_err(|_| {
+            StoreError::Unauthenticated(format!(
+                "the broadcast's signature does not match {}'s registered key",
+                peer.name
+            ))
+        })?;
+        let (base, inner) = super::cast::parse_cast_payload(payload)?;
+        let (mut bundle, header) = self.decode_checked(inner)?;
+        if bundle.sender != f.signer
+            || bundle.receiver.is_some()
+            || bundle.kind != BundleKind::Slice
+        {
+            return Err(StoreError::Malformed(
+                "a broadcast's bundle must be an unaddressed slice by its signer".into(),
+            ));
+        }
+        let ours = self.raw_vector()?;
+        let holds_base = base.0.iter().all(|(o, s)| ours.get(o) >= *s);
+        if holds_base {
+            bundle.kind = BundleKind::Delta;
+            bundle.receiver = Some(self.station.id);
+        }
+        self.import_checked(&bundle, Some(header.dict_id), from, false, holds_base)
+    }
+
+    /// Decodes a bundle after checking its header: who it is between, its
+    /// schema, its dictionary.
+    fn decode_checked(&self, bytes: &[u8]) -> Result<(Bundle, codec::Header), StoreError> {
         let header = codec::peek_header(bytes)?;
         let ends = self.resolve_ends(&header)?;
         self.check_addressing(ends.sender, ends.receiver)?;
@@ -197,7 +280,7 @@ impl Store {
         {
             return Err(StoreError::Malformed("header and body disagree".into()));
         }
-        self.import_checked(&bundle, Some(header.dict_id), clear_partial, by_content)
+        Ok((bundle, header))
     }
 
     /// The stations behind the header's 4-byte keys: the receiver must be us,
@@ -224,6 +307,15 @@ impl Store {
 
     /// The one registered peer whose station key (`codec::station_key`) a
     /// bundle header names.
+    /// The registered peer whose `codec::station_key` is `key`, if exactly one.
+    pub fn peer_by_key(&self, key: u32) -> Result<Option<super::PeerInfo>, StoreError> {
+        match self.sender_by_key(key) {
+            Ok(id) => self.peer_by_id(&id),
+            Err(StoreError::UnknownSender { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub(super) fn sender_by_key(&self, key: u32) -> Result<StationId, StoreError> {
         let peers: Vec<StationId> = self
             .peers()?
@@ -242,7 +334,7 @@ impl Store {
 
     /// Merge a bundle in one transaction: all or nothing.
     pub fn import_bundle(&mut self, bundle: &Bundle) -> Result<ImportReport, StoreError> {
-        let res = self.import_checked(bundle, None, None, false);
+        let res = self.import_checked(bundle, None, None, false, false);
         if let Err(e) = &res {
             self.log_refusal(Some(bundle.sender), e);
         }
@@ -557,12 +649,15 @@ impl Store {
         Ok(())
     }
 
+    /// `cast`: a broadcast whose claim this station takes (see `import_cast`):
+    /// applied as a delta, but it says nothing of the sender's wants.
     fn import_checked(
         &mut self,
         b: &Bundle,
         dict_id: Option<u32>,
         clear_partial: Option<&StationId>,
         by_content: bool,
+        cast: bool,
     ) -> Result<ImportReport, StoreError> {
         self.writable()?;
         self.check_addressing(b.sender, b.receiver)?;
@@ -605,7 +700,7 @@ impl Store {
         // A bundle made after the one we could not place (its vector covers the
         // tag) carries the row again: in full if the sender read our want, else
         // as before, when the want is recorded again below.
-        if b.kind == BundleKind::Delta {
+        if b.kind == BundleKind::Delta && !cast {
             for (t, tag) in &by_tag {
                 if b.sender_vector.covers(tag) {
                     tx.execute(
@@ -782,6 +877,8 @@ impl Store {
             }
             drop(stmt);
             raise_peer_vector(&tx, &b.sender, &b.sender_vector)?;
+        }
+        if b.kind == BundleKind::Delta && !cast {
             // The bundle's wants are the sender's whole current list.
             tx.execute(
                 "DELETE FROM rs_peer_want WHERE peer = ?1 AND kind IN ('asked', 'unplaced')",
@@ -857,7 +954,9 @@ impl Store {
             )?;
         }
         let kind = match b.kind {
+            _ if cast => "broadcast",
             BundleKind::Delta => "delta",
+            BundleKind::Slice if b.receiver.is_none() && b.layout.is_none() => "broadcast",
             BundleKind::Slice => "slice",
         };
         let mut log = tx.prepare(

@@ -7,6 +7,7 @@
 //! own apply transaction so remote rows are never taken for local changes.
 
 mod capture;
+pub mod cast;
 mod exchange;
 pub mod fingerprint;
 mod heard;
@@ -1053,6 +1054,36 @@ impl Store {
             )?;
         }
         Ok(())
+    }
+
+    /// A session with `peer` ended verified: it holds the same content as
+    /// this station did when it held `then` (a snapshot of our vector taken
+    /// with, or before, the fingerprint compared). So it has seen every
+    /// version `then` covers that we hold now (our wants left out): recorded
+    /// as confirmed. Without this, a peer that got our rows another way (a
+    /// broadcast, a third station) and so received no bundle from us would
+    /// show them pending for ever. Only when it shares every table: the
+    /// fingerprint covers shared tables only.
+    pub fn note_verified_holds(
+        &self,
+        peer: &StationId,
+        then: &VersionVector,
+    ) -> Result<(), StoreError> {
+        let Some(p) = self.peer_by_id(peer)? else {
+            return Err(StoreError::UnknownPeer(*peer));
+        };
+        if p.tables.is_some() || self.read_only {
+            return Ok(());
+        }
+        let now = self.vector()?;
+        let mut seen = VersionVector::default();
+        for (o, s) in &then.0 {
+            let low = (*s).min(now.get(o));
+            if low > 0 {
+                seen.0.insert(*o, low);
+            }
+        }
+        exchange::raise_peer_vector(&self.conn, peer, &seen)
     }
 
     /// Records what a registered peer confirmed it holds (raising, never lowering).

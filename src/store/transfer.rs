@@ -171,7 +171,19 @@ impl Store {
             sender: self.station.id,
             receiver: Some(*peer),
         };
-        let bundle = codec::decode(&kept.bytes, dict.as_ref(), &ends)?;
+        let bundle = match crate::auth::SignedFile::parse(&kept.bytes) {
+            // A broadcast of ours (`store::cast`): its bundle is unaddressed.
+            Some(f) => {
+                let payload = &kept.bytes[kept.bytes.len() - f.payload_len()..];
+                let (_, inner) = super::cast::parse_cast_payload(payload)?;
+                let ends = codec::Ends {
+                    receiver: None,
+                    ..ends
+                };
+                codec::decode(inner, dict.as_ref(), &ends)?
+            }
+            None => codec::decode(&kept.bytes, dict.as_ref(), &ends)?,
+        };
         let mut cleared = 0;
         for tc in &bundle.tables {
             let Some(info) = self.tables.get(tc.table as usize) else {

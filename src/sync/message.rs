@@ -45,7 +45,7 @@ pub const MAX_REASSEMBLY: usize = 64 << 10;
 
 /// A bundle's identity on the session: CRC-64/XZ of its exact bytes. Both ends
 /// compute it, so a resumed transfer is checked end to end after reassembly.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Default)]
 pub struct BundleId(pub u64);
 
 impl BundleId {

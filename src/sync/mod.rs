@@ -3,6 +3,7 @@
 //! through events. `docs/sync-protocol.md` describes messages, states and resume.
 
 pub mod beacon;
+pub mod cast;
 pub mod message;
 pub mod reassembly;
 pub mod session;

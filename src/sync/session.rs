@@ -305,6 +305,9 @@ pub struct Summary {
     pub message_bytes_received: u64,
     /// This station's content fingerprint at the end.
     pub local_fingerprint: u64,
+    /// What this station held (its uncapped vector) when that fingerprint
+    /// was taken, or earlier: a verified peer has seen all of it.
+    pub local_vector: VersionVector,
     /// The peer's, from its last word (None from a peer that sends none).
     pub peer_fingerprint: Option<u64>,
     /// Set reconciliation ran: the rows found differing (initiator: both
@@ -1738,6 +1741,7 @@ impl Session {
     fn finish(&mut self) {
         self.state = State::Finished;
         self.summary.local_fingerprint = self.local.fingerprint;
+        self.summary.local_vector = self.local.vector.clone();
         self.events
             .push_back(SessionEvent::Finished(self.summary.clone()));
     }

@@ -1,0 +1,131 @@
+//! One transmission for many (issue 9): the hub sends what its field stations
+//! lack once, as a signed broadcast; each station keeps the pieces it heard,
+//! and each one's next session sends only the pieces it missed.
+
+use std::path::PathBuf;
+
+use radiosync::profile::Profile;
+use radiosync::store::Store;
+use radiosync::testkit::{hub_brings_up_to_date, hub_with_news, id_of, insert_posts, snapshot};
+
+const FIELDS: [&str; 3] = ["A", "B", "C"];
+
+fn all_equal(paths: &[PathBuf]) -> bool {
+    let all: Vec<_> = paths.iter().map(|p| snapshot(p)).collect();
+    all.windows(2).all(|w| w[0] == w[1])
+}
+
+/// The hub owes no field station anything: a station that took the
+/// broadcast from the air and got no bundle in its session is confirmed by
+/// the session's verification.
+fn nothing_pending(paths: &[PathBuf]) {
+    let hub = Store::open(&paths[0]).unwrap();
+    for name in FIELDS {
+        let p = hub.peer_by_name(name).unwrap().unwrap();
+        assert_eq!(hub.pending_for(&p.id).unwrap(), 0, "{name}");
+    }
+}
+
+fn copies(dir: &std::path::Path) -> Vec<PathBuf> {
+    let (hub, fields) = hub_with_news(dir, &FIELDS, 20, 40, 80);
+    std::iter::once(hub).chain(fields).collect()
+}
+
+#[test]
+fn one_broadcast_serves_three_stations_and_sessions_send_only_what_was_missed() {
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (cast_paths, sep_paths) = (copies(d1.path()), copies(d2.path()));
+    let cast = hub_brings_up_to_date(&p, &cast_paths, &FIELDS, true, 0.0, 0.05, 5);
+    let separate = hub_brings_up_to_date(&p, &sep_paths, &FIELDS, false, 0.0, 0.05, 5);
+    assert!(all_equal(&cast_paths) && all_equal(&sep_paths));
+    nothing_pending(&cast_paths);
+    nothing_pending(&sep_paths);
+    eprintln!("broadcast: {cast:?}\nseparate: {separate:?}");
+    // Each session after the broadcast sent only what its station missed:
+    // never a whole bundle again.
+    let whole = separate.outcomes[0]
+        .result
+        .as_ref()
+        .unwrap()
+        .bundle_bytes_sent;
+    for o in &cast.outcomes {
+        let s = o.result.as_ref().unwrap();
+        assert!(s.bundle_bytes_sent < whole / 2, "{s:?}");
+        assert_eq!(s.verified(), Some(true));
+    }
+    assert!(
+        cast.airtime.as_secs_f64() < 0.7 * separate.airtime.as_secs_f64(),
+        "{:?} against {:?}",
+        cast.airtime,
+        separate.airtime
+    );
+}
+
+#[test]
+fn pieces_lost_on_air_are_resumed_in_the_next_session() {
+    // 30 % frame loss: no station hears every piece.
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let paths = copies(d.path());
+    let run = hub_brings_up_to_date(&p, &paths, &FIELDS, true, 0.0, 0.3, 9);
+    assert!(all_equal(&paths));
+    nothing_pending(&paths);
+    assert!(run.heard_whole < FIELDS.len(), "{run:?}");
+    for o in &run.outcomes {
+        let s = o.result.as_ref().unwrap();
+        assert_eq!(s.verified(), Some(true), "{s:?}");
+    }
+}
+
+#[test]
+fn a_broadcast_is_checked_before_anything_is_applied() {
+    let d = tempfile::tempdir().unwrap();
+    let paths = copies(d.path());
+    let hub = Store::open(&paths[0]).unwrap();
+    let names: Vec<String> = FIELDS.iter().map(|s| s.to_string()).collect();
+    let cast = hub.export_cast(&names).unwrap();
+    assert_eq!(cast.peers, names);
+    eprintln!("cast of {} rows: {} bytes", cast.rows, cast.bytes.len());
+    assert!(cast.rows >= 55, "{}", cast.rows);
+    let mut a = Store::open(&paths[1]).unwrap();
+    let before = a.synced_rows().unwrap();
+    // Any flipped bit: refused, nothing changed.
+    for at in [30, cast.bytes.len() / 2, cast.bytes.len() - 1] {
+        let mut bad = cast.bytes.clone();
+        bad[at] ^= 0x10;
+        assert!(a.import_cast(&bad, &id_of("H")).is_err());
+    }
+    // Signed by the hub but brought by another station: refused.
+    assert!(a.import_cast(&cast.bytes, &id_of("B")).is_err());
+    assert_eq!(a.synced_rows().unwrap(), before);
+    let rep = a.import_cast(&cast.bytes, &id_of("H")).unwrap();
+    assert_eq!(rep.applied, cast.rows);
+    assert_eq!(a.synced_rows().unwrap(), hub.synced_rows().unwrap());
+    // It held the base: it takes the claim, so the hub owes it nothing.
+    assert!(a.vector().unwrap().get(&id_of("H")) >= hub.vector().unwrap().get(&id_of("H")));
+}
+
+#[test]
+fn a_station_below_the_base_applies_the_rows_but_not_the_claim() {
+    let d = tempfile::tempdir().unwrap();
+    let paths = copies(d.path());
+    // The hub believes A holds more of C's changes than it does (the
+    // broadcast is made against that): A must not take the claim.
+    insert_posts(&paths[3], 5, 3, 40);
+    let c_vector = Store::open(&paths[3]).unwrap().vector().unwrap();
+    let mut hub = Store::open(&paths[0]).unwrap();
+    for name in FIELDS {
+        let peer = hub.peer_by_name(name).unwrap().unwrap();
+        let mut v = peer.confirmed.clone();
+        v.merge(&c_vector);
+        hub.note_peer_vector(&peer.id, &v).unwrap();
+    }
+    let names: Vec<String> = FIELDS.iter().map(|s| s.to_string()).collect();
+    let cast = hub.export_cast(&names).unwrap();
+    let mut a = Store::open(&paths[1]).unwrap();
+    let rep = a.import_cast(&cast.bytes, &id_of("H")).unwrap();
+    assert_eq!(rep.applied, cast.rows);
+    assert_eq!(a.vector().unwrap().get(&id_of("C")), 0);
+    drop(hub);
+}
