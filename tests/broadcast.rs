@@ -114,7 +114,7 @@ fn a_station_below_the_base_applies_the_rows_but_not_the_claim() {
     // broadcast is made against that): A must not take the claim.
     insert_posts(&paths[3], 5, 3, 40);
     let c_vector = Store::open(&paths[3]).unwrap().vector().unwrap();
-    let mut hub = Store::open(&paths[0]).unwrap();
+    let hub = Store::open(&paths[0]).unwrap();
     for name in FIELDS {
         let peer = hub.peer_by_name(name).unwrap().unwrap();
         let mut v = peer.confirmed.clone();
