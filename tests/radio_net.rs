@@ -35,6 +35,99 @@ fn job_of_person_1(db: &Path) -> String {
     .unwrap()
 }
 
+/// chansim joining three links (hub, alpha, bravo) in `d`, with stats in chan.json.
+fn chansim_for_three(d: &Path, profile: &str) -> (Proc, Vec<std::path::PathBuf>) {
+    let links: Vec<_> = ["hub", "alpha", "bravo"]
+        .iter()
+        .map(|n| d.join(format!("{n}.tty")))
+        .collect();
+    let mut args = chansim_args(profile, 5, &["--quiet"]);
+    args.extend([
+        "--link-a".into(),
+        s(&links[0]),
+        "--link-b".into(),
+        s(&links[1]),
+    ]);
+    args.extend(["--link".into(), s(&links[2])]);
+    args.extend(["--stats".into(), s(&d.join("chan.json"))]);
+    let chan = Proc::spawn("chansim", chansim_bin(), &args, d.join("chansim.log"));
+    let t0 = std::time::Instant::now();
+    while !links.iter().all(|l| l.exists()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "chansim made no links"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (chan, links)
+}
+
+/// `radiosync broadcast` at the hub, the field stations' daemons listening:
+/// one transmission brings both the hub's change, and the sessions after it
+/// send no bundle bytes (all pieces were heard on the clean channel).
+#[test]
+fn a_hub_broadcasts_to_two_listening_stations() {
+    let dir = scratch();
+    let d = dir.path();
+    let (hub, a, b) = (d.join("hub.sqlite"), d.join("a.sqlite"), d.join("b.sqlite"));
+    radiosync_ok(&["sample", "--out", &s(&hub)]);
+    radiosync_ok(&["init", "--db", &s(&hub), "--name", "hub"]);
+    radiosync_ok(&["track", "--db", &s(&hub), "--all"]);
+    for (to, name) in [(&a, "alpha"), (&b, "bravo")] {
+        radiosync_ok(&["clone", "--from", &s(&hub), "--to", &s(to), "--name", name]);
+    }
+    let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+    sql(
+        &hub,
+        &format!(
+            "UPDATE hms_hospital SET status = 'hub: closed', modified_on = {now} WHERE id = 1"
+        ),
+    );
+    let profile = "sim-kiss-1200";
+    let (mut chan, links) = chansim_for_three(d, profile);
+    let radio = |db: &Path, tty: &Path| -> Vec<String> {
+        ["--db", &s(db), "--profile", profile, "--port", &s(tty)]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
+    };
+    let mut daemons: Vec<Proc> = [("alpha", &a, &links[1]), ("bravo", &b, &links[2])]
+        .iter()
+        .map(|(name, db, tty)| {
+            Proc::spawn(
+                name,
+                radiosync_bin(),
+                &[vec!["run".to_string()], radio(db, tty)].concat(),
+                d.join(format!("{name}.log")),
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut args = vec!["broadcast".to_string()];
+    args.extend(radio(&hub, &links[0]));
+    args.extend(["--timeout".into(), "5m".into()]);
+    let mut cast = Proc::spawn("broadcast", radiosync_bin(), &args, d.join("broadcast.log"));
+    let st = cast.wait_for(Duration::from_secs(330));
+    let out = cast.output();
+    assert!(st.is_some_and(|s| s.success()), "{st:?}:\n{out}");
+    for name in ["alpha", "bravo"] {
+        assert!(
+            out.contains(&format!("{name}: 0 bundle bytes sent after the broadcast")),
+            "{out}"
+        );
+    }
+    for p in &mut daemons {
+        p.signal("INT");
+        let _ = p.wait_for(Duration::from_secs(10));
+        assert!(p.output().contains("applied"), "{}", p.output());
+    }
+    chan.signal("INT");
+    let _ = chan.wait_for(Duration::from_secs(10));
+    for db in [&a, &b] {
+        assert_eq!(status_of_hospital_1(db), "hub: closed", "{}", db.display());
+    }
+}
+
 #[test]
 fn a_hub_and_two_stations_as_processes_on_one_chansim() {
     let dir = scratch();
@@ -60,28 +153,7 @@ fn a_hub_and_two_stations_as_processes_on_one_chansim() {
         ),
     );
     let profile = "sim-transparent-9600";
-    let links: Vec<_> = ["hub", "alpha", "bravo"]
-        .iter()
-        .map(|n| d.join(format!("{n}.tty")))
-        .collect();
-    let mut args = chansim_args(profile, 5, &["--quiet"]);
-    args.extend([
-        "--link-a".into(),
-        s(&links[0]),
-        "--link-b".into(),
-        s(&links[1]),
-    ]);
-    args.extend(["--link".into(), s(&links[2])]);
-    args.extend(["--stats".into(), s(&d.join("chan.json"))]);
-    let mut chan = Proc::spawn("chansim", chansim_bin(), &args, d.join("chansim.log"));
-    let t0 = std::time::Instant::now();
-    while !links.iter().all(|l| l.exists()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "chansim made no links"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut chan, links) = chansim_for_three(d, profile);
     let radio = |db: &Path, tty: &Path| -> Vec<String> {
         ["--db", &s(db), "--profile", profile, "--port", &s(tty)]
             .iter()

@@ -96,6 +96,19 @@ pub enum RadioCommand {
         #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["port", "kiss_tcp", "profile"])]
         tcp: Option<String>,
     },
+    /// Bring several peers up to date with one transmission: what all of them lack
+    /// goes on air once, as a signed broadcast they all keep; then a sync with each
+    /// in turn sends only what that station missed (and what it has for us).
+    Broadcast {
+        #[command(flatten)]
+        link: LinkArgs,
+        /// A peer to serve (repeat for each); default: every peer registered with a key.
+        #[arg(long)]
+        peer: Vec<String>,
+        /// Give up after this long (e.g. 30m).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+    },
 }
 
 /// A duration as an operator writes it: `90s`, `15m`, `2h`.
@@ -517,6 +530,55 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             radio_result?;
             Ok(ExitCode::SUCCESS)
         }
+        RadioCommand::Broadcast {
+            link,
+            peer,
+            timeout,
+        } => {
+            let r = resolve(&link, None)?;
+            let mut s = setup(&r, false).await?;
+            let peers = if peer.is_empty() {
+                s.station
+                    .store()
+                    .peers()?
+                    .into_iter()
+                    .filter(|p| p.key.is_some())
+                    .map(|p| p.name)
+                    .collect()
+            } else {
+                for name in &peer {
+                    if s.station.store().peer_by_name(name)?.is_none() {
+                        bail!(
+                            "no peer named {name:?} in {}: see `radiosync peer list`",
+                            r.db.display()
+                        );
+                    }
+                }
+                peer
+            };
+            if peers.is_empty() {
+                bail!("no peer registered with a key to broadcast to: see `radiosync peer list`");
+            }
+            let mut obs = Progress::new(&s.profile, false);
+            obs.note(&format!(
+                "broadcasting to {} over {} ({}, {} bit/s on air)",
+                peers.join(", "),
+                s.link.spec(),
+                s.profile.name,
+                s.profile.bitrate
+            ));
+            let opts = Options {
+                mode: Mode::Broadcast {
+                    peers: peers.clone(),
+                },
+                timeout,
+                link_status: Some(s.link.status()),
+                tick: obs.tick(),
+            };
+            let end = daemon::drive(&mut s.link, &mut s.station, opts, ctrl_c(), &mut obs).await?;
+            obs.finish();
+            report_broadcast(end, &peers, timeout)
+        }
         RadioCommand::Sync {
             link,
             peer,
@@ -866,6 +928,67 @@ fn report_sync(
             eprintln!("radiosync: sync with {peer} stopped by the operator");
             Ok(ExitCode::from(crate::cli::EXIT_STOPPED))
         }
+    }
+}
+
+/// What `broadcast` prints and its exit code: a line per peer; 0 when every
+/// peer ended up to date and verified.
+fn report_broadcast(
+    end: End,
+    peers: &[String],
+    timeout: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let (outcomes, complete) = match end {
+        End::Synced { outcomes, complete } => (outcomes, complete),
+        End::TimedOut => {
+            eprintln!(
+                "radiosync: broadcast to {} failed: not done within {:?}",
+                peers.join(", "),
+                timeout.unwrap_or_default()
+            );
+            return Ok(ExitCode::from(crate::cli::EXIT_TIMEOUT));
+        }
+        End::Shutdown => {
+            eprintln!("radiosync: broadcast stopped by the operator");
+            return Ok(ExitCode::from(crate::cli::EXIT_STOPPED));
+        }
+    };
+    let mut worst = None;
+    for name in peers {
+        let last = outcomes
+            .iter()
+            .rev()
+            .find(|o| o.peer.as_deref() == Some(name.as_str()));
+        let Some(o) = last else {
+            println!("{name}: no session");
+            continue;
+        };
+        match &o.result {
+            Ok(s) => println!(
+                "{name}: {} bundle bytes sent after the broadcast, {} received; {}",
+                s.bundle_bytes_sent,
+                s.bundle_bytes_received,
+                match s.verified() {
+                    Some(true) => "verified",
+                    Some(false) => "NOT verified: the contents differ",
+                    None => "not verified",
+                }
+            ),
+            Err(e) => {
+                println!("{name}: failed: {}", explain(e, o));
+                worst.get_or_insert(exit_code(e));
+            }
+        }
+    }
+    let air: Duration = outcomes.iter().map(|o| o.stats.airtime).sum();
+    println!(
+        "airtime of the sessions after the broadcast: {:.1} s",
+        air.as_secs_f64()
+    );
+    match worst {
+        Some(code) => Ok(ExitCode::from(code)),
+        None if complete => Ok(ExitCode::SUCCESS),
+        None => Ok(ExitCode::from(crate::cli::EXIT_UNFINISHED)),
     }
 }
 

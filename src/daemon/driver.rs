@@ -27,6 +27,11 @@ pub enum Timer {
 
 const TIMERS: usize = 4;
 
+/// Queues a note for the observer's next `step` (`start` has no observer).
+fn obs_note_later(d: &mut Driver, note: String) {
+    d.notes.push(note);
+}
+
 /// The daemon's policy over one station (see the module doc).
 pub struct Driver {
     mode: Mode,
@@ -39,6 +44,14 @@ pub struct Driver {
     cancelled: bool,
     timed_out: bool,
     shutdown_seen: bool,
+    /// The peer our sessions are with now (`Sync`, `Broadcast`).
+    current: Option<String>,
+    /// Notes made before the first `step`.
+    notes: Vec<String>,
+    /// `Broadcast`: peers still to sync with after the current one.
+    queue: std::collections::VecDeque<String>,
+    /// Every peer done so far ended with nothing left on either side.
+    complete: bool,
 }
 
 impl Driver {
@@ -62,18 +75,46 @@ impl Driver {
             cancelled: false,
             timed_out: false,
             shutdown_seen: false,
+            current: None,
+            notes: Vec::new(),
+            queue: Default::default(),
+            complete: true,
         };
         d.set(Timer::Deadline, timeout.map(|t| now + t));
         d.set(Timer::Progress, Some(now));
         match &d.mode {
             Mode::Sync { peer, budget } => {
                 let end = budget.map(|b| now + b);
+                d.current = Some(peer.clone());
                 d.our_session = Some(station.start_sync_within(now, peer, rand::random(), end)?);
+            }
+            Mode::Broadcast { peers } => {
+                d.queue = peers.iter().cloned().collect();
+                let cast = station.start_cast(now, peers)?;
+                for (name, why) in &cast.left_out {
+                    obs_note_later(&mut d, format!("{name} left out of the broadcast: {why}"));
+                }
+                if cast.rows == 0 {
+                    obs_note_later(&mut d, "nothing to broadcast: syncing with each".into());
+                }
             }
             Mode::Run { every: Some(_) } => d.set(Timer::Round, Some(now)),
             Mode::Run { every: None } => {}
         }
         Ok(d)
+    }
+
+    /// `Broadcast`: once its pieces are on their way and no session of ours
+    /// runs, call the next peer.
+    fn next_peer(&mut self, now: Instant, station: &mut Station) -> Result<(), DaemonError> {
+        if self.our_session.is_some() || self.cancelled || station.casting() {
+            return Ok(());
+        }
+        if let Some(peer) = self.queue.pop_front() {
+            self.our_session = Some(station.start_sync(now, &peer, rand::random())?);
+            self.current = Some(peer);
+        }
+        Ok(())
     }
 
     fn set(&mut self, t: Timer, at: Option<Instant>) {
@@ -140,8 +181,14 @@ impl Driver {
             self.timed_out = true;
             self.cancel(now, station);
         }
+        for n in self.notes.drain(..) {
+            obs.note(&n);
+        }
         while let Some(n) = station.poll_note() {
             obs.note(&n);
+        }
+        if matches!(self.mode, Mode::Broadcast { .. }) {
+            self.next_peer(now, station)?;
         }
         while let Some(o) = station.poll_outcome() {
             obs.outcome(&o);
@@ -182,9 +229,15 @@ impl Driver {
         station: &mut Station,
         obs: &mut dyn Observer,
     ) -> Result<Option<End>, DaemonError> {
-        let Mode::Sync { peer, budget } = &self.mode else {
+        let budget = match &self.mode {
+            Mode::Sync { budget, .. } => *budget,
+            Mode::Broadcast { .. } => None,
+            Mode::Run { .. } => return Ok(None),
+        };
+        let Some(peer) = self.current.clone() else {
             return Ok(None);
         };
+        let peer = &peer;
         let budget_end = budget.map(|b| self.start + b);
         let budget_spent = o.left_for_budget > 0;
         let ok = o.result.is_ok();
@@ -206,14 +259,19 @@ impl Driver {
                     "rows remain to be sent in full: another session with {peer}"
                 ));
             }
-            let peer = peer.clone();
             self.our_session =
-                Some(station.start_sync_within(now, &peer, rand::random(), budget_end)?);
+                Some(station.start_sync_within(now, peer, rand::random(), budget_end)?);
+            return Ok(None);
+        }
+        self.complete &= ok && !more;
+        self.our_session = None;
+        if !self.queue.is_empty() && !self.cancelled {
+            self.next_peer(now, station)?;
             return Ok(None);
         }
         Ok(Some(End::Synced {
             outcomes: std::mem::take(&mut self.outcomes),
-            complete: ok && !more,
+            complete: self.complete,
         }))
     }
 }

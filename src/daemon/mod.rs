@@ -71,6 +71,13 @@ pub enum Mode {
         /// session once the budget has left rows behind.
         budget: Option<Duration>,
     },
+    /// `radiosync broadcast`: one broadcast of what `peers` lack to all of
+    /// them (`Station::start_cast`), then a sync with each in turn, which
+    /// resumes only what that station missed of it. Returns every outcome.
+    Broadcast {
+        /// Names of the registered peers.
+        peers: Vec<String>,
+    },
     /// `radiosync run`: answer calls; with `every`, call each registered peer
     /// on that schedule. Runs until shutdown.
     Run {

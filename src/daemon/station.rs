@@ -1110,6 +1110,7 @@ impl Station {
         let key = crate::codec::station_key(&self.store.station().id);
         let pieces = CastPiece::cut(key, cast.id, &cast.bytes, room);
         let count = pieces.len();
+        let mut air = Duration::ZERO;
         let mut tx = Vec::new();
         let mut in_tx = 0;
         for p in pieces {
@@ -1127,6 +1128,7 @@ impl Station {
             let bytes = self.framer.encode(&frame, addrs.as_ref()).map_err(|e| {
                 StoreError::Malformed(format!("a broadcast piece does not fit a frame: {e}"))
             })?;
+            air += arq.bytes_airtime(bytes.len());
             tx.extend_from_slice(&bytes);
             in_tx += 1;
             if in_tx == arq.max_frames.max(1) {
@@ -1137,14 +1139,16 @@ impl Station {
         if !tx.is_empty() {
             self.cast_out.push_back(tx);
         }
+        air += arq.key_up() * self.cast_out.len() as u32;
         self.note(
             now,
             format!(
-                "broadcast {}: {} row(s), {} bytes in {count} pieces for {}",
+                "broadcast {}: {} row(s), {} bytes in {count} pieces for {}, about {:.1} s on air",
                 cast.id,
                 cast.rows,
                 cast.bytes.len(),
-                cast.peers.join(", ")
+                cast.peers.join(", "),
+                air.as_secs_f64()
             ),
         );
         Ok(cast)
