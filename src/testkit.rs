@@ -294,9 +294,6 @@ pub fn hub_brings_up_to_date(
             "left out: {:?}",
             cast.left_out
         );
-        while let Some(n) = sim.stations[0].poll_note() {
-            eprintln!("hub: {n}");
-        }
         let end = sim.run_until(sim.elapsed() + Duration::from_secs(24 * 3600), |s| {
             !s.stations[0].casting() && s.channel.next_event().is_none()
         });
