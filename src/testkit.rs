@@ -295,7 +295,8 @@ pub fn hub_brings_up_to_date(
             cast.left_out
         );
         let end = sim.run_until(sim.elapsed() + Duration::from_secs(24 * 3600), |s| {
-            !s.stations[0].casting() && s.channel.next_event().is_none()
+            let now = s.now();
+            !s.stations[0].casting(now) && s.channel.next_event().is_none()
         });
         assert_eq!(end, RunEnd::Done);
         for s in &mut sim.stations[1..] {

@@ -4,8 +4,11 @@
 
 use std::path::PathBuf;
 
+use radiosync::frame::framer::LinkFramer;
+use radiosync::frame::{Frame, FrameKind, Route};
 use radiosync::profile::Profile;
 use radiosync::store::Store;
+use radiosync::sync::cast::CastPiece;
 use radiosync::testkit::{hub_brings_up_to_date, hub_with_news, id_of, insert_posts, snapshot};
 
 const FIELDS: [&str; 3] = ["A", "B", "C"];
@@ -128,4 +131,89 @@ fn a_station_below_the_base_applies_the_rows_but_not_the_claim() {
     assert_eq!(rep.applied, cast.rows);
     assert_eq!(a.vector().unwrap().get(&id_of("C")), 0);
     drop(hub);
+}
+
+/// Broadcast pieces framed for `profile`, as the hub would send them.
+fn framed(profile: &Profile, pieces: &[CastPiece]) -> Vec<Vec<u8>> {
+    let framer = LinkFramer::new(profile).unwrap();
+    pieces
+        .iter()
+        .map(|p| {
+            let frame = Frame {
+                kind: FrameKind::Control,
+                session: 0,
+                seq: 0,
+                payload: p.to_payload(),
+                auth_tag: None,
+                route: Some(Route {
+                    to: 0xffff,
+                    from: id_of("H").short_address(),
+                }),
+            };
+            framer.encode(&frame, None).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_forged_piece_neither_spoils_nor_blocks_a_broadcast_being_heard() {
+    let d = tempfile::tempdir().unwrap();
+    let paths = copies(d.path());
+    let names: Vec<String> = FIELDS.iter().map(|s| s.to_string()).collect();
+    let cast = Store::open(&paths[0]).unwrap().export_cast(&names).unwrap();
+    let p = Profile::load("sim-transparent-9600").unwrap();
+    let key = radiosync::codec::station_key(&id_of("H"));
+    let pieces = CastPiece::cut(key, cast.id, &cast.bytes, 200);
+    assert!(pieces.len() >= 4);
+    let frames = framed(&p, &pieces);
+    let mut a = radiosync::testkit::station(&paths[1], &p, true);
+    let now = std::time::Instant::now();
+    a.handle_bytes(now, &frames[0]);
+    a.handle_bytes(now, &frames[2]);
+    // Forged: the same broadcast with another length, and one with bad bytes
+    // where a real piece goes (caught by the id once whole).
+    let forged = [
+        CastPiece {
+            total: cast.bytes.len() as u64 + 7,
+            ..pieces[1].clone()
+        },
+        CastPiece {
+            bytes: vec![0x55; pieces[1].bytes.len()],
+            ..pieces[1].clone()
+        },
+    ];
+    let forged_frames = framed(&p, &forged);
+    a.handle_bytes(now, &forged_frames[0]);
+    for f in &frames[1..] {
+        a.handle_bytes(now, f);
+    }
+    let mut notes = Vec::new();
+    while let Some(n) = a.poll_note() {
+        notes.push(n);
+    }
+    assert!(notes.iter().any(|n| n.contains("applied")), "{notes:?}");
+    drop(a);
+    assert_eq!(snapshot(&paths[1]), snapshot(&paths[0]));
+    // Bad bytes in a gap: the whole fails its id, nothing is applied, and
+    // the partial is gone (the next session brings the rows).
+    let mut b = radiosync::testkit::station(&paths[2], &p, true);
+    let before = snapshot(&paths[2]);
+    b.handle_bytes(now, &forged_frames[1]);
+    for (k, f) in frames.iter().enumerate() {
+        if k != 1 {
+            b.handle_bytes(now, f);
+        }
+    }
+    let mut notes = Vec::new();
+    while let Some(n) = b.poll_note() {
+        notes.push(n);
+    }
+    assert!(
+        notes.iter().any(|n| n.contains("do not match its id")),
+        "{notes:?}"
+    );
+    let st = b.store().transfer_state(&id_of("H")).unwrap();
+    assert!(st.incoming.is_none());
+    drop(b);
+    assert_eq!(snapshot(&paths[2]), before);
 }

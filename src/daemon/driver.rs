@@ -107,12 +107,24 @@ impl Driver {
     /// `Broadcast`: once its pieces are on their way and no session of ours
     /// runs, call the next peer.
     fn next_peer(&mut self, now: Instant, station: &mut Station) -> Result<(), DaemonError> {
-        if self.our_session.is_some() || self.cancelled || station.casting() {
+        if self.our_session.is_some() || self.cancelled || station.casting(now) {
             return Ok(());
         }
-        if let Some(peer) = self.queue.pop_front() {
-            self.our_session = Some(station.start_sync(now, &peer, rand::random())?);
-            self.current = Some(peer);
+        while let Some(peer) = self.queue.pop_front() {
+            self.resumes = 0;
+            match station.start_sync(now, &peer, rand::random()) {
+                Ok(id) => {
+                    self.our_session = Some(id);
+                    self.current = Some(peer);
+                    break;
+                }
+                // One peer that cannot be called (calling us right now, say)
+                // does not stop the others.
+                Err(e) => {
+                    self.complete = false;
+                    self.notes.push(format!("cannot call {peer}: {e}"));
+                }
+            }
         }
         Ok(())
     }
@@ -187,9 +199,6 @@ impl Driver {
         while let Some(n) = station.poll_note() {
             obs.note(&n);
         }
-        if matches!(self.mode, Mode::Broadcast { .. }) {
-            self.next_peer(now, station)?;
-        }
         while let Some(o) = station.poll_outcome() {
             obs.outcome(&o);
             if self.our_session != Some(o.session) {
@@ -203,6 +212,19 @@ impl Driver {
             }
             if let Some(end) = self.after_outcome(now, o, station, obs)? {
                 return Ok(Some(end));
+            }
+        }
+        if matches!(self.mode, Mode::Broadcast { .. }) {
+            self.next_peer(now, station)?;
+            for n in self.notes.drain(..) {
+                obs.note(&n);
+            }
+            let idle = self.our_session.is_none() && !station.casting(now);
+            if idle && self.queue.is_empty() && !self.cancelled {
+                return Ok(Some(End::Synced {
+                    outcomes: std::mem::take(&mut self.outcomes),
+                    complete: self.complete,
+                }));
             }
         }
         if self.cancelled && (!station.has_sessions() || self.due(Timer::CancelGrace, now)) {
@@ -246,7 +268,12 @@ impl Driver {
         let lost = matches!(o.result, Err(crate::sync::SessionError::LinkLost))
             && o.stats.frames_received > 0;
         self.outcomes.push(o);
-        let rounds = self.outcomes.iter().filter(|o| o.result.is_ok()).count();
+        // Per peer: a broadcast syncs with several in turn.
+        let rounds = self
+            .outcomes
+            .iter()
+            .filter(|o| o.result.is_ok() && o.peer.as_deref() == Some(peer.as_str()))
+            .count();
         let more = ok && station.needs_another_round(peer)?;
         let again = !budget_spent
             && ((more && rounds < MAX_ROUNDS) || (lost && self.resumes < MAX_RESUMES));
@@ -265,8 +292,8 @@ impl Driver {
         }
         self.complete &= ok && !more;
         self.our_session = None;
-        if !self.queue.is_empty() && !self.cancelled {
-            self.next_peer(now, station)?;
+        if matches!(self.mode, Mode::Broadcast { .. }) {
+            // `step` calls the next peer, or ends.
             return Ok(None);
         }
         Ok(Some(End::Synced {
@@ -404,6 +431,33 @@ mod tests {
         assert!(
             t >= Duration::from_secs(20) && t <= Duration::from_secs(20) + CANCEL_GRACE,
             "{t:?}"
+        );
+    }
+
+    #[test]
+    fn a_broadcast_goes_out_then_each_peer_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pair = pair_with_work(dir.path(), 40);
+        let mode = Mode::Broadcast {
+            peers: vec!["B".into()],
+        };
+        let mut d = start(&mut pair, mode, None);
+        let mut notes = Notes::default();
+        match drive(&mut pair, &mut d, Duration::from_secs(3600), &mut notes) {
+            (Some(End::Synced { outcomes, complete }), _) => {
+                assert!(complete);
+                assert_eq!(outcomes.len(), 1);
+                // B heard the whole broadcast: its sync had nothing left to carry.
+                let s = outcomes[0].result.as_ref().unwrap();
+                assert_eq!(s.bundle_bytes_sent, 0, "{:?}", notes.0);
+                assert_eq!(s.verified(), Some(true));
+            }
+            other => panic!("{other:?} {:?}", notes.0),
+        }
+        assert!(
+            notes.0.iter().any(|n| n.starts_with("broadcast ")),
+            "{:?}",
+            notes.0
         );
     }
 

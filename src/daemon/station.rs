@@ -240,16 +240,12 @@ pub struct Station {
     carrier: Option<CarrierSense>,
     /// Broadcast pieces still to go out, a transmission each (`start_cast`).
     cast_out: VecDeque<Vec<u8>>,
-    /// What this station holds of the broadcast each peer is sending.
-    casts_in: BTreeMap<StationId, HeardCast>,
-}
-
-/// A broadcast being heard: its id, length and the bytes held (also stored
-/// as the partial incoming bundle from its sender).
-struct HeardCast {
-    id: BundleId,
-    total: u64,
-    held: Held,
+    /// When the next broadcast transmission may go: the last one's estimated
+    /// end on air (the modem or TNC must not be handed all of them at once,
+    /// or a session's call would wait behind minutes of them).
+    cast_next_at: Option<Instant>,
+    /// Broadcasts refused per peer, for the rate limit of their log lines.
+    cast_refused: BTreeMap<StationId, Instant>,
 }
 
 /// A transparent radio keys up whenever it is given bytes; on a shared channel
@@ -405,7 +401,8 @@ impl Station {
             refusal_window: None,
             carrier,
             cast_out: VecDeque::new(),
-            casts_in: BTreeMap::new(),
+            cast_next_at: None,
+            cast_refused: BTreeMap::new(),
         })
     }
 
@@ -860,6 +857,10 @@ impl Station {
         if self.next_beacon.is_some_and(|t| now >= t) {
             self.send_beacon(now);
         }
+        // The last broadcast transmission is off the air: no wake-up for it.
+        if self.cast_out.is_empty() && self.cast_next_at.is_some_and(|t| now >= t) {
+            self.cast_next_at = None;
+        }
         let ids: Vec<u16> = self.sessions.keys().copied().collect();
         for id in ids {
             let Some(s) = self.sessions.get_mut(&id) else {
@@ -924,9 +925,12 @@ impl Station {
         if let Some(bytes) = self.reacks.pop_front() {
             return Some(bytes);
         }
-        // A broadcast gives way to sessions (its stations may be calling).
-        if self.sessions.is_empty() {
+        // A broadcast gives way to sessions (its stations may be calling), and
+        // goes one transmission per its time on air.
+        if self.sessions.is_empty() && self.cast_next_at.is_none_or(|t| now >= t) {
             if let Some(bytes) = self.cast_out.pop_front() {
+                let arq = ArqConfig::from_profile(&self.profile);
+                self.cast_next_at = Some(now + arq.key_up() + arq.bytes_airtime(bytes.len()));
                 self.record(now, RecordKind::Sent, &bytes);
                 return Some(bytes);
             }
@@ -982,6 +986,7 @@ impl Station {
             .chain(self.framer.poll_timeout())
             .chain(carrier)
             .chain(self.next_beacon)
+            .chain(self.cast_next_at)
             .min()
     }
 
@@ -1154,9 +1159,9 @@ impl Station {
         Ok(cast)
     }
 
-    /// Broadcast pieces are still to go out.
-    pub fn casting(&self) -> bool {
-        !self.cast_out.is_empty()
+    /// Broadcast pieces are still to go out, or the last ones still on air.
+    pub fn casting(&self, now: Instant) -> bool {
+        !self.cast_out.is_empty() || self.cast_next_at.is_some_and(|t| now < t)
     }
 
     /// A broadcast piece heard: kept as part of the sender's partial bundle
@@ -1183,7 +1188,13 @@ impl Station {
             .sessions
             .values()
             .any(|s| s.engine.session().peer() == Some(peer.id));
-        if in_session {
+        // After a refused broadcast, that peer's pieces wait: forged ones must
+        // not write a refusal to the log at the rate of the air.
+        let refused_lately = self
+            .cast_refused
+            .get(&peer.id)
+            .is_some_and(|t| now < *t + REFUSAL_INTERVAL);
+        if in_session || refused_lately {
             self.stats.ignored_frames += 1;
             return;
         }
@@ -1198,53 +1209,52 @@ impl Station {
         peer: &crate::store::PeerInfo,
         piece: CastPiece,
     ) -> Result<(), StoreError> {
-        let fresh = self
-            .casts_in
-            .get(&peer.id)
-            .is_none_or(|c| c.id != piece.id || c.total != piece.total);
-        if fresh {
-            // Resume what is stored of this broadcast, or start it afresh
-            // (replacing any other partial from this peer).
-            let stored = self.store.transfer_state(&peer.id)?.incoming;
-            let held = match stored {
-                Some(p) if p.id == piece.id && p.total_len == piece.total => Held::of(
-                    p.bytes.len() as u64,
-                    p.later.iter().map(|(o, b)| (*o, b.len() as u64)),
-                ),
-                _ => {
-                    self.store
-                        .transfer_begin_partial(&peer.id, piece.id, piece.total)?;
-                    self.note(
-                        now,
-                        format!(
-                            "hearing broadcast {} from {} ({} bytes)",
-                            piece.id, peer.name, piece.total
-                        ),
-                    );
-                    Held::default()
+        // What is stored, read again for every piece: a session with the peer
+        // may have resumed, finished or replaced it since the last one.
+        let mut held = match self.store.transfer_held(&peer.id)? {
+            Some(stored) if stored.id == piece.id => {
+                if stored.total != piece.total {
+                    // The same broadcast with another length: forged. Taking it
+                    // would spoil what is stored.
+                    self.stats.ignored_frames += 1;
+                    return Ok(());
                 }
-            };
-            self.casts_in.insert(
-                peer.id,
-                HeardCast {
-                    id: piece.id,
-                    total: piece.total,
-                    held,
-                },
-            );
-        }
-        let c = self.casts_in.get_mut(&peer.id).expect("inserted");
+                let mut h = Held::default();
+                for (off, len) in stored.ranges {
+                    if !h.overlaps(off, len) {
+                        h.add(off, len);
+                    }
+                }
+                h
+            }
+            // A session's interrupted transfer is not given up for a broadcast.
+            Some(h) if !h.maybe_cast => {
+                self.stats.ignored_frames += 1;
+                return Ok(());
+            }
+            _ => {
+                self.store
+                    .transfer_begin_partial(&peer.id, piece.id, piece.total)?;
+                self.note(
+                    now,
+                    format!(
+                        "hearing broadcast {} from {} ({} bytes)",
+                        piece.id, peer.name, piece.total
+                    ),
+                );
+                Held::default()
+            }
+        };
         let len = piece.bytes.len() as u64;
-        if c.held.overlaps(piece.offset, len) {
+        if held.overlaps(piece.offset, len) {
             return Ok(());
         }
         self.store
             .transfer_save_chunk(&peer.id, piece.id, piece.offset, &piece.bytes)?;
-        c.held.add(piece.offset, len);
-        if !c.held.complete(c.total) {
+        held.add(piece.offset, len);
+        if !held.complete(piece.total) {
             return Ok(());
         }
-        self.casts_in.remove(&peer.id);
         let bytes = self
             .store
             .transfer_state(&peer.id)?
@@ -1253,6 +1263,7 @@ impl Station {
             .unwrap_or_default();
         if BundleId::of(&bytes) != piece.id {
             self.store.transfer_discard_partial(&peer.id, piece.id)?;
+            self.cast_refused.insert(peer.id, now);
             self.note(
                 now,
                 format!(
@@ -1276,6 +1287,7 @@ impl Station {
             }
             Err(e) => {
                 self.store.transfer_discard_partial(&peer.id, piece.id)?;
+                self.cast_refused.insert(peer.id, now);
                 self.note(
                     now,
                     format!("broadcast {} from {} refused: {e}", piece.id, peer.name),

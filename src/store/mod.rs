@@ -18,6 +18,7 @@ pub mod sample;
 pub mod schema;
 mod sharing;
 mod transfer;
+pub use transfer::HeldPartial;
 mod users;
 
 use std::path::{Path, PathBuf};

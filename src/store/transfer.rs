@@ -26,6 +26,20 @@ pub(crate) fn clear_partial(conn: &Connection, peer: &StationId) -> Result<(), S
     Ok(())
 }
 
+/// What is stored of a partial (`Store::transfer_held`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldPartial {
+    /// The bundle.
+    pub id: BundleId,
+    /// Its length.
+    pub total: u64,
+    /// The ranges (offset, length) stored, ascending.
+    pub ranges: Vec<(u64, u64)>,
+    /// It can be a broadcast's: its first bytes are a signed envelope's, or it
+    /// has none yet (a session's partial always starts at 0).
+    pub maybe_cast: bool,
+}
+
 fn id_sql(id: BundleId) -> i64 {
     id.0 as i64
 }
@@ -94,6 +108,19 @@ impl Store {
                         Some((o, b)) if *o + b.len() as u64 == off => b.extend_from_slice(&c),
                         _ => later.push((off, c)),
                     }
+                }
+                // A Hello names at most this many pieces; the sender sends the
+                // rest again, so they must not stay stored (a chunk over them
+                // would be refused).
+                let max = crate::sync::message::MAX_RESUME_PIECES;
+                if let Some(&(cut, _)) = later.get(max) {
+                    if !self.read_only {
+                        self.conn.execute(
+                            "DELETE FROM rs_transfer_chunk WHERE peer = ?1 AND off >= ?2",
+                            params![key, cut as i64],
+                        )?;
+                    }
+                    later.truncate(max);
                 }
                 Some(PartialIncoming {
                     id: BundleId(id as u64),
@@ -248,6 +275,47 @@ impl Store {
         Ok(())
     }
 
+    /// The partial from `peer`, without its bytes.
+    pub fn transfer_held(&self, peer: &StationId) -> Result<Option<HeldPartial>, StoreError> {
+        let key = peer.0.to_vec();
+        let head: Option<(i64, i64)> = self
+            .conn
+            .query_row(
+                "SELECT id, total FROM rs_transfer WHERE peer = ?1 AND dir = 'in'",
+                [&key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, total)) = head else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT off, length(bytes), substr(bytes, 1, 8) FROM rs_transfer_chunk
+             WHERE peer = ?1 ORDER BY off",
+        )?;
+        let mut ranges = Vec::new();
+        let mut cast = true;
+        for r in stmt.query_map([&key], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })? {
+            let (off, len, head) = r?;
+            if off == 0 && !crate::auth::SignedFile::is_signed(&head) {
+                cast = false;
+            }
+            ranges.push((off.max(0) as u64, len.max(0) as u64));
+        }
+        Ok(Some(HeldPartial {
+            id: BundleId(id as u64),
+            total: total.max(0) as u64,
+            ranges,
+            maybe_cast: cast,
+        }))
+    }
+
     /// Store one chunk of the partial of bundle `id`. A chunk for another
     /// bundle, past its end, or over bytes already stored, is refused.
     pub fn transfer_save_chunk(
@@ -368,6 +436,25 @@ mod tests {
         s.transfer_discard_partial(&p, BundleId(9)).unwrap();
         s.transfer_drop_outgoing(&p, id).unwrap();
         assert_eq!(in_flight(&s.transfer_state(&p).unwrap()), (false, false));
+    }
+
+    #[test]
+    fn pieces_past_the_ones_a_hello_names_are_dropped() {
+        let (_d, s) = store();
+        let p = StationId([7; 16]);
+        s.transfer_begin_partial(&p, BundleId(3), 1000).unwrap();
+        for k in 0..40u64 {
+            s.transfer_save_chunk(&p, BundleId(3), 10 + 20 * k, b"xy")
+                .unwrap();
+        }
+        let held = s.transfer_state(&p).unwrap().incoming.unwrap();
+        assert_eq!(held.later.len(), crate::sync::message::MAX_RESUME_PIECES);
+        // They are gone from the store too: the sender sends those bytes again.
+        let h = s.transfer_held(&p).unwrap().unwrap();
+        assert_eq!(h.ranges.len(), crate::sync::message::MAX_RESUME_PIECES);
+        assert!(h.maybe_cast);
+        s.transfer_save_chunk(&p, BundleId(3), 10 + 20 * 39, b"xy")
+            .unwrap();
     }
 
     #[test]

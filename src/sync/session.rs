@@ -1519,9 +1519,22 @@ impl Session {
     fn on_bundle_start(&mut self, phase: Phase, id: BundleId, total: u64, offset: u64, more: bool) {
         let max = self.config.max_bundle;
         let stored = self.partial.take();
+        let stored_id = stored.as_ref().map(|p| p.id);
         let (r, start) = match BundleReassembly::start(id, total, offset, more, max, stored) {
             Ok(ok) => ok,
-            Err(e) => return self.reject(e.into()),
+            Err(e) => {
+                // A partial the sender's resume does not fit (a forged broadcast
+                // piece changed its length, say) would fail every later session
+                // the same way: it goes, and the next session starts afresh.
+                if let (ReceiveError::Protocol(Violation::ResumeMismatch { .. }), Some(old)) =
+                    (&e, stored_id)
+                {
+                    let peer = self.peer_id();
+                    self.events
+                        .push_back(SessionEvent::DiscardPartial { peer, id: old });
+                }
+                return self.reject(e.into());
+            }
         };
         let peer = self.peer_id();
         if let Start::Fresh { discard } = start {

@@ -1133,6 +1133,47 @@ fn protocol_violations_fail_with_a_reason() {
             ..
         }))
     ));
+    // A stored partial the sender's resume does not fit (another length,
+    // from a forged broadcast piece) is discarded: the next session starts
+    // afresh instead of failing the same way for ever.
+    let stored = PartialIncoming {
+        id: BundleId(1),
+        total_len: 107,
+        bytes: vec![0; 50],
+        later: Vec::new(),
+    };
+    let state = PeerState {
+        incoming: Some(stored),
+        ..PeerState::default()
+    };
+    let cfg = net.config.clone();
+    let mut a = Session::initiate(cfg.clone(), net.st[0].local(), sid(0xb2), state).unwrap();
+    let mut r = Session::respond(cfg, net.st[1].local()).unwrap();
+    r.handle_message(&a.poll_transmit().unwrap());
+    r.poll_event();
+    r.accept_peer(PeerState::default()).unwrap();
+    a.handle_message(&r.poll_transmit().unwrap());
+    a.handle_message(
+        &Message::BundleStart {
+            id: BundleId(1),
+            total_len: 100,
+            offset: 50,
+            more: true,
+        }
+        .to_bytes(),
+    );
+    assert!(a.error().is_some());
+    let mut discarded = false;
+    while let Some(e) = a.poll_event() {
+        discarded |= matches!(
+            e,
+            SessionEvent::DiscardPartial {
+                id: BundleId(1),
+                ..
+            }
+        );
+    }
+    assert!(discarded);
 }
 
 #[test]
