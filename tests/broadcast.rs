@@ -217,3 +217,81 @@ fn a_forged_piece_neither_spoils_nor_blocks_a_broadcast_being_heard() {
     drop(b);
     assert_eq!(snapshot(&paths[2]), before);
 }
+
+/// Keeps the driver's notes.
+#[derive(Default)]
+struct Notes(Vec<String>);
+
+impl radiosync::daemon::Observer for Notes {
+    fn note(&mut self, n: &str) {
+        self.0.push(n.to_string());
+    }
+    fn progress(&mut self, _: &[radiosync::daemon::SessionView]) {}
+    fn outcome(&mut self, _: &radiosync::daemon::Outcome) {}
+}
+
+/// `run --every --broadcast` at the hub: its round broadcasts what the field
+/// stations lack, then calls each; all converge, and the calls carried no
+/// bundle of the hub's rows again (every station heard the broadcast whole).
+#[test]
+fn a_hub_round_broadcasts_before_it_calls() {
+    use radiosync::daemon::{Driver, Mode};
+    use radiosync::sim::net::{NetConfig, SimNet};
+    use radiosync::testkit::station;
+    use std::time::Duration;
+    let d = tempfile::tempdir().unwrap();
+    let paths = copies(d.path());
+    let p = Profile::load("sim-kiss-1200").unwrap();
+    let stations = paths.iter().map(|x| station(x, &p, true)).collect();
+    let mut sim = SimNet::new(NetConfig::for_profile(&p, 0.0, 0.0, 3), stations);
+    let mode = Mode::Run {
+        every: Some(Duration::from_secs(3600)),
+        broadcast: true,
+    };
+    let now = sim.now();
+    let mut notes = Notes::default();
+    let mut driver = Driver::start(
+        mode,
+        None,
+        Duration::from_secs(1),
+        now,
+        &mut sim.stations[0],
+    )
+    .unwrap();
+    let mut calls_done = 0;
+    let end = sim.run_until(Duration::from_secs(1800), |s| {
+        let now = s.now();
+        assert!(driver
+            .step(now, &mut s.stations[0], &mut notes)
+            .unwrap()
+            .is_none());
+        calls_done = notes
+            .0
+            .iter()
+            .filter(|n| n.contains("finished with"))
+            .count();
+        calls_done == FIELDS.len() && s.stations.iter().all(|st| !st.has_sessions())
+    });
+    assert_eq!(end, radiosync::sim::pair::RunEnd::Done, "{:?}", notes.0);
+    assert!(
+        notes.0.iter().any(|n| n.starts_with("broadcast ")),
+        "{:?}",
+        notes.0
+    );
+    drop(sim);
+    assert!(all_equal(&paths));
+    nothing_pending(&paths);
+    let hub = Store::open(&paths[0]).unwrap();
+    let log = hub.log().unwrap();
+    let finished: Vec<_> = log
+        .iter()
+        .filter(|e| e.message.starts_with("radio sync finished"))
+        .collect();
+    assert_eq!(finished.len(), FIELDS.len());
+    assert!(
+        finished
+            .iter()
+            .all(|e| e.message.contains(" 0 bundle bytes sent")),
+        "{finished:?}"
+    );
+}

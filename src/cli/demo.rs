@@ -586,7 +586,10 @@ async fn radio_sync(
     let bravo = daemon::drive(
         b_port,
         b,
-        opts(Mode::Run { every: None }),
+        opts(Mode::Run {
+            every: None,
+            broadcast: false,
+        }),
         bravo_stop,
         &mut quiet,
     );

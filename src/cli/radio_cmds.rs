@@ -76,6 +76,10 @@ pub enum RadioCommand {
         /// stations list with `radiosync heard`. Waits while sessions run.
         #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
         beacon: Option<Duration>,
+        /// With --every, on the radio: each round, what two or more peers lack goes on
+        /// air once, as a broadcast they all keep, before the calls (see `broadcast`).
+        #[arg(long)]
+        broadcast: bool,
     },
     /// One sync with one peer whose daemon is listening; exit 0 when both sides have everything.
     Sync {
@@ -403,9 +407,13 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             http,
             no_announce,
             beacon,
+            broadcast,
         } => {
             let r = resolve(&link, every)?;
             let every = r.every;
+            if broadcast && every.is_none() {
+                bail!("--broadcast goes with --every: it sends before each round's calls");
+            }
             let tcp_listen = tcp_listen.or(r.config.tcp_listen.clone());
             let http = http.or(r.config.http.clone());
             let radio = r.port.is_some() || r.kiss_tcp.is_some();
@@ -417,6 +425,12 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             }
             if !radio && beacon.is_some() {
                 bail!("--beacon announces on the radio: give --port or --kiss-tcp");
+            }
+            if !radio && broadcast {
+                bail!("--broadcast sends on the radio: give --port or --kiss-tcp");
+            }
+            if beacon.is_some_and(|b| b < Duration::from_secs(10)) {
+                eprintln!("radiosync: beacons go at most every 10 s: --beacon raised to 10s");
             }
             if !radio && every.is_some() && tcp_listen.is_none() {
                 bail!(
@@ -505,7 +519,9 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                 )));
             }
             let radio_result = match (radio, every) {
-                (true, _) => run_radio(&r, every, beacon, stopped(stop_rx.clone())).await,
+                (true, _) => {
+                    run_radio(&r, every, broadcast, beacon, stopped(stop_rx.clone())).await
+                }
                 (false, Some(every)) => {
                     tokio::select! {
                         _ = call_peers_over_ip(&r.db, every) => {}
@@ -820,6 +836,7 @@ fn check_run(
 async fn run_radio(
     r: &Resolved,
     every: Option<Duration>,
+    broadcast: bool,
     beacon: Option<Duration>,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -840,7 +857,7 @@ async fn run_radio(
         ))
     ));
     let opts = Options {
-        mode: Mode::Run { every },
+        mode: Mode::Run { every, broadcast },
         timeout: None,
         link_status: Some(s.link.status()),
         tick: obs.tick(),

@@ -44,6 +44,8 @@ pub struct Driver {
     cancelled: bool,
     timed_out: bool,
     shutdown_seen: bool,
+    /// `run --every`: a round's calls are due (after its broadcast).
+    round_calls: bool,
     /// The peer our sessions are with now (`Sync`, `Broadcast`).
     current: Option<String>,
     /// Notes made before the first `step`.
@@ -75,6 +77,7 @@ impl Driver {
             cancelled: false,
             timed_out: false,
             shutdown_seen: false,
+            round_calls: false,
             current: None,
             notes: Vec::new(),
             queue: Default::default(),
@@ -98,10 +101,41 @@ impl Driver {
                     obs_note_later(&mut d, "nothing to broadcast: syncing with each".into());
                 }
             }
-            Mode::Run { every: Some(_) } => d.set(Timer::Round, Some(now)),
-            Mode::Run { every: None } => {}
+            Mode::Run { every: Some(_), .. } => d.set(Timer::Round, Some(now)),
+            Mode::Run { every: None, .. } => {}
         }
         Ok(d)
+    }
+
+    /// `run --broadcast`: what two or more idle peers with a key lack goes
+    /// out once, before the round's calls.
+    fn round_cast(
+        &mut self,
+        now: Instant,
+        station: &mut Station,
+        obs: &mut dyn Observer,
+    ) -> Result<(), DaemonError> {
+        let mut lacking = Vec::new();
+        for p in station.store().peers()? {
+            if p.key.is_some()
+                && !station.busy_with(&p.name)
+                && station.store().pending_for(&p.id)? > 0
+            {
+                lacking.push(p.name);
+            }
+        }
+        if lacking.len() < 2 {
+            return Ok(());
+        }
+        match station.start_cast(now, &lacking) {
+            Ok(cast) => {
+                for (name, why) in &cast.left_out {
+                    obs.note(&format!("{name} left out of the broadcast: {why}"));
+                }
+            }
+            Err(e) => obs.note(&format!("broadcast: {e}")),
+        }
+        Ok(())
     }
 
     /// `Broadcast`: once its pieces are on their way and no session of ours
@@ -178,9 +212,23 @@ impl Driver {
         if station.poll_timeout().is_some_and(|t| t <= now) {
             station.handle_timeout(now);
         }
-        if let (true, Mode::Run { every: Some(every) }) = (self.due(Timer::Round, now), &self.mode)
+        if let (
+            true,
+            &Mode::Run {
+                every: Some(every),
+                broadcast,
+            },
+        ) = (self.due(Timer::Round, now), &self.mode)
         {
-            self.set(Timer::Round, Some(now + *every));
+            self.set(Timer::Round, Some(now + every));
+            if broadcast {
+                self.round_cast(now, station, obs)?;
+            }
+            self.round_calls = true;
+        }
+        // A round's calls wait for its broadcast to be off the air.
+        if self.round_calls && !station.casting(now) {
+            self.round_calls = false;
             for p in station.store().peers()? {
                 if !station.busy_with(&p.name) {
                     if let Err(e) = station.start_sync(now, &p.name, rand::random()) {

@@ -83,6 +83,9 @@ pub enum Mode {
     Run {
         /// Time between rounds of calls; `None`: only answer.
         every: Option<Duration>,
+        /// `run --broadcast`: each round, what two or more peers lack goes
+        /// out once as a broadcast before the calls (`Station::start_cast`).
+        broadcast: bool,
     },
 }
 

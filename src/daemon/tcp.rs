@@ -119,7 +119,10 @@ pub async fn answer(
         }
     };
     let opts = Options {
-        mode: Mode::Run { every: None },
+        mode: Mode::Run {
+            every: None,
+            broadcast: false,
+        },
         timeout: None,
         link_status: None,
         tick: Duration::from_secs(5),

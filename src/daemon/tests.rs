@@ -768,7 +768,10 @@ fn drive_syncs_over_an_in_process_stream() {
         let b_side = drive(
             &mut lb,
             &mut sb,
-            opts(Mode::Run { every: None }),
+            opts(Mode::Run {
+                every: None,
+                broadcast: false,
+            }),
             async {
                 let _ = stopped.await;
             },

@@ -198,6 +198,8 @@ impl SimNet {
             if done(self) {
                 return RunEnd::Done;
             }
+            // What `done` started (a driver's call, say) goes out now.
+            self.work_now();
             match self.next_event() {
                 None => return RunEnd::Stalled,
                 Some(t) if t > limit => {
