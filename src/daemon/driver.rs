@@ -515,6 +515,7 @@ mod tests {
         let mut pair = pair_with_work(dir.path(), 2);
         let mode = Mode::Run {
             every: Some(Duration::from_secs(60)),
+            broadcast: false,
         };
         let mut d = start(&mut pair, mode, None);
         let mut notes = Notes::default();
