@@ -195,6 +195,7 @@ impl Driver {
     fn cancel(&mut self, now: Instant, station: &mut Station) {
         station.cancel_all(now);
         self.cancelled = true;
+        self.round_calls = false;
         self.set(Timer::CancelGrace, Some(now + CANCEL_GRACE));
         self.set(Timer::Round, None);
         self.set(Timer::Deadline, None);
@@ -221,13 +222,15 @@ impl Driver {
         ) = (self.due(Timer::Round, now), &self.mode)
         {
             self.set(Timer::Round, Some(now + every));
-            if broadcast {
+            // Not while the last round's broadcast or calls are still to go:
+            // a broadcast longer than the round would queue again for ever.
+            if broadcast && !station.casting(now) && !self.round_calls {
                 self.round_cast(now, station, obs)?;
             }
             self.round_calls = true;
         }
         // A round's calls wait for its broadcast to be off the air.
-        if self.round_calls && !station.casting(now) {
+        if self.round_calls && !self.cancelled && !station.casting(now) {
             self.round_calls = false;
             for p in station.store().peers()? {
                 if !station.busy_with(&p.name) {
@@ -334,9 +337,21 @@ impl Driver {
                     "rows remain to be sent in full: another session with {peer}"
                 ));
             }
-            self.our_session =
-                Some(station.start_sync_within(now, peer, rand::random(), budget_end)?);
-            return Ok(None);
+            match station.start_sync_within(now, peer, rand::random(), budget_end) {
+                Ok(id) => {
+                    self.our_session = Some(id);
+                    return Ok(None);
+                }
+                // A broadcast goes on with the next peer (this one may be
+                // calling us right now).
+                Err(e) if matches!(self.mode, Mode::Broadcast { .. }) => {
+                    obs.note(&format!("cannot call {peer} again: {e}"));
+                    self.complete = false;
+                    self.our_session = None;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         self.complete &= ok && !more;
         self.our_session = None;

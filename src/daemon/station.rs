@@ -857,8 +857,10 @@ impl Station {
         if self.next_beacon.is_some_and(|t| now >= t) {
             self.send_beacon(now);
         }
-        // The last broadcast transmission is off the air: no wake-up for it.
-        if self.cast_out.is_empty() && self.cast_next_at.is_some_and(|t| now >= t) {
+        // The last broadcast transmission is off the air: no wake-up for it
+        // (a past instant would make the loop spin while a session holds the
+        // next one back).
+        if self.cast_next_at.is_some_and(|t| now >= t) {
             self.cast_next_at = None;
         }
         let ids: Vec<u16> = self.sessions.keys().copied().collect();
@@ -1300,6 +1302,9 @@ impl Station {
     /// Stops every session, telling the peers (their engines stay until the
     /// cancellation is delivered or the link gives up).
     pub fn cancel_all(&mut self, now: Instant) {
+        // A broadcast not yet on air stays home.
+        self.cast_out.clear();
+        self.cast_next_at = None;
         let ids: Vec<u16> = self.sessions.keys().copied().collect();
         for id in ids {
             if let Some(s) = self.sessions.get_mut(&id) {

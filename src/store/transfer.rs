@@ -45,7 +45,9 @@ fn id_sql(id: BundleId) -> i64 {
 }
 
 impl Store {
-    /// What was kept for `peer` from earlier sessions.
+    /// What was kept for `peer` from earlier sessions. Writes when what is
+    /// kept is of no use: a kept bundle that no longer matches its id, and
+    /// partial pieces past the ones a Hello can name, are deleted.
     pub fn transfer_state(&self, peer: &StationId) -> Result<PeerState, StoreError> {
         let key = peer.0.to_vec();
         let outgoing = self
