@@ -47,6 +47,9 @@ fn demo_refuses_an_amateur_profile_without_callsigns() {
 fn net_demo_converges_through_the_hub() {
     let out = demo(&["--net"]);
     assert!(out.contains("all three stations hold the same"), "{out}");
+    // Then one broadcast brings the hub's update to both.
+    assert!(out.contains("one broadcast of"), "{out}");
+    assert!(out.contains("all three equal again"), "{out}");
     let out = demo(&[
         "--net",
         "--profile",
@@ -57,4 +60,5 @@ fn net_demo_converges_through_the_hub() {
         "0",
     ]);
     assert!(out.contains("all three stations hold the same"), "{out}");
+    assert!(out.contains("all three equal again"), "{out}");
 }
