@@ -86,7 +86,7 @@ impl Store {
             return Ok(rep);
         }
         let me = self.station.id;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::write_tx(&self.conn)?;
         let now = now_text();
         for c in checks {
             let (info, evolved) = match c {

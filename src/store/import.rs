@@ -545,7 +545,7 @@ impl Store {
             return Ok(());
         }
         if let Some(layout) = self.seen_layout(fp)? {
-            let tx = self.conn.unchecked_transaction()?;
+            let tx = super::write_tx(&self.conn)?;
             self.note_sender_schema(&tx, peer, fp, &layout)?;
             tx.commit()?;
         }
@@ -694,7 +694,7 @@ impl Store {
             }
         }
         let me = self.station.id;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::write_tx(&self.conn)?;
         tx.execute("UPDATE rs_ctl SET applying = 1", [])?;
         self.note_sender_schema(&tx, &b.sender, b.schema, &layout)?;
         // A bundle made after the one we could not place (its vector covers the

@@ -439,6 +439,14 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// A write transaction that takes the write lock at once (BEGIN IMMEDIATE):
+/// another process writing (the daemon, an application) makes it wait, up to
+/// the busy timeout. A deferred one that read first and then wrote would fail
+/// at once with "database is locked" instead, SQLite's way out of a deadlock.
+pub(crate) fn write_tx(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+}
+
 impl Store {
     /// Open an initialised station. Its capture is checked (and repaired) and
     /// schema changes are taken in; a file without write access opens
@@ -527,7 +535,7 @@ impl Store {
             return Err(StoreError::ReadOnly(path.display().to_string()));
         }
         let conn = Connection::open(path)?;
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         schema::migrate(&tx)?;
         let exists: Option<i64> = tx
             .query_row("SELECT 1 FROM rs_station", [], |r| r.get(0))
@@ -609,7 +617,7 @@ impl Store {
             .into_iter()
             .map(|r| (r.name, r.policy))
             .collect();
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = write_tx(&self.conn)?;
         let mut tagged = 0;
         for name in &names {
             let mut info = schema::describe(&tx, name, local_columns)?;
@@ -731,7 +739,7 @@ impl Store {
     /// the table itself is left as it is.
     pub fn untrack(&mut self, table: &str) -> Result<(), StoreError> {
         self.writable()?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = write_tx(&self.conn)?;
         let n = tx.execute("DELETE FROM rs_table WHERE name = ?1", [table])?;
         if n == 0 {
             return Err(StoreError::NotTracked(table.to_string()));
@@ -1016,7 +1024,7 @@ impl Store {
             .peer_by_name(name)?
             .ok_or_else(|| StoreError::UnknownPeerName(name.to_string()))?;
         let key = p.id.0.to_vec();
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = write_tx(&self.conn)?;
         for (table, column) in [
             ("rs_peer_vector", "peer"),
             ("rs_peer_want", "peer"),
@@ -1249,7 +1257,7 @@ impl Store {
         let dict_id = a.dictionary()?.map(|d| d.id).unwrap_or(0);
         {
             let conn = open_conn(to)?;
-            let tx = conn.unchecked_transaction()?;
+            let tx = write_tx(&conn)?;
             tx.execute(
                 "UPDATE rs_station SET uuid = ?1, name = ?2, callsign = ?3, created_on = ?4, \
                  public_key = NULL, hello_nonce = 0",

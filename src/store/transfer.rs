@@ -267,7 +267,7 @@ impl Store {
         id: BundleId,
         total_len: u64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::write_tx(&self.conn)?;
         clear_partial(&tx, peer)?;
         tx.execute(
             "INSERT INTO rs_transfer (peer, dir, id, total) VALUES (?1, 'in', ?2, ?3)",
@@ -328,7 +328,7 @@ impl Store {
         bytes: &[u8],
     ) -> Result<(), StoreError> {
         let key = peer.0.to_vec();
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::write_tx(&self.conn)?;
         let head: Option<(i64, i64)> = tx
             .query_row(
                 "SELECT id, total FROM rs_transfer WHERE peer = ?1 AND dir = 'in'",
@@ -378,7 +378,7 @@ impl Store {
             )
             .optional()?;
         if head == Some(id_sql(id)) {
-            let tx = self.conn.unchecked_transaction()?;
+            let tx = super::write_tx(&self.conn)?;
             clear_partial(&tx, peer)?;
             tx.commit()?;
         }
@@ -438,6 +438,33 @@ mod tests {
         s.transfer_discard_partial(&p, BundleId(9)).unwrap();
         s.transfer_drop_outgoing(&p, id).unwrap();
         assert_eq!(in_flight(&s.transfer_state(&p).unwrap()), (false, false));
+    }
+
+    /// Another process in the middle of a write (the daemon, an application):
+    /// a store write waits for it instead of failing "database is locked".
+    #[test]
+    fn a_write_waits_for_another_process_writing() {
+        let (d, s) = store();
+        let p = StationId([7; 16]);
+        s.transfer_begin_partial(&p, BundleId(4), 100).unwrap();
+        let other = rusqlite::Connection::open(d.path().join("a.sqlite")).unwrap();
+        other
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; UPDATE rs_clock SET seq = seq;")
+            .unwrap();
+        let committer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        // Reads, then writes, in one transaction, while the other commits.
+        s.transfer_save_chunk(&p, BundleId(4), 0, b"abc").unwrap();
+        committer.join().unwrap();
+        assert_eq!(
+            s.transfer_state(&p).unwrap().incoming.unwrap().bytes,
+            b"abc"
+        );
     }
 
     #[test]

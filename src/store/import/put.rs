@@ -133,7 +133,7 @@ impl Store {
         // What the caller was given by `getdata`: overwriting anything newer is a conflict.
         let seen = read_api_vector(&self.conn, caller)?;
         let now = now_text();
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = crate::store::write_tx(&self.conn)?;
         tx.execute("UPDATE rs_ctl SET applying = 1", [])?;
         let ctx = RowCtx {
             tx: &tx,
