@@ -128,6 +128,59 @@ fn a_hub_broadcasts_to_two_listening_stations() {
     }
 }
 
+/// The same by file: `export --broadcast` writes one signed file for both
+/// stations; `import` at each applies it; a second import holds it already;
+/// a damaged copy is refused with the database unchanged.
+#[test]
+fn one_broadcast_file_for_two_stations() {
+    let dir = scratch();
+    let d = dir.path();
+    let (hub, a, b) = (d.join("hub.sqlite"), d.join("a.sqlite"), d.join("b.sqlite"));
+    radiosync_ok(&["sample", "--out", &s(&hub)]);
+    radiosync_ok(&["init", "--db", &s(&hub), "--name", "hub"]);
+    radiosync_ok(&["track", "--db", &s(&hub), "--all"]);
+    for (to, name) in [(&a, "alpha"), (&b, "bravo")] {
+        radiosync_ok(&["clone", "--from", &s(&hub), "--to", &s(to), "--name", name]);
+    }
+    let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+    sql(
+        &hub,
+        &format!(
+            "UPDATE hms_hospital SET status = 'hub: by file', modified_on = {now} WHERE id = 1"
+        ),
+    );
+    let file = d.join("update.rsc");
+    let out = radiosync_ok(&[
+        "export",
+        "--db",
+        &s(&hub),
+        "--broadcast",
+        "alpha,bravo",
+        "--out",
+        &s(&file),
+    ]);
+    assert!(out.contains("for alpha, bravo"), "{out}");
+    // A damaged copy: refused, nothing applied.
+    let mut bad = std::fs::read(&file).unwrap();
+    let at = bad.len() - 3;
+    bad[at] ^= 0x01;
+    let bad_file = d.join("bad.rsc");
+    std::fs::write(&bad_file, bad).unwrap();
+    let o = std::process::Command::new(radiosync_bin())
+        .args(["import", "--db", &s(&a), &s(&bad_file)])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_ne!(status_of_hospital_1(&a), "hub: by file");
+    for db in [&a, &b] {
+        let out = radiosync_ok(&["import", "--db", &s(db), &s(&file)]);
+        assert!(out.contains("1 applied"), "{out}");
+        assert_eq!(status_of_hospital_1(db), "hub: by file");
+    }
+    let again = radiosync_ok(&["import", "--db", &s(&a), &s(&file)]);
+    assert!(again.contains("0 applied"), "{again}");
+}
+
 #[test]
 fn a_hub_and_two_stations_as_processes_on_one_chansim() {
     let dir = scratch();

@@ -88,11 +88,15 @@ pub enum StoreCommand {
         #[arg(long)]
         db: PathBuf,
         /// The peer the bundle is for.
-        #[arg(long, required_unless_present = "since")]
+        #[arg(long, required_unless_present_any = ["since", "broadcast"])]
         peer: Option<String>,
         /// Export full rows with modified_on >= TIME, importable by any peer; claims nothing.
         #[arg(long)]
         since: Option<String>,
+        /// One file for several peers (comma-separated names): what all of them lack, signed,
+        /// for a USB stick that visits each (`import` at each takes it).
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["peer", "since", "tables"])]
+        broadcast: Vec<String>,
         /// Only these tables (the blueprint's per-module export); the bundle then claims
         /// nothing, so a later full export still carries the other tables.
         #[arg(long, value_delimiter = ',')]
@@ -654,10 +658,31 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             db,
             peer,
             since,
+            broadcast,
             tables,
             out,
         } => {
             let s = open(&db)?;
+            if !broadcast.is_empty() {
+                let cast = s.export_cast(&broadcast)?;
+                for (name, why) in &cast.left_out {
+                    eprintln!("radiosync: {name} left out of the broadcast: {why}");
+                }
+                if cast.rows == 0 {
+                    println!("nothing to broadcast: no row that those peers lack");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                std::fs::write(&out, &cast.bytes)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!(
+                    "wrote a broadcast of {} rows in {} bytes for {} to {}",
+                    cast.rows,
+                    cast.bytes.len(),
+                    cast.peers.join(", "),
+                    out.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             for t in &tables {
                 if !s.tables().iter().any(|i| &i.name == t) {
                     bail!("table {t} is not tracked in {}", db.display());
@@ -730,12 +755,16 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             let mut s = open(&db)?;
             let file =
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-            let imported = match s.open_file(&file) {
-                Ok(payload) => {
-                    let bytes = payload.to_vec();
-                    import_payload(&mut s, &bytes)
-                }
-                Err(e) => Err(e),
+            let imported = match radiosync::store::cast::cast_signer(&file) {
+                // A broadcast file: its own checks (signature, signer, base).
+                Some(signer) => s.import_cast(&file, &signer).map(Some),
+                None => match s.open_file(&file) {
+                    Ok(payload) => {
+                        let bytes = payload.to_vec();
+                        import_payload(&mut s, &bytes)
+                    }
+                    Err(e) => Err(e),
+                },
             };
             match imported {
                 Ok(None) => {}

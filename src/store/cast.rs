@@ -43,6 +43,13 @@ pub(crate) fn cast_payload(base: &VersionVector, bundle: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The signer of a broadcast file (a signed envelope around a broadcast),
+/// not yet verified; `None` for any other file.
+pub fn cast_signer(bytes: &[u8]) -> Option<crate::delta::StationId> {
+    let f = crate::auth::SignedFile::parse(bytes)?;
+    is_cast_payload(&bytes[bytes.len() - f.payload_len()..]).then_some(f.signer)
+}
+
 /// Whether a signed payload is a broadcast's.
 pub fn is_cast_payload(payload: &[u8]) -> bool {
     payload.starts_with(CAST_MAGIC)
