@@ -232,6 +232,16 @@ pub fn hub_with_news(
     posts: usize,
     text_len: usize,
 ) -> (PathBuf, Vec<PathBuf>) {
+    let (hub, paths) = hub_and_fields(dir, fields);
+    update_people(&hub, 77, people);
+    insert_posts(&hub, 78, posts, text_len);
+    (hub, paths)
+}
+
+/// A hub `H` (the sample data, every table tracked, `id` site-local) and field
+/// stations cloned from it with fixed ids (`id_of`), each registered with the
+/// hub only.
+pub fn hub_and_fields(dir: &Path, fields: &[&str]) -> (PathBuf, Vec<PathBuf>) {
     let hub = dir.join("H.sqlite");
     sample::write_sample(&hub).unwrap();
     let mut s = Store::init_as(&hub, id_of("H"), Some("H"), None).unwrap();
@@ -245,8 +255,6 @@ pub fn hub_with_news(
             p
         })
         .collect();
-    update_people(&hub, 77, people);
-    insert_posts(&hub, 78, posts, text_len);
     (hub, paths)
 }
 

@@ -8,34 +8,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use radiosync::daemon::{Outcome, Station};
-use radiosync::delta::StationId;
 use radiosync::profile::Profile;
 use radiosync::sim::net::{NetConfig, SimNet};
 use radiosync::sim::pair::RunEnd;
-use radiosync::store::{sample, Store};
-use radiosync::testkit::{edit, insert_posts, snapshot, station};
-
-/// Fixed station ids: addresses and carrier-sense draws are the same every run.
-fn id_of(name: &str) -> StationId {
-    let mut id = [0x5a; 16];
-    id[..name.len()].copy_from_slice(name.as_bytes());
-    StationId(id)
-}
+use radiosync::store::Store;
+use radiosync::testkit::{edit, hub_and_fields, insert_posts, snapshot, station};
 
 /// The hub `H` from the sample data and field stations cloned from it (each
 /// registered with the hub only), each edited apart.
 fn net(dir: &Path, fields: &[&str]) -> (PathBuf, Vec<PathBuf>) {
-    let hub = dir.join("H.sqlite");
-    sample::write_sample(&hub).unwrap();
-    let mut s = Store::init_as(&hub, id_of("H"), Some("H"), None).unwrap();
-    s.track(&[], &["id".to_string()]).unwrap();
-    drop(s);
-    let mut out = Vec::new();
-    for (k, name) in fields.iter().enumerate() {
-        let p = dir.join(format!("{name}.sqlite"));
-        Store::clone_station_as(&hub, &p, id_of(name), name, None).unwrap();
-        out.push(p);
-        edit(&out[k], 10 + k as u64, 12, 6, 60);
+    let (hub, out) = hub_and_fields(dir, fields);
+    for (k, p) in out.iter().enumerate() {
+        edit(p, 10 + k as u64, 12, 6, 60);
     }
     edit(&hub, 99, 8, 3, 60);
     (hub, out)
@@ -134,19 +118,8 @@ fn hub_and_three_stations_converge_on_transparent_9600_with_bit_errors() {
 fn each_change_crosses_each_hop_once() {
     let dir = tempfile::tempdir().unwrap();
     let fields = ["A", "B", "C"];
-    let hub = dir.path().join("H.sqlite");
-    sample::write_sample(&hub).unwrap();
-    let mut s = Store::init_as(&hub, id_of("H"), Some("H"), None).unwrap();
-    s.track(&[], &["id".to_string()]).unwrap();
-    drop(s);
-    let paths: Vec<PathBuf> = fields
-        .iter()
-        .map(|name| {
-            let p = dir.path().join(format!("{name}.sqlite"));
-            Store::clone_station_as(&hub, &p, id_of(name), name, None).unwrap();
-            p
-        })
-        .collect();
+    // Fixed station ids: addresses and carrier-sense draws are the same every run.
+    let (hub, paths) = hub_and_fields(dir.path(), &fields);
     for (k, p) in paths.iter().enumerate() {
         insert_posts(p, 20 + k as u64, 5, 40);
     }

@@ -35,6 +35,30 @@ fn job_of_person_1(db: &Path) -> String {
     .unwrap()
 }
 
+/// SQL for "now" as the applications write `modified_on`.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// A hub from the sample data with every table tracked, and stations alpha and
+/// bravo cloned from it, in `d`.
+fn hub_and_two(d: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (hub, a, b) = (d.join("hub.sqlite"), d.join("a.sqlite"), d.join("b.sqlite"));
+    radiosync_ok(&["sample", "--out", &s(&hub)]);
+    radiosync_ok(&["init", "--db", &s(&hub), "--name", "hub"]);
+    radiosync_ok(&["track", "--db", &s(&hub), "--all"]);
+    for (to, name) in [(&a, "alpha"), (&b, "bravo")] {
+        radiosync_ok(&["clone", "--from", &s(&hub), "--to", &s(to), "--name", name]);
+    }
+    (hub, a, b)
+}
+
+/// The link arguments of a station's radio command.
+fn radio_args(db: &Path, profile: &str, tty: &Path) -> Vec<String> {
+    ["--db", &s(db), "--profile", profile, "--port", &s(tty)]
+        .iter()
+        .map(|x| x.to_string())
+        .collect()
+}
+
 /// chansim joining three links (hub, alpha, bravo) in `d`, with stats in chan.json.
 fn chansim_for_three(d: &Path, profile: &str) -> (Proc, Vec<std::path::PathBuf>) {
     let links: Vec<_> = ["hub", "alpha", "bravo"]
@@ -69,28 +93,16 @@ fn chansim_for_three(d: &Path, profile: &str) -> (Proc, Vec<std::path::PathBuf>)
 fn a_hub_broadcasts_to_two_listening_stations() {
     let dir = scratch();
     let d = dir.path();
-    let (hub, a, b) = (d.join("hub.sqlite"), d.join("a.sqlite"), d.join("b.sqlite"));
-    radiosync_ok(&["sample", "--out", &s(&hub)]);
-    radiosync_ok(&["init", "--db", &s(&hub), "--name", "hub"]);
-    radiosync_ok(&["track", "--db", &s(&hub), "--all"]);
-    for (to, name) in [(&a, "alpha"), (&b, "bravo")] {
-        radiosync_ok(&["clone", "--from", &s(&hub), "--to", &s(to), "--name", name]);
-    }
-    let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+    let (hub, a, b) = hub_and_two(d);
     sql(
         &hub,
         &format!(
-            "UPDATE hms_hospital SET status = 'hub: closed', modified_on = {now} WHERE id = 1"
+            "UPDATE hms_hospital SET status = 'hub: closed', modified_on = {NOW} WHERE id = 1"
         ),
     );
     let profile = "sim-kiss-1200";
     let (mut chan, links) = chansim_for_three(d, profile);
-    let radio = |db: &Path, tty: &Path| -> Vec<String> {
-        ["--db", &s(db), "--profile", profile, "--port", &s(tty)]
-            .iter()
-            .map(|x| x.to_string())
-            .collect()
-    };
+    let radio = |db: &Path, tty: &Path| radio_args(db, profile, tty);
     let mut daemons: Vec<Proc> = [("alpha", &a, &links[1]), ("bravo", &b, &links[2])]
         .iter()
         .map(|(name, db, tty)| {
@@ -135,18 +147,11 @@ fn a_hub_broadcasts_to_two_listening_stations() {
 fn one_broadcast_file_for_two_stations() {
     let dir = scratch();
     let d = dir.path();
-    let (hub, a, b) = (d.join("hub.sqlite"), d.join("a.sqlite"), d.join("b.sqlite"));
-    radiosync_ok(&["sample", "--out", &s(&hub)]);
-    radiosync_ok(&["init", "--db", &s(&hub), "--name", "hub"]);
-    radiosync_ok(&["track", "--db", &s(&hub), "--all"]);
-    for (to, name) in [(&a, "alpha"), (&b, "bravo")] {
-        radiosync_ok(&["clone", "--from", &s(&hub), "--to", &s(to), "--name", name]);
-    }
-    let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+    let (hub, a, b) = hub_and_two(d);
     sql(
         &hub,
         &format!(
-            "UPDATE hms_hospital SET status = 'hub: by file', modified_on = {now} WHERE id = 1"
+            "UPDATE hms_hospital SET status = 'hub: by file', modified_on = {NOW} WHERE id = 1"
         ),
     );
     let file = d.join("update.rsc");
@@ -185,34 +190,22 @@ fn one_broadcast_file_for_two_stations() {
 fn a_hub_and_two_stations_as_processes_on_one_chansim() {
     let dir = scratch();
     let d = dir.path();
-    let (hub, a, b) = (d.join("hub.sqlite"), d.join("a.sqlite"), d.join("b.sqlite"));
-    radiosync_ok(&["sample", "--out", &s(&hub)]);
-    radiosync_ok(&["init", "--db", &s(&hub), "--name", "hub"]);
-    radiosync_ok(&["track", "--db", &s(&hub), "--all"]);
-    for (to, name) in [(&a, "alpha"), (&b, "bravo")] {
-        radiosync_ok(&["clone", "--from", &s(&hub), "--to", &s(to), "--name", name]);
-    }
-    let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+    let (hub, a, b) = hub_and_two(d);
     sql(
         &a,
         &format!(
-            "UPDATE hms_hospital SET status = 'alpha: 3 beds', modified_on = {now} WHERE id = 1"
+            "UPDATE hms_hospital SET status = 'alpha: 3 beds', modified_on = {NOW} WHERE id = 1"
         ),
     );
     sql(
         &b,
         &format!(
-            "UPDATE pr_person SET job_title = 'bravo: driver', modified_on = {now} WHERE id = 1"
+            "UPDATE pr_person SET job_title = 'bravo: driver', modified_on = {NOW} WHERE id = 1"
         ),
     );
     let profile = "sim-transparent-9600";
     let (mut chan, links) = chansim_for_three(d, profile);
-    let radio = |db: &Path, tty: &Path| -> Vec<String> {
-        ["--db", &s(db), "--profile", profile, "--port", &s(tty)]
-            .iter()
-            .map(|x| x.to_string())
-            .collect()
-    };
+    let radio = |db: &Path, tty: &Path| radio_args(db, profile, tty);
     let mut daemon = Proc::spawn(
         "hub",
         radiosync_bin(),

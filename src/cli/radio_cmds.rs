@@ -563,12 +563,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                     .collect()
             } else {
                 for name in &peer {
-                    if s.station.store().peer_by_name(name)?.is_none() {
-                        bail!(
-                            "no peer named {name:?} in {}: see `radiosync peer list`",
-                            r.db.display()
-                        );
-                    }
+                    require_peer(&s.station, name, &r.db)?;
                 }
                 peer
             };
@@ -577,11 +572,9 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             }
             let mut obs = Progress::new(&s.profile, false);
             obs.note(&format!(
-                "broadcasting to {} over {} ({}, {} bit/s on air)",
+                "broadcasting to {} over {}",
                 peers.join(", "),
-                s.link.spec(),
-                s.profile.name,
-                s.profile.bitrate
+                on_air(&s)
             ));
             let opts = Options {
                 mode: Mode::Broadcast {
@@ -603,15 +596,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
             tcp,
         } => {
             let r = resolve(&link, None)?;
-            let check_peer = |station: &Station| -> anyhow::Result<()> {
-                if station.store().peer_by_name(&peer)?.is_none() {
-                    bail!(
-                        "no peer named {peer:?} in {}: see `radiosync peer list`",
-                        r.db.display()
-                    );
-                }
-                Ok(())
-            };
+            let check_peer = |station: &Station| require_peer(station, &peer, &r.db);
             let radio = r.port.is_some() || r.kiss_tcp.is_some();
             let tcp = match tcp {
                 Some(addr) => Some(addr),
@@ -650,12 +635,7 @@ async fn run_async(cmd: RadioCommand) -> anyhow::Result<ExitCode> {
                 let mut s = setup(&r, false).await?;
                 check_peer(&s.station)?;
                 let mut obs = Progress::new(&s.profile, false);
-                obs.note(&format!(
-                    "syncing with {peer} over {} ({}, {} bit/s on air)",
-                    s.link.spec(),
-                    s.profile.name,
-                    s.profile.bitrate
-                ));
+                obs.note(&format!("syncing with {peer} over {}", on_air(&s)));
                 let opts = Options {
                     mode: Mode::Sync {
                         peer: peer.clone(),
@@ -946,6 +926,27 @@ fn report_sync(
             Ok(ExitCode::from(crate::cli::EXIT_STOPPED))
         }
     }
+}
+
+/// `name` is a registered peer of the station, or the operator is told how to see them.
+fn require_peer(station: &Station, name: &str, db: &std::path::Path) -> anyhow::Result<()> {
+    if station.store().peer_by_name(name)?.is_none() {
+        bail!(
+            "no peer named {name:?} in {}: see `radiosync peer list`",
+            db.display()
+        );
+    }
+    Ok(())
+}
+
+/// The link and its profile, for the first line of a radio command.
+fn on_air(s: &Setup) -> String {
+    format!(
+        "{} ({}, {} bit/s on air)",
+        s.link.spec(),
+        s.profile.name,
+        s.profile.bitrate
+    )
 }
 
 /// What `broadcast` prints and its exit code: a line per peer; 0 when every

@@ -1035,7 +1035,6 @@ impl Store {
                 continue;
             }
             let ti = i as u16;
-            let n = info.payload.len();
             let all = backfill.contains(&info.name);
             let scope = if all {
                 Scope::All
@@ -1064,20 +1063,7 @@ impl Store {
                     if all || wanted.contains(&key) || lost.contains(&key) {
                         return Ok(RowBody::Full(values));
                     }
-                    let hist = history(&self.conn, &info.name, uuid)?;
-                    // The latest entry the peer has seen is the base; the masks after it
-                    // name the columns that changed since.
-                    let mut delta = None;
-                    if hist.last().map(|h| h.0) == Some(tag) {
-                        if let Some(j) = hist[..hist.len() - 1]
-                            .iter()
-                            .rposition(|(t, _)| p.confirmed.covers(t))
-                        {
-                            let mask = hist[j + 1..].iter().fold(0u64, |m, (_, k)| m | k);
-                            delta = Some((hist[j].0, mask));
-                        }
-                    }
-                    Ok(body_for(values, delta, n))
+                    self.body_since(info, uuid, tag, values, &p.confirmed)
                 },
             )?;
             let mut rows = rows;
@@ -1160,7 +1146,6 @@ impl Store {
         let mut tables = Vec::new();
         if !peers.is_empty() {
             for (i, info) in self.tables.iter().enumerate() {
-                let n = info.payload.len();
                 let scope = Scope::Lacking {
                     peer: nobody,
                     holds: &base,
@@ -1170,20 +1155,7 @@ impl Store {
                     info,
                     &scope,
                     |_, tag, _| !base.covers(&tag),
-                    |uuid, tag, values| {
-                        let hist = history(&self.conn, &info.name, uuid)?;
-                        let mut delta = None;
-                        if hist.last().map(|h| h.0) == Some(tag) {
-                            if let Some(j) = hist[..hist.len() - 1]
-                                .iter()
-                                .rposition(|(t, _)| base.covers(t))
-                            {
-                                let mask = hist[j + 1..].iter().fold(0u64, |m, (_, k)| m | k);
-                                delta = Some((hist[j].0, mask));
-                            }
-                        }
-                        Ok(body_for(values, delta, n))
-                    },
+                    |uuid, tag, values| self.body_since(info, uuid, tag, values, &base),
                 )?;
                 for r in rows.iter_mut() {
                     if matches!(r.body, RowBody::Delta { .. }) {
@@ -1243,6 +1215,32 @@ impl Store {
             peers: names,
             left_out,
         })
+    }
+
+    /// How row `uuid` (current version `tag`, `values`) travels to stations
+    /// that have seen `seen`: as a delta against the latest version of its
+    /// history they have seen (the masks after it name the columns changed
+    /// since), or in full.
+    fn body_since(
+        &self,
+        info: &TableInfo,
+        uuid: &str,
+        tag: Tag,
+        values: Vec<Value>,
+        seen: &VersionVector,
+    ) -> Result<RowBody, StoreError> {
+        let hist = history(&self.conn, &info.name, uuid)?;
+        let mut delta = None;
+        if hist.last().map(|h| h.0) == Some(tag) {
+            if let Some(j) = hist[..hist.len() - 1]
+                .iter()
+                .rposition(|(t, _)| seen.covers(t))
+            {
+                let mask = hist[j + 1..].iter().fold(0u64, |m, (_, k)| m | k);
+                delta = Some((hist[j].0, mask));
+            }
+        }
+        Ok(body_for(values, delta, info.payload.len()))
     }
 
     /// Our tracked tables and their payload columns, in bundle order.

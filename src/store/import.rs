@@ -182,6 +182,8 @@ impl Store {
     /// registered key before a byte of it is read. Its rows are merged like
     /// any bundle's; its claim is taken only by a station that holds at least
     /// the base it was made against (else it is a slice).
+    /// Not through `import_logged`: bytes put together from unauthenticated
+    /// pieces must be a signed broadcast, never taken as a plain bundle.
     pub fn import_cast(
         &mut self,
         bytes: &[u8],

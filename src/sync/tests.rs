@@ -1105,27 +1105,7 @@ fn protocol_violations_fail_with_a_reason() {
     assert!(fresh.accept_peer(PeerState::default()).is_err());
     assert!(fresh.poll_transmit().is_none() && fresh.poll_event().is_none());
     // A resume offset the receiver never reported.
-    let mut a = Session::initiate(
-        cfg.clone(),
-        net.st[0].local(),
-        sid(0xb2),
-        PeerState::default(),
-    )
-    .unwrap();
-    let mut r = Session::respond(cfg, net.st[1].local()).unwrap();
-    r.handle_message(&a.poll_transmit().unwrap());
-    r.poll_event();
-    r.accept_peer(PeerState::default()).unwrap();
-    a.handle_message(&r.poll_transmit().unwrap());
-    a.handle_message(
-        &Message::BundleStart {
-            id: BundleId(1),
-            total_len: 100,
-            offset: 50,
-            more: true,
-        }
-        .to_bytes(),
-    );
+    let a = resumed_at_50(&net, PeerState::default());
     assert!(matches!(
         a.error(),
         Some(SessionError::Protocol(Violation::ResumeMismatch {
@@ -1146,6 +1126,24 @@ fn protocol_violations_fail_with_a_reason() {
         incoming: Some(stored),
         ..PeerState::default()
     };
+    let mut a = resumed_at_50(&net, state);
+    assert!(a.error().is_some());
+    let mut discarded = false;
+    while let Some(e) = a.poll_event() {
+        discarded |= matches!(
+            e,
+            SessionEvent::DiscardPartial {
+                id: BundleId(1),
+                ..
+            }
+        );
+    }
+    assert!(discarded);
+}
+
+/// An initiator holding `state` whose peer, after the Hellos, starts bundle 1
+/// (100 bytes) at offset 50.
+fn resumed_at_50(net: &Net, state: PeerState) -> Session {
     let cfg = net.config.clone();
     let mut a = Session::initiate(cfg.clone(), net.st[0].local(), sid(0xb2), state).unwrap();
     let mut r = Session::respond(cfg, net.st[1].local()).unwrap();
@@ -1162,18 +1160,7 @@ fn protocol_violations_fail_with_a_reason() {
         }
         .to_bytes(),
     );
-    assert!(a.error().is_some());
-    let mut discarded = false;
-    while let Some(e) = a.poll_event() {
-        discarded |= matches!(
-            e,
-            SessionEvent::DiscardPartial {
-                id: BundleId(1),
-                ..
-            }
-        );
-    }
-    assert!(discarded);
+    a
 }
 
 #[test]
