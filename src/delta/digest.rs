@@ -69,3 +69,29 @@ mod tests {
         assert_ne!(base, row_digest("u", "t2", [("a", &one)]));
     }
 }
+
+/// The pseudo-station whose "tags" are content addresses (`base_tag`): no
+/// real station has it (a v4 UUID never has every bit set).
+pub const CONTENT_BASE: super::StationId = super::StationId([0xff; 16]);
+
+/// A delta's base named by content rather than by change: 41 bits of SHA-256
+/// over the table, the uuid and the base version's digest, as a tag of
+/// [`CONTENT_BASE`]. Two stations that loaded the same data name the same
+/// version alike, whatever their change logs. 41 bits keep the wire form at
+/// six bytes; a wrong match needs 2^41 / rows tries.
+pub fn base_tag(table: &str, uuid: &str, digest: i64) -> super::Tag {
+    let mut h = Sha256::new();
+    h.update(b"radiosync base");
+    for part in [table.as_bytes(), uuid.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.update(digest.to_le_bytes());
+    let out = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&out[..8]);
+    super::Tag {
+        origin: CONTENT_BASE,
+        seq: (u64::from_le_bytes(b) & ((1 << 41) - 1)).max(1),
+    }
+}

@@ -3,7 +3,7 @@
 //! side is `Store::export_file_for` and `Store::import_file`.
 //!
 //! ```text
-//! magic "RSRECON2" | kind u8 | sender 16 | receiver 16 | salt u64 | items varint | dict u32 LE
+//! magic "RSRECON3" | kind u8 | sender 16 | receiver 16 | salt u64 | items varint | dict u32 LE
 //! | vector (count varint, then station 16 + seq varint each)
 //! | sums: count varint, u32 LE each | differences: flag u8 (0 none, 1 list), count varint, u32 LE each
 //! | bundle: len varint, bytes | CRC-32 (ISO-HDLC, LE) of everything before
@@ -13,14 +13,15 @@ use crate::bytes::{put_varint, ByteReader, ReadError};
 use crate::delta::{StationId, VersionVector};
 
 /// The first bytes of every reconciliation file.
-pub const MAGIC: &[u8; 8] = b"RSRECON2";
+pub const MAGIC: &[u8; 8] = b"RSRECON3";
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// What a reconciliation file asks of its receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
-    /// A sketch of the sender's rows: decode and answer with a `Reply` (or,
-    /// when it does not decode, a larger `Offer` of your own).
+    /// A sketch of the sender's rows' bases, and its edits since (`bundle`):
+    /// apply the edits, decode, and answer with a `Reply` (or, when it does not
+    /// decode, a larger `Offer` of your own).
     Offer = 1,
     /// The rows behind the receiver's items the sender found differing
     /// (`bundle`), and the receiver's items it lacks (`differences`; None: the
@@ -52,7 +53,7 @@ pub struct ReconFile {
     pub sums: Vec<u32>,
     /// A `Reply`'s list of the receiver's items the sender lacks.
     pub differences: Option<Vec<u32>>,
-    /// An encoded bundle (`Reply`, `Rows`); empty in an `Offer`.
+    /// An encoded bundle: an `Offer`'s edits, a `Reply`'s or `Rows`' rows.
     pub bundle: Vec<u8>,
 }
 

@@ -467,5 +467,11 @@ fn set_digest(
     let d = digest_of(info, uuid, modified_on, values);
     tx.prepare_cached("UPDATE rs_row SET digest = ?1 WHERE tbl = ?2 AND uuid = ?3")?
         .execute(params![d, info.name, uuid])?;
+    // Still the version tracking began with: that is the row's base content.
+    tx.prepare_cached(
+        "UPDATE rs_base SET digest = ?1 WHERE tbl = ?2 AND uuid = ?3 AND digest IS NULL
+           AND (origin, seq) = (SELECT origin, seq FROM rs_row WHERE tbl = ?2 AND uuid = ?3)",
+    )?
+    .execute(params![d, info.name, uuid])?;
     fingerprint::record_row(tx, info, uuid, d, values)
 }

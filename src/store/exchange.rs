@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::schema::{quote_ident, TableInfo};
 use super::{station_id_from, value_from_ref, LogEntry, Store, StoreError};
 use crate::codec;
+use crate::delta::digest::{base_tag, CONTENT_BASE};
 use crate::delta::{
     Bundle, BundleKind, RowBody, RowRef, RowVersion, StationId, TableChanges, TableLayout, Tag,
     Value, VersionVector, Want,
@@ -1243,6 +1244,39 @@ impl Store {
         Ok(body_for(values, delta, info.payload.len()))
     }
 
+    /// A row's delta against its base (`rs_base`): the base's content address
+    /// and the columns changed since, when the row's history still holds the
+    /// base and its changes.
+    fn delta_since_base(
+        &self,
+        info: &TableInfo,
+        uuid: &str,
+        tag: Tag,
+    ) -> Result<Option<(Tag, u64)>, StoreError> {
+        let base: Option<(Vec<u8>, i64, Option<i64>)> = self
+            .conn
+            .prepare_cached("SELECT origin, seq, digest FROM rs_base WHERE tbl = ?1 AND uuid = ?2")?
+            .query_row(params![info.name, uuid], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let mut delta = None;
+        if let Some((origin, seq, Some(digest))) = base {
+            let base = Tag {
+                origin: station_id_from(origin)?,
+                seq: seq.max(0) as u64,
+            };
+            let hist = history(&self.conn, &info.name, uuid)?;
+            if hist.last().map(|h| h.0) == Some(tag) {
+                if let Some(j) = hist[..hist.len() - 1].iter().rposition(|(t, _)| *t == base) {
+                    let mask = hist[j + 1..].iter().fold(0u64, |m, (_, k)| m | k);
+                    delta = Some((base_tag(&info.name, uuid, digest), mask));
+                }
+            }
+        }
+        Ok(delta)
+    }
+
     /// Our tracked tables and their payload columns, in bundle order.
     pub fn layout(&self) -> Vec<TableLayout> {
         self.tables
@@ -1454,26 +1488,85 @@ impl Store {
             let bundle = self.export_with(peer, Some(h), rows, None)?;
             return self.encode_for(peer, &bundle, "reconciled bundle");
         }
+        self.export_first_contact(peer, rows, &BTreeSet::new(), claim)
+    }
+
+    /// `export_reconciled` at first contact, with our `edits` (table index,
+    /// uuid) besides: each goes as the columns changed since its base
+    /// (`rs_base`), addressed by the base's content (`delta::digest::base_tag`),
+    /// when the history still reaches back to it, else in full. Rows in `full`,
+    /// and rows the peer asked for, go in full; a row whose version at the peer
+    /// lost to ours goes as a delta only if it carries every column the peer's
+    /// version changed (so it applies there too), else in full.
+    pub fn export_first_contact(
+        &self,
+        peer: &StationId,
+        full: &BTreeSet<(u16, String)>,
+        edits: &BTreeSet<(u16, String)>,
+        claim: &VersionVector,
+    ) -> Result<Exported, StoreError> {
+        self.writable()?;
         let p = self
             .peer_by_id(peer)?
             .ok_or(StoreError::UnknownPeer(*peer))?;
+        let mut full = full.clone();
+        full.extend(p.wants.iter().filter_map(uuid_key));
+        // (table, uuid) -> the columns the peer's losing version changed.
+        let mut lost: BTreeMap<(u16, String), Option<u64>> = BTreeMap::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT tbl, uuid, mask FROM rs_peer_want WHERE peer = ?1 AND kind = 'lost'",
+            )?;
+            let rows = stmt.query_map([peer.0.to_vec()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (t, u, m) = row?;
+                if let Some(ti) = self.table_index(&t) {
+                    lost.insert((ti, u), m.map(|m| m as u64));
+                }
+            }
+        }
         let mut tables = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
             let ti = i as u16;
-            let uuids: BTreeSet<String> = rows
+            let uuids: BTreeSet<String> = full
                 .iter()
+                .chain(edits)
+                .chain(lost.keys())
                 .filter(|(t, _)| *t == ti)
                 .map(|(_, u)| u.clone())
                 .collect();
             if uuids.is_empty() {
                 continue;
             }
-            let rows = self.table_rows(
+            let mut rows = self.table_rows(
                 info,
                 &Scope::Only(uuids),
                 |_, _, _| true,
-                |_, _, v| Ok(RowBody::Full(v)),
+                |uuid, tag, v| {
+                    let key = (ti, uuid.to_string());
+                    if full.contains(&key) {
+                        return Ok(RowBody::Full(v));
+                    }
+                    let mut delta = self.delta_since_base(info, uuid, tag)?;
+                    if let Some(theirs) = lost.get(&key) {
+                        let covers =
+                            |(_, ours): &(Tag, u64)| theirs.is_some_and(|m| m & !ours == 0);
+                        delta = delta.filter(covers);
+                    }
+                    Ok(body_for(v, delta, info.payload.len()))
+                },
             )?;
+            for r in rows.iter_mut() {
+                if matches!(&r.body, RowBody::Delta { base, .. } if base.origin == CONTENT_BASE) {
+                    r.uuid.clear();
+                }
+            }
             if !rows.is_empty() {
                 tables.push(TableChanges { table: ti, rows });
             }

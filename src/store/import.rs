@@ -7,7 +7,7 @@
 mod put;
 pub use put::{dump_value_for_column, PutReport};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -20,7 +20,7 @@ use super::{
     now_text, station_id_from, value_json, value_to_sql, ImportReport, LogEntry, Store, StoreError,
 };
 use crate::codec;
-use crate::delta::digest::row_digest;
+use crate::delta::digest::{base_tag, row_digest, CONTENT_BASE};
 use crate::delta::merge::{
     plan_with, IncomingBody, LocalSide, Policy, Preference, RowPlan, VersionKey,
 };
@@ -112,6 +112,9 @@ struct RowCtx<'a> {
     sender_vector: &'a VersionVector,
     peer: &'a str,
     now: &'a str,
+    /// Rows whose version here the sender saw by content (a delta placed on
+    /// its base by `place_by_content`): (table, uuid).
+    seen_by_content: &'a BTreeSet<(String, String)>,
 }
 
 impl Store {
@@ -533,6 +536,78 @@ impl Store {
         Ok(out)
     }
 
+    /// Deltas whose base is named by content (`delta::digest::base_tag`: a
+    /// first contact's edits, see `store::reconcile`) are placed on the row
+    /// whose base (`rs_base`) that is. Where our row is still that version,
+    /// the delta applies to it and the sender saw it; where we changed it
+    /// since, the merge rule decides by uuid (ours, or ask for theirs in
+    /// full); where no row has that base, the delta stays unplaced and is
+    /// asked for by tag. An address two of our rows share places nothing.
+    fn place_by_content(
+        &self,
+        mut mapped: Mapped,
+    ) -> Result<(Mapped, BTreeSet<(String, String)>), StoreError> {
+        let mut seen = BTreeSet::new();
+        let by_content = |r: &RowVersion| {
+            r.by_base()
+                && matches!(&r.body, RowBody::Delta { base, .. } if base.origin == CONTENT_BASE)
+        };
+        for tc in &mut mapped.tables {
+            if !tc.rows.iter().any(by_content) {
+                continue;
+            }
+            let info = &self.tables[tc.table];
+            // address -> (uuid, still the base, the tag to apply against); None: ambiguous.
+            let mut by_addr: HashMap<u64, Option<(String, bool, Tag)>> = HashMap::new();
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT b.uuid, b.digest, r.digest, r.origin, r.seq, b.origin, b.seq FROM rs_base b
+                 JOIN rs_row r ON r.tbl = b.tbl AND r.uuid = b.uuid
+                 WHERE b.tbl = ?1 AND b.digest IS NOT NULL",
+            )?;
+            let tag = |origin, seq: i64| Tag {
+                origin,
+                seq: seq.max(0) as u64,
+            };
+            let rows = stmt.query_map([&info.name], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    tag(station_id_from(r.get(3)?)?, r.get(4)?),
+                    tag(station_id_from(r.get(5)?)?, r.get(6)?),
+                ))
+            })?;
+            for row in rows {
+                let (uuid, base, now, current, base_tag_here) = row?;
+                let addr = base_tag(&info.name, &uuid, base).seq;
+                let unchanged = now == Some(base);
+                // Changed here since: the delta still applies when our changes
+                // since the base touch only columns it carries (`delta_applies`).
+                let against = if unchanged { current } else { base_tag_here };
+                by_addr
+                    .entry(addr)
+                    .and_modify(|e| *e = None)
+                    .or_insert(Some((uuid, unchanged, against)));
+            }
+            for r in tc.rows.iter_mut() {
+                if !by_content(r) {
+                    continue;
+                }
+                let RowBody::Delta { base, .. } = &mut r.body else {
+                    continue;
+                };
+                if let Some(Some((uuid, unchanged, against))) = by_addr.get(&base.seq) {
+                    r.uuid = uuid.clone();
+                    *base = *against;
+                    if *unchanged {
+                        seen.insert((info.name.clone(), uuid.clone()));
+                    }
+                }
+            }
+        }
+        Ok((mapped, seen))
+    }
+
     /// A peer showed its schema fingerprint (a session's Hello). Our bundles
     /// carry our layout unless it matches ours; when we know the layout behind
     /// it, a peer that gained columns is noticed now, not only when it next
@@ -665,6 +740,7 @@ impl Store {
         self.check_addressing(b.sender, b.receiver)?;
         let layout = self.sender_layout(b)?;
         let mapped = self.map_bundle(b, &layout)?;
+        let (mapped, seen_by_content) = self.place_by_content(mapped)?;
         let peer = self
             .peer_by_id(&b.sender)?
             .ok_or(StoreError::UnknownPeer(b.sender))?;
@@ -725,6 +801,7 @@ impl Store {
             sender_vector: &b.sender_vector,
             peer: &peer.name,
             now: &now,
+            seen_by_content: &seen_by_content,
         };
         rep.released = self.retry_quarantine(&ctx)?;
         let mut wanted_from_sender: BTreeSet<(String, String)> = BTreeSet::new();
@@ -735,7 +812,8 @@ impl Store {
             }
         }
         // Rows whose version here beat the sender's: the sender gets them in full.
-        let mut lost_at_sender: Vec<(String, String)> = Vec::new();
+        // With the columns the losing version changed, when it came as a delta.
+        let mut lost_at_sender: Vec<(String, String, Option<u64>)> = Vec::new();
         let peer_before = dump_peer_state(&tx, &sender_key)?;
         let mut clock: i64 = tx.query_row("SELECT seq FROM rs_clock", [], |r| r.get(0))?;
         for tc in &mapped.tables {
@@ -817,7 +895,11 @@ impl Store {
                         reannounce,
                     } => {
                         rep.kept_local += 1;
-                        lost_at_sender.push((info.name.clone(), row.uuid.clone()));
+                        let mask = match &row.body {
+                            RowBody::Delta { mask, .. } => Some(*mask),
+                            RowBody::Full(_) => None,
+                        };
+                        lost_at_sender.push((info.name.clone(), row.uuid.clone(), mask));
                         conflicts += conflict as u64;
                         rep.conflicts += conflict as u64;
                         if reannounce && b.kind == BundleKind::Delta {
@@ -934,10 +1016,10 @@ impl Store {
                 }
             }
         }
-        for (t, u) in &lost_at_sender {
+        for (t, u, mask) in &lost_at_sender {
             tx.execute(
-                "INSERT OR IGNORE INTO rs_peer_want (peer, tbl, uuid, kind) VALUES (?1, ?2, ?3, 'lost')",
-                params![sender_key, t, u],
+                "INSERT OR IGNORE INTO rs_peer_want (peer, tbl, uuid, kind, mask) VALUES (?1, ?2, ?3, 'lost', ?4)",
+                params![sender_key, t, u, mask.map(|m| m as i64)],
             )?;
         }
         if let Some(d) = dict_id {
@@ -1217,6 +1299,14 @@ fn set_digest(
     });
     tx.prepare_cached("UPDATE rs_row SET digest = ?1 WHERE tbl = ?2 AND uuid = ?3")?
         .execute(params![d, info.name, uuid])?;
+    if let Some(d) = d {
+        // The first version of a row this station holds is its base (`rs_base`).
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO rs_base (tbl, uuid, origin, seq, digest)
+             SELECT tbl, uuid, origin, seq, ?1 FROM rs_row WHERE tbl = ?2 AND uuid = ?3",
+        )?
+        .execute(params![d, info.name, uuid])?;
+    }
     if let (Some(d), Some(v)) = (d, values) {
         super::fingerprint::record_row(tx, info, uuid, d, v)?;
     }
@@ -1258,7 +1348,10 @@ fn merge_row(
             modified_on: &l.modified_on,
             writer: l.writer,
         },
-        seen_by_sender: l.tag.is_some_and(|t| ctx.sender_vector.covers(&t)),
+        seen_by_sender: l.tag.is_some_and(|t| ctx.sender_vector.covers(&t))
+            || ctx
+                .seen_by_content
+                .contains(&(info.name.clone(), row.uuid.clone())),
         untagged: l.tag.is_none(),
         incoming_seen_here: seen_here,
     });

@@ -762,6 +762,7 @@ impl Store {
             "rs_want_tag",
             "rs_peer_backfill",
             "rs_fp",
+            "rs_base",
         ] {
             tx.execute(&format!("DELETE FROM {own} WHERE tbl = ?1"), [table])?;
         }

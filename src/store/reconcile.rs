@@ -77,6 +77,85 @@ impl Store {
         Ok(out)
     }
 
+    /// Every row whose base (`rs_base`: the version held when tracking began,
+    /// or the first version received) is known, as an item of that base
+    /// under `salt`. Two stations loaded from copies of one dataset hold the
+    /// same bases however much either edited since, so their base sets differ
+    /// by what was not shared to begin with. Bases that came from `peer` are
+    /// left out: it holds that version or a newer one, and its own changes
+    /// travel as its edits. Only the tables shared with `peer`; held rows never.
+    pub fn base_items(&self, peer: &StationId, salt: u64) -> Result<Vec<ReconItem>, StoreError> {
+        let shared = self.shared_tables(peer)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT b.uuid, b.digest FROM rs_base b
+             WHERE b.tbl = ?1 AND b.digest IS NOT NULL AND b.origin != ?2
+               AND NOT EXISTS (SELECT 1 FROM rs_held h WHERE h.tbl = b.tbl AND h.uuid = b.uuid)",
+        )?;
+        let mut out = Vec::new();
+        for (i, info) in self.tables.iter().enumerate() {
+            if !shared[i] {
+                continue;
+            }
+            let rows = stmt.query_map(params![info.name, peer.0.to_vec()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (uuid, digest) = row?;
+                out.push(ReconItem {
+                    item: item_of(salt, &info.name, &uuid, Some(digest)),
+                    table: i as u16,
+                    uuid,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Our rows whose content is not their base (edited, deleted, or with no
+    /// base: inserted here), as (table index, uuid): what `peer` cannot hold
+    /// unless it got them from us. Not the peer's own changes, nor rows we
+    /// asked the peer for in full (its version beat ours). Shared tables only.
+    fn edits_for(&self, peer: &StationId) -> Result<BTreeSet<(u16, String)>, StoreError> {
+        let shared = self.shared_tables(peer)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.uuid FROM rs_row r
+             LEFT JOIN rs_base b ON b.tbl = r.tbl AND b.uuid = r.uuid
+             WHERE r.tbl = ?1 AND r.origin != ?2
+               AND (b.digest IS NULL OR r.digest IS NULL OR r.digest != b.digest)
+               AND NOT EXISTS (SELECT 1 FROM rs_want w
+                               WHERE w.peer = ?2 AND w.tbl = r.tbl AND w.uuid = r.uuid)",
+        )?;
+        let mut out = BTreeSet::new();
+        for (i, info) in self.tables.iter().enumerate() {
+            if !shared[i] {
+                continue;
+            }
+            let rows = stmt.query_map(params![info.name, peer.0.to_vec()], |r| {
+                r.get::<_, String>(0)
+            })?;
+            for uuid in rows {
+                out.insert((i as u16, uuid?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows whose base items (under `salt`) are in `items`.
+    fn base_rows(
+        &self,
+        peer: &StationId,
+        salt: u64,
+        items: &[u32],
+    ) -> Result<BTreeSet<(u16, String)>, StoreError> {
+        let wanted: BTreeSet<u32> = items.iter().copied().collect();
+        Ok(self
+            .base_items(peer, salt)?
+            .into_iter()
+            .filter(|i| wanted.contains(&i.item))
+            .map(|i| (i.table, i.uuid))
+            .collect())
+    }
+
     /// The rows behind `items` (ours, under `salt`), as (table index, uuid).
     /// Items no row of ours has now (changed since they were listed) are left out.
     pub fn recon_rows(
@@ -240,7 +319,7 @@ impl Store {
         };
         match self.file_state(peer)? {
             Some(FileState::Received { salt, items, sums }) => {
-                let mine = self.recon_items(peer, salt)?;
+                let mine = self.base_items(peer, salt)?;
                 let my_items: Vec<u32> = mine.iter().map(|i| i.item).collect();
                 // The claim: capped below rows we still wait for in full (`vector`),
                 // so a claim never covers a change we do not hold.
@@ -249,8 +328,11 @@ impl Store {
                 let mine_sketch = Sketch::of(my_items.iter().copied(), capacity);
                 if let Some(d) = crate::recon::difference(&my_items, &mine_sketch, &sums) {
                     let (own, theirs) = (d.ours, d.theirs);
-                    let rows = self.recon_rows(peer, salt, &own)?;
-                    let ex = self.export_reconciled(peer, &rows, &vector, None)?;
+                    // Rows whose base the peer lacks go in full; our edits of
+                    // the bases we share go as deltas against them.
+                    let rows = self.base_rows(peer, salt, &own)?;
+                    let edits = self.edits_for(peer)?;
+                    let ex = self.export_first_contact(peer, &rows, &edits, &vector)?;
                     self.set_file_state(peer, None)?;
                     let what = format!(
                         "reconciliation reply: {} row(s) of ours, {} of the peer's asked for",
@@ -304,7 +386,7 @@ impl Store {
                 vector,
                 items,
             }) => {
-                let rows = self.recon_rows(peer, salt, &items)?;
+                let rows = self.base_rows(peer, salt, &items)?;
                 // We hold the peer's changes its reply carried: say so, so that it
                 // does not send them again. Everything else as when we offered.
                 let mut claim = vector.clone();
@@ -312,7 +394,8 @@ impl Store {
                 if peer_seq > 0 {
                     claim.0.insert(*peer, peer_seq);
                 }
-                let ex = self.export_reconciled(peer, &rows, &claim, None)?;
+                // With the rows the peer asked for in full (`export_first_contact`).
+                let ex = self.export_first_contact(peer, &rows, &BTreeSet::new(), &claim)?;
                 self.set_file_state(peer, None)?;
                 let what = format!("the last reconciliation file: {} row(s)", ex.rows);
                 let f = file(FileKind::Rows, salt, 0, claim, vec![], None, ex.bytes);
@@ -330,14 +413,14 @@ impl Store {
                     return Ok(None);
                 }
                 let salt: u64 = rand::random();
-                let mine = self.recon_items(peer, salt)?;
+                let mine = self.base_items(peer, salt)?;
                 if mine.is_empty() {
                     return Ok(None);
                 }
-                // As over the radio: stations made from copies of one dataset differ
-                // by their edits; if a sixteenth is too few, the counter-offer is
-                // sized to settle it.
-                let capacity = (mine.len() / 16).clamp(64, 2048);
+                // Copies of one dataset share their bases whatever either edited
+                // since (the edits travel with the offer): a small sketch is
+                // expected to decode; if not, the counter-offer is sized to settle it.
+                let capacity = (mine.len() / 256).clamp(64, 2048);
                 self.offer_salted(peer, salt, capacity, &mine).map(Some)
             }
         }
@@ -352,6 +435,11 @@ impl Store {
     ) -> Result<FileExport, StoreError> {
         let vector = self.vector()?;
         let sketch = Sketch::of(mine.iter().map(|i| i.item), capacity);
+        // Our edits since the bases, claiming nothing: the claim comes with the
+        // last file, once the peer holds everything we held.
+        let edits = self.edits_for(peer)?;
+        let ex =
+            self.export_first_contact(peer, &BTreeSet::new(), &edits, &VersionVector::default())?;
         self.set_file_state(
             peer,
             Some(&FileState::Offered {
@@ -369,13 +457,14 @@ impl Store {
             vector,
             sums: sketch.sums().to_vec(),
             differences: None,
-            bundle: Vec::new(),
+            bundle: ex.bytes,
         };
         Ok(FileExport {
             bytes: f.to_bytes(),
             what: format!(
-                "reconciliation offer: a sketch of {} row(s), capacity {capacity} ({} bytes); \
-                 the peer imports it and exports its answer to us",
+                "reconciliation offer: {} edit(s) of ours and a sketch of {} row(s), capacity \
+                 {capacity} ({} bytes); the peer imports it and exports its answer to us",
+                ex.rows,
                 mine.len(),
                 4 * capacity
             ),
@@ -399,6 +488,8 @@ impl Store {
         let p = self
             .peer_by_id(&f.sender)?
             .ok_or(StoreError::UnknownPeer(f.sender))?;
+        // Current digests: deltas are placed on the rows still at their base.
+        self.check_capture()?;
         let (sender, dict) = (f.sender, f.dict);
         let done = self.import_file_checked(f, p)?;
         // Our answers may use the dictionary we share with the sender.
@@ -434,6 +525,12 @@ impl Store {
                         None,
                     ));
                 }
+                // The sender's edits against the bases we share: applied now.
+                let rep = if f.bundle.is_empty() {
+                    None
+                } else {
+                    Some(self.import_reconciled(&f.bundle, &f.sender)?)
+                };
                 self.set_file_state(
                     &f.sender,
                     Some(&FileState::Received {
@@ -444,10 +541,14 @@ impl Store {
                 )?;
                 Ok((
                     format!(
-                        "reconciliation offer from {} ({} row(s)): export to {} for the answer",
-                        p.name, f.items, p.name
+                        "reconciliation offer from {} ({} row(s), {} of its edits applied): \
+                         export to {} for the answer",
+                        p.name,
+                        f.items,
+                        rep.as_ref().map_or(0, |r| r.applied),
+                        p.name
                     ),
-                    None,
+                    rep,
                 ))
             }
             FileKind::Reply => {

@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS rs_peer_sent (peer BLOB NOT NULL, tbl TEXT NOT NULL, 
 CREATE TABLE IF NOT EXISTS rs_heard (station BLOB PRIMARY KEY, name TEXT NOT NULL, callsign TEXT NOT NULL,
     key BLOB NOT NULL, fingerprint INTEGER NOT NULL, rows INTEGER NOT NULL, changes INTEGER NOT NULL,
     first_heard TEXT NOT NULL, last_heard TEXT NOT NULL, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_base (tbl TEXT NOT NULL, uuid TEXT NOT NULL, origin BLOB NOT NULL,
+    seq INTEGER NOT NULL, digest INTEGER, PRIMARY KEY (tbl, uuid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rs_recon (peer BLOB PRIMARY KEY, state TEXT NOT NULL,
     salt INTEGER NOT NULL, items INTEGER NOT NULL, vector BLOB NOT NULL, data BLOB NOT NULL);
 INSERT OR IGNORE INTO rs_clock (one, seq) VALUES (1, 0);
@@ -99,6 +101,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rs_peer", "may_push", "INTEGER"),
     ("rs_peer", "tables", "TEXT"),
     ("rs_table", "priority", "INTEGER"),
+    // A 'lost' version's changed columns when it came as a delta (NULL: unknown).
+    ("rs_peer_want", "mask", "INTEGER"),
 ];
 
 /// Bring an older station file's own tables up to date. Idempotent.
@@ -106,7 +110,15 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let had_origins = !table_columns(conn, "rs_origin")?.is_empty();
     let had_fingerprints = !table_columns(conn, "rs_fp")?.is_empty();
     let existing = !table_columns(conn, "rs_row")?.is_empty();
+    let had_bases = !table_columns(conn, "rs_base")?.is_empty();
     conn.execute_batch(DDL)?;
+    if existing && !had_bases {
+        // Rows held before the upgrade: their base is what this station holds now.
+        conn.execute_batch(
+            "INSERT OR IGNORE INTO rs_base (tbl, uuid, origin, seq, digest)
+             SELECT tbl, uuid, origin, seq, nullif(digest, 0) FROM rs_row",
+        )?;
+    }
     if !had_origins {
         conn.execute_batch("INSERT OR IGNORE INTO rs_origin SELECT DISTINCT origin FROM rs_row")?;
     }
@@ -150,6 +162,7 @@ pub fn is_current(conn: &Connection) -> Result<bool, StoreError> {
         "rs_origin",
         "rs_fp",
         "rs_recon",
+        "rs_base",
     ] {
         if table_columns(conn, t)?.is_empty() {
             return Ok(false);
@@ -697,10 +710,16 @@ pub fn tag_existing_rows(conn: &Connection, info: &TableInfo) -> Result<usize, S
         let mut hist = conn.prepare(
             "INSERT INTO rs_hist (tbl, uuid, origin, seq, mask) VALUES (?1, ?2, ?3, ?4, -1)",
         )?;
+        // The version held when tracking began is the row's base (`rs_base`);
+        // the capture check records its digest.
+        let mut base = conn.prepare(
+            "INSERT OR REPLACE INTO rs_base (tbl, uuid, origin, seq, digest) VALUES (?1, ?2, ?3, ?4, NULL)",
+        )?;
         for u in &uuids {
             seq += 1;
             row.execute(params![info.name, u, me, seq])?;
             hist.execute(params![info.name, u, me, seq])?;
+            base.execute(params![info.name, u, me, seq])?;
         }
     }
     conn.execute("UPDATE rs_clock SET seq = ?1", [seq])?;
