@@ -1,6 +1,7 @@
 //! First contact between stations set up apart from copies of the public data
-//! (issue 6): `init` + `track --all` + `peer add` on each copy, 160 and 110
-//! edits (updates of 1 column, inserts), then
+//! (issue 6): `init` + `track --all` + `peer add` on each copy, 180 and 125
+//! edits (`testkit::mixed_edits`: updates of 1-3 columns, soft deletes,
+//! inserts; some rows edited on both sides), then
 //! - one radio sync over the channel model, transparent 9600 bit/s, TXDELAY
 //!   100 ms, BER 1e-4 (simulated time), against ZMODEM (`sz -w 2048`, lrzsz)
 //!   moving the gzip -9 nicedbdump JSON of the changed rows of both sites
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use radiosync::profile::Profile;
 use radiosync::sim::Side;
 use radiosync::store::{Store, SyncedRow};
-use radiosync::testkit::{edit, run_sync, sim_pair, snapshot};
+use radiosync::testkit::{mixed_edits, run_sync, sim_pair, snapshot};
 
 /// The public dataset (14,587 rows in 8 tables).
 const DB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/public.sqlite");
@@ -54,8 +55,8 @@ fn separate_pair(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
 
 /// Each site's edits, the same in every run.
 fn edit_both(a: &Path, b: &Path) {
-    edit(a, 41, 120, 40, 60);
-    edit(b, 42, 80, 30, 60);
+    mixed_edits(a, 41, 120, 40, 20);
+    mixed_edits(b, 42, 80, 30, 15);
 }
 
 /// nicedbdump-like JSON (table -> rows as column -> value) of `rows`, gzip -9.

@@ -704,7 +704,7 @@ fn main() -> Result<()> {
         c.add("sketch_decode", format!("items-{n}"), sums);
     }
 
-    // recon_file: an offer, a reply carrying a real bundle, a declining reply, rows.
+    // recon_file: an offer and a reply carrying a real bundle, a declining reply, rows.
     {
         use radiosync::recon::file::{FileKind, ReconFile, MAGIC};
         let mut vector = radiosync::delta::VersionVector::default();
@@ -720,7 +720,8 @@ fn main() -> Result<()> {
             vector,
             sums: sketch.sums().to_vec(),
             differences: None,
-            bundle: Vec::new(),
+            // An offer carries the sender's edits.
+            bundle: bundle.clone(),
         };
         let files = [
             ("offer", base.clone()),

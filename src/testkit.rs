@@ -123,6 +123,73 @@ pub fn edit(path: &Path, seed: u64, updates: usize, inserts: usize, text_len: us
     insert_posts(path, seed, inserts, text_len);
 }
 
+/// Issue 6's mix of edits at one site, the same for a seed: `updates` pr_person rows
+/// changed in 1 to 3 columns, `deletes` org_office rows soft-deleted, and `inserts`
+/// cms_post rows (`insert_posts`, 60 letters each).
+pub fn mixed_edits(path: &Path, seed: u64, updates: usize, inserts: usize, deletes: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3d1f);
+    let conn = Connection::open(path).unwrap();
+    let uuids = |table: &str| -> Vec<String> {
+        conn.prepare(&format!("SELECT uuid FROM {table} ORDER BY uuid"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let day = 1 + seed % 8;
+    let people = uuids("pr_person");
+    for i in 0..updates {
+        let u = &people[rng.gen_range(0..people.len())];
+        let mut columns = vec![
+            ("job_title", format!("seen at post {seed}-{i}")),
+            (
+                "mobile_phone",
+                format!(
+                    "+(670) {:04}-{:04}",
+                    rng.gen_range(0..10000),
+                    rng.gen_range(0..10000)
+                ),
+            ),
+            ("home_address", format!("Shelter {}", rng.gen_range(1..400))),
+            ("email", format!("field.{seed}.{i}@example.org")),
+        ];
+        let keep = rng.gen_range(1..=3);
+        while columns.len() > keep {
+            columns.remove(rng.gen_range(0..columns.len()));
+        }
+        let sets: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(k, (c, _))| format!("{c} = ?{}", k + 3))
+            .collect();
+        let mut args: Vec<String> = vec![
+            u.clone(),
+            format!("2025-03-0{day}T10:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
+        ];
+        args.extend(columns.into_iter().map(|(_, v)| v));
+        conn.execute(
+            &format!(
+                "UPDATE pr_person SET modified_on = ?2, {} WHERE uuid = ?1",
+                sets.join(", ")
+            ),
+            rusqlite::params_from_iter(args),
+        )
+        .unwrap();
+    }
+    let offices = uuids("org_office");
+    for i in 0..deletes {
+        let u = &offices[rng.gen_range(0..offices.len())];
+        conn.execute(
+            "UPDATE org_office SET deleted = 1, modified_on = ?1 WHERE uuid = ?2",
+            params![format!("2025-03-0{day}T11:00:{:02}.000Z", i % 60), u],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    insert_posts(path, seed, inserts, 60);
+}
+
 /// The synced content of every tracked table, comparable between stations.
 pub fn snapshot(path: &Path) -> Vec<SyncedRow> {
     Store::open(path).unwrap().synced_rows().unwrap()

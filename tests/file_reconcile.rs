@@ -8,7 +8,7 @@ use std::io::Write;
 
 use proptest::prelude::*;
 use radiosync::store::{Store, SyncedRow};
-use radiosync::testkit::{edit, separate_pair, snapshot};
+use radiosync::testkit::{edit, mixed_edits, separate_pair, snapshot};
 use store_util::*;
 
 /// One leg: `from` writes what it has for `to` (a reconciliation file, or a
@@ -69,9 +69,22 @@ fn gzip9_json(rows: &[&SyncedRow]) -> usize {
 fn first_contact_by_file_sends_only_the_differences() {
     let dir = scratch();
     let (a, b) = separate_pair(dir.path());
-    edit(&a, 51, 120, 40, 60);
-    edit(&b, 52, 80, 30, 60);
+    let original = snapshot(&a);
+    mixed_edits(&a, 51, 120, 40, 20);
+    mixed_edits(&b, 52, 80, 30, 15);
     let (sa, sb) = (snapshot(&a), snapshot(&b));
+    let changed = |rows: &[SyncedRow]| -> std::collections::BTreeSet<(String, String)> {
+        rows.iter()
+            .filter(|r| !original.contains(r))
+            .map(|r| (r.table.clone(), r.uuid.clone()))
+            .collect()
+    };
+    let both_edited: std::collections::BTreeSet<_> =
+        changed(&sa).intersection(&changed(&sb)).cloned().collect();
+    assert!(
+        !both_edited.is_empty(),
+        "the workload edits some rows on both sides"
+    );
     let differ: Vec<&SyncedRow> = sa
         .iter()
         .filter(|r| !sb.contains(r))
@@ -79,8 +92,8 @@ fn first_contact_by_file_sends_only_the_differences() {
         .collect();
     let json = gzip9_json(&differ);
     let (mut sa, mut sb) = (Store::open(&a).unwrap(), Store::open(&b).unwrap());
-    // Offer, counter-offer (the first sketch was a guess too small), reply, rows:
-    // two round trips.
+    // Offer (A's edits), reply (B's edits), rows (what B asked for, and A's
+    // claim), then an ordinary bundle.
     let sizes = [
         leg(&mut sa, &mut sb),
         leg(&mut sb, &mut sa),
@@ -95,11 +108,9 @@ fn first_contact_by_file_sends_only_the_differences() {
         sa.content_fingerprint().unwrap(),
         sb.content_fingerprint().unwrap()
     );
-    // Measured: 18.4 kB of files against 19.9 kB of gzip -9 JSON (0.92x); the
-    // issue's goal is 0.5x (full rows without a shared dictionary, and both
-    // versions of a row edited on one side, still travel). A guard, not the goal.
+    // The issue's goal: at most half the gzip -9 JSON of the changed rows.
     assert!(
-        total <= json,
+        2 * total <= json,
         "files {sizes:?} = {total} bytes, gzip -9 JSON of the {} differing rows {json}",
         differ.len()
     );
@@ -110,10 +121,138 @@ fn first_contact_by_file_sends_only_the_differences() {
     let next = leg(&mut sa, &mut sb);
     assert!(next < 200, "{next} bytes");
     assert_eq!(sb.pending_for(&ia).unwrap(), 0);
-    // Rows equal on both sides were never conflicts; a row updated on one side
-    // only is (at first contact nothing says which version came first).
-    let conflicts = sa.conflicts().unwrap().len() + sb.conflicts().unwrap().len();
-    assert!(conflicts <= 200, "{conflicts}");
+    // Conflicts only where both sides changed a row: an edit against a base
+    // the other side still held is no conflict.
+    let conflicts: Vec<_> = sa
+        .conflicts()
+        .unwrap()
+        .into_iter()
+        .chain(sb.conflicts().unwrap())
+        .collect();
+    assert!(!conflicts.is_empty());
+    for c in &conflicts {
+        assert!(
+            both_edited.contains(&(c.table.clone(), c.uuid.clone())),
+            "{c:?} is no row edited on both sides"
+        );
+    }
+}
+
+/// Legs until both hold the same live rows and fingerprints; how many it took.
+fn converge(a: &mut Store, b: &mut Store, most: usize) -> usize {
+    for i in 0..most {
+        if i % 2 == 0 {
+            leg(a, b);
+        } else {
+            leg(b, a);
+        }
+        if a.content_fingerprint().unwrap() == b.content_fingerprint().unwrap()
+            && live(a) == live(b)
+        {
+            return i + 1;
+        }
+    }
+    panic!("not converged in {most} legs");
+}
+
+fn set(path: &std::path::Path, sql: &str) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+}
+
+/// A row both stations changed apart: the newer version wins whole, in the
+/// first round trip's files, whether the edits touched the same columns or
+/// not; each such row is a conflict, and no other row is.
+#[test]
+fn rows_changed_on_both_sides_converge_in_offer_reply_and_rows() {
+    let dir = scratch();
+    let mut a = first_station(dir.path(), "A", 30);
+    let mut b = first_station(dir.path(), "B", 30);
+    a.add_peer("B", b.station().id, None).unwrap();
+    b.add_peer("A", a.station().id, None).unwrap();
+    let t = |s: u32| time(s);
+    set(
+        &path_of(dir.path(), "A"),
+        &format!(
+            "UPDATE item SET qty = 99, modified_on = '{}' WHERE uuid = 'item-1';
+             UPDATE item SET qty = 98, modified_on = '{}' WHERE uuid = 'item-2';
+             UPDATE item SET qty = 1, modified_on = '{}' WHERE uuid = 'item-3';
+             UPDATE item SET price = 7.5, modified_on = '{}' WHERE uuid = 'item-4';",
+            t(3000),
+            t(2000),
+            t(2000),
+            t(2000)
+        ),
+    );
+    set(
+        &path_of(dir.path(), "B"),
+        &format!(
+            "UPDATE item SET name = 'renamed', modified_on = '{}' WHERE uuid = 'item-1';
+             UPDATE item SET deleted = 1, modified_on = '{}' WHERE uuid = 'item-2';
+             UPDATE item SET qty = 2, modified_on = '{}' WHERE uuid = 'item-3';
+             UPDATE item SET note = 'counted', modified_on = '{}' WHERE uuid = 'item-9';",
+            t(2000),
+            t(3000),
+            t(3000),
+            t(2000)
+        ),
+    );
+    let (mut a, mut b) = (
+        Store::open(path_of(dir.path(), "A")).unwrap(),
+        Store::open(path_of(dir.path(), "B")).unwrap(),
+    );
+    assert_eq!(converge(&mut a, &mut b, 4), 3, "offer, reply, rows");
+    let rows = content(&a);
+    let item = |n: u32| rows[&("item".to_string(), format!("item-{n}"))].clone();
+    assert_eq!(item(1).0, t(3000));
+    assert_eq!(item(2).0, t(3000));
+    assert_eq!(item(3).0, t(3000));
+    let mut conflicted: Vec<String> = a
+        .conflicts()
+        .unwrap()
+        .into_iter()
+        .chain(b.conflicts().unwrap())
+        .map(|c| c.uuid)
+        .collect();
+    conflicted.sort();
+    conflicted.dedup();
+    assert_eq!(conflicted, ["item-1", "item-2", "item-3"]);
+}
+
+/// An edit of a row whose base differs between the stations (it was not the
+/// same before tracking) cannot be placed as a delta: the sketch finds the
+/// row, and the newer version arrives in full.
+#[test]
+fn an_edit_of_a_row_whose_base_differs_arrives_in_full() {
+    let dir = scratch();
+    let mut a = first_station(dir.path(), "A", 30);
+    let mut b = first_station_with(
+        dir.path(),
+        "B",
+        30,
+        "UPDATE item SET note = 'counted' WHERE uuid = 'item-5'",
+    );
+    a.add_peer("B", b.station().id, None).unwrap();
+    b.add_peer("A", a.station().id, None).unwrap();
+    set(
+        &path_of(dir.path(), "A"),
+        &format!(
+            "UPDATE item SET qty = 55, modified_on = '{}' WHERE uuid = 'item-5'",
+            time(2000)
+        ),
+    );
+    let (mut a, mut b) = (
+        Store::open(path_of(dir.path(), "A")).unwrap(),
+        Store::open(path_of(dir.path(), "B")).unwrap(),
+    );
+    assert_eq!(converge(&mut a, &mut b, 4), 3, "offer, reply, rows");
+    let (_, values) = content(&b)[&("item".to_string(), "item-5".to_string())].clone();
+    assert!(
+        values.contains(&radiosync::delta::Value::Integer(55)),
+        "{values:?}"
+    );
 }
 
 #[test]

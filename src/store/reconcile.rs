@@ -113,17 +113,17 @@ impl Store {
 
     /// Our rows whose content is not their base (edited, deleted, or with no
     /// base: inserted here), as (table index, uuid): what `peer` cannot hold
-    /// unless it got them from us. Not the peer's own changes, nor rows we
-    /// asked the peer for in full (its version beat ours). Shared tables only.
+    /// unless it got them from us. Not the peer's own changes. A row we asked
+    /// the peer for in full (its version beat ours) still goes: the peer keeps
+    /// ours as the conflict's loser (our claim will say it saw it). Shared
+    /// tables only.
     fn edits_for(&self, peer: &StationId) -> Result<BTreeSet<(u16, String)>, StoreError> {
         let shared = self.shared_tables(peer)?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.uuid FROM rs_row r
              LEFT JOIN rs_base b ON b.tbl = r.tbl AND b.uuid = r.uuid
              WHERE r.tbl = ?1 AND r.origin != ?2
-               AND (b.digest IS NULL OR r.digest IS NULL OR r.digest != b.digest)
-               AND NOT EXISTS (SELECT 1 FROM rs_want w
-                               WHERE w.peer = ?2 AND w.tbl = r.tbl AND w.uuid = r.uuid)",
+               AND (b.digest IS NULL OR r.digest IS NULL OR r.digest != b.digest)",
         )?;
         let mut out = BTreeSet::new();
         for (i, info) in self.tables.iter().enumerate() {

@@ -20,6 +20,11 @@ pub fn time(sec: u32) -> String {
 
 /// A fresh station with the two test tables, a few rows, tracked.
 pub fn first_station(dir: &Path, name: &str, rows: u32) -> Store {
+    first_station_with(dir, name, rows, "")
+}
+
+/// `first_station`, with `before_tracking` (SQL) run on the data first.
+pub fn first_station_with(dir: &Path, name: &str, rows: u32, before_tracking: &str) -> Store {
     let path = dir.join(format!("{name}.db"));
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -36,6 +41,7 @@ pub fn first_station(dir: &Path, name: &str, rows: u32) -> Store {
             )
             .unwrap();
         }
+        conn.execute_batch(before_tracking).unwrap();
     }
     let mut s = Store::init_as(&path, id_of(name), Some(name), None).unwrap();
     s.track(&[], &["id".to_string()]).unwrap();
