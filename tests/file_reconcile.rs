@@ -255,6 +255,72 @@ fn an_edit_of_a_row_whose_base_differs_arrives_in_full() {
     );
 }
 
+/// Station files from before rows had bases take what they hold when
+/// upgraded as their bases: edits made before the upgrade are then
+/// differences the sketch finds, and the stations still converge by files.
+#[test]
+fn stations_upgraded_from_before_bases_converge_by_files() {
+    let dir = scratch();
+    drop(first_station(dir.path(), "A", 40));
+    drop(first_station(dir.path(), "B", 40));
+    let (pa, pb) = (path_of(dir.path(), "A"), path_of(dir.path(), "B"));
+    apply(
+        &pa,
+        &[Edit::Update { row: 1, qty: 9 }, Edit::Insert { key: 1 }],
+        "a",
+    );
+    apply(&pb, &[Edit::Delete { row: 2 }], "b");
+    for p in [&pa, &pb] {
+        set(p, "DROP TABLE rs_base");
+    }
+    let (mut a, mut b) = (Store::open(&pa).unwrap(), Store::open(&pb).unwrap());
+    let bases: i64 = rusqlite::Connection::open(&pa)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM rs_base WHERE digest IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        bases,
+        2 * 40 + 1,
+        "every row of both tables, the insert too"
+    );
+    a.add_peer("B", b.station().id, None).unwrap();
+    b.add_peer("A", a.station().id, None).unwrap();
+    converge(&mut a, &mut b, 4);
+}
+
+/// An offer found on a stick after the exchange is over changes nothing.
+#[test]
+fn an_old_offer_found_later_is_ignored() {
+    let dir = scratch();
+    let mut a = first_station(dir.path(), "A", 30);
+    let mut b = first_station(dir.path(), "B", 30);
+    a.add_peer("B", b.station().id, None).unwrap();
+    b.add_peer("A", a.station().id, None).unwrap();
+    set(
+        &path_of(dir.path(), "A"),
+        &format!(
+            "UPDATE item SET qty = 5, modified_on = '{}' WHERE uuid = 'item-1'",
+            time(2000)
+        ),
+    );
+    let mut a = Store::open(path_of(dir.path(), "A")).unwrap();
+    let offer = a.export_file_for(&b.station().id).unwrap().unwrap();
+    b.import_file(&offer.bytes).unwrap();
+    // B's reply, A's rows (and claim).
+    leg(&mut b, &mut a);
+    leg(&mut a, &mut b);
+    assert_eq!(live(&a), live(&b));
+    let before = dump(&path_of(dir.path(), "B"));
+    let (said, report) = b.import_file(&offer.bytes).unwrap();
+    assert!(said.contains("old reconciliation offer"), "{said}");
+    assert!(report.is_none());
+    assert_eq!(dump(&path_of(dir.path(), "B")), before);
+}
+
 #[test]
 fn a_damaged_or_misaddressed_file_is_refused_and_changes_nothing() {
     let dir = scratch();
@@ -310,7 +376,8 @@ fn apply(path: &std::path::Path, edits: &[Edit], side: &str) {
                 rusqlite::params![t, format!("item-{row}")],
             ),
             Edit::Insert { key } => conn.execute(
-                "INSERT OR IGNORE INTO item (uuid, modified_on, name, qty) VALUES (?1, ?2, ?3, 1)",
+                "INSERT OR IGNORE INTO item (id, uuid, modified_on, name, qty)
+                 VALUES ((SELECT max(id) + 1 FROM item), ?1, ?2, ?3, 1)",
                 rusqlite::params![format!("new-{side}-{key}"), t, format!("new {key}")],
             ),
         }
@@ -357,6 +424,21 @@ proptest! {
         // Soft-deleted rows count as absent (docs/sync-protocol.md): compare the live ones.
         prop_assert_eq!(live(&a), live(&b));
         prop_assert_eq!(a.content_fingerprint().unwrap(), b.content_fingerprint().unwrap());
+        // Conflicts only on rows both sides changed.
+        let touched = |edits: &[Edit]| -> std::collections::BTreeSet<String> {
+            edits
+                .iter()
+                .filter_map(|e| match e {
+                    Edit::Update { row, .. } | Edit::Delete { row } => Some(format!("item-{row}")),
+                    Edit::Insert { .. } => None,
+                })
+                .collect()
+        };
+        let both: std::collections::BTreeSet<String> =
+            touched(&ea).intersection(&touched(&eb)).cloned().collect();
+        for c in a.conflicts().unwrap().into_iter().chain(b.conflicts().unwrap()) {
+            prop_assert!(both.contains(&c.uuid), "{:?} was changed on one side only", c.uuid);
+        }
     }
 }
 

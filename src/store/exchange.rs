@@ -1245,13 +1245,17 @@ impl Store {
     }
 
     /// A row's delta against its base (`rs_base`): the base's content address
-    /// and the columns changed since, when the row's history still holds the
-    /// base and its changes.
+    /// and the columns changed since (every column when the row's history no
+    /// longer reaches back to the base). A row we changed after taking a
+    /// version of `peer`'s goes against that version, by its tag: the peer
+    /// then sees ours was built on its own. None: no base digest is known,
+    /// or the table has more than 64 columns.
     fn delta_since_base(
         &self,
         info: &TableInfo,
         uuid: &str,
         tag: Tag,
+        peer: &StationId,
     ) -> Result<Option<(Tag, u64)>, StoreError> {
         let base: Option<(Vec<u8>, i64, Option<i64>)> = self
             .conn
@@ -1260,21 +1264,32 @@ impl Store {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        let mut delta = None;
-        if let Some((origin, seq, Some(digest))) = base {
-            let base = Tag {
-                origin: station_id_from(origin)?,
-                seq: seq.max(0) as u64,
-            };
-            let hist = history(&self.conn, &info.name, uuid)?;
-            if hist.last().map(|h| h.0) == Some(tag) {
-                if let Some(j) = hist[..hist.len() - 1].iter().rposition(|(t, _)| *t == base) {
-                    let mask = hist[j + 1..].iter().fold(0u64, |m, (_, k)| m | k);
-                    delta = Some((base_tag(&info.name, uuid, digest), mask));
-                }
+        let n = info.payload.len();
+        let (Some((origin, seq, Some(digest))), true) = (base, n <= 64) else {
+            return Ok(None);
+        };
+        let every = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let base = Tag {
+            origin: station_id_from(origin)?,
+            seq: seq.max(0) as u64,
+        };
+        let hist = history(&self.conn, &info.name, uuid)?;
+        if hist.last().map(|h| h.0) == Some(tag) {
+            if let Some(j) = hist[..hist.len() - 1]
+                .iter()
+                .rposition(|(t, _)| t.origin == *peer)
+            {
+                let mask = hist[j + 1..].iter().fold(0u64, |m, (_, k)| m | k) & every;
+                return Ok(Some((hist[j].0, mask)));
             }
         }
-        Ok(delta)
+        let mut mask = every;
+        if hist.last().map(|h| h.0) == Some(tag) {
+            if let Some(j) = hist[..hist.len() - 1].iter().rposition(|(t, _)| *t == base) {
+                mask = hist[j + 1..].iter().fold(0u64, |m, (_, k)| m | k) & every;
+            }
+        }
+        Ok(Some((base_tag(&info.name, uuid, digest), mask)))
     }
 
     /// Our tracked tables and their payload columns, in bundle order.
@@ -1488,7 +1503,7 @@ impl Store {
             let bundle = self.export_with(peer, Some(h), rows, None)?;
             return self.encode_for(peer, &bundle, "reconciled bundle");
         }
-        self.export_first_contact(peer, rows, &BTreeSet::new(), claim)
+        self.reconciled_bundle(peer, rows, &BTreeSet::new(), claim, false)
     }
 
     /// `export_reconciled` at first contact, with our `edits` (table index,
@@ -1505,15 +1520,27 @@ impl Store {
         edits: &BTreeSet<(u16, String)>,
         claim: &VersionVector,
     ) -> Result<Exported, StoreError> {
+        self.reconciled_bundle(peer, full, edits, claim, true)
+    }
+
+    /// `export_reconciled` (`answer`: false) and `export_first_contact`.
+    fn reconciled_bundle(
+        &self,
+        peer: &StationId,
+        full: &BTreeSet<(u16, String)>,
+        edits: &BTreeSet<(u16, String)>,
+        claim: &VersionVector,
+        answer: bool,
+    ) -> Result<Exported, StoreError> {
         self.writable()?;
         let p = self
             .peer_by_id(peer)?
             .ok_or(StoreError::UnknownPeer(*peer))?;
         let mut full = full.clone();
-        full.extend(p.wants.iter().filter_map(uuid_key));
         // (table, uuid) -> the columns the peer's losing version changed.
         let mut lost: BTreeMap<(u16, String), Option<u64>> = BTreeMap::new();
-        {
+        if answer {
+            full.extend(p.wants.iter().filter_map(uuid_key));
             let mut stmt = self.conn.prepare_cached(
                 "SELECT tbl, uuid, mask FROM rs_peer_want WHERE peer = ?1 AND kind = 'lost'",
             )?;
@@ -1553,17 +1580,33 @@ impl Store {
                     if full.contains(&key) {
                         return Ok(RowBody::Full(v));
                     }
-                    let mut delta = self.delta_since_base(info, uuid, tag)?;
+                    let mut delta = self.delta_since_base(info, uuid, tag, peer)?;
                     if let Some(theirs) = lost.get(&key) {
                         let covers =
                             |(_, ours): &(Tag, u64)| theirs.is_some_and(|m| m & !ours == 0);
                         delta = delta.filter(covers);
                     }
-                    Ok(body_for(v, delta, info.payload.len()))
+                    // Even with most columns changed: the base address is what
+                    // tells the peer it saw the version this one replaces.
+                    Ok(match delta {
+                        Some((base, mask)) => RowBody::Delta {
+                            base,
+                            mask,
+                            values: v
+                                .into_iter()
+                                .enumerate()
+                                .filter(|(i, _)| mask & (1u64 << i) != 0)
+                                .map(|(_, v)| v)
+                                .collect(),
+                        },
+                        None => RowBody::Full(v),
+                    })
                 },
             )?;
             for r in rows.iter_mut() {
-                if matches!(&r.body, RowBody::Delta { base, .. } if base.origin == CONTENT_BASE) {
+                if matches!(&r.body, RowBody::Delta { base, .. }
+                    if base.origin == CONTENT_BASE || base.origin == *peer)
+                {
                     r.uuid.clear();
                 }
             }

@@ -7,7 +7,7 @@
 mod put;
 pub use put::{dump_value_for_column, PutReport};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -113,9 +113,12 @@ struct RowCtx<'a> {
     peer: &'a str,
     now: &'a str,
     /// Rows whose version here the sender saw by content (a delta placed on
-    /// its base by `place_by_content`): (table, uuid).
-    seen_by_content: &'a BTreeSet<(String, String)>,
+    /// its base by `place_by_content`): (table, uuid) -> our tag then.
+    seen_by_content: &'a SeenByContent,
 }
+
+/// (table, uuid) -> the tag of our version a placed delta was made against.
+type SeenByContent = BTreeMap<(String, String), Tag>;
 
 impl Store {
     /// Decode with the right dictionary and import. A refused bundle changes
@@ -440,6 +443,17 @@ impl Store {
             }
             (BundleKind::Slice, _) | (BundleKind::Delta, Some(_)) => {}
         }
+        // Content addresses name bases only, never a change or a writer.
+        let pseudo = b.sender_vector.0.contains_key(&CONTENT_BASE)
+            || b.tables
+                .iter()
+                .flat_map(|t| &t.rows)
+                .any(|r| r.tag.origin == CONTENT_BASE || r.writer == CONTENT_BASE);
+        if pseudo {
+            return Err(StoreError::Malformed(
+                "a change named by a content address".into(),
+            ));
+        }
         let mut seen = BTreeSet::new();
         let mut seen_bases = BTreeSet::new();
         let mut out = Mapped {
@@ -543,11 +557,8 @@ impl Store {
     /// since, the merge rule decides by uuid (ours, or ask for theirs in
     /// full); where no row has that base, the delta stays unplaced and is
     /// asked for by tag. An address two of our rows share places nothing.
-    fn place_by_content(
-        &self,
-        mut mapped: Mapped,
-    ) -> Result<(Mapped, BTreeSet<(String, String)>), StoreError> {
-        let mut seen = BTreeSet::new();
+    fn place_by_content(&self, mut mapped: Mapped) -> Result<(Mapped, SeenByContent), StoreError> {
+        let mut seen = BTreeMap::new();
         let by_content = |r: &RowVersion| {
             r.by_base()
                 && matches!(&r.body, RowBody::Delta { base, .. } if base.origin == CONTENT_BASE)
@@ -589,6 +600,13 @@ impl Store {
                     .and_modify(|e| *e = None)
                     .or_insert(Some((uuid, unchanged, against)));
             }
+            // A row named both by uuid and by its base would be merged twice.
+            let named: BTreeSet<String> = tc
+                .rows
+                .iter()
+                .filter(|r| !r.by_base())
+                .map(|r| r.uuid.clone())
+                .collect();
             for r in tc.rows.iter_mut() {
                 if !by_content(r) {
                     continue;
@@ -597,10 +615,16 @@ impl Store {
                     continue;
                 };
                 if let Some(Some((uuid, unchanged, against))) = by_addr.get(&base.seq) {
+                    if named.contains(uuid) {
+                        return Err(StoreError::Malformed(format!(
+                            "row {uuid} of {} appears twice",
+                            info.name
+                        )));
+                    }
                     r.uuid = uuid.clone();
                     *base = *against;
                     if *unchanged {
-                        seen.insert((info.name.clone(), uuid.clone()));
+                        seen.insert((info.name.clone(), uuid.clone()), *against);
                     }
                 }
             }
@@ -801,9 +825,14 @@ impl Store {
             sender_vector: &b.sender_vector,
             peer: &peer.name,
             now: &now,
-            seen_by_content: &seen_by_content,
+            seen_by_content: &BTreeMap::new(),
         };
+        // Quarantined versions came with other bundles: nothing here was seen for them.
         rep.released = self.retry_quarantine(&ctx)?;
+        let ctx = RowCtx {
+            seen_by_content: &seen_by_content,
+            ..ctx
+        };
         let mut wanted_from_sender: BTreeSet<(String, String)> = BTreeSet::new();
         {
             let mut stmt = tx.prepare("SELECT tbl, uuid FROM rs_want WHERE peer = ?1")?;
@@ -1018,7 +1047,11 @@ impl Store {
         }
         for (t, u, mask) in &lost_at_sender {
             tx.execute(
-                "INSERT OR IGNORE INTO rs_peer_want (peer, tbl, uuid, kind, mask) VALUES (?1, ?2, ?3, 'lost', ?4)",
+                "INSERT INTO rs_peer_want (peer, tbl, uuid, kind, mask) VALUES (?1, ?2, ?3, 'lost', ?4)
+                 ON CONFLICT (peer, tbl, uuid) DO UPDATE SET mask = CASE
+                   WHEN rs_peer_want.mask IS NULL OR excluded.mask IS NULL THEN NULL
+                   ELSE rs_peer_want.mask | excluded.mask END
+                 WHERE rs_peer_want.kind = 'lost'",
                 params![sender_key, t, u, mask.map(|m| m as i64)],
             )?;
         }
@@ -1300,10 +1333,12 @@ fn set_digest(
     tx.prepare_cached("UPDATE rs_row SET digest = ?1 WHERE tbl = ?2 AND uuid = ?3")?
         .execute(params![d, info.name, uuid])?;
     if let Some(d) = d {
-        // The first version of a row this station holds is its base (`rs_base`).
+        // The first version of a row this station holds from elsewhere is its
+        // base (`rs_base`); its own writes (the JSON API's) are edits.
         tx.prepare_cached(
             "INSERT OR IGNORE INTO rs_base (tbl, uuid, origin, seq, digest)
-             SELECT tbl, uuid, origin, seq, ?1 FROM rs_row WHERE tbl = ?2 AND uuid = ?3",
+             SELECT tbl, uuid, origin, seq, ?1 FROM rs_row WHERE tbl = ?2 AND uuid = ?3
+               AND origin != (SELECT uuid FROM rs_station)",
         )?
         .execute(params![d, info.name, uuid])?;
     }
@@ -1349,9 +1384,14 @@ fn merge_row(
             writer: l.writer,
         },
         seen_by_sender: l.tag.is_some_and(|t| ctx.sender_vector.covers(&t))
-            || ctx
-                .seen_by_content
-                .contains(&(info.name.clone(), row.uuid.clone())),
+            // A delta against our version: the sender built on it.
+            || matches!(&row.body, RowBody::Delta { base, .. } if Some(*base) == l.tag)
+            || (l.tag.is_some()
+                && ctx
+                    .seen_by_content
+                    .get(&(info.name.clone(), row.uuid.clone()))
+                    .copied()
+                    == l.tag),
         untagged: l.tag.is_none(),
         incoming_seen_here: seen_here,
     });

@@ -435,8 +435,9 @@ impl Store {
     ) -> Result<FileExport, StoreError> {
         let vector = self.vector()?;
         let sketch = Sketch::of(mine.iter().map(|i| i.item), capacity);
-        // Our edits since the bases, claiming nothing: the claim comes with the
-        // last file, once the peer holds everything we held.
+        // Our edits since the bases, claiming nothing: whether the peer holds
+        // our bases is what the sketch is to find out. The claim comes with
+        // the last file, once the peer holds everything we held.
         let edits = self.edits_for(peer)?;
         let ex =
             self.export_first_contact(peer, &BTreeSet::new(), &edits, &VersionVector::default())?;
@@ -525,8 +526,21 @@ impl Store {
                         None,
                     ));
                 }
-                // The sender's edits against the bases we share: applied now.
-                let rep = if f.bundle.is_empty() {
+                // An old offer (a stick found in a drawer): the sender has since
+                // confirmed holding our changes, so this is no first contact.
+                if p.confirmed.get(&self.station.id) > 0 {
+                    return Ok((
+                        format!(
+                            "an old reconciliation offer from {}: the stations have synced \
+                             since; ignored",
+                            p.name
+                        ),
+                        None,
+                    ));
+                }
+                // The sender's edits against the bases we share: applied now,
+                // unless this station takes no pushes from it.
+                let rep = if f.bundle.is_empty() || !p.may_push {
                     None
                 } else {
                     Some(self.import_reconciled(&f.bundle, &f.sender)?)

@@ -112,13 +112,6 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let existing = !table_columns(conn, "rs_row")?.is_empty();
     let had_bases = !table_columns(conn, "rs_base")?.is_empty();
     conn.execute_batch(DDL)?;
-    if existing && !had_bases {
-        // Rows held before the upgrade: their base is what this station holds now.
-        conn.execute_batch(
-            "INSERT OR IGNORE INTO rs_base (tbl, uuid, origin, seq, digest)
-             SELECT tbl, uuid, origin, seq, nullif(digest, 0) FROM rs_row",
-        )?;
-    }
     if !had_origins {
         conn.execute_batch("INSERT OR IGNORE INTO rs_origin SELECT DISTINCT origin FROM rs_row")?;
     }
@@ -134,6 +127,15 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         // Fingerprints start from every row's digest: the next capture check
         // computes them all once (an upgrade's only full pass).
         conn.execute_batch("UPDATE rs_row SET digest = NULL WHERE digest != 0")?;
+    }
+    if existing && !had_bases {
+        // Rows held before the upgrade: their base is what this station holds
+        // now (after the columns and digests above: a digest not computed yet is
+        // filled in by the capture check, the row's tag being its base's).
+        conn.execute_batch(
+            "INSERT OR IGNORE INTO rs_base (tbl, uuid, origin, seq, digest)
+             SELECT tbl, uuid, origin, seq, nullif(digest, 0) FROM rs_row",
+        )?;
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS rs_row_undigested ON rs_row (tbl, uuid) WHERE digest IS NULL;

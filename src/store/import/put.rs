@@ -141,7 +141,7 @@ impl Store {
             sender_vector: &seen,
             peer: &label,
             now: &now,
-            seen_by_content: &std::collections::BTreeSet::new(),
+            seen_by_content: &std::collections::BTreeMap::new(),
         };
         let mut clock: i64 = tx.query_row("SELECT seq FROM rs_clock", [], |r| r.get(0))?;
         let mut per_table = Vec::new();
