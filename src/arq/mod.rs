@@ -631,7 +631,15 @@ impl Arq {
             // Full jitter where the modem draws no randomness itself: anywhere
             // up to the doubling backoff, so stations that collided spread out
             // instead of colliding again.
-            let cap = self.cfg.backoff(attempt);
+            // Until the peer is heard, even the first retry is jittered: two
+            // stations that called at the same instant would otherwise call
+            // again at the same instant, and again (found on a loaded machine).
+            let unheard = self.peer_end.is_none() && self.peer_tx.is_none();
+            let cap = if self.cfg.jitter && unheard {
+                self.cfg.backoff(attempt.max(1))
+            } else {
+                self.cfg.backoff(attempt)
+            };
             deadline += if self.cfg.jitter {
                 cap.mul_f64(self.backoff_rng.gen::<f64>())
             } else {

@@ -218,6 +218,14 @@ where
             .poll_timeout(station)
             .unwrap_or(now + Duration::from_secs(3600));
         tokio::select! {
+            // Bytes waiting beat a timer that came due meanwhile (a stalled
+            // process must not time out on an answer it has not read yet);
+            // a shutdown beats both, so a flood of bytes cannot starve it.
+            biased;
+            _ = &mut shutdown, if !shutdown_seen => {
+                shutdown_seen = true;
+                driver.shutdown(Instant::now(), station, obs);
+            }
             r = link.read(&mut buf) => match r {
                 Ok(0) => return Err(DaemonError::Closed),
                 Ok(n) => {
@@ -234,10 +242,6 @@ where
                 Err(e) => return Err(e.into()),
             },
             _ = tokio::time::sleep_until(wake.into()) => {}
-            _ = &mut shutdown, if !shutdown_seen => {
-                shutdown_seen = true;
-                driver.shutdown(Instant::now(), station, obs);
-            }
         }
     }
 }
