@@ -23,7 +23,7 @@ pub enum FileKind {
     /// apply the edits, decode, and answer with a `Reply` (or, when it does not
     /// decode, a larger `Offer` of your own).
     Offer = 1,
-    /// The rows behind the receiver's items the sender found differing
+    /// The sender's edits and the rows behind its items the receiver lacks
     /// (`bundle`), and the receiver's items it lacks (`differences`; None: the
     /// sets are too different, and `bundle` is the sender's full export).
     Reply = 2,

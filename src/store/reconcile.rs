@@ -1,6 +1,8 @@
 //! The store's side of set reconciliation (`recon`): every synced row as one
 //! 32-bit item, read from the per-row digests the fingerprints already keep
-//! (`rs_fp`), so listing them reads no application table.
+//! (`rs_fp`), so listing them reads no application table. By file, the items
+//! are the rows' bases (`rs_base`) and the edits since travel with the offer
+//! (docs/reconciliation.md).
 
 use std::collections::BTreeSet;
 
@@ -295,8 +297,8 @@ impl Store {
 
     /// The file for `peer` when reconciliation by file has a step to take:
     /// answer its offer, send the rows its reply asked for, or, at first contact
-    /// (neither station holds a change of the other), offer a sketch instead of
-    /// a full export. None: export a bundle as usual.
+    /// (neither station holds a change of the other), offer our edits and a
+    /// sketch of our bases instead of a full export. None: export a bundle as usual.
     pub fn export_file_for(&mut self, peer: &StationId) -> Result<Option<FileExport>, StoreError> {
         self.writable()?;
         let p = self

@@ -132,9 +132,11 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         // Rows held before the upgrade: their base is what this station holds
         // now (after the columns and digests above: a digest not computed yet is
         // filled in by the capture check, the row's tag being its base's).
+        // A tombstone's digest is 0: its base is "deleted", the same at every
+        // station that holds the tombstone.
         conn.execute_batch(
             "INSERT OR IGNORE INTO rs_base (tbl, uuid, origin, seq, digest)
-             SELECT tbl, uuid, origin, seq, nullif(digest, 0) FROM rs_row",
+             SELECT tbl, uuid, origin, seq, digest FROM rs_row",
         )?;
     }
     conn.execute_batch(
