@@ -115,15 +115,7 @@ impl Driver {
         station: &mut Station,
         obs: &mut dyn Observer,
     ) -> Result<(), DaemonError> {
-        let mut lacking = Vec::new();
-        for p in station.store().peers()? {
-            if p.key.is_some()
-                && !station.busy_with(&p.name)
-                && station.store().pending_for(&p.id)? > 0
-            {
-                lacking.push(p.name);
-            }
-        }
+        let lacking = station.peers_lacking()?;
         if lacking.len() < 2 {
             return Ok(());
         }

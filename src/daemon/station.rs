@@ -1092,6 +1092,18 @@ impl Station {
         }
     }
 
+    /// The keyed peers that lack some of our rows and have no session with
+    /// us now: whom a broadcast would serve (`run --broadcast`).
+    pub fn peers_lacking(&self) -> Result<Vec<String>, StoreError> {
+        let mut lacking = Vec::new();
+        for p in self.store.peers()? {
+            if p.key.is_some() && !self.busy_with(&p.name) && self.store.pending_for(&p.id)? > 0 {
+                lacking.push(p.name);
+            }
+        }
+        Ok(lacking)
+    }
+
     /// One broadcast to the peers `names` (`Store::export_cast`): its pieces
     /// go out whenever no session runs, a transmission of up to `max_frames`
     /// pieces at a time. Returns what was made (no rows: nothing goes out).
