@@ -52,31 +52,54 @@ impl Store {
     /// so every digest is current.
     /// Only the tables shared with `peer` count.
     pub fn recon_items(&self, peer: &StationId, salt: u64) -> Result<Vec<ReconItem>, StoreError> {
-        let shared = self.shared_tables(peer)?;
-        let mut stmt = self.conn.prepare_cached(
+        self.shared_rows(
+            peer,
             "SELECT r.uuid, f.part FROM rs_row r
              LEFT JOIN rs_fp f ON f.tbl = r.tbl AND f.uuid = r.uuid
              WHERE r.tbl = ?1
                AND NOT EXISTS (SELECT 1 FROM rs_held h WHERE h.tbl = r.tbl AND h.uuid = r.uuid)",
-        )?;
+        )
+        .map(|rows| self.as_items(salt, rows))
+    }
+
+    /// Runs `sql` on every table shared with `peer` (?1 the table's name, ?2,
+    /// if it names one, the peer; it selects a uuid and a digest or NULL):
+    /// (table index, uuid, digest) of every row it finds.
+    fn shared_rows(
+        &self,
+        peer: &StationId,
+        sql: &str,
+    ) -> Result<Vec<(u16, String, Option<i64>)>, StoreError> {
+        let shared = self.shared_tables(peer)?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let with_peer = stmt.parameter_count() == 2;
         let mut out = Vec::new();
         for (i, info) in self.tables.iter().enumerate() {
             if !shared[i] {
                 continue;
             }
-            let rows = stmt.query_map(params![info.name], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
-            })?;
-            for row in rows {
-                let (uuid, part) = row?;
-                out.push(ReconItem {
-                    item: item_of(salt, &info.name, &uuid, part),
-                    table: i as u16,
-                    uuid,
-                });
+            let row = |r: &rusqlite::Row<'_>| Ok((i as u16, r.get(0)?, r.get(1)?));
+            let rows = if with_peer {
+                stmt.query_map(params![info.name, peer.0.to_vec()], row)?
+            } else {
+                stmt.query_map(params![info.name], row)?
+            };
+            for r in rows {
+                out.push(r?);
             }
         }
         Ok(out)
+    }
+
+    /// Rows as items under `salt` (a digest of None: the row counts as deleted).
+    fn as_items(&self, salt: u64, rows: Vec<(u16, String, Option<i64>)>) -> Vec<ReconItem> {
+        rows.into_iter()
+            .map(|(table, uuid, digest)| ReconItem {
+                item: item_of(salt, &self.tables[table as usize].name, &uuid, digest),
+                table,
+                uuid,
+            })
+            .collect()
     }
 
     /// Every row whose base (`rs_base`: the version held when tracking began,
@@ -87,30 +110,13 @@ impl Store {
     /// left out: it holds that version or a newer one, and its own changes
     /// travel as its edits. Only the tables shared with `peer`; held rows never.
     pub fn base_items(&self, peer: &StationId, salt: u64) -> Result<Vec<ReconItem>, StoreError> {
-        let shared = self.shared_tables(peer)?;
-        let mut stmt = self.conn.prepare_cached(
+        self.shared_rows(
+            peer,
             "SELECT b.uuid, b.digest FROM rs_base b
              WHERE b.tbl = ?1 AND b.digest IS NOT NULL AND b.origin != ?2
                AND NOT EXISTS (SELECT 1 FROM rs_held h WHERE h.tbl = b.tbl AND h.uuid = b.uuid)",
-        )?;
-        let mut out = Vec::new();
-        for (i, info) in self.tables.iter().enumerate() {
-            if !shared[i] {
-                continue;
-            }
-            let rows = stmt.query_map(params![info.name, peer.0.to_vec()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (uuid, digest) = row?;
-                out.push(ReconItem {
-                    item: item_of(salt, &info.name, &uuid, Some(digest)),
-                    table: i as u16,
-                    uuid,
-                });
-            }
-        }
-        Ok(out)
+        )
+        .map(|rows| self.as_items(salt, rows))
     }
 
     /// Our rows whose content is not their base (edited, deleted, or with no
@@ -120,26 +126,17 @@ impl Store {
     /// ours as the conflict's loser (our claim will say it saw it). Shared
     /// tables only.
     fn edits_for(&self, peer: &StationId) -> Result<BTreeSet<(u16, String)>, StoreError> {
-        let shared = self.shared_tables(peer)?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT r.uuid FROM rs_row r
-             LEFT JOIN rs_base b ON b.tbl = r.tbl AND b.uuid = r.uuid
-             WHERE r.tbl = ?1 AND r.origin != ?2
-               AND (b.digest IS NULL OR r.digest IS NULL OR r.digest != b.digest)",
-        )?;
-        let mut out = BTreeSet::new();
-        for (i, info) in self.tables.iter().enumerate() {
-            if !shared[i] {
-                continue;
-            }
-            let rows = stmt.query_map(params![info.name, peer.0.to_vec()], |r| {
-                r.get::<_, String>(0)
-            })?;
-            for uuid in rows {
-                out.insert((i as u16, uuid?));
-            }
-        }
-        Ok(out)
+        Ok(self
+            .shared_rows(
+                peer,
+                "SELECT r.uuid, NULL FROM rs_row r
+                 LEFT JOIN rs_base b ON b.tbl = r.tbl AND b.uuid = r.uuid
+                 WHERE r.tbl = ?1 AND r.origin != ?2
+                   AND (b.digest IS NULL OR r.digest IS NULL OR r.digest != b.digest)",
+            )?
+            .into_iter()
+            .map(|(table, uuid, _)| (table, uuid))
+            .collect())
     }
 
     /// The rows whose base items (under `salt`) are in `items`.
@@ -149,13 +146,7 @@ impl Store {
         salt: u64,
         items: &[u32],
     ) -> Result<BTreeSet<(u16, String)>, StoreError> {
-        let wanted: BTreeSet<u32> = items.iter().copied().collect();
-        Ok(self
-            .base_items(peer, salt)?
-            .into_iter()
-            .filter(|i| wanted.contains(&i.item))
-            .map(|i| (i.table, i.uuid))
-            .collect())
+        Ok(rows_behind(self.base_items(peer, salt)?, items))
     }
 
     /// The rows behind `items` (ours, under `salt`), as (table index, uuid).
@@ -166,14 +157,18 @@ impl Store {
         salt: u64,
         items: &[u32],
     ) -> Result<BTreeSet<(u16, String)>, StoreError> {
-        let wanted: BTreeSet<u32> = items.iter().copied().collect();
-        Ok(self
-            .recon_items(peer, salt)?
-            .into_iter()
-            .filter(|i| wanted.contains(&i.item))
-            .map(|i| (i.table, i.uuid))
-            .collect())
+        Ok(rows_behind(self.recon_items(peer, salt)?, items))
     }
+}
+
+/// The rows (table index, uuid) of `listed` whose items are in `items`.
+fn rows_behind(listed: Vec<ReconItem>, items: &[u32]) -> BTreeSet<(u16, String)> {
+    let wanted: BTreeSet<u32> = items.iter().copied().collect();
+    listed
+        .into_iter()
+        .filter(|i| wanted.contains(&i.item))
+        .map(|i| (i.table, i.uuid))
+        .collect()
 }
 
 /// Where a reconciliation by file with one peer stands (`rs_recon`).
